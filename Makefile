@@ -1,0 +1,62 @@
+# Two entry points for a fresh machine:
+#   make study STUDY=model_size   installs everything, then runs the study offline on local models
+#   make test                     installs everything, then runs the test suite
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STUDY ?= model_size
+ARGS ?=
+LLAMA_VERSION := 0.3.36
+# llama.cpp's default native build segfaults on these CPUs (AMX); this portable build works.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
+LLAMA_WHEEL_STAMP := .wheels/.llama-$(LLAMA_VERSION)
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+
+.PHONY: install study plan summary test test-fast bench lock clean
+
+install: $(VENV)/.installed
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+# Built once from source with the flags above (about 10 minutes on 2 cores), then reused.
+$(LLAMA_WHEEL_STAMP): | $(VENV)/bin/python
+	mkdir -p .wheels
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-deps --no-binary llama-cpp-python --no-cache-dir \
+		llama-cpp-python==$(LLAMA_VERSION) -w .wheels
+	touch $@
+
+$(VENV)/.installed: requirements.lock pyproject.toml $(LLAMA_WHEEL_STAMP)
+	$(PIP) install --no-deps --find-links .wheels -r requirements.lock
+	$(PIP) install --no-deps -e .
+	$(PY) -c "import llama_cpp, litellm, duckdb, hydra" >/dev/null
+	touch $@
+
+study: install
+	$(PY) -m engine run $(STUDY) $(ARGS)
+
+plan: install
+	$(PY) -m engine plan $(STUDY) $(ARGS)
+
+summary: install
+	$(PY) -m engine summary $(STUDY) $(ARGS)
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Tests that do not load a local LLM (about a minute).
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/study_timing.py
+
+# Regenerate the lock after changing dependencies in pyproject.toml.
+lock: install
+	$(PIP) freeze --exclude-editable | grep -v '^llm-study-engine' \
+		| sed 's|^llama_cpp_python @ .*|llama-cpp-python==$(LLAMA_VERSION)|' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .wheels results outputs

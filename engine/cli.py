@@ -1,0 +1,120 @@
+"""Command line: `python -m engine run|plan|summary STUDY [hydra overrides...]`.
+
+Heavy imports (litellm, llama.cpp, Hydra) happen inside the commands so that --help is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_SPEC = 2
+EXIT_RUNTIME = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine",
+        description="Compile a study spec into trials, run them through one model gateway into DuckDB, "
+                    "and summarise the results.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "run a study (resumes; finished trials are skipped)"),
+                       ("plan", "print cells, trials, estimated calls, tokens and cost; call nothing"),
+                       ("summary", "print the per-cell table from the study database; call nothing")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
+        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. design.seeds=3 model_set=...")
+        if name == "run":
+            p.add_argument("--dry-run", action="store_true", help="same as `plan`")
+            p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    # Overrides may come before or after flags: collect the leftovers as overrides too.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [*args.overrides, *extra]
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from rich.console import Console
+
+    from engine.errors import SpecError, WeightsError
+
+    # Wide tables stay readable when output goes to a file or CI log.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    err = Console(stderr=True)
+    try:
+        if args.command == "plan" or getattr(args, "dry_run", False):
+            return _plan(args, console)
+        if args.command == "summary":
+            return _summary(args, console)
+        return _run(args, console)
+    except SpecError as exc:
+        err.print(f"[bold red]spec error[/] {exc}", markup=True, highlight=False)
+        return EXIT_SPEC
+    except (WeightsError, FileNotFoundError) as exc:
+        err.print(f"[bold red]error[/] {exc}", highlight=False)
+        return EXIT_RUNTIME
+
+
+def _plan(args, console) -> int:
+    from engine.plan.compile import compile_plan
+    from engine.spec.load import load_spec
+    from engine.study import estimate_plan
+
+    loaded = load_spec(args.study, args.overrides)
+    est = estimate_plan(compile_plan(loaded))
+    spec = loaded.spec
+    console.print(f"[bold]{spec.title}[/]  (spec {loaded.spec_hash}, store {spec.store.path})")
+    console.print(f"cells {est.cells} · trials {est.trials} · model calls ≤ {est.calls:,} · "
+                  f"tokens ≤ {est.prompt_tokens + est.completion_tokens:,} "
+                  f"(prompt {est.prompt_tokens:,}, completion {est.completion_tokens:,}) · "
+                  f"cost ≤ ${est.usd:.2f}")
+    for key, row in est.per_model.items():
+        console.print(f"  {key:24s} calls ≤ {int(row['calls']):>6,}  tokens ≤ "
+                      f"{int(row['prompt_tokens'] + row['completion_tokens']):>9,}  ≤ ${row['usd']:.2f}")
+    budget = spec.executor.budget
+    console.print(f"budget cap: {'$' + format(budget.max_usd, 'g') if budget.max_usd is not None else 'none'}"
+                  f", {budget.max_tokens if budget.max_tokens is not None else 'no'} token cap")
+    return 0
+
+
+def _print_table(console, title: str, table) -> None:
+    from rich.table import Table
+
+    out = Table(title=title, show_lines=False)
+    for column in table.columns:
+        out.add_column(str(column), overflow="fold")
+    for row in table.itertuples(index=False):
+        out.add_row(*[str(v) for v in row])
+    console.print(out)
+
+
+def _summary(args, console) -> int:
+    from engine.study import study_summary
+
+    loaded, table = study_summary(args.study, args.overrides)
+    _print_table(console, f"{loaded.spec.title} — 95% intervals; N = finished/planned games", table)
+    return 0
+
+
+def _run(args, console) -> int:
+    from engine.study import run_study
+
+    loaded, summary, table = run_study(args.study, args.overrides,
+                                       show_progress=not args.no_progress)
+    _print_table(console, f"{loaded.spec.title} — 95% intervals; N = finished/planned games", table)
+    s = summary.stats
+    console.print(
+        f"trials: {summary.planned} planned, {summary.skipped_done} already finished, {summary.done} done now, "
+        f"{summary.errors} errors, {summary.not_run_budget} not run (budget) · live calls {s.live_calls}, "
+        f"cache hits {s.cache_hits}, retries {s.retries}, tokens {s.tokens:,}, cost ${s.cost_usd:.4f} · "
+        f"{summary.seconds:.1f}s · database {loaded.spec.store.path}")
+    if summary.not_run_budget:
+        console.print("[yellow]budget reached: rerun with a larger executor.budget to finish the remaining "
+                      "trials[/]")
+    return EXIT_RUNTIME if summary.errors and not summary.done else 0

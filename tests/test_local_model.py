@@ -1,0 +1,95 @@
+"""Real local LLMs through litellm (llama.cpp custom provider), and a small real study."""
+
+import asyncio
+import json
+
+import duckdb
+import litellm
+import pytest
+from conftest import run_cli
+
+from engine.errors import WeightsError
+from engine.providers import prepare_models
+from engine.providers.local_llama import locate_weights
+from engine.scenarios.escalation.agents import REPLY_SCHEMA, parse_reply
+from engine.spec.load import load_spec
+from engine.spec.schema import Weights
+
+pytestmark = pytest.mark.slow
+
+MODELS = load_spec("model_size").spec.models
+
+
+def smollm_call(seed: int, content: str = "Turn 1. Current level: you 0, opponent 3. Your move?"):
+    prepare_models(MODELS, {"smollm2_135m"}, local_threads=2)
+    return asyncio.run(litellm.acompletion(
+        model="local/smollm2-135m-instruct", seed=seed, temperature=0.8, max_tokens=80,
+        messages=[{"role": "system", "content": "You lead a nation in a crisis. Reply in JSON."},
+                  {"role": "user", "content": content}],
+        response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": REPLY_SCHEMA}}))
+
+
+def test_smollm2_through_litellm_answers_schema_json_reproducibly():
+    first, again = smollm_call(seed=3), smollm_call(seed=3)
+    text = first.choices[0].message.content
+    value, status = parse_reply(text)
+    assert status == "ok", text  # grammar-constrained output parses as it is
+    assert set(json.loads(text)) == {"reasoning", "signal_level", "action_level"}
+    assert again.choices[0].message.content == text  # same seed, same reply
+    assert first.usage.prompt_tokens > 10 and first.usage.completion_tokens > 0
+    others = {smollm_call(seed=s).choices[0].message.content for s in range(4, 9)}
+    assert len(others | {text}) > 1  # seeds vary the reply
+
+
+def test_weight_checksum_mismatch_is_refused():
+    w = MODELS["smollm2_135m"].weights
+    bad = Weights(source=w.source, package=w.package, file=w.file, sha256="0" * 64)
+    with pytest.raises(WeightsError, match="does not match"):
+        locate_weights(bad)
+    missing = Weights(source="package_file", package="no_such_weights_pkg", file="x.gguf", sha256="0" * 64)
+    with pytest.raises(WeightsError, match="not installed"):
+        locate_weights(missing)
+
+
+def test_small_real_study_end_to_end_then_rerun_makes_no_calls(tmp_path):
+    db = tmp_path / "e2e.duckdb"
+    args = ["run", "model_size", "design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]",
+            "design.controls=[{agent: [scripted:null]}]", "design.seeds=2", "scenario.max_turns=3",
+            f"store.path={db}", "--no-progress"]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "SmolLM2 135M" in first.stdout and "scripted:null" in first.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    trials = con.execute("SELECT status, count(*) FROM trials GROUP BY status").fetchall()
+    assert dict(trials).get("done", 0) + dict(trials).get("error", 0) == 4
+    calls = con.execute("SELECT count(*), count(*) FILTER (WHERE cache_hit), min(prompt_tokens) FROM calls").fetchone()
+    assert calls[0] >= 2 * 2 * 3 * (dict(trials).get("done", 0) > 0) and calls[1] == 0 and calls[2] > 0
+    turns = con.execute("SELECT count(*) FROM escalation_turns t JOIN trials USING (trial_id) "
+                        "WHERE cell->>'agent' = 'smollm2_135m'").fetchone()[0]
+    assert turns > 0
+    spec = con.execute("SELECT spec, package_versions FROM studies").fetchone()
+    assert json.loads(spec[0])["name"] == "model_size" and "llama_cpp_python" in json.loads(spec[1])
+    con.close()
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "4 already finished, 0 done now" in again.stdout and "live calls 0" in again.stdout
+
+
+def test_api_keys_never_reach_the_database(tmp_path):
+    """A real OpenRouter call fails here (no network); the key must not be stored or printed."""
+    db = tmp_path / "keys.duckdb"
+    secret = "sk-or-v1-THIS-IS-A-TEST-SECRET-0123456789"
+    result = run_cli("run", "model_size", "model_set=openrouter_size_paper", "design.factors.agent=[llama31_8b]",
+                     "design.factors.persona=[default]", "design.controls=[]", "design.seeds=1",
+                     "scenario.max_turns=1", "executor.max_retries=1", "executor.backoff_initial_s=0.01",
+                     "executor.timeout_s=5", f"store.path={db}", "--no-progress",
+                     env={"OPENROUTER_API_KEY": secret})
+    assert secret not in result.stdout + result.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    status, error = con.execute("SELECT status, error FROM trials").fetchone()
+    assert status == "error" and "llama-3.1-8b" in error  # recorded as an error, not an outcome
+    assert con.execute("SELECT count(*) FROM escalation_episodes").fetchone()[0] == 0
+    for table in ("studies", "trials", "calls", "responses"):
+        dump = con.execute(f"SELECT * FROM {table}").fetchall()
+        assert secret not in repr(dump)

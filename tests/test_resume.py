@@ -1,0 +1,55 @@
+"""Kill a run with SIGKILL, restart it, and check every trial is stored exactly once."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+from conftest import REPO
+
+SCRIPTED = ["design.factors={agent: [scripted:hawk, scripted:random, scripted:tit_for_tat]}",
+            "design.controls=[]", "design.seeds=400"]
+
+
+def finished_counts(stdout: str) -> tuple[int, int, int]:
+    m = re.search(r"trials: (\d+) planned, (\d+) already finished, (\d+) done now", stdout)
+    assert m, stdout
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+def test_sigkill_then_rerun_completes_every_trial_exactly_once(tmp_path):
+    db = tmp_path / "resume.duckdb"
+    args = [sys.executable, "-m", "engine", "run", "model_size", *SCRIPTED, f"store.path={db}", "--no-progress"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    wal = tmp_path / "resume.duckdb.wal"
+    deadline = time.time() + 60
+    # Wait until trials are being committed, then kill without warning.
+    while time.time() < deadline and proc.poll() is None:
+        if wal.exists() and wal.stat().st_size > 200_000:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    rerun = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    planned, already, now = finished_counts(rerun.stdout)
+    assert planned == 1200
+    assert 0 < already < planned  # the killed run had committed some trials, not all
+    assert already + now == planned  # the rerun played only the missing ones
+
+    con = duckdb.connect(str(db), read_only=True)
+    trials = con.execute("SELECT count(*), count(DISTINCT trial_id), count(*) FILTER (WHERE status='done') "
+                         "FROM trials").fetchone()
+    assert trials == (planned, planned, planned)
+    episodes = con.execute("SELECT count(*), sum(turns_played) FROM escalation_episodes").fetchone()
+    turns = con.execute("SELECT count(*) / 2 FROM escalation_turns").fetchone()[0]
+    assert episodes[0] == planned and turns == episodes[1]
+
+    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert finished_counts(again.stdout) == (planned, planned, 0)

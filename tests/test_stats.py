@@ -1,0 +1,41 @@
+"""Intervals against independent computations."""
+
+import math
+
+import numpy as np
+import pytest
+
+from engine.analyze.stats import bootstrap_mean, wilson
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (10, 10), (40, 120)])
+def test_wilson_matches_closed_form(k, n):
+    z = 1.959963984540054
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    est = wilson(k, n)
+    assert est.value == pytest.approx(p)
+    assert est.low == pytest.approx(centre - half, abs=1e-9)
+    assert est.high == pytest.approx(centre + half, abs=1e-9)
+
+
+def test_wilson_empty_is_nan_with_zero_n():
+    est = wilson(0, 0)
+    assert est.n == 0 and math.isnan(est.value)
+
+
+def test_bootstrap_is_seeded_and_covers_the_mean():
+    values = np.random.default_rng(3).normal(2.0, 1.0, size=40)
+    a, b = bootstrap_mean(values, seed=11), bootstrap_mean(values, seed=11)
+    assert (a.low, a.high) == (b.low, b.high)
+    assert a.low < values.mean() < a.high
+    # Percentile bootstrap of a mean is close to the normal interval for n=40.
+    se = values.std(ddof=1) / np.sqrt(len(values))
+    assert a.high - a.low == pytest.approx(2 * 1.96 * se, rel=0.2)
+
+
+def test_bootstrap_degenerate_cases():
+    assert bootstrap_mean([5.0, 5.0, 5.0], seed=0).low == 5.0
+    single = bootstrap_mean([2.0], seed=0)
+    assert single.value == 2.0 and single.n == 1 and math.isnan(single.low)
