@@ -11,10 +11,12 @@ ARGS ?=
 LLAMA_VERSION := 0.3.36
 # llama.cpp's default native build segfaults on these CPUs (AMX); this portable build works.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
-LLAMA_WHEEL_STAMP := .wheels/.llama-$(LLAMA_VERSION)
+# Kept outside the checkout so fresh clones on the same machine (CI) reuse the build.
+WHEEL_DIR ?= $(HOME)/.cache/llm-study-engine/wheels
+LLAMA_WHEEL_STAMP := $(WHEEL_DIR)/.llama-$(LLAMA_VERSION)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install study plan summary test test-fast bench lock clean
+.PHONY: install study plan summary report snapshot snapshot-deps test test-fast bench lock clean
 
 install: $(VENV)/.installed
 
@@ -23,13 +25,13 @@ $(VENV)/bin/python:
 
 # Built once from source with the flags above (about 10 minutes on 2 cores), then reused.
 $(LLAMA_WHEEL_STAMP): | $(VENV)/bin/python
-	mkdir -p .wheels
+	mkdir -p $(WHEEL_DIR)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-deps --no-binary llama-cpp-python --no-cache-dir \
-		llama-cpp-python==$(LLAMA_VERSION) -w .wheels
+		llama-cpp-python==$(LLAMA_VERSION) -w $(WHEEL_DIR)
 	touch $@
 
 $(VENV)/.installed: requirements.lock pyproject.toml $(LLAMA_WHEEL_STAMP)
-	$(PIP) install --no-deps --find-links .wheels -r requirements.lock
+	$(PIP) install --no-deps --find-links $(WHEEL_DIR) -r requirements.lock
 	$(PIP) install --no-deps -e .
 	$(PY) -c "import llama_cpp, litellm, duckdb, hydra" >/dev/null
 	touch $@
@@ -43,6 +45,18 @@ plan: install
 summary: install
 	$(PY) -m engine summary $(STUDY) $(ARGS)
 
+# Re-render reports/$(STUDY)/ from the database; calls no model.
+report: install
+	$(PY) -m engine report $(STUDY) $(ARGS)
+
+# Look at the rendered report as a reader would: PNGs of the HTML (headless Chromium) and PDF pages.
+snapshot-deps:
+	command -v chromium >/dev/null && command -v pdftoppm >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium poppler-utils)
+
+snapshot: install snapshot-deps
+	$(PY) reports/snapshot.py reports/$(STUDY)
+
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -51,6 +65,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: install
+	$(PY) bench/report_timing.py
 	$(PY) bench/study_timing.py
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
@@ -59,4 +74,4 @@ lock: install
 		| sed 's|^llama_cpp_python @ .*|llama-cpp-python==$(LLAMA_VERSION)|' > requirements.lock
 
 clean:
-	rm -rf $(VENV) .wheels results outputs
+	rm -rf $(VENV) results outputs

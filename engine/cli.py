@@ -21,13 +21,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "run a study (resumes; finished trials are skipped)"),
                        ("plan", "print cells, trials, estimated calls, tokens and cost; call nothing"),
-                       ("summary", "print the per-cell table from the study database; call nothing")):
+                       ("summary", "print the per-cell table from the study database; call nothing"),
+                       ("report", "render the study's report (HTML and PDF) from its database; call nothing")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. design.seeds=3 model_set=...")
         if name == "run":
             p.add_argument("--dry-run", action="store_true", help="same as `plan`")
             p.add_argument("--no-progress", action="store_true", help="no live progress display")
+            p.add_argument("--no-report", action="store_true", help="skip rendering the report")
+        if name in ("run", "report"):
+            p.add_argument("--formats", default="html,pdf", help="report formats (default: html,pdf)")
     return parser
 
 
@@ -41,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = [*args.overrides, *extra]
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from rich.console import Console
+    from rich.markup import escape
 
-    from engine.errors import SpecError, WeightsError
+    from engine.errors import SpecError, StoreBusy, WeightsError
+    from engine.report import ReportError
 
     # Wide tables stay readable when output goes to a file or CI log.
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -52,12 +58,14 @@ def main(argv: list[str] | None = None) -> int:
             return _plan(args, console)
         if args.command == "summary":
             return _summary(args, console)
+        if args.command == "report":
+            return _report(args, console)
         return _run(args, console)
     except SpecError as exc:
-        err.print(f"[bold red]spec error[/] {exc}", markup=True, highlight=False)
+        err.print(f"[bold red]spec error[/] {escape(str(exc))}", highlight=False)
         return EXIT_SPEC
-    except (WeightsError, FileNotFoundError) as exc:
-        err.print(f"[bold red]error[/] {exc}", highlight=False)
+    except (WeightsError, FileNotFoundError, ReportError, StoreBusy) as exc:
+        err.print(f"[bold red]error[/] {escape(str(exc))}", highlight=False)
         return EXIT_RUNTIME
 
 
@@ -117,4 +125,22 @@ def _run(args, console) -> int:
     if summary.not_run_budget:
         console.print("[yellow]budget reached: rerun with a larger executor.budget to finish the remaining "
                       "trials[/]")
+    if summary.done + summary.skipped_done and not args.no_report:
+        _report(args, console, loaded)
     return EXIT_RUNTIME if summary.errors and not summary.done else 0
+
+
+def _report(args, console, loaded=None) -> int:
+    import time
+
+    from engine.report import build_report_for
+    from engine.spec.load import load_spec
+
+    started = time.perf_counter()
+    loaded = loaded or load_spec(args.study, args.overrides)
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    report = build_report_for(loaded, formats=formats)
+    made = [str(p) for p in (report.outputs.html, report.outputs.pdf) if p]
+    console.print(f"report ({report.outputs.engine}, {time.perf_counter() - started:.1f}s): "
+                  f"{report.outputs.qmd} -> {', '.join(made)}")
+    return 0

@@ -38,3 +38,7 @@ class BudgetExhausted(Exception):
 
 class ParseFailure(Exception):
     """A model's reply could not be parsed after the allowed re-asks."""
+
+
+class StoreBusy(Exception):
+    """The study database is open for writing in another process (DuckDB allows one writer)."""

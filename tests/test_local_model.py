@@ -93,3 +93,22 @@ def test_api_keys_never_reach_the_database(tmp_path):
     for table in ("studies", "trials", "calls", "responses"):
         dump = con.execute(f"SELECT * FROM {table}").fetchall()
         assert secret not in repr(dump)
+
+
+def test_token_budget_stops_the_run_and_a_rerun_resumes_from_cache(tmp_path):
+    db = tmp_path / "budget.duckdb"
+    args = ["run", "model_size", "design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]",
+            "design.controls=[]", "design.seeds=3", "scenario.max_turns=3", "executor.max_concurrent_trials=1",
+            f"store.path={db}", "--no-progress", "--no-report"]
+    capped = run_cli(*args, "executor.budget.max_tokens=1500")
+    assert capped.returncode == 0, capped.stderr
+    assert "0 done now" in capped.stdout and "3 not run (budget)" in capped.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 0  # nothing half-counted
+    spent = con.execute("SELECT count(*), sum(prompt_tokens + completion_tokens) FROM responses").fetchone()
+    con.close()
+    assert 1 <= spent[0] < 6 and spent[1] >= 1500  # stopped at the first call past the cap
+
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "3 done now" in resumed.stdout and f"cache hits {spent[0]}" in resumed.stdout

@@ -10,19 +10,19 @@ import time
 import duckdb
 from conftest import REPO
 
-SCRIPTED = ["design.factors={agent: [scripted:hawk, scripted:random, scripted:tit_for_tat]}",
-            "design.controls=[]", "design.seeds=400"]
+SCRIPTED = ["design.factors.agent=[scripted:hawk, scripted:random, scripted:tit_for_tat]",
+            "~design.factors.persona", "design.controls=[]", "design.seeds=400"]
 
 
 def finished_counts(stdout: str) -> tuple[int, int, int]:
     m = re.search(r"trials: (\d+) planned, (\d+) already finished, (\d+) done now", stdout)
-    assert m, stdout
+    assert m, f"no summary line in output:\n{stdout[-3000:]}"
     return int(m[1]), int(m[2]), int(m[3])
 
 
 def test_sigkill_then_rerun_completes_every_trial_exactly_once(tmp_path):
     db = tmp_path / "resume.duckdb"
-    args = [sys.executable, "-m", "engine", "run", "model_size", *SCRIPTED, f"store.path={db}", "--no-progress"]
+    args = [sys.executable, "-m", "engine", "run", "model_size", *SCRIPTED, f"store.path={db}", "--no-progress", "--no-report"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     wal = tmp_path / "resume.duckdb.wal"
@@ -50,6 +50,18 @@ def test_sigkill_then_rerun_completes_every_trial_exactly_once(tmp_path):
     episodes = con.execute("SELECT count(*), sum(turns_played) FROM escalation_episodes").fetchone()
     turns = con.execute("SELECT count(*) / 2 FROM escalation_turns").fetchone()[0]
     assert episodes[0] == planned and turns == episodes[1]
+    con.close()  # DuckDB allows one writer; the next run needs the file
 
     again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert finished_counts(again.stdout) == (planned, planned, 0)
+
+
+def test_a_database_held_by_another_process_is_a_clear_error(tmp_path):
+    db = tmp_path / "held.duckdb"
+    holder = duckdb.connect(str(db))
+    result = subprocess.run([sys.executable, "-m", "engine", "run", "model_size", *SCRIPTED[:3], "design.seeds=1",
+                             f"store.path={db}", "--no-progress", "--no-report"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    holder.close()
+    assert result.returncode == 1
+    assert "in use by another process" in result.stderr and str(db) in result.stderr.replace("\n", "")

@@ -28,6 +28,11 @@ class Metric:
     sql: str  # SELECT trial_id, value ...; may use {finished} and {attempted}
     description: str
     percent: bool = False
+    prose_name: str | None = None  # how prose names it, if not by its table label
+
+    @property
+    def prose(self) -> str:
+        return self.prose_name or self.label
 
     def unit_sql(self) -> str:
         return self.sql.format(finished=FINISHED, attempted=ATTEMPTED)

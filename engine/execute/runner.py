@@ -28,6 +28,20 @@ class RunSummary:
     seconds: float
 
 
+def round_robin(todo: list[tuple[Trial, int]]) -> list[tuple[Trial, int]]:
+    """Seed-major order (one trial of each cell, then the next seed), so trials in flight span
+    models and their calls can run side by side. Order never changes ids or results."""
+    rank: dict[str, int] = {}
+    for trial, _ in todo:
+        rank.setdefault(trial.cell_id, len(rank))
+    seen: dict[str, int] = {}
+    keyed = []
+    for trial, attempt in todo:
+        seen[trial.cell_id] = seen.get(trial.cell_id, 0) + 1
+        keyed.append(((seen[trial.cell_id], rank[trial.cell_id]), trial, attempt))
+    return [(t, a) for _, t, a in sorted(keyed, key=lambda k: k[0])]
+
+
 def trials_to_run(plan: Plan, store: StudyStore) -> tuple[list[tuple[Trial, int]], int]:
     """Trials still to play with their attempt number, and how many are already finished."""
     statuses = store.trial_statuses()
@@ -48,6 +62,7 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
     scenario = get_scenario(plan.scenario_name)
     gateway = gateway or Gateway(spec.executor, store)
     todo, finished = trials_to_run(plan, store)
+    todo = round_robin(todo)
     counts = {"done": 0, "error": 0, "budget": 0}
     started = time.perf_counter()
     limit = asyncio.Semaphore(spec.executor.max_concurrent_trials)

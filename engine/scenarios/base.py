@@ -63,6 +63,26 @@ class Scenario(ABC):
     def metrics(self) -> list["Metric"]:
         """The scenario's metrics, each one query over the study database."""
 
+    def cell_models(self, cell: dict[str, Any]) -> list[str]:
+        """Model keys (from the registry) that play in a cell."""
+        return [str(cell["model"])] if "model" in cell else []
+
+    def method_settings(self, params: BaseModel) -> list[tuple[str, Any]]:
+        """(setting, value) rows for the report's methods table."""
+        return [(k, v) for k, v in params.model_dump().items() if isinstance(v, (int, float, str, bool))]
+
+    def method_notes(self, spec: "StudySpec") -> list[str]:
+        """Sentences for the methods section: how replies were parsed or judged."""
+        return []
+
+    def caveats(self, ctx: Any) -> list[str]:
+        """Scenario-specific caveats computed from the data."""
+        return []
+
+    def is_control(self, cell: dict[str, Any]) -> bool:
+        """True for baseline/control cells (shown next to, not among, the models under test)."""
+        return False
+
     def describe_cell(self, cell: dict[str, Any], spec: "StudySpec") -> dict[str, str]:
         """Display columns for a design cell (default: the factor levels as they are)."""
         return {name: str(level) for name, level in cell.items()}

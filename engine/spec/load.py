@@ -112,13 +112,18 @@ def load_spec(study: str, overrides: list[str] | tuple[str, ...] = ()) -> Loaded
         )
     scenario = get_scenario(scenario_name)
     params = _validate(scenario.Params, spec.scenario, sources, prefix=("scenario",))
+    from engine.report.sections import validate_sections
+
     try:
         scenario.check_design(spec, params)
+        validate_sections(spec.report.sections, scenario)
     except SpecError as exc:
         if exc.file is None and exc.key:
             exc = SpecError(exc.message, file=sources.file_for(exc.key), key=exc.key)
         raise exc from None
-    return LoadedSpec(spec, params, resolved, content_hash(resolved, 16), sources)
+    # The report block only changes how results are shown: editing it must not orphan the results.
+    spec_hash = content_hash({k: v for k, v in resolved.items() if k != "report"}, 16)
+    return LoadedSpec(spec, params, resolved, spec_hash, sources)
 
 
 def _validate(model: type[BaseModel], data: dict, sources: Sources, prefix: tuple[str, ...]) -> Any:

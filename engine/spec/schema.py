@@ -122,6 +122,19 @@ class Store(Strict):
     path: str
 
 
+DEFAULT_SECTIONS: list[dict[str, Any]] = [
+    {"type": "summary"}, {"type": "design"}, {"type": "headline_table"}, {"type": "caveats"},
+    {"type": "reproducibility"},
+]
+
+
+class ReportSpec(Strict):
+    """Sections by type with their options; types come from the section registry."""
+
+    sections: list[dict[str, Any]] = DEFAULT_SECTIONS
+    output_dir: str
+
+
 class StudySpec(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     title: str
@@ -133,3 +146,4 @@ class StudySpec(Strict):
     generation: Generation = Generation()
     executor: Executor = Executor()
     store: Store
+    report: ReportSpec

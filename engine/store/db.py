@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 import duckdb
 
+from engine.errors import StoreBusy
+
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -74,7 +76,13 @@ class StudyStore:
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path), read_only=read_only)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            raise StoreBusy(f"{self.path} is in use by another process (DuckDB allows one writer per file); "
+                            "wait for it to finish or stop it, then rerun") from None
         if not read_only:
             migrate(self.con, "core", CORE_MIGRATIONS)
 

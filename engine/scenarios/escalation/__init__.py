@@ -15,14 +15,15 @@ from engine.scenarios.escalation.agents import (
 )
 from engine.scenarios.escalation.game import SIDES, GameState, RandomStreams, TurnRecord, is_nuclear, welfare
 from engine.scenarios.escalation.metrics import METRICS
+from engine.scenarios.escalation import report as _report_sections  # noqa: F401 - registers sections
 from engine.scenarios.escalation.params import NUCLEAR_LEVEL, STRATEGIC_EXCHANGE_LEVEL, EscalationParams
 
 # Factors that set a side's agent or persona, that set a game parameter, or the sampling temperature.
 AGENT_FACTORS = ("agent", "opponent")
 PERSONA_FACTORS = ("persona", "opponent_persona")
 GAME_FACTORS = ("max_turns", "start_level", "history_window", "fog_probability", "cooperation_window",
-                "ceasefire_turns")
-LLM_ONLY_FACTORS = (*PERSONA_FACTORS, "temperature", "history_window")
+                "ceasefire_turns", "reasoning_max_chars")
+LLM_ONLY_FACTORS = (*PERSONA_FACTORS, "temperature", "history_window", "reasoning_max_chars")
 DEFAULT_PERSONA = "default"
 
 
@@ -189,6 +190,42 @@ class Escalation(Scenario):
 
     def metrics(self):
         return METRICS
+
+    def cell_models(self, cell: dict[str, Any]) -> list[str]:
+        agents = [str(cell["agent"]), str(cell.get("opponent", cell["agent"]))]
+        return list(dict.fromkeys(a for a in agents if not self._is_scripted(a)))
+
+    def method_settings(self, params: EscalationParams) -> list[tuple[str, Any]]:
+        p = params
+        levers = ", ".join(f"{k}={v}" for k, v in p.levers.model_dump().items() if v is not None) or "none"
+        return [("max_turns", p.max_turns), ("start_level", p.start_level), ("history_window", p.history_window),
+                ("reasoning_max_chars", p.reasoning_max_chars),
+                ("fog_probability", p.fog_probability), ("cooperation_window", p.cooperation_window),
+                ("ceasefire_turns", p.ceasefire_turns or "off"), ("levers", levers),
+                ("level_payoff (levels 0-9)", ", ".join(f"{v:g}" for v in p.level_payoff))]
+
+    def method_notes(self, spec) -> list[str]:
+        return [
+            "Each model plays itself (mirror match) unless an opponent factor is given; both sides move "
+            "simultaneously and choose a public signal and an actual action on a 0-9 ladder (7+ nuclear, 9 ends "
+            "the game).",
+            "Replies are JSON (reasoning, signal_level, action_level), constrained by a JSON schema where the "
+            "provider supports it. Each reply is parsed as ok, repaired (JSON cut out of other text) or failed; "
+            f"a failed reply is re-asked up to {spec.executor.parse_retries} times with a new seed, and a side "
+            "that never answers ends the game as an error, never as a move.",
+            "Fog of war and scripted randomness use their own random streams per side, derived from the seed "
+            "alone, so conditions with the same seed share accidents (common random numbers).",
+            "Welfare sums level_payoff over both sides and all turns played; divergence compares the chosen "
+            "action with the public signal, before levers and fog.",
+        ]
+
+    def caveats(self, ctx) -> list[str]:
+        from engine.scenarios.escalation.report import escalation_caveats
+
+        return escalation_caveats(ctx)
+
+    def is_control(self, cell: dict[str, Any]) -> bool:
+        return all(self._is_scripted(str(cell.get(k, cell["agent"]))) for k in AGENT_FACTORS)
 
     def describe_cell(self, cell: dict[str, Any], spec) -> dict[str, str]:
         agent = str(cell["agent"])

@@ -10,7 +10,7 @@ METRICS = [
     Metric("nuclear_rate", "Nuclear", "proportion",
            f"SELECT e.trial_id, e.nuclear::INT AS value FROM {_EPISODES}",
            "Share of games in which either side's realised level reached 7 (tactical nuclear use) or "
-           "higher at any turn.", percent=True),
+           "higher at any turn.", percent=True, prose_name="Nuclear-use rate"),
     Metric("strategic_exchange_rate", "Strategic exchange", "proportion",
            f"SELECT e.trial_id, e.strategic_exchange::INT AS value FROM {_EPISODES}",
            "Share of games that reached level 9 (full strategic exchange), which ends the game.",
@@ -19,7 +19,7 @@ METRICS = [
            f"SELECT e.trial_id, avg(abs(e.action_level - e.signal_level)) AS value FROM {_TURNS} "
            "GROUP BY e.trial_id",
            "Mean |action - signal| over both sides' turns of a game (chosen action, before levers and "
-           "fog), averaged over games."),
+           "fog), averaged over games.", prose_name="Signal-action divergence"),
     Metric("divergence_signed", "Signed divergence", "mean",
            f"SELECT e.trial_id, avg(e.action_level - e.signal_level) AS value FROM {_TURNS} "
            "GROUP BY e.trial_id",
@@ -32,7 +32,8 @@ METRICS = [
     Metric("velocity", "Velocity", "mean",
            f"SELECT e.trial_id, avg(e.realised_level - e.prev_realised) AS value FROM {_TURNS} "
            "GROUP BY e.trial_id",
-           "Mean change in a side's realised level per turn (levels/turn), averaged over games."),
+           "Mean change in a side's realised level per turn (levels/turn), averaged over games.",
+           prose_name="Escalation velocity"),
     Metric("welfare", "Welfare", "mean",
            f"SELECT e.trial_id, e.welfare AS value FROM {_EPISODES}",
            "Sum over turns and both sides of the payoff of each side's realised level "

@@ -35,6 +35,9 @@ class EscalationParams(Strict):
     max_turns: int = Field(default=10, ge=1, le=100)
     start_level: int = Field(default=0, ge=0, le=LEVELS - 1)
     history_window: int = Field(default=3, ge=0)
+    # Longest `reasoning` an LLM agent may write (0: no reasoning field). Generated tokens dominate
+    # the cost of local models, and the reasoning text is shown in transcripts, not measured.
+    reasoning_max_chars: int = Field(default=80, ge=0, le=2000)
     fog_probability: float = Field(default=0.05, ge=0, le=1)
     cooperation_window: int = Field(default=0, ge=0)
     # The game ends in a ceasefire when both sides' realised levels are 0 for this many

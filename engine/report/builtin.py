@@ -1,0 +1,299 @@
+"""Built-in report sections. Every number is read from the database through ReportContext."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import pandas as pd
+from pydantic import Field
+
+from engine.analyze.summary import format_estimate
+from engine.hashing import content_hash
+from engine.report.charts import estimate_chart
+from engine.report.context import ReportContext
+from engine.report.markdown import bullet_list, escape, table
+from engine.report.sections import Figure, NoOptions, Rendered, Section, check_metric, register_section
+from engine.spec.schema import Strict
+
+Rows = Literal["all", "models", "controls"]
+
+
+def select_cells(ctx: ReportContext, rows: Rows) -> pd.DataFrame:
+    cells = ctx.cells
+    if rows == "models":
+        return cells[~cells.is_control]
+    if rows == "controls":
+        return cells[cells.is_control]
+    return cells
+
+
+def fmt(ctx: ReportContext, cell_id: str, metric: str) -> str:
+    est = ctx.estimate(cell_id, metric)
+    return format_estimate(est.value, est.low, est.high, ctx.metrics[metric].percent)
+
+
+def cell_label(labels: dict[str, str]) -> str:
+    """Short name of a cell for prose and captions (parameter counts have their own column)."""
+    return ", ".join(v for k, v in labels.items() if v != "—" and k != "Params")
+
+
+def pct(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0%}"
+
+
+@register_section
+class Summary(Section):
+    """The abstract: what was run and the range of each key metric, from the data."""
+
+    type = "summary"
+
+    class Options(Strict):
+        type: str
+        metrics: list[str] | None = None
+
+    def check(self, options, scenario, key):
+        for i, m in enumerate(options.metrics or []):
+            check_metric(m, scenario, f"{key}.metrics.{i}")
+
+    def render(self, ctx, options) -> Rendered:
+        counts = ctx.trial_counts
+        models = select_cells(ctx, "models")
+        controls = select_cells(ctx, "controls")
+        seeds = len(ctx.spec.design.seed_list)
+        sentences = [
+            f"We planned {counts['planned']} games: {len(models)} model cells and {len(controls)} control cells, "
+            f"{seeds} seeds each; {counts['done']} finished and {counts['errors']} ended in an error."]
+        names = options.metrics or [m for m in ctx.scenario.headline_metrics
+                                    if m not in ("parse_failure_rate", "error_rate")]
+        for name in names:
+            metric = ctx.metrics[name]
+            rows = [(ctx.estimate(c.cell_id, name), cell_label(c.labels)) for c in models.itertuples()]
+            rows = [(e, label) for e, label in rows if e.n > 0]
+            if not rows:
+                continue
+            lo = min(rows, key=lambda r: r[0].value)
+            hi = max(rows, key=lambda r: r[0].value)
+            show = lambda e: format_estimate(e.value, e.low, e.high, metric.percent)  # noqa: E731
+            if lo[0].value == hi[0].value:
+                sentences.append(f"{metric.prose} was {show(lo[0])} in every model cell.")
+            else:
+                sentences.append(f"{metric.prose} ranged from {show(lo[0])} ({lo[1]}) to {show(hi[0])} ({hi[1]}) "
+                                 "across model cells.")
+        text = " ".join(escape(s) for s in sentences)
+        return Rendered(f"## Abstract\n\n{text}\n\nIntervals are 95%: Wilson for rates, a seeded bootstrap over "
+                        "games for means\\.")
+
+
+@register_section
+class Design(Section):
+    """Methods: design matrix, N per cell, models, settings, parser, cost."""
+
+    type = "design"
+    Options = NoOptions
+
+    def render(self, ctx, options) -> Rendered:
+        spec = ctx.spec
+        parts = ["## Methods"]
+        if spec.description:
+            parts.append(escape(spec.description))
+        factors = [(name, ", ".join(map(str, levels))) for name, levels in spec.design.factors.items()]
+        factors += [(f"controls {i + 1}: {name}", ", ".join(map(str, levels)))
+                    for i, block in enumerate(spec.design.controls) for name, levels in block.items()]
+        factors.append(("seeds", f"{len(spec.design.seed_list)} ({', '.join(map(str, spec.design.seed_list))})"))
+        parts.append(table(["Factor", "Levels"], factors, "Design matrix: factors are crossed; each control "
+                           "block is crossed on its own and added as extra cells.", "tbl-design", ["l", "l"]))
+        parts.append(table(["Cell", "Planned", "Finished", "Errors"],
+                           [(cell_label(c.labels), c.planned, c.done, c.errors) for c in ctx.cells.itertuples()],
+                           "Games per design cell.", "tbl-cells"))
+        used = {k for c in ctx.cells.itertuples() for k in ctx.scenario.cell_models(c.cell)}
+        model_rows = []
+        for key in sorted(used, key=lambda k: spec.models[k].params.effective_b):
+            m = spec.models[key]
+            model_rows.append((m.display_name, m.litellm_id, m.provider, m.family, f"{m.params.total_b:g}",
+                               f"{m.params.active_b:g}" if m.params.active_b else "—",
+                               "yes" if m.params.estimated else "no"))
+        if model_rows:
+            parts.append(table(["Model", "litellm id", "Provider", "Family", "Params (B, total)", "Active (B)",
+                                "Estimated"], model_rows, "Models under test. Estimated parameter counts are "
+                               "not published by the provider.", "tbl-models", ["l"] * 4 + ["r", "r", "l"]))
+        g = spec.generation
+        settings = [("temperature", g.temperature), ("top_p", g.top_p), ("max_tokens", g.max_tokens)]
+        settings += ctx.scenario.method_settings(ctx.loaded.scenario_params)
+        parts.append(table(["Setting", "Value"], settings, "Generation and scenario settings.", "tbl-settings",
+                           ["l", "l"]))
+        parts.append(table(["Metric", "Definition", "Interval"],
+                           [(m.label, m.description, "Wilson" if m.kind == "proportion" else "bootstrap over trials")
+                            for m in ctx.metrics.values()],
+                           "Metric definitions; each is one query over the study database.", "tbl-metrics",
+                           ["l", "l", "l"]))
+        notes = ctx.scenario.method_notes(spec)
+        u = ctx.usage
+        notes.append(f"Model calls: {u['calls']:,} ({u['cache_hits']:,} served from the response cache), "
+                     f"{u['prompt_tokens']:,} prompt and {u['completion_tokens']:,} completion tokens, "
+                     f"${u['cost_usd']:.4f} at registry prices, {u['model_seconds']:.0f} s of model time.")
+        parts.append(bullet_list(escape(n) for n in notes))
+        return Rendered("\n\n".join(parts))
+
+
+class TableOptions(Strict):
+    type: str
+    title: str | None = None
+    metrics: list[str] | None = None
+    split_by: str | None = None
+    rows: Rows = "all"
+    caption: str | None = None
+
+
+def metric_table(ctx: ReportContext, options: TableOptions, label: str) -> str:
+    names = options.metrics or list(ctx.scenario.headline_metrics)
+    cells = select_cells(ctx, options.rows)
+    groups = [(None, cells)]
+    if options.split_by:
+        key = lambda c: c.get(options.split_by, "—")  # noqa: E731
+        levels = list(dict.fromkeys(key(c) for c in cells.cell))
+        groups = [(lvl, cells[[key(c) == lvl for c in cells.cell]]) for lvl in levels]
+    out = []
+    for i, (level, group) in enumerate(groups):
+        if group.empty:
+            continue
+        label_cols = [k for k in group.labels.iloc[0]
+                      if not (options.split_by and k.lower() == options.split_by.lower())]
+        headers = label_cols + [ctx.metrics[m].label for m in names] + ["N"]
+        rows = []
+        for c in group.itertuples():
+            rows.append([c.labels.get(k, "") for k in label_cols] + [fmt(ctx, c.cell_id, m) for m in names]
+                        + [f"{c.done}/{c.planned}"])
+        caption = options.caption or "Per-cell results"
+        if level is not None:
+            caption += f" — {options.split_by}: {level}"
+        caption += ". 95% intervals; N = finished/planned games."
+        out.append(table(headers, rows, caption, f"{label}-{i}" if level is not None else label))
+    return "\n\n".join(out) or "*No cells of this kind in this study\\.*"
+
+
+@register_section
+class HeadlineTable(Section):
+    type = "headline_table"
+    Options = TableOptions
+
+    def check(self, options, scenario, key):
+        for i, m in enumerate(options.metrics or []):
+            check_metric(m, scenario, f"{key}.metrics.{i}")
+
+    def render(self, ctx, options) -> Rendered:
+        heading = f"## {escape(options.title)}\n\n" if options.title else ""
+        label = f"tbl-{options.rows}-{content_hash([options.metrics, options.split_by, options.caption], 6)}"
+        return Rendered(heading + metric_table(ctx, options, label))
+
+
+@register_section
+class Chart(Section):
+    type = "chart"
+
+    class Options(Strict):
+        type: str
+        metric: str
+        x: str = "params"
+        color: str | None = None
+        log_x: bool = True
+        rows: Rows = "models"
+        caption: str | None = None
+
+    def check(self, options, scenario, key):
+        check_metric(options.metric, scenario, f"{key}.metric")
+
+    def render(self, ctx, options) -> Rendered:
+        metric = ctx.metrics[options.metric]
+        data = []
+        for c in select_cells(ctx, options.rows).itertuples():
+            est = ctx.estimate(c.cell_id, options.metric)
+            if est.n == 0:
+                continue
+            if options.x == "params":
+                models = ctx.scenario.cell_models(c.cell)
+                if not models:
+                    continue
+                x = ctx.spec.models[models[0]].params.effective_b
+            else:
+                x = c.cell.get(options.x, "—")
+            row = {"x": x, "value": est.value, "low": est.low, "high": est.high, "n": int(est.n),
+                   "label": cell_label(c.labels)}
+            if options.color:
+                row[options.color] = str(c.cell.get(options.color, "—"))
+            data.append(row)
+        label = f"fig-{options.metric}-{options.x}".replace("_", "-")
+        caption = options.caption or (f"{metric.label} against "
+                                      f"{'parameter count (billions, log scale)' if options.x == 'params' else options.x}"
+                                      f"{', by ' + options.color if options.color else ''}; bars are 95% intervals.")
+        if not data:
+            return Rendered(f"*No finished games to plot for {escape(metric.label)}\\.*")
+        frame = pd.DataFrame(data)
+        numeric = pd.api.types.is_numeric_dtype(frame["x"])
+        spec = estimate_chart(frame, x="x", x_title="Parameters (B)" if options.x == "params" else options.x,
+                              y_title=metric.label, color=options.color, log_x=options.log_x and numeric,
+                              percent=metric.percent, nominal_x=not numeric)
+        return Rendered(f"@@FIGURE:{label}@@", [Figure(label, caption, spec)])
+
+
+@register_section
+class Caveats(Section):
+    """Limits of this run, generated from the data."""
+
+    type = "caveats"
+
+    class Options(Strict):
+        type: str
+        small_n: int = Field(default=30, gt=0)
+
+    def render(self, ctx, options) -> Rendered:
+        items = []
+        rows = []
+        for c in ctx.cells.itertuples():
+            pf = ctx.estimate(c.cell_id, "parse_failure_rate") if "parse_failure_rate" in ctx.metrics else None
+            er = ctx.estimate(c.cell_id, "error_rate") if "error_rate" in ctx.metrics else None
+            if (pf is not None and pf.n and pf.value > 0) or c.errors:
+                rows.append((cell_label(c.labels), pct(pf.value) if pf is not None else "—",
+                             f"{c.errors} of {c.errors + c.done}", pct(er.value) if er is not None else "—"))
+        if rows:
+            items.append("Parse failures and errors (errored games are excluded from every result; failed "
+                         "replies were re-asked, never read as a move):")
+        else:
+            items.append("No reply failed to parse and no game ended in an error.")
+        small = [cell_label(c.labels) for c in ctx.cells.itertuples() if c.done < options.small_n]
+        if small:
+            items.append(f"{len(small)} of {len(ctx.cells)} cells have fewer than {options.small_n} finished games; "
+                         "their intervals are wide and differences between them should not be over-read.")
+        used = {k for c in ctx.cells.itertuples() for k in ctx.scenario.cell_models(c.cell)}
+        estimated = sorted(ctx.spec.models[k].display_name for k in used if ctx.spec.models[k].params.estimated)
+        if estimated:
+            items.append("Parameter counts are estimates, not published figures, for: " + ", ".join(estimated) + ".")
+        items += ctx.scenario.caveats(ctx)
+        md = ["## Caveats", bullet_list(escape(i) for i in items[:1])]
+        if rows:
+            md.append(table(["Cell", "Parse failures", "Errored games", "Error rate"], rows,
+                            "Cells with parse failures or errors.", "tbl-failures"))
+        if len(items) > 1:
+            md.append(bullet_list(escape(i) for i in items[1:]))
+        return Rendered("\n\n".join(md))
+
+
+@register_section
+class Reproducibility(Section):
+    type = "reproducibility"
+    Options = NoOptions
+
+    def render(self, ctx, options) -> Rendered:
+        s = ctx.study_row
+        rows = [("spec hash", ctx.spec_hash), ("engine version", s["engine_version"]),
+                ("git commit", s["git_sha"] or "unknown"), ("database", ctx.db_path),
+                ("first run", str(s["created_at"]))]
+        rows += [(f"package {k}", v) for k, v in sorted(s["package_versions"].items())]
+        command = f"python -m engine run {ctx.loaded.sources.study_file.stem}"
+        if ctx.loaded.overrides:
+            command += " " + " ".join(ctx.loaded.overrides)
+        return Rendered("## Reproducibility\n\n"
+                        + table(["Item", "Value"], rows, "Versions and identifiers of this run.", "tbl-repro",
+                                ["l", "l"])
+                        + "\n\nTo reproduce (the response cache makes a rerun of a finished study call no model):"
+                        + f"\n\n```\n{command}\n```")

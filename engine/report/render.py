@@ -1,0 +1,105 @@
+"""Render the Quarto project to HTML and PDF: with Quarto when it is installed, otherwise with
+pandoc (pypandoc-binary) to HTML and pandoc -> typst -> PDF (the `typst` package)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.report.sections import Figure
+
+FILTER = Path(__file__).parent / "filters" / "crossref.lua"
+CSS = """
+body { max-width: 52rem; margin: 2rem auto; padding: 0 1rem; font-family: Georgia, 'Times New Roman', serif;
+       line-height: 1.5; color: #1a1a1a; }
+h1, h2, h3 { font-family: 'Helvetica Neue', Arial, sans-serif; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.85rem; }
+th, td { border-bottom: 1px solid #ccc; padding: 0.25rem 0.6rem; vertical-align: top; }
+thead th { border-bottom: 2px solid #333; }
+caption, figcaption { caption-side: top; text-align: left; font-size: 0.9rem; margin-bottom: 0.3rem; }
+figure { margin: 1.5rem 0; }
+pre, code { font-size: 0.8rem; white-space: pre-wrap; }
+"""
+TYPST_PREAMBLE = """#set page(paper: "a4", margin: 2cm, numbering: "1")
+#set text(size: 10pt)
+#set par(justify: true)
+#show table: set text(size: 8pt)
+#show figure.where(kind: table): set figure.caption(position: top)
+"""
+
+
+@dataclass(frozen=True)
+class Outputs:
+    qmd: Path
+    html: Path | None
+    pdf: Path | None
+    engine: str  # 'quarto' or 'pandoc+typst'
+
+
+def quarto_available() -> bool:
+    return shutil.which("quarto") is not None
+
+
+def render(qmd: Path, figures: list[Figure], formats: tuple[str, ...] = ("html", "pdf"),
+           force_pandoc: bool = False) -> Outputs:
+    if quarto_available() and not force_pandoc:
+        return _render_quarto(qmd, formats)
+    return _render_pandoc(qmd, figures, formats)
+
+
+def _render_quarto(qmd: Path, formats: tuple[str, ...]) -> Outputs:
+    targets = {"html": "html", "pdf": "typst"}
+    subprocess.run(["quarto", "render", qmd.name, *[a for f in formats for a in ("--to", targets[f])]],
+                   cwd=qmd.parent, check=True, capture_output=True)
+    html, pdf = qmd.with_suffix(".html"), qmd.with_suffix(".pdf")
+    return Outputs(qmd, html if html.exists() else None, pdf if pdf.exists() else None, "quarto")
+
+
+def _vega_script(figures: list[Figure]) -> str:
+    """The Vega runtime, once, plus one embed call per chart."""
+    import vl_convert as vlc
+
+    specs = {f"vis-{f.label}": f.vega_lite for f in figures}
+    snippet = ("const specs = " + json.dumps(specs) + ";\n"
+               "for (const [id, spec] of Object.entries(specs)) {\n"
+               "  vegaEmbed('#' + id, spec, {actions: false, renderer: 'svg'});\n}\n")
+    # JSON may contain '</script>' only inside strings; break it so HTML parsing cannot end early.
+    return "<script type=\"module\">\n" + vlc.javascript_bundle(snippet).replace("</script", "<\\/script") + "\n</script>"
+
+
+def _render_pandoc(qmd: Path, figures: list[Figure], formats: tuple[str, ...]) -> Outputs:
+    import pypandoc
+
+    out_dir = qmd.parent
+    html = pdf = None
+    common = ["--lua-filter", str(FILTER), "--standalone"]
+    if "html" in formats:
+        css = out_dir / "_report.css"
+        css.write_text(CSS)
+        extra = ["--embed-resources", "--css", css.name, "--metadata", "lang=en"]
+        if figures:
+            script = out_dir / "_vega.html"
+            script.write_text(_vega_script(figures))
+            extra += ["--include-after-body", script.name]
+        html = qmd.with_suffix(".html")
+        pypandoc.convert_file(str(qmd), "html5", format="markdown", outputfile=str(html),
+                              extra_args=[*common, *extra], cworkdir=str(out_dir))
+    if "pdf" in formats:
+        import typst
+
+        typ = qmd.with_suffix(".typ")
+        pypandoc.convert_file(str(qmd), "typst", format="markdown", outputfile=str(typ),
+                              extra_args=[*common, "--include-in-header", str(_typst_preamble(out_dir))],
+                              cworkdir=str(out_dir))
+        pdf = qmd.with_suffix(".pdf")
+        typst.compile(str(typ), output=str(pdf), root=str(out_dir))
+    return Outputs(qmd, html, pdf, "pandoc+typst")
+
+
+def _typst_preamble(out_dir: Path) -> Path:
+    path = out_dir / "_preamble.typ"
+    path.write_text(TYPST_PREAMBLE)
+    return path
