@@ -15,7 +15,7 @@ import pandas as pd
 from engine import __version__
 from engine.analyze.summary import summary_frame
 from engine.execute.gateway import Gateway
-from engine.execute.runner import RunSummary, execute
+from engine.execute.runner import RunSummary, execute, trials_to_run
 from engine.paths import REPO_ROOT
 from engine.plan.compile import Plan, compile_plan
 from engine.providers import prepare_models
@@ -97,11 +97,14 @@ def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_p
     loaded = load_spec(study, overrides)
     plan = compile_plan(loaded)
     spec = loaded.spec
-    used = {side["model_key"] for t in plan.trials for side in t.inputs.get("sides", {}).values()
-            if side.get("kind") == "llm"}
-    prepare_models(spec.models, used, spec.executor.local_threads)
     store = open_store(loaded)
     try:
+        # Only models with trials left to play are checked and loaded (a finished study loads none,
+        # and does not even import litellm).
+        todo, _ = trials_to_run(plan, store)
+        used = {side["model_key"] for t, _ in todo for side in t.inputs.get("sides", {}).values()
+                if side.get("kind") == "llm"}
+        prepare_models(spec.models, used, spec.executor.local_threads)
         store.record_study(spec_hash=loaded.spec_hash, name=spec.name, title=spec.title, spec=loaded.resolved,
                            overrides=loaded.overrides, command=reproduce_command(loaded),
                            engine_version=__version__, package_versions=package_versions(), git_sha=git_sha())

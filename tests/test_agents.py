@@ -46,6 +46,7 @@ def test_scripted_agents_obey_cooperation_window():
     ('{"reasoning": "hold", "signal_level": 2, "action_level": 3}', "ok", (2, 3)),
     ('Sure! ```json\n{"signal_level": 1, "action_level": 1}\n```', "repaired", (1, 1)),
     ('{"signal_level": "4", "action_level": 5}', "repaired", (4, 5)),
+    ('{"reasoning": "line one\nline two", "signal_level": 0, "action_level": 1}', "repaired", (0, 1)),
     ('{"signal_level": 4, "action_level": 10}', "failed", None),
     ('{"signal_level": -1, "action_level": 0}', "failed", None),
     ('{"signal_level": true, "action_level": 0}', "failed", None),

@@ -24,12 +24,16 @@ def code_block(text: str, language: str = "") -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], caption: str | None = None,
-          label: str | None = None, align: Sequence[str] | None = None) -> str:
-    """A pipe table; cells are escaped. `label` makes it a numbered, cross-referenceable table."""
+          label: str | None = None, align: Sequence[str] | None = None,
+          widths: Sequence[int] | None = None) -> str:
+    """A pipe table; cells are escaped. `label` makes it a numbered, cross-referenceable table.
+    `widths` (relative) fixes column widths: pandoc reads them from the dashes of a separator line
+    longer than its column limit."""
     headers = [escape(h) for h in headers]
     align = align or ["l"] + ["r"] * (len(headers) - 1)
-    marks = {"l": ":---", "r": "---:", "c": ":---:"}
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
+    dashes = [max(3, round(w * 100 / sum(widths))) for w in widths] if widths else [3] * len(headers)
+    marks = {"l": lambda n: ":" + "-" * n, "r": lambda n: "-" * n + ":", "c": lambda n: ":" + "-" * n + ":"}
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(marks[a](n) for a, n in zip(align, dashes)) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(escape(c) for c in row) + " |")
     if caption:

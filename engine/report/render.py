@@ -27,6 +27,7 @@ TYPST_PREAMBLE = """#set page(paper: "a4", margin: 2cm, numbering: "1")
 #set text(size: 10pt)
 #set par(justify: true)
 #show table: set text(size: 8pt)
+#show table: set par(justify: false)
 #show figure.where(kind: table): set figure.caption(position: top)
 """
 

@@ -159,11 +159,12 @@ def parse_reply(text: str) -> tuple[dict[str, Any] | None, str]:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, TypeError):
+        # Repairs: JSON inside other text, or raw control characters (newlines) inside strings.
         match = _OBJECT.search(text or "")
         if not match:
             return None, "failed"
         try:
-            data = json.loads(match.group(0))
+            data = json.loads(match.group(0), strict=False)
         except json.JSONDecodeError:
             return None, "failed"
         status = "repaired"

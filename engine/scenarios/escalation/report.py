@@ -62,7 +62,7 @@ class Transcripts(Section):
             parts.append(f"### {escape(model)}, persona {escape(persona)}, seed {seed}")
             parts.append(table(["Turn", "Side", "Signal", "Action", "Realised", "Levers", "Parse", "Reasoning"],
                                rows, f"Transcript: {model}, {persona}, seed {seed}.", f"tbl-transcript-{i}",
-                               ["r", "l", "r", "r", "r", "l", "l", "l"]))
+                               ["r", "l", "r", "r", "r", "l", "l", "l"], widths=[5, 5, 6, 6, 9, 9, 6, 54]))
         return Rendered("\n\n".join(parts))
 
 

@@ -1,0 +1,78 @@
+"""Provider-vs-size statistics against independent computations on synthetic data."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from engine.analyze.decomposition import group_residuals, one_way, risk_ratio, scale_regression
+
+RNG = np.random.default_rng(42)
+
+
+def test_scale_regression_matches_linregress_and_recovers_a_known_slope():
+    params = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256, 512], float)
+    asr = 0.5 - 0.03 * np.log2(params) + RNG.normal(0, 0.01, len(params))
+    fit = scale_regression(asr, params)
+    ref = stats.linregress(np.log2(params), asr)
+    assert fit.slope_per_doubling == pytest.approx(ref.slope)
+    assert fit.r2 == pytest.approx(ref.rvalue ** 2)
+    assert fit.p_value == pytest.approx(ref.pvalue)
+    t = stats.t.ppf(0.975, len(params) - 2)
+    assert fit.slope_low == pytest.approx(ref.slope - t * ref.stderr)
+    assert fit.slope_low < -0.03 < fit.slope_high
+
+
+def test_one_way_matches_textbook_formulas_and_scipy():
+    groups = ["a"] * 4 + ["b"] * 5 + ["c"] * 3
+    y = np.array([0.1, 0.15, 0.12, 0.08, 0.4, 0.35, 0.42, 0.38, 0.45, 0.2, 0.22, 0.25])
+    res = one_way(y, groups, seed=1, n_permutations=2000, n_bootstrap=500)
+    grand = y.mean()
+    arrays = [y[np.array(groups) == g] for g in "abc"]
+    ss_b = sum(len(a) * (a.mean() - grand) ** 2 for a in arrays)
+    ss_t = ((y - grand) ** 2).sum()
+    ms_w = (ss_t - ss_b) / (len(y) - 3)
+    assert res.eta2 == pytest.approx(ss_b / ss_t)
+    assert res.omega2 == pytest.approx((ss_b - 2 * ms_w) / (ss_t + ms_w))
+    f_ref = stats.f_oneway(*arrays)
+    assert res.f_stat == pytest.approx(f_ref.statistic) and res.p_f == pytest.approx(f_ref.pvalue)
+    assert res.p_permutation < 0.01 and res.eta2_low <= res.eta2 <= res.eta2_high
+    assert res.null_eta2 == pytest.approx(2 / 11)
+
+
+def test_eta_squared_under_no_effect_is_about_k_minus_1_over_n_minus_1():
+    """With 12 groups and 21 units and no group effect, eta-squared averages (k-1)/(N-1) = 0.55."""
+    groups = [f"p{i % 12}" for i in range(21)]
+    etas, ps = [], []
+    for s in range(300):
+        y = np.random.default_rng(s).normal(0.3, 0.1, 21)
+        res = one_way(y, groups, seed=s, n_permutations=200, n_bootstrap=10)
+        etas.append(res.eta2)
+        ps.append(res.p_permutation)
+    assert np.mean(etas) == pytest.approx(11 / 20, abs=0.03)
+    assert np.mean(np.array(ps) < 0.05) < 0.1  # the permutation test holds its level
+
+
+def test_group_residuals_recover_planted_offsets():
+    params = np.tile([2.0, 8.0, 32.0, 128.0], 3)
+    offsets = {"g": -0.15, "m": 0.0, "n": 0.15}
+    groups = np.repeat(list(offsets), 4)
+    asr = 0.3 + np.array([offsets[g] for g in groups]) + RNG.normal(0, 0.005, 12)
+    res = {r.group: r for r in group_residuals(asr, params, groups, seed=3)}
+    for g, off in offsets.items():
+        assert res[g].mean == pytest.approx(off, abs=0.02)
+        assert res[g].low <= res[g].mean <= res[g].high and res[g].n == 4
+
+
+def test_risk_ratio_and_katz_interval():
+    rr = risk_ratio(39, 100, 9, 100)
+    se = math.sqrt(1 / 39 - 1 / 100 + 1 / 9 - 1 / 100)
+    assert rr.ratio == pytest.approx(39 / 9)
+    assert rr.low == pytest.approx(39 / 9 * math.exp(-1.959963984540054 * se))
+    assert math.isnan(risk_ratio(0, 10, 3, 10).ratio)
+
+
+def test_one_way_refuses_degenerate_designs():
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        one_way([0.1, 0.2], ["a", "b"], seed=0)
