@@ -110,6 +110,18 @@ def test_unknown_factor_is_an_error():
     assert "unknown factor 'weather'" in err
 
 
+def test_malformed_yaml_names_the_file_and_line(tmp_path):
+    study = tmp_path / "broken.yaml"
+    study.write_text("defaults:\n  - base\nname: [oops\n")
+    err = str(spec_error([], study=str(study)))
+    assert "invalid YAML" in err and str(study) in err and "line 3" in err
+
+
+def test_override_syntax_error_points_at_the_command_line():
+    err = str(spec_error(["design.seeds=[1,2"]))
+    assert err.startswith("command-line overrides:") and "[1,2" in err
+
+
 def test_unknown_study():
     err = str(spec_error([], study="no_such_study"))
     assert "no study named 'no_such_study'" in err and "model_size" in err

@@ -74,7 +74,7 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[di
     """Compose the study file with its config groups and overrides into a plain dict."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, OverrideParseException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -91,9 +91,14 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[di
             OmegaConf.set_struct(cfg, False)
             cfg.pop("hydra")
             container = OmegaConf.to_container(cfg, resolve=True)
+    except OverrideParseException as exc:
+        raise SpecError(_first_line(exc), file="command-line overrides") from None
     except (HydraException, OmegaConfBaseException) as exc:
         key = getattr(exc, "full_key", None) or None
         raise SpecError(_first_line(exc), file=_display(study_file), key=key) from None
+    except yaml.YAMLError as exc:
+        # Hydra reads every file of the composition; the YAML error names the one that is broken.
+        raise SpecError(f"invalid YAML: {' '.join(str(exc).split())}", file=_display(study_file)) from None
     return container, Sources(study_file, choices, tuple(overrides))
 
 
