@@ -166,10 +166,13 @@ def test_report_rerenders_from_the_database_without_model_calls(rendered, tmp_pa
     assert calls_after == calls_before
 
 
-def test_quarto_render_when_available():
+def test_quarto_render_when_available(rendered, tmp_path):
     if shutil.which("quarto") is None:
         pytest.skip("quarto is not on PATH (it cannot be installed here); the pandoc+typst fallback is tested above")
-    raise AssertionError("quarto is installed: extend this test to render with it")  # pragma: no cover
+    _, _, overrides = rendered
+    report = build_report("model_size", [*overrides, f"report.output_dir={tmp_path / 'q'}"])
+    assert report.outputs.engine == "quarto"
+    assert report.outputs.html.exists() and report.outputs.pdf.read_bytes()[:5] == b"%PDF-"
 
 
 def test_report_without_a_run_is_a_clear_error(tmp_path):

@@ -53,7 +53,7 @@ def render(qmd: Path, figures: list[Figure], formats: tuple[str, ...] = ("html",
 
 def _render_quarto(qmd: Path, formats: tuple[str, ...]) -> Outputs:
     targets = {"html": "html", "pdf": "typst"}
-    subprocess.run(["quarto", "render", qmd.name, *[a for f in formats for a in ("--to", targets[f])]],
+    subprocess.run(["quarto", "render", qmd.name, "--to", ",".join(targets[f] for f in formats)],
                    cwd=qmd.parent, check=True, capture_output=True)
     html, pdf = qmd.with_suffix(".html"), qmd.with_suffix(".pdf")
     return Outputs(qmd, html if html.exists() else None, pdf if pdf.exists() else None, "quarto")
@@ -80,7 +80,7 @@ def _render_pandoc(qmd: Path, figures: list[Figure], formats: tuple[str, ...]) -
     if "html" in formats:
         css = out_dir / "_report.css"
         css.write_text(CSS)
-        extra = ["--embed-resources", "--css", css.name, "--metadata", "lang=en"]
+        extra = ["--embed-resources", "--css", css.name, "--metadata", "lang=en", "--toc", "--toc-depth=2"]
         if figures:
             script = out_dir / "_vega.html"
             script.write_text(_vega_script(figures))
