@@ -31,6 +31,10 @@ class WeightsError(Exception):
 class ProviderError(Exception):
     """A model call failed after all retries. Becomes a trial row with status 'error'."""
 
+    def __init__(self, message: str, retries: int = 0):
+        self.retries = retries
+        super().__init__(message)
+
 
 class BudgetExhausted(Exception):
     """The study's USD or token budget is spent; no new calls are made."""

@@ -78,12 +78,6 @@ def git_sha() -> str | None:
         return None
 
 
-def reproduce_command(loaded: LoadedSpec) -> str:
-    study = loaded.sources.study_file.stem
-    args = " ".join(loaded.overrides)
-    return f"python -m engine run {study}" + (f" {args}" if args else "")
-
-
 def open_store(loaded: LoadedSpec) -> StudyStore:
     store = StudyStore(store_path(loaded))
     scenario = get_scenario(loaded.spec.scenario["name"])
@@ -106,7 +100,7 @@ def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_p
                 if side.get("kind") == "llm"}
         prepare_models(spec.models, used, spec.executor.local_threads)
         store.record_study(spec_hash=loaded.spec_hash, name=spec.name, title=spec.title, spec=loaded.resolved,
-                           overrides=loaded.overrides, command=reproduce_command(loaded),
+                           overrides=loaded.overrides, command=loaded.reproduce_command,
                            engine_version=__version__, package_versions=package_versions(), git_sha=git_sha())
         store.record_plan(loaded.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in plan.trials])
         gateway = gateway_factory(spec.executor, store) if gateway_factory else Gateway(spec.executor, store)

@@ -88,17 +88,17 @@ def test_retries_429_and_500_with_exponential_backoff_then_succeeds(store):
 def test_gives_up_after_max_retries(store):
     provider = Scripted([server_error()] * 10)
     gw = gateway(store, provider, [])
-    with pytest.raises(ProviderError, match="after 3 retries"):
+    with pytest.raises(ProviderError, match="after 3 retries") as info:
         asyncio.run(gw.complete(request()))
-    assert provider.calls == 4 and gw.stats.failed_calls == 1
+    assert info.value.retries == 3 and provider.calls == 4 and gw.stats.failed_calls == 1
     assert store.cached_response(request().request_hash) is None  # errors are never cached
 
 
 def test_bad_request_is_not_retried(store):
     provider = Scripted([bad_request()])
-    with pytest.raises(ProviderError):
+    with pytest.raises(ProviderError) as info:
         asyncio.run(gateway(store, provider, []).complete(request()))
-    assert provider.calls == 1
+    assert provider.calls == 1 and info.value.retries == 0
 
 
 def test_timeout_is_retried(store):

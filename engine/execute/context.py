@@ -55,7 +55,7 @@ class TrialContext:
             try:
                 completion = await self.gateway.complete(request)
             except ProviderError as exc:
-                self._record(call_id, purpose, request, None, None, "error", str(exc))
+                self._record(call_id, purpose, request, None, None, "error", str(exc), exc.retries)
                 raise
             value, status = parse(completion.text)
             self._record(call_id, purpose, request, completion, status, "ok", None)
@@ -64,7 +64,7 @@ class TrialContext:
         raise ParseFailure(f"{purpose}: {model_key} gave no parseable reply in {self.parse_retries + 1} asks")
 
     def _record(self, call_id: str, purpose: str, request: ChatRequest, completion: Completion | None,
-                parse_status: str | None, status: str, error: str | None) -> None:
+                parse_status: str | None, status: str, error: str | None, retries: int = 0) -> None:
         c = completion
         self.calls.append({
             "call_id": call_id, "trial_id": self.trial.trial_id, "trial_attempt": self.attempt,
@@ -75,7 +75,7 @@ class TrialContext:
             "completion_tokens": c.completion_tokens if c else None,
             "cost_usd": c.cost_usd if c else None, "latency_s": c.latency_s if c else None,
             "cache_hit": c.cache_hit if c else False, "parse_status": parse_status,
-            "retries": c.retries if c else self.gateway.executor.max_retries, "status": status,
+            "retries": c.retries if c else retries, "status": status,
             "error": error, "created_at": now(),
         })
         self._on_call()

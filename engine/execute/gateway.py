@@ -162,7 +162,7 @@ class Gateway:
                     self.stats.failed_calls += 1
                     raise ProviderError(
                         f"{req.model.litellm_id}: {type(exc).__name__}: {_short(exc)} "
-                        f"(after {retries} retries)") from exc
+                        f"(after {retries} retries)", retries=retries) from exc
                 retries += 1
                 self.stats.retries += 1
                 delay = min(self.executor.backoff_max_s, self.executor.backoff_initial_s * 2 ** (retries - 1))

@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ class _LocalModel:
     n_ctx: int
     n_threads: int
     llama: Any = None
-    lock: threading.Lock = threading.Lock()
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class LocalLlamaProvider:
@@ -75,7 +75,7 @@ class LocalLlamaProvider:
     def register(self, name: str, path: Path, n_ctx: int, n_threads: int) -> None:
         with self._registry_lock:
             if name not in self._models:
-                self._models[name] = _LocalModel(path, n_ctx, n_threads, lock=threading.Lock())
+                self._models[name] = _LocalModel(path, n_ctx, n_threads)
 
     def _load(self, name: str) -> _LocalModel:
         model = self._models.get(name)

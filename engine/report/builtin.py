@@ -222,7 +222,8 @@ class Chart(Section):
             if options.color:
                 row[options.color] = str(c.cell.get(options.color, "—"))
             data.append(row)
-        label = f"fig-{options.metric}-{options.x}".replace("_", "-")
+        label = "-".join(["fig", options.metric, options.x, *([options.color] if options.color else []),
+                          *([options.rows] if options.rows != "models" else [])]).replace("_", "-")
         caption = options.caption or (f"{metric.label} against "
                                       f"{'parameter count (billions, log scale)' if options.x == 'params' else options.x}"
                                       f"{', by ' + options.color if options.color else ''}; bars are 95% intervals.")
@@ -289,9 +290,7 @@ class Reproducibility(Section):
                 ("git commit", s["git_sha"] or "unknown"), ("database", ctx.db_path),
                 ("first run", str(s["created_at"]))]
         rows += [(f"package {k}", v) for k, v in sorted(s["package_versions"].items())]
-        command = f"python -m engine run {ctx.loaded.sources.study_file.stem}"
-        if ctx.loaded.overrides:
-            command += " " + " ".join(ctx.loaded.overrides)
+        command = ctx.loaded.reproduce_command
         return Rendered("## Reproducibility\n\n"
                         + table(["Item", "Value"], rows, "Versions and identifiers of this run.", "tbl-repro",
                                 ["l", "l"])

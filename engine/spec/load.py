@@ -56,6 +56,12 @@ class LoadedSpec:
     def overrides(self) -> tuple[str, ...]:
         return self.sources.overrides
 
+    @property
+    def reproduce_command(self) -> str:
+        """The command that recomposes exactly this spec."""
+        args = " ".join(self.overrides)
+        return f"python -m engine run {self.sources.study_file.stem}" + (f" {args}" if args else "")
+
 
 def resolve_study_file(study: str) -> Path:
     path = Path(study)
