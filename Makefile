@@ -16,7 +16,7 @@ WHEEL_DIR ?= $(HOME)/.cache/llm-study-engine/wheels
 LLAMA_WHEEL_STAMP := $(WHEEL_DIR)/.llama-$(LLAMA_VERSION)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install study plan summary report snapshot snapshot-deps test test-fast bench lock clean
+.PHONY: install study plan summary report regrade snapshot snapshot-deps test test-fast bench lock clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,10 @@ summary: install
 # Re-render reports/$(STUDY)/ from the database; calls no model.
 report: install
 	$(PY) -m engine report $(STUDY) $(ARGS)
+
+# Grade the stored responses again (e.g. ARGS="judge_set=openrouter"); no model under test is called.
+regrade: install
+	$(PY) -m engine judge $(STUDY) $(ARGS)
 
 # Look at the rendered report as a reader would: PNGs of the HTML (headless Chromium) and PDF pages.
 snapshot-deps:

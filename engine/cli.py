@@ -22,7 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("run", "run a study (resumes; finished trials are skipped)"),
                        ("plan", "print cells, trials, estimated calls, tokens and cost; call nothing"),
                        ("summary", "print the per-cell table from the study database; call nothing"),
-                       ("report", "render the study's report (HTML and PDF) from its database; call nothing")):
+                       ("report", "render the study's report (HTML and PDF) from its database; call nothing"),
+                       ("judge", "grade stored responses again with the study's judges (or --judge ones); calls "
+                                 "the judges' models only, never the models under test")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. design.seeds=3 model_set=...")
@@ -30,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true", help="same as `plan`")
             p.add_argument("--no-progress", action="store_true", help="no live progress display")
             p.add_argument("--no-report", action="store_true", help="skip rendering the report")
+        if name == "judge":
+            p.add_argument("--judge", action="append", dest="judges", metavar="ID",
+                           help="only this judge (repeatable); default: all of the study's judges")
+            p.add_argument("--no-progress", action="store_true", help="no live progress display")
         if name in ("run", "report"):
             p.add_argument("--formats", default="html,pdf", help="report formats (default: html,pdf)")
     return parser
@@ -60,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             return _summary(args, console)
         if args.command == "report":
             return _report(args, console)
+        if args.command == "judge":
+            return _judge(args, console)
         return _run(args, console)
     except SpecError as exc:
         err.print(f"[bold red]spec error[/] {escape(str(exc))}", highlight=False)
@@ -94,6 +102,9 @@ def _plan(args, console) -> int:
 def _print_table(console, title: str, table) -> None:
     from rich.table import Table
 
+    if table.empty:
+        return
+
     out = Table(title=title, show_lines=False)
     for column in table.columns:
         out.add_column(str(column), overflow="fold")
@@ -102,11 +113,18 @@ def _print_table(console, title: str, table) -> None:
     console.print(out)
 
 
+def _table_title(loaded) -> str:
+    from engine.scenarios import get_scenario
+
+    return (f"{loaded.spec.title} — 95% intervals; N = finished/planned "
+            f"{get_scenario(loaded.spec.scenario['name']).unit[1]}")
+
+
 def _summary(args, console) -> int:
     from engine.study import study_summary
 
     loaded, table = study_summary(args.study, args.overrides)
-    _print_table(console, f"{loaded.spec.title} — 95% intervals; N = finished/planned games", table)
+    _print_table(console, _table_title(loaded), table)
     return 0
 
 
@@ -115,19 +133,38 @@ def _run(args, console) -> int:
 
     loaded, summary, table = run_study(args.study, args.overrides,
                                        show_progress=not args.no_progress)
-    _print_table(console, f"{loaded.spec.title} — 95% intervals; N = finished/planned games", table)
+    _print_table(console, _table_title(loaded), table)
     s = summary.stats
     console.print(
         f"trials: {summary.planned} planned, {summary.skipped_done} already finished, {summary.done} done now, "
         f"{summary.errors} errors, {summary.not_run_budget} not run (budget) · live calls {s.live_calls}, "
         f"cache hits {s.cache_hits}, retries {s.retries}, tokens {s.tokens:,}, cost ${s.cost_usd:.4f} · "
         f"{summary.seconds:.1f}s · database {loaded.spec.store.path}")
+    if summary.imported:
+        console.print(summary.imported)
+    if summary.judging:
+        _print_judging(console, summary.judging)
     if summary.not_run_budget:
         console.print("[yellow]budget reached: rerun with a larger executor.budget to finish the remaining "
                       "trials[/]")
-    if summary.done + summary.skipped_done and not args.no_report:
+    if (summary.done + summary.skipped_done or summary.imported) and not args.no_report:
         _report(args, console, loaded)
     return EXIT_RUNTIME if summary.errors and not summary.done else 0
+
+
+def _print_judging(console, j) -> None:
+    console.print(f"verdicts ({', '.join(j.judges)}): {j.subjects} stored responses + gold sets · {j.graded} graded "
+                  f"now, {j.errors} judge errors (label ERROR), {j.already_done} already graded, "
+                  f"{j.not_run_budget} not run (budget) · {j.seconds:.1f}s")
+
+
+def _judge(args, console) -> int:
+    from engine.study import regrade
+
+    loaded, summary = regrade(args.study, args.overrides, only=args.judges, show_progress=not args.no_progress)
+    _print_judging(console, summary)
+    console.print(f"re-render the report with: python -m engine report {args.study} {' '.join(args.overrides)}")
+    return 0
 
 
 def _report(args, console, loaded=None) -> int:

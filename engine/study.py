@@ -16,10 +16,11 @@ from engine import __version__
 from engine.analyze.summary import summary_frame
 from engine.execute.gateway import Gateway
 from engine.execute.runner import RunSummary, execute, trials_to_run
+from engine.judge.run import JudgeRunSummary, run_judges
 from engine.paths import REPO_ROOT
 from engine.plan.compile import Plan, compile_plan
 from engine.providers import prepare_models
-from engine.scenarios import get_scenario
+from engine.scenarios import CallEstimate, get_scenario
 from engine.spec.load import LoadedSpec, load_spec
 from engine.store.db import StudyStore
 
@@ -38,10 +39,25 @@ class PlanEstimate:
     per_model: dict[str, dict[str, float]]
 
 
+def judge_estimates(plan: Plan) -> list[CallEstimate]:
+    """One grading of every planned trace and gold item by each judge that calls a model."""
+    from engine.judges import make_judge
+    from engine.judges.gold_set import load_gold
+
+    out = []
+    for key, judge_spec in plan.loaded.spec.judges.items():
+        judge = make_judge(key, judge_spec)
+        estimate = judge.estimate(len(plan.trials) + len(load_gold(judge_spec.rubric)))
+        if estimate is not None:
+            out.append(estimate)
+    return out
+
+
 def estimate_plan(plan: Plan) -> PlanEstimate:
-    models = plan.loaded.spec.models
+    spec = plan.loaded.spec
+    models = {**spec.models, **{f"judge:{k}": j.model for k, j in spec.judges.items() if j.model}}
     per_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for e in plan.estimates():
+    for e in [*plan.estimates(), *judge_estimates(plan)]:
         row = per_model[e.model_key]
         row["calls"] += e.calls
         row["prompt_tokens"] += e.prompt_tokens
@@ -85,6 +101,15 @@ def open_store(loaded: LoadedSpec) -> StudyStore:
     return store
 
 
+def record(store: StudyStore, loaded: LoadedSpec, plan: Plan) -> None:
+    """The spec version, its provenance and its plan, before anything runs under it."""
+    spec = loaded.spec
+    store.record_study(spec_hash=loaded.spec_hash, name=spec.name, title=spec.title, spec=loaded.resolved,
+                       overrides=loaded.overrides, command=loaded.reproduce_command, engine_version=__version__,
+                       package_versions=package_versions(), git_sha=git_sha())
+    store.record_plan(loaded.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in plan.trials])
+
+
 def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_progress: bool = True,
               gateway_factory=None) -> tuple[LoadedSpec, RunSummary, pd.DataFrame]:
     """Validate, plan, execute (resuming), and return the per-cell summary."""
@@ -96,19 +121,40 @@ def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_p
         # Only models with trials left to play are checked and loaded (a finished study loads none,
         # and does not even import litellm).
         todo, _ = trials_to_run(plan, store)
-        used = {side["model_key"] for t, _ in todo for side in t.inputs.get("sides", {}).values()
-                if side.get("kind") == "llm"}
+        scenario = get_scenario(spec.scenario["name"])
+        used = {key for t, _ in todo for key in scenario.cell_models(t.cell)}
         prepare_models(spec.models, used, spec.executor.local_threads)
-        store.record_study(spec_hash=loaded.spec_hash, name=spec.name, title=spec.title, spec=loaded.resolved,
-                           overrides=loaded.overrides, command=loaded.reproduce_command,
-                           engine_version=__version__, package_versions=package_versions(), git_sha=git_sha())
-        store.record_plan(loaded.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in plan.trials])
+        record(store, loaded, plan)
+        imported = scenario.ingest(store, loaded)
         gateway = gateway_factory(spec.executor, store) if gateway_factory else Gateway(spec.executor, store)
         summary = asyncio.run(execute(plan, store, gateway=gateway, show_progress=show_progress))
-        table = summary_frame(store.con, loaded.spec_hash, spec, get_scenario(spec.scenario["name"]))
+        summary.imported = imported
+        if spec.judges:
+            # Judges grade what is stored; a rerun grades only what has no verdict yet.
+            summary.judging = run_judges(loaded, store, gateway=gateway, show_progress=show_progress)
+        table = summary_frame(store.con, loaded.spec_hash, spec, scenario)
     finally:
         store.close()
     return loaded, summary, table
+
+
+def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: list[str] | None = None,
+            show_progress: bool = True, gateway_factory=None) -> tuple[LoadedSpec, JudgeRunSummary]:
+    """Judge the stored responses again (with the spec's judges, or some of them): calls the judges'
+    models only, never the models under test."""
+    loaded = load_spec(study, overrides)
+    path = store_path(loaded)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run the study first")
+    store = open_store(loaded)
+    try:
+        spec = loaded.spec
+        record(store, loaded, compile_plan(loaded))
+        gateway = gateway_factory(spec.executor, store) if gateway_factory else None
+        summary = run_judges(loaded, store, only=only, gateway=gateway, show_progress=show_progress)
+    finally:
+        store.close()
+    return loaded, summary
 
 
 def study_summary(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[LoadedSpec, pd.DataFrame]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from engine.analyze.decomposition import group_residuals, one_way, risk_ratio, scale_regression
+from engine.analyze.decomposition import eta2_interval, group_residuals, one_way, risk_ratio, scale_regression
 
 RNG = np.random.default_rng(42)
 
@@ -27,7 +27,7 @@ def test_scale_regression_matches_linregress_and_recovers_a_known_slope():
 def test_one_way_matches_textbook_formulas_and_scipy():
     groups = ["a"] * 4 + ["b"] * 5 + ["c"] * 3
     y = np.array([0.1, 0.15, 0.12, 0.08, 0.4, 0.35, 0.42, 0.38, 0.45, 0.2, 0.22, 0.25])
-    res = one_way(y, groups, seed=1, n_permutations=2000, n_bootstrap=500)
+    res = one_way(y, groups, seed=1, n_permutations=2000)
     grand = y.mean()
     arrays = [y[np.array(groups) == g] for g in "abc"]
     ss_b = sum(len(a) * (a.mean() - grand) ** 2 for a in arrays)
@@ -47,11 +47,37 @@ def test_eta_squared_under_no_effect_is_about_k_minus_1_over_n_minus_1():
     etas, ps = [], []
     for s in range(300):
         y = np.random.default_rng(s).normal(0.3, 0.1, 21)
-        res = one_way(y, groups, seed=s, n_permutations=200, n_bootstrap=10)
+        res = one_way(y, groups, seed=s, n_permutations=200)
         etas.append(res.eta2)
         ps.append(res.p_permutation)
     assert np.mean(etas) == pytest.approx(11 / 20, abs=0.03)
     assert np.mean(np.array(ps) < 0.05) < 0.1  # the permutation test holds its level
+
+
+def test_eta2_interval_covers_the_population_value_at_its_nominal_rate():
+    """Fixed group means, normal noise: the population eta^2 = lambda/(lambda+N) is known exactly."""
+    groups = np.repeat(np.arange(6), [1, 2, 2, 3, 4, 4])
+    means = np.array([0.0, 0.3, -0.2, 0.5, 0.1, -0.4])[groups]
+    sigma, n = 0.3, len(groups)
+    lam = float(((means - means.mean()) ** 2).sum() / sigma**2)
+    truth = lam / (lam + n)
+    covered = []
+    for s in range(400):
+        y = means + np.random.default_rng(s).normal(0, sigma, n)
+        res = one_way(y, groups, seed=s, n_permutations=10)
+        assert 0 <= res.eta2_low <= res.eta2_high < 1
+        covered.append(res.eta2_low <= truth <= res.eta2_high)
+    assert 0.91 <= np.mean(covered) <= 0.985
+
+
+def test_eta2_interval_matches_the_noncentral_f_definition():
+    f, d1, d2 = 4.2, 5, 14
+    low, high = eta2_interval(f, d1, d2)
+    lam_low, lam_high = low * 20 / (1 - low), high * 20 / (1 - high)
+    assert stats.ncf.cdf(f, d1, d2, lam_low) == pytest.approx(0.975, abs=1e-6)
+    assert stats.ncf.cdf(f, d1, d2, lam_high) == pytest.approx(0.025, abs=1e-6)
+    # An F below the central 97.5% point gives a lower bound of exactly zero.
+    assert eta2_interval(0.5, d1, d2)[0] == 0.0
 
 
 def test_group_residuals_recover_planted_offsets():

@@ -14,11 +14,33 @@ MODEL_SETS = sorted(p.stem for p in (REPO / "conf" / "model_set").glob("*.yaml")
 PERSONAS = sorted(p.stem for p in (REPO / "conf" / "persona").glob("*.yaml"))
 
 
+JUDGE_SETS = sorted(p.stem for p in (REPO / "conf" / "judge_set").glob("*.yaml"))
+# Analysis-only studies need the file to analyse.
+STUDY_ARGS = {"provider_vs_size_import": [f"scenario.traces_file.path={REPO / 'tests/data/traces_small.csv'}"]}
+
+
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_study_composes_and_compiles(study):
-    loaded = load_spec(study)
+    loaded = load_spec(study, STUDY_ARGS.get(study, []))
     plan = compile_plan(loaded)
-    assert plan.trials and len({t.trial_id for t in plan.trials}) == len(plan.trials)
+    if loaded.scenario_params.model_dump().get("traces_file"):
+        assert plan.trials == []  # analysis-only: nothing to run
+    else:
+        assert plan.trials and len({t.trial_id for t in plan.trials}) == len(plan.trials)
+
+
+@pytest.mark.parametrize("judge_set", JUDGE_SETS)
+def test_every_judge_set_composes_with_the_jailbreak_study(judge_set):
+    spec = load_spec("provider_vs_size", [f"judge_set={judge_set}"]).spec
+    assert spec.judge_set == judge_set and spec.primary_judge in spec.judges
+
+
+def test_provider_panel_has_21_models_from_12_providers_with_moe_counts():
+    spec = load_spec("provider_vs_size", ["model_set=openrouter_provider_panel"]).spec
+    assert len(spec.models) == 21
+    assert len({m.provider for m in spec.models.values()}) == 12
+    deepseek = spec.models["deepseek_r1"].params
+    assert (deepseek.total_b, deepseek.active_b) == (671, 37)
 
 
 @pytest.mark.parametrize("model_set", MODEL_SETS)

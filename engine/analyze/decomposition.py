@@ -2,8 +2,11 @@
 
 Units are models: each has an attack success rate (ASR), a parameter count and a provider.
 - `scale_regression`: OLS of ASR on log2(parameters): slope per doubling with a 95% CI, R^2, p.
-- `one_way`: provider eta-squared and omega-squared, the F-test p, a permutation p, a bootstrap
-  interval for eta-squared, and the eta-squared expected with no provider effect, (k-1)/(N-1).
+- `one_way`: provider eta-squared and omega-squared, the F-test p, a permutation p, a confidence
+  interval for eta-squared by inverting the noncentral F distribution (Steiger 2004), and the
+  eta-squared expected with no provider effect, (k-1)/(N-1). A within-group bootstrap was tried
+  and dropped: with providers of one or two models it is biased upward, and its interval could
+  exclude the estimate itself.
 - `group_residuals`: mean residual from the scale regression per provider (each model weighted
   equally), with bootstrap intervals.
 - `risk_ratio`: ratio of two pooled rates with the Katz log interval.
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import statsmodels.api as sm
-from scipy import stats
+from scipy import optimize, stats
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class OneWay:
     f_stat: float
     p_f: float
     p_permutation: float
-    eta2_low: float
+    eta2_low: float  # 95% interval from the noncentral F distribution
     eta2_high: float
     null_eta2: float  # expected eta-squared with no group effect: (k - 1) / (N - 1)
     k: int
@@ -72,8 +75,28 @@ def _eta2_omega2_f(y: np.ndarray, codes: np.ndarray, k: int) -> tuple[float, flo
     return eta2, omega2, f
 
 
-def one_way(values: np.ndarray, groups: list[str] | np.ndarray, *, seed: int, n_permutations: int = 5000,
-            n_bootstrap: int = 2000) -> OneWay:
+def eta2_interval(f: float, df_between: int, df_within: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Confidence interval for eta-squared: invert the noncentral F for its noncentrality lambda,
+    then eta^2 = lambda / (lambda + N) with N = df_between + df_within + 1."""
+    if math.isnan(f):
+        return math.nan, math.nan
+    n = df_between + df_within + 1
+
+    def lam_for(prob: float) -> float:
+        # cdf(F; lambda) falls as lambda grows; lambda = 0 when even the central F is past `prob`.
+        if stats.f.cdf(f, df_between, df_within) <= prob:
+            return 0.0
+        high = max(10.0, 2 * f * df_between)
+        while stats.ncf.cdf(f, df_between, df_within, high) > prob:
+            high *= 2
+        return optimize.brentq(lambda lam: stats.ncf.cdf(f, df_between, df_within, lam) - prob, 0.0, high)
+
+    low, high = lam_for(1 - alpha / 2), lam_for(alpha / 2)
+    return low / (low + n), high / (high + n)
+
+
+def one_way(values: np.ndarray, groups: list[str] | np.ndarray, *, seed: int,
+            n_permutations: int = 5000) -> OneWay:
     y = np.asarray(values, float)
     labels, codes = np.unique(np.asarray(groups), return_inverse=True)
     k, n = len(labels), len(y)
@@ -84,13 +107,7 @@ def one_way(values: np.ndarray, groups: list[str] | np.ndarray, *, seed: int, n_
     rng = np.random.default_rng(seed)
     perm = np.array([_eta2_omega2_f(y, rng.permutation(codes), k)[0] for _ in range(n_permutations)])
     p_perm = float((1 + np.sum(perm >= eta2 - 1e-12)) / (1 + n_permutations))
-    # Bootstrap within groups, so every resample keeps all k groups and their sizes.
-    members = [np.flatnonzero(codes == g) for g in range(k)]
-    boot = []
-    for _ in range(n_bootstrap):
-        idx = np.concatenate([rng.choice(m, size=len(m), replace=True) for m in members])
-        boot.append(_eta2_omega2_f(y[idx], codes[idx], k)[0])
-    low, high = np.nanpercentile(boot, [2.5, 97.5])
+    low, high = eta2_interval(f, k - 1, n - k)
     return OneWay(eta2, omega2, f, p_f, p_perm, float(low), float(high), (k - 1) / (n - 1), k, n)
 
 

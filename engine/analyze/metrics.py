@@ -38,6 +38,14 @@ class Metric:
         return self.sql.format(finished=FINISHED, attempted=ATTEMPTED)
 
 
+def trial_error_rate(many: str) -> Metric:
+    """Share of attempted trials that ended in an error: the same definition for every scenario."""
+    return Metric("error_rate", "Errors", "proportion",
+                  "SELECT t.trial_id, (t.status = 'error')::INT AS value FROM {attempted} t",
+                  f"Share of attempted {many} that ended in an error (provider failure or unparseable replies); "
+                  f"errored {many} are excluded from every other metric.", percent=True)
+
+
 def plan_cells(con: duckdb.DuckDBPyConnection, spec_hash: str) -> pd.DataFrame:
     """Cells of a spec with planned and finished trial counts, in plan order."""
     df = con.execute(
@@ -52,12 +60,16 @@ def plan_cells(con: duckdb.DuckDBPyConnection, spec_hash: str) -> pd.DataFrame:
     return df.drop(columns="ord")
 
 
-def unit_values(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric) -> pd.DataFrame:
+def unit_values(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric,
+                params: dict | None = None) -> pd.DataFrame:
+    sql = metric.unit_sql()
+    # Only the scenario parameters this metric's SQL names: DuckDB rejects unused ones.
+    used = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
     return con.execute(
-        f"SELECT p.cell_id, u.trial_id, u.value FROM ({metric.unit_sql()}) u"
+        f"SELECT p.cell_id, u.trial_id, u.value FROM ({sql}) u"
         " JOIN plan p ON p.trial_id = u.trial_id AND p.spec_hash = $spec_hash"
         " WHERE u.value IS NOT NULL",
-        {"spec_hash": spec_hash}).df()
+        {"spec_hash": spec_hash, **used}).df()
 
 
 def aggregate(metric: Metric, values: pd.Series, seed: int, cell_id: str) -> Estimate:
@@ -67,12 +79,12 @@ def aggregate(metric: Metric, values: pd.Series, seed: int, cell_id: str) -> Est
 
 
 def cell_estimates(con: duckdb.DuckDBPyConnection, spec_hash: str, metrics: list[Metric],
-                   seed: int = 0) -> pd.DataFrame:
+                   seed: int = 0, params: dict | None = None) -> pd.DataFrame:
     """Long table: one row per cell and metric with value, 95% interval and N (units)."""
     cells = plan_cells(con, spec_hash)
     rows = []
     for metric in metrics:
-        units = unit_values(con, spec_hash, metric)
+        units = unit_values(con, spec_hash, metric, params)
         by_cell = dict(tuple(units.groupby("cell_id")["value"]))
         for cell_id in cells["cell_id"]:
             est = aggregate(metric, by_cell.get(cell_id, pd.Series(dtype=float)), seed, cell_id)

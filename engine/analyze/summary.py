@@ -28,7 +28,9 @@ def summary_frame(con: duckdb.DuckDBPyConnection, spec_hash: str, spec: StudySpe
     """One row per design cell: descriptive columns, headline metrics with 95% intervals, N."""
     metrics: list[Metric] = [m for name in scenario.headline_metrics for m in scenario.metrics() if m.name == name]
     cells = plan_cells(con, spec_hash)
-    estimates = cell_estimates(con, spec_hash, metrics, seed).set_index(["cell_id", "metric"])
+    if cells.empty:
+        return pd.DataFrame()  # analysis-only studies have no design cells
+    estimates = cell_estimates(con, spec_hash, metrics, seed, scenario.metric_params(spec)).set_index(["cell_id", "metric"])
     rows = []
     for cell in cells.itertuples():
         row = dict(scenario.describe_cell(cell.cell, spec))

@@ -1,4 +1,6 @@
-"""What a scenario sees while it plays one trial: a chat method that records every call."""
+"""What a scenario (or a judge) sees while it works: a chat method that records every call.
+
+Calls belong to an owner: a trial while it is played, or a judged subject while it is graded."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from typing import Any, Callable
 from engine.errors import ParseFailure, ProviderError
 from engine.execute.gateway import ChatRequest, Completion, Gateway
 from engine.hashing import content_hash, derived_seed
-from engine.plan.compile import Trial
 from engine.spec.schema import ModelEntry
 from engine.store.db import now
 
@@ -25,10 +26,11 @@ class Reply:
     asks: int
 
 
-class TrialContext:
-    def __init__(self, trial: Trial, attempt: int, gateway: Gateway, models: dict[str, ModelEntry],
+class CallContext:
+    def __init__(self, owner_id: str, seed: int, attempt: int, gateway: Gateway, models: dict[str, ModelEntry],
                  parse_retries: int, on_call: Callable[[], None] = lambda: None):
-        self.trial = trial
+        self.owner_id = owner_id
+        self.seed = seed
         self.attempt = attempt
         self.gateway = gateway
         self.models = models
@@ -49,9 +51,12 @@ class TrialContext:
                 model_key=model_key, model=model, messages=messages,
                 temperature=generation["temperature"], top_p=generation["top_p"],
                 max_tokens=generation["max_tokens"],
-                seed=derived_seed(self.trial.seed, purpose, ask),
+                # A retried trial or verdict asks anew: the cached replies of the failed attempt would
+                # only fail again. First attempts keep their seeds (and cache keys) across reruns.
+                seed=derived_seed(self.seed, purpose, ask) if self.attempt == 1 else
+                derived_seed(self.seed, purpose, ask, self.attempt),
                 response_schema=response_schema)
-            call_id = content_hash([self.trial.trial_id, self.attempt, purpose, ask], 24)
+            call_id = content_hash([self.owner_id, self.attempt, purpose, ask], 24)
             try:
                 completion = await self.gateway.complete(request)
             except ProviderError as exc:
@@ -67,7 +72,7 @@ class TrialContext:
                 parse_status: str | None, status: str, error: str | None, retries: int = 0) -> None:
         c = completion
         self.calls.append({
-            "call_id": call_id, "trial_id": self.trial.trial_id, "trial_attempt": self.attempt,
+            "call_id": call_id, "trial_id": self.owner_id, "trial_attempt": self.attempt,
             "purpose": purpose, "model_key": request.model_key, "litellm_id": request.model.litellm_id,
             "request_hash": request.request_hash, "messages": request.messages, "params": request.params(),
             "response_text": c.text if c else None, "raw_response": c.raw_response if c else None,

@@ -116,15 +116,17 @@ class Gateway:
         self.store = store
         self.stats = GatewayStats()
         self.budget = Budget(executor.budget.max_usd, executor.budget.max_tokens, self.stats)
-        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._limits: dict[tuple[int, str], asyncio.Semaphore] = {}
         self._call_fn = call_fn
         self._sleep = sleep
         self._jitter = random.Random()  # backoff jitter only; never affects results
 
     def _limit(self, route: str) -> asyncio.Semaphore:
-        if route not in self._limits:
-            self._limits[route] = asyncio.Semaphore(self.executor.limit_for(route))
-        return self._limits[route]
+        # Per event loop: one gateway (and its budget) serves both the run and the judge stage.
+        key = (id(asyncio.get_running_loop()), route)
+        if key not in self._limits:
+            self._limits[key] = asyncio.Semaphore(self.executor.limit_for(route))
+        return self._limits[key]
 
     async def complete(self, req: ChatRequest) -> Completion:
         cached = self.store.cached_response(req.request_hash)

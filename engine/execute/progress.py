@@ -10,14 +10,14 @@ from engine.execute.gateway import GatewayStats
 
 class RunProgress:
     def __init__(self, total: int, already_done: int, stats: GatewayStats, enabled: bool = True,
-                 console: Console | None = None):
+                 console: Console | None = None, what: str = "trials"):
         self.stats = stats
         self.errors = 0
         self._progress = Progress(
-            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TextColumn("ETA"),
             TimeRemainingColumn(), console=console, disable=not enabled, transient=False)
-        self._task = self._progress.add_task("trials", total=total, completed=already_done, detail="")
+        self._task = self._progress.add_task(what, total=total, completed=already_done, detail="")
 
     def __enter__(self) -> "RunProgress":
         self._progress.__enter__()

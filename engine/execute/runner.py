@@ -7,9 +7,10 @@ import asyncio
 import time
 import traceback
 from dataclasses import dataclass
+from typing import Any
 
 from engine.errors import BudgetExhausted, ParseFailure, ProviderError, WeightsError
-from engine.execute.context import TrialContext
+from engine.execute.context import CallContext
 from engine.execute.gateway import Gateway, GatewayStats
 from engine.execute.progress import RunProgress
 from engine.plan.compile import Plan, Trial
@@ -26,6 +27,8 @@ class RunSummary:
     not_run_budget: int
     stats: GatewayStats
     seconds: float
+    imported: str | None = None  # analysis-only studies: what was imported
+    judging: Any = None  # the judge stage's summary, when the study has judges
 
 
 def round_robin(todo: list[tuple[Trial, int]]) -> list[tuple[Trial, int]]:
@@ -73,7 +76,7 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
             if gateway.budget.exhausted:
                 counts["budget"] += 1
                 return
-            ctx = TrialContext(trial, attempt, gateway, spec.models, spec.executor.parse_retries,
+            ctx = CallContext(trial.trial_id, trial.seed, attempt, gateway, spec.models, spec.executor.parse_retries,
                                on_call=progress.refresh)
             t0, began = time.perf_counter(), now()
             status, kind, error, rows = "done", None, None, {}

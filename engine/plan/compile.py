@@ -1,4 +1,4 @@
-"""Spec -> plan: one trial per design cell and seed, each with a content-hashed id."""
+"""Spec -> plan: one trial per design cell, scenario item and seed, each with a content-hashed id."""
 
 from __future__ import annotations
 
@@ -53,11 +53,13 @@ def compile_plan(loaded: LoadedSpec) -> Plan:
     cells = design_cells(spec.design.factors, spec.design.controls)
     trials = []
     for cell in cells:
-        inputs = scenario.trial_inputs(spec, loaded.scenario_params, cell)
+        cell_inputs = scenario.trial_inputs(spec, loaded.scenario_params, cell)
         cell_id = content_hash(cell, 12)
-        for seed in spec.design.seed_list:
-            trial_id = content_hash(
-                {"scenario": scenario.name, "version": scenario.version, "inputs": inputs, "seed": seed}
-            )
-            trials.append(Trial(trial_id, cell_id, cell, seed, inputs))
+        for item in scenario.items(spec, loaded.scenario_params, cell):
+            inputs = {**cell_inputs, "item": item} if item else cell_inputs
+            for seed in spec.design.seed_list:
+                trial_id = content_hash(
+                    {"scenario": scenario.name, "version": scenario.version, "inputs": inputs, "seed": seed}
+                )
+                trials.append(Trial(trial_id, cell_id, cell, seed, inputs))
     return Plan(loaded, cells, trials)

@@ -61,9 +61,12 @@ class Summary(Section):
         models = select_cells(ctx, "models")
         controls = select_cells(ctx, "controls")
         seeds = len(ctx.spec.design.seed_list)
+        one, many = ctx.scenario.unit
+        per_cell = counts["planned"] // max(len(ctx.cells), 1)
+        detail = f"{seeds} seeds each" if per_cell == seeds else f"{per_cell} {many} each ({seeds} seeds per item)"
         sentences = [
-            f"We planned {counts['planned']} games: {len(models)} model cells and {len(controls)} control cells, "
-            f"{seeds} seeds each; {counts['done']} finished and {counts['errors']} ended in an error."]
+            f"We planned {counts['planned']} {many}: {len(models)} model cells and {len(controls)} control cells, "
+            f"{detail}; {counts['done']} finished and {counts['errors']} ended in an error."]
         names = options.metrics or [m for m in ctx.scenario.headline_metrics
                                     if m not in ("parse_failure_rate", "error_rate")]
         for name in names:
@@ -82,7 +85,7 @@ class Summary(Section):
                                  "across model cells.")
         text = " ".join(escape(s) for s in sentences)
         return Rendered(f"## Abstract\n\n{text}\n\nIntervals are 95%: Wilson for rates, a seeded bootstrap over "
-                        "games for means\\.")
+                        f"{many} for means\\.")
 
 
 @register_section
@@ -105,7 +108,7 @@ class Design(Section):
                            "block is crossed on its own and added as extra cells.", "tbl-design", ["l", "l"]))
         parts.append(table(["Cell", "Planned", "Finished", "Errors"],
                            [(cell_label(c.labels), c.planned, c.done, c.errors) for c in ctx.cells.itertuples()],
-                           "Games per design cell.", "tbl-cells"))
+                           f"{ctx.scenario.unit[1].capitalize()} per design cell.", "tbl-cells"))
         used = {k for c in ctx.cells.itertuples() for k in ctx.scenario.cell_models(c.cell)}
         model_rows = []
         for key in sorted(used, key=lambda k: spec.models[k].params.effective_b):
@@ -132,6 +135,11 @@ class Design(Section):
         notes.append(f"Model calls: {u['calls']:,} ({u['cache_hits']:,} served from the response cache), "
                      f"{u['prompt_tokens']:,} prompt and {u['completion_tokens']:,} completion tokens, "
                      f"${u['cost_usd']:.4f} at registry prices, {u['model_seconds']:.0f} s of model time.")
+        if ctx.spec.judges:
+            j = ctx.judge_usage
+            notes.append(f"Judge calls: {j['calls']:,} ({j['cache_hits']:,} from the cache), {j['prompt_tokens']:,} "
+                         f"prompt and {j['completion_tokens']:,} completion tokens, ${j['cost_usd']:.4f}, "
+                         f"{j['model_seconds']:.0f} s of model time.")
         parts.append(bullet_list(escape(n) for n in notes))
         return Rendered("\n\n".join(parts))
 
@@ -167,7 +175,7 @@ def metric_table(ctx: ReportContext, options: TableOptions, label: str) -> str:
         caption = options.caption or "Per-cell results"
         if level is not None:
             caption += f" — {options.split_by}: {level}"
-        caption += ". 95% intervals; N = finished/planned games."
+        caption += f". 95% intervals; N = finished/planned {ctx.scenario.unit[1]}."
         out.append(table(headers, rows, caption, f"{label}-{i}" if level is not None else label))
     return "\n\n".join(out) or "*No cells of this kind in this study\\.*"
 
@@ -228,7 +236,7 @@ class Chart(Section):
                                       f"{'parameter count (billions, log scale)' if options.x == 'params' else options.x}"
                                       f"{', by ' + options.color if options.color else ''}; bars are 95% intervals.")
         if not data:
-            return Rendered(f"*No finished games to plot for {escape(metric.label)}\\.*")
+            return Rendered(f"*No finished {ctx.scenario.unit[1]} to plot for {escape(metric.label)}\\.*")
         frame = pd.DataFrame(data)
         numeric = pd.api.types.is_numeric_dtype(frame["x"])
         spec = estimate_chart(frame, x="x", x_title="Parameters (B)" if options.x == "params" else options.x,
@@ -248,6 +256,7 @@ class Caveats(Section):
         small_n: int = Field(default=30, gt=0)
 
     def render(self, ctx, options) -> Rendered:
+        one, many = ctx.scenario.unit
         items = []
         rows = []
         for c in ctx.cells.itertuples():
@@ -257,13 +266,13 @@ class Caveats(Section):
                 rows.append((cell_label(c.labels), pct(pf.value) if pf is not None else "—",
                              f"{c.errors} of {c.errors + c.done}", pct(er.value) if er is not None else "—"))
         if rows:
-            items.append("Parse failures and errors (errored games are excluded from every result; failed "
+            items.append(f"Parse failures and errors (errored {many} are excluded from every result; failed "
                          "replies were re-asked, never read as a move):")
         else:
-            items.append("No reply failed to parse and no game ended in an error.")
+            items.append(f"No reply failed to parse and no {one} ended in an error.")
         small = [cell_label(c.labels) for c in ctx.cells.itertuples() if c.done < options.small_n]
         if small:
-            items.append(f"{len(small)} of {len(ctx.cells)} cells have fewer than {options.small_n} finished games; "
+            items.append(f"{len(small)} of {len(ctx.cells)} cells have fewer than {options.small_n} finished {many}; "
                          "their intervals are wide and differences between them should not be over-read.")
         used = {k for c in ctx.cells.itertuples() for k in ctx.scenario.cell_models(c.cell)}
         estimated = sorted(ctx.spec.models[k].display_name for k in used if ctx.spec.models[k].params.estimated)
@@ -272,7 +281,7 @@ class Caveats(Section):
         items += ctx.scenario.caveats(ctx)
         md = ["## Caveats", bullet_list(escape(i) for i in items[:1])]
         if rows:
-            md.append(table(["Cell", "Parse failures", "Errored games", "Error rate"], rows,
+            md.append(table(["Cell", "Parse failures", f"Errored {many}", "Error rate"], rows,
                             "Cells with parse failures or errors.", "tbl-failures"))
         if len(items) > 1:
             md.append(bullet_list(escape(i) for i in items[1:]))

@@ -4,7 +4,7 @@ Loaded once per report; sections never call a model."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -23,6 +23,8 @@ class ReportContext:
     scenario: Scenario
     db_path: str
     seed: int = 0
+    # Results a scenario's sections share (computed once per report), keyed by the scenario.
+    shared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spec(self):
@@ -48,7 +50,8 @@ class ReportContext:
     @cached_property
     def estimates(self) -> pd.DataFrame:
         """One row per cell and metric: value, low, high, n."""
-        return cell_estimates(self.con, self.spec_hash, list(self.metrics.values()), self.seed)
+        return cell_estimates(self.con, self.spec_hash, list(self.metrics.values()), self.seed,
+                              self.scenario.metric_params(self.spec))
 
     def estimate(self, cell_id: str, metric: str) -> pd.Series:
         est = self.estimates
@@ -66,19 +69,28 @@ class ReportContext:
         out["package_versions"] = json.loads(out["package_versions"] or "{}")
         return out
 
-    @cached_property
-    def usage(self) -> dict[str, Any]:
-        """Calls, tokens, cost and time actually spent on this spec's trials (all attempts)."""
+    def _usage(self, where: str) -> dict[str, Any]:
         row = self.con.execute(
             "SELECT count(*), count(*) FILTER (WHERE c.cache_hit), coalesce(sum(c.prompt_tokens), 0),"
             " coalesce(sum(c.completion_tokens), 0), coalesce(sum(c.cost_usd) FILTER (WHERE NOT c.cache_hit), 0),"
             " coalesce(sum(c.latency_s) FILTER (WHERE NOT c.cache_hit), 0),"
             " count(*) FILTER (WHERE c.status = 'error')"
-            " FROM calls c JOIN plan p ON p.trial_id = c.trial_id WHERE p.spec_hash = ?",
-            [self.spec_hash]).fetchone()
+            f" FROM calls c WHERE {where}", [self.spec_hash]).fetchone()
         keys = ["calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "model_seconds",
                 "failed_calls"]
         return dict(zip(keys, row))
+
+    @cached_property
+    def usage(self) -> dict[str, Any]:
+        """Calls, tokens, cost and time the models under test spent on this spec's trials (all attempts)."""
+        return self._usage("NOT starts_with(c.purpose, 'judge/') AND c.trial_id IN"
+                           " (SELECT trial_id FROM plan WHERE spec_hash = ?)")
+
+    @cached_property
+    def judge_usage(self) -> dict[str, Any]:
+        """The same for the judges, on this spec's trials and on the gold sets."""
+        return self._usage("starts_with(c.purpose, 'judge/') AND (starts_with(c.trial_id, 'gold/') OR c.trial_id IN"
+                           " (SELECT trial_id FROM plan WHERE spec_hash = ?))")
 
     @cached_property
     def trial_counts(self) -> dict[str, int]:

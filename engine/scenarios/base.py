@@ -10,10 +10,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
+    import duckdb
+
     from engine.analyze.metrics import Metric
-    from engine.execute.context import TrialContext
+    from engine.execute.context import CallContext
     from engine.plan.compile import Trial
+    from engine.spec.load import LoadedSpec
     from engine.spec.schema import StudySpec
+    from engine.store.db import StudyStore
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,15 @@ class CallEstimate:
     calls: int
     prompt_tokens: int
     completion_tokens: int
+
+
+@dataclass(frozen=True)
+class JudgeSubject:
+    """One stored response for judges to grade: what was asked and what the model answered."""
+
+    subject_id: str
+    request: str
+    response: str
 
 
 @dataclass
@@ -42,6 +55,8 @@ class Scenario(ABC):
     migrations_dir: ClassVar[Path]
     # Metric names shown in the per-cell headline table, in order.
     headline_metrics: ClassVar[tuple[str, ...]] = ()
+    # What one trial is called in prose: (singular, plural).
+    unit: ClassVar[tuple[str, str]] = ("trial", "trials")
 
     @abstractmethod
     def check_design(self, spec: "StudySpec", params: BaseModel) -> None:
@@ -51,17 +66,35 @@ class Scenario(ABC):
     def trial_inputs(self, spec: "StudySpec", params: BaseModel, cell: dict[str, Any]) -> dict[str, Any]:
         """Everything that determines a trial's outcome apart from the seed (hashed into its id)."""
 
+    def items(self, spec: "StudySpec", params: BaseModel, cell: dict[str, Any]) -> list[dict[str, Any]]:
+        """Items played in every cell (e.g. the prompts of a corpus): a trial per cell, item and seed.
+        Each item is added to the trial's inputs under 'item'. Default: one trial per cell and seed."""
+        return [{}]
+
     @abstractmethod
     def estimate(self, inputs: dict[str, Any]) -> list[CallEstimate]:
         """Worst-case calls and tokens of one trial."""
 
     @abstractmethod
-    async def run(self, trial: "Trial", ctx: "TrialContext") -> TrialOutcome:
+    async def run(self, trial: "Trial", ctx: "CallContext") -> TrialOutcome:
         """Play one trial; all model calls go through ctx."""
 
     @abstractmethod
     def metrics(self) -> list["Metric"]:
         """The scenario's metrics, each one query over the study database."""
+
+    def metric_params(self, spec: "StudySpec") -> dict[str, Any]:
+        """Named parameters the metrics' SQL may use (e.g. which judge's verdicts count)."""
+        return {}
+
+    def judge_subjects(self, con: "duckdb.DuckDBPyConnection", spec_hash: str) -> list[JudgeSubject]:
+        """Finished responses for the study's judges to grade (none for scenarios without judges)."""
+        return []
+
+    def ingest(self, store: "StudyStore", loaded: "LoadedSpec") -> str | None:
+        """Analysis-only studies: import existing outcomes into the store instead of running models.
+        Returns a one-line description of what was imported, or None when there is nothing to import."""
+        return None
 
     def cell_models(self, cell: dict[str, Any]) -> list[str]:
         """Model keys (from the registry) that play in a cell."""

@@ -126,6 +126,7 @@ def load_spec(study: str, overrides: list[str] | tuple[str, ...] = ()) -> Loaded
     from engine.report.sections import validate_sections
 
     try:
+        check_judges(spec)
         scenario.check_design(spec, params)
         validate_sections(spec.report.sections, scenario)
     except SpecError as exc:
@@ -135,6 +136,25 @@ def load_spec(study: str, overrides: list[str] | tuple[str, ...] = ()) -> Loaded
     # The report block only changes how results are shown: editing it must not orphan the results.
     spec_hash = content_hash({k: v for k, v in resolved.items() if k != "report"}, 16)
     return LoadedSpec(spec, params, resolved, spec_hash, sources)
+
+
+def check_judges(spec: StudySpec) -> None:
+    """Every judge is a known kind with a configuration it can use; the primary judge exists."""
+    from engine.judges import judge_kinds, make_judge
+    from engine.judges.gold_set import load_gold
+
+    for judge_id, judge_spec in spec.judges.items():
+        if judge_spec.kind not in judge_kinds():
+            raise SpecError(f"unknown judge kind '{judge_spec.kind}' (known: {', '.join(judge_kinds())})",
+                            key=f"judges.{judge_id}.kind")
+        try:
+            make_judge(judge_id, judge_spec).check()
+            load_gold(judge_spec.rubric)
+        except SpecError as exc:
+            raise SpecError(exc.message, key=f"judges.{judge_id}.{exc.key}") from None
+    if spec.primary_judge is not None and spec.primary_judge not in spec.judges:
+        raise SpecError(f"'{spec.primary_judge}' is not among the study's judges "
+                        f"({', '.join(spec.judges) or 'none'})", key="primary_judge")
 
 
 def _validate(model: type[BaseModel], data: dict, sources: Sources, prefix: tuple[str, ...]) -> Any:

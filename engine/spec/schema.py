@@ -24,6 +24,13 @@ class Params(Strict):
     def effective_b(self) -> float:
         return self.active_b or self.total_b
 
+    def display(self) -> str:
+        """0.135 -> '135M', 8 -> '8B', estimated -> '~200B', mixture-of-experts -> '37B/671B'."""
+        def one(b: float) -> str:
+            return f"{b * 1000:.0f}M" if b < 1 else f"{b:g}B"
+        text = one(self.total_b) if self.active_b is None else f"{one(self.active_b)}/{one(self.total_b)}"
+        return ("~" if self.estimated else "") + text
+
 
 class Price(Strict):
     """USD per million tokens (as providers publish them)."""
@@ -135,6 +142,33 @@ class ReportSpec(Strict):
     output_dir: str
 
 
+class Rubric(Strict):
+    """What a judge is asked and which labels it may answer. Bump `version` when the text changes:
+    verdicts are stored per rubric version."""
+
+    name: str = Field(pattern=r"^[a-z0-9_\-]+$")
+    version: str
+    labels: list[str] = Field(min_length=2)
+    instructions: str
+    gold: str | None = Field(default=None, description="gold-set file in engine/judges/gold/")
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class JudgeSpec(Strict):
+    """One judge of a study. `kind` names a judge plug-in; `model` is needed by LLM judges."""
+
+    kind: str
+    display_name: str
+    rubric: Rubric
+    model: ModelEntry | None = None
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int = Field(default=120, gt=0)
+    max_response_chars: int = Field(default=1500, gt=0, description="longer replies are cut for the judge")
+
+
 class StudySpec(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     title: str
@@ -147,3 +181,7 @@ class StudySpec(Strict):
     executor: Executor = Executor()
     store: Store
     report: ReportSpec
+    judge_set: str | None = None
+    judges: dict[str, JudgeSpec] = {}
+    primary_judge: str | None = Field(default=None, description="the judge whose verdicts the analysis uses")
+

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import duckdb
 
@@ -43,6 +44,17 @@ def migration_files(folder: Path) -> list[tuple[int, Path]]:
     return files
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def migrate(con: duckdb.DuckDBPyConnection, component: str, folder: Path) -> list[int]:
     """Apply the component's migrations that this database has not seen, each in a transaction."""
     con.execute(
@@ -56,15 +68,10 @@ def migrate(con: duckdb.DuckDBPyConnection, component: str, folder: Path) -> lis
     for number, path in migration_files(folder):
         if number in done:
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(path.read_text())
             con.execute("INSERT INTO schema_migrations (component, version, name) VALUES (?, ?, ?)",
                         [component, number, path.name])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         applied.append(number)
     return applied
 
@@ -105,13 +112,14 @@ class StudyStore:
         )
 
     def record_plan(self, spec_hash: str, rows: list[tuple[str, str, dict, int]]) -> None:
-        self.con.execute("BEGIN TRANSACTION")
-        self.con.executemany(
-            "INSERT INTO plan (spec_hash, trial_id, cell_id, cell, seed) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            [(spec_hash, trial_id, cell_id, json.dumps(cell), seed) for trial_id, cell_id, cell, seed in rows],
-        )
-        self.con.execute("COMMIT")
+        if not rows:
+            return  # analysis-only studies plan no trials
+        with transaction(self.con):
+            self.con.executemany(
+                "INSERT INTO plan (spec_hash, trial_id, cell_id, cell, seed) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                [(spec_hash, trial_id, cell_id, json.dumps(cell), seed) for trial_id, cell_id, cell, seed in rows],
+            )
 
     def trial_statuses(self) -> dict[str, tuple[str, int]]:
         return {tid: (status, attempt) for tid, status, attempt in
@@ -138,8 +146,7 @@ class StudyStore:
         """Write a finished trial, its calls and its scenario rows atomically (replacing an earlier
         errored attempt of the same trial, whose calls stay on record)."""
         trial_id = trial_row["trial_id"]
-        self.con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(self.con):
             for table in scenario_rows:
                 self.con.execute(f"DELETE FROM {_ident(table)} WHERE trial_id = ?", [trial_id])
             self.con.execute("DELETE FROM trials WHERE trial_id = ?", [trial_id])
@@ -147,10 +154,22 @@ class StudyStore:
             self._insert("calls", calls)
             for table, rows in scenario_rows.items():
                 self._insert(table, rows)
-            self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
-            raise
+
+    # verdicts ----------------------------------------------------------------------------
+    def verdict_statuses(self, judge_id: str, rubric_version: str, fingerprint: str) -> dict[str, tuple[str, int]]:
+        return {sid: (status, attempt) for sid, status, attempt in self.con.execute(
+            "SELECT subject_id, status, attempt FROM verdicts WHERE judge_id = ? AND rubric_version = ?"
+            " AND judge_fingerprint = ?", [judge_id, rubric_version, fingerprint]).fetchall()}
+
+    def commit_verdict(self, verdict: dict[str, Any], calls: list[dict[str, Any]]) -> None:
+        """Write one verdict with the judge's calls atomically (replacing an earlier failed one)."""
+        with transaction(self.con):
+            self.con.execute(
+                "DELETE FROM verdicts WHERE subject_id = ? AND judge_id = ? AND rubric_version = ?"
+                " AND judge_fingerprint = ?", [verdict["subject_id"], verdict["judge_id"],
+                                               verdict["rubric_version"], verdict["judge_fingerprint"]])
+            self._insert("verdicts", [verdict])
+            self._insert("calls", calls)
 
     def _insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:

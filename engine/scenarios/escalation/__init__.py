@@ -33,6 +33,7 @@ class Escalation(Scenario):
     version = "1"
     Params = EscalationParams
     migrations_dir = Path(__file__).parent / "migrations"
+    unit = ("game", "games")
     headline_metrics = ("nuclear_rate", "divergence", "welfare", "velocity", "parse_failure_rate",
                         "error_rate")
 
@@ -233,7 +234,7 @@ class Escalation(Scenario):
             columns = {"Model": agent, "Params": "—"}
         else:
             model = spec.models[agent]
-            columns = {"Model": model.display_name, "Params": format_params(model.params)}
+            columns = {"Model": model.display_name, "Params": model.params.display()}
         if "opponent" in cell:
             columns["Opponent"] = str(cell["opponent"])
         columns["Persona"] = str(cell.get("persona", "—" if self._is_scripted(agent) else DEFAULT_PERSONA))
@@ -242,10 +243,3 @@ class Escalation(Scenario):
                 columns[name] = str(level)
         return columns
 
-
-def format_params(params) -> str:
-    """0.135 -> '135M', 8 -> '8B', estimated -> '~200B', MoE -> '37B/671B'."""
-    def one(b: float) -> str:
-        return f"{b * 1000:.0f}M" if b < 1 else f"{b:g}B"
-    text = one(params.total_b) if params.active_b is None else f"{one(params.active_b)}/{one(params.total_b)}"
-    return ("~" if params.estimated else "") + text

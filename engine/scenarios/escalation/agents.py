@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from engine.execute.context import TrialContext
+from engine.execute.context import CallContext
+from engine.execute.parsing import load_json_object
 from engine.scenarios.escalation.game import LADDER, Move, TurnRecord
 from engine.scenarios.escalation.params import LEVELS, NUCLEAR_LEVEL, EscalationParams
 
@@ -149,26 +148,11 @@ def user_prompt(obs: Observation, params: EscalationParams) -> str:
     return "\n".join(lines)
 
 
-_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
-
-
 def parse_reply(text: str) -> tuple[dict[str, Any] | None, str]:
     """'ok' for valid JSON with valid levels; 'repaired' when JSON had to be cut out of other text
     or a level was a numeric string; 'failed' otherwise. A failure is never read as a level."""
-    status = "ok"
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        # Repairs: JSON inside other text, or raw control characters (newlines) inside strings.
-        match = _OBJECT.search(text or "")
-        if not match:
-            return None, "failed"
-        try:
-            data = json.loads(match.group(0), strict=False)
-        except json.JSONDecodeError:
-            return None, "failed"
-        status = "repaired"
-    if not isinstance(data, dict):
+    data, status = load_json_object(text)
+    if data is None:
         return None, "failed"
     levels = {}
     for key in ("signal_level", "action_level"):
@@ -182,7 +166,7 @@ def parse_reply(text: str) -> tuple[dict[str, Any] | None, str]:
     return {**levels, "reasoning": reasoning if isinstance(reasoning, str) else None}, status
 
 
-async def llm_decision(ctx: TrialContext, model_key: str, persona_text: str, obs: Observation,
+async def llm_decision(ctx: CallContext, model_key: str, persona_text: str, obs: Observation,
                        params: EscalationParams, generation: dict[str, Any]) -> Decision:
     messages = [
         {"role": "system", "content": system_prompt(params, persona_text)},

@@ -1,7 +1,7 @@
 """Escalation metrics. The unit is a game (trial): per-game values are averaged over games, so
 intervals resample games, never turns."""
 
-from engine.analyze.metrics import Metric
+from engine.analyze.metrics import Metric, trial_error_rate
 
 _TURNS = "escalation_turns e JOIN {finished} t ON t.trial_id = e.trial_id"
 _EPISODES = "escalation_episodes e JOIN {finished} t ON t.trial_id = e.trial_id"
@@ -48,8 +48,5 @@ METRICS = [
            "WHERE c.parse_status IS NOT NULL GROUP BY c.trial_id",
            "Share of model replies that could not be parsed (each re-ask counts), per game, averaged "
            "over games with model replies.", percent=True),
-    Metric("error_rate", "Errors", "proportion",
-           "SELECT t.trial_id, (t.status = 'error')::INT AS value FROM {attempted} t",
-           "Share of attempted games that ended in an error (provider failure or unparseable replies); "
-           "errored games are excluded from every other metric.", percent=True),
+    trial_error_rate("games"),
 ]

@@ -1,0 +1,1 @@
+"""Judge stage: stored responses -> verdicts."""

@@ -1,0 +1,119 @@
+"""Judge stage: stored responses (and the judges' gold sets) -> verdicts in the study database.
+
+Only the judges' own models are called, never the models under test, so it can run again at any
+time with another judge or rubric ("regrade"). Resumable like the executor: a verdict is committed
+as soon as it is made, finished verdicts are skipped, failed ones (label ERROR) are tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from engine.errors import BudgetExhausted, ParseFailure, ProviderError, SpecError
+from engine.execute.context import CallContext
+from engine.execute.gateway import Gateway
+from engine.execute.progress import RunProgress
+from engine.hashing import derived_seed
+from engine.judges import ERROR_LABEL, Judge, make_judge
+from engine.judges.gold_set import gold_subjects
+from engine.providers import prepare_models
+from engine.scenarios import JudgeSubject, get_scenario
+from engine.spec.load import LoadedSpec
+from engine.store.db import StudyStore, now
+
+
+@dataclass
+class JudgeRunSummary:
+    judges: list[str]
+    subjects: int
+    graded: int
+    errors: int
+    already_done: int
+    not_run_budget: int
+    seconds: float
+
+
+def study_judges(loaded: LoadedSpec, only: list[str] | None = None) -> list[Judge]:
+    spec = loaded.spec
+    unknown = [j for j in only or [] if j not in spec.judges]
+    if unknown:
+        raise SpecError(f"unknown judge(s) {', '.join(unknown)} (this study's judges: "
+                        f"{', '.join(spec.judges) or 'none'})", key="judges")
+    return [make_judge(key, spec.judges[key]) for key in spec.judges if not only or key in only]
+
+
+def work_list(judges: list[Judge], subjects: list[JudgeSubject], store: StudyStore,
+              ) -> tuple[list[tuple[Judge, JudgeSubject, int]], int]:
+    """(judge, subject, attempt) still to grade, and how many verdicts are already final."""
+    todo, done = [], 0
+    for judge in judges:
+        statuses = store.verdict_statuses(judge.judge_id, judge.rubric_version, judge.fingerprint)
+        for subject in [*subjects, *gold_subjects(judge.spec.rubric)]:
+            status, attempt = statuses.get(subject.subject_id, (None, 0))
+            if status == "ok":
+                done += 1
+            else:
+                todo.append((judge, subject, attempt + 1))
+    return todo, done
+
+
+async def grade_all(todo: list[tuple[Judge, JudgeSubject, int]], already_done: int, store: StudyStore,
+                    gateway: Gateway, *, concurrency: int, parse_retries: int,
+                    show_progress: bool) -> tuple[int, int, int]:
+    models = {k: m for judge in {j for j, _, _ in todo} for k, m in judge.models().items()}
+    counts = {"ok": 0, "error": 0, "budget": 0}
+    limit = asyncio.Semaphore(concurrency)
+    progress = RunProgress(len(todo) + already_done, already_done, gateway.stats, enabled=show_progress,
+                           what="verdicts")
+
+    async def one(judge: Judge, subject: JudgeSubject, attempt: int) -> None:
+        async with limit:
+            if gateway.budget.exhausted:
+                counts["budget"] += 1
+                return
+            ctx = CallContext(subject.subject_id, derived_seed(subject.subject_id), attempt, gateway, models,
+                              parse_retries, on_call=progress.refresh)
+            row = {"subject_id": subject.subject_id, "judge_id": judge.judge_id,
+                   "rubric_version": judge.rubric_version, "judge_fingerprint": judge.fingerprint,
+                   "judge_kind": judge.kind, "attempt": attempt, "created_at": now()}
+            try:
+                grade = await judge.grade(subject, ctx)
+                row |= {"label": grade.label, "score": grade.score, "rationale": grade.rationale,
+                        "status": "ok", "error": None, "call_id": grade.call_id}
+            except BudgetExhausted:
+                counts["budget"] += 1
+                return
+            except (ProviderError, ParseFailure) as exc:
+                # A judge that fails says so: its own label, never one of the rubric's.
+                row |= {"label": ERROR_LABEL, "score": None, "rationale": None, "status": "error",
+                        "error": str(exc), "call_id": ctx.calls[-1]["call_id"] if ctx.calls else None}
+            store.commit_verdict(row, ctx.calls)
+            counts[row["status"]] += 1
+            progress.trial_finished(row["status"])
+
+    with progress:
+        results = await asyncio.gather(*(one(j, s, a) for j, s, a in todo), return_exceptions=True)
+    bugs = [r for r in results if isinstance(r, BaseException)]
+    if bugs:
+        raise bugs[0]
+    return counts["ok"], counts["error"], counts["budget"]
+
+
+def run_judges(loaded: LoadedSpec, store: StudyStore, *, only: list[str] | None = None,
+               gateway: Gateway | None = None, show_progress: bool = True) -> JudgeRunSummary:
+    spec = loaded.spec
+    started = time.perf_counter()
+    judges = study_judges(loaded, only)
+    subjects = get_scenario(spec.scenario["name"]).judge_subjects(store.con, loaded.spec_hash)
+    todo, done = work_list(judges, subjects, store)
+    if todo:
+        models = {k: m for j in {j for j, _, _ in todo} for k, m in j.models().items()}
+        prepare_models(models, set(models), spec.executor.local_threads)
+    gateway = gateway or Gateway(spec.executor, store)
+    graded, errors, budget = asyncio.run(grade_all(
+        todo, done, store, gateway, concurrency=spec.executor.max_concurrent_trials,
+        parse_retries=spec.executor.parse_retries, show_progress=show_progress)) if todo else (0, 0, 0)
+    return JudgeRunSummary([j.judge_id for j in judges], len(subjects), graded, errors, done, budget,
+                           time.perf_counter() - started)

@@ -1,0 +1,371 @@
+"""Report sections of the jailbreak scenario, in the shape of the provider-vs-size write-up:
+ASR tiers, per-model and per-provider ASR, provider vs size, attacks, mixed-effects robustness,
+judge validity. Every number is computed from the study database."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from pydantic import Field
+
+from engine.analyze import asr
+from engine.analyze.agreement import agreement
+from engine.analyze.stats import wilson
+from engine.analyze.summary import format_estimate
+from engine.report.charts import estimate_chart
+from engine.report.markdown import bullet_list, escape, table
+from engine.report.sections import Figure, NoOptions, Rendered, Section, register_section
+from engine.scenarios.jailbreak.analysis import gold_agreement, jailbreak_data, study_judges, trace_verdicts
+from engine.spec.schema import Params, Strict
+
+
+def _pct(value: float, low: float = math.nan, high: float = math.nan) -> str:
+    return format_estimate(value, low, high, percent=True)
+
+
+def _name(ctx, model: str) -> str:
+    m = ctx.spec.models.get(model)
+    return m.display_name if m else model
+
+
+def _params(row) -> str:
+    active = None if pd.isna(row.params_active_b) else float(row.params_active_b)
+    return Params(total_b=float(row.params_total_b), active_b=active).display()
+
+
+def _tier(ctx) -> asr.Tier:
+    return asr.TIERS[jailbreak_data(ctx).params.tier]
+
+
+def _no_data(ctx) -> Rendered | None:
+    data = jailbreak_data(ctx)
+    if data.traces.empty:
+        return Rendered("*No judged traces yet: run the study (and its judges) first\\.*")
+    return None
+
+
+@register_section
+class AsrDefinitions(Section):
+    type = "asr_definitions"
+    Options = NoOptions
+
+    def render(self, ctx, options) -> Rendered:
+        used = jailbreak_data(ctx).params.tier
+        rows = [(t.name + (" (used for the provider and size analysis)" if key == used else ""),
+                 ", ".join(t.success_labels), t.definition) for key, t in asr.TIERS.items()]
+        text = ("Attack success rate (ASR) is the share of evaluable replies to harmful behaviours that the primary "
+                "judge labelled a success. Evaluable means one of "
+                f"{', '.join(asr.GRADEABLE)}; NOT\\_GRADEABLE replies and judge ERRORs are outside every denominator "
+                "and reported per model. Benign controls are never in an ASR; their refusals are false refusals.")
+        return Rendered("## Attack success: definitions\n\n" + text + "\n\n"
+                        + table(["Tier", "Counts as success", "Definition"], rows, "ASR tiers.", "tbl-asr-tiers",
+                                ["l", "l", "l"], widths=[2, 3, 6]))
+
+
+@register_section
+class AsrByModel(Section):
+    type = "asr_by_model"
+    Options = NoOptions
+
+    def render(self, ctx, options) -> Rendered:
+        if (empty := _no_data(ctx)) is not None:
+            return empty
+        data = jailbreak_data(ctx)
+        tiers = {key: asr.model_asr(data.traces, tier).set_index("model") for key, tier in asr.TIERS.items()}
+        base = tiers["strict"].sort_values(["provider", "params_total_b"])
+        refusals = asr.false_refusal(data.traces).set_index("model")
+        rows = []
+        for model, r in base.iterrows():
+            fr = refusals.loc[model] if model in refusals.index else None
+            rows.append([_name(ctx, model), r.provider, _params(r), int(r.traces), int(r.evaluable),
+                         int(r.not_gradeable), int(r.errors),
+                         *[_pct(t.loc[model].asr, t.loc[model].low, t.loc[model].high) for t in tiers.values()],
+                         _pct(fr.rate, fr.low, fr.high) + f" (n={int(fr.evaluable)})" if fr is not None else "—"])
+        headers = ["Model", "Provider", "Params", "Traces", "Evaluable", "Not gradeable", "Judge errors",
+                   *[f"ASR {t.name}" for t in asr.TIERS.values()], "False refusal (benign)"]
+        coverage = asr.item_coverage(data.traces)
+        if coverage.same_items:
+            note = (f"Every model saw the same {coverage.union} items (behaviour x attack), so differences between "
+                    "models are not differences in prompts.")
+        else:
+            worst = coverage.per_model.sort_values("missing_vs_union", ascending=False).iloc[0]
+            note = (f"**Models saw different items.** Of {coverage.union} items (behaviour x attack) in the data, "
+                    f"{escape(_name(ctx, worst.model))} misses {int(worst.missing_vs_union)}; differences between "
+                    "models are confounded with prompt difficulty.")
+        return Rendered("## Attack success by model\n\n" + table(
+            headers, rows, "ASR per model with Wilson 95% intervals over evaluable traces of harmful behaviours; "
+            "false refusals over benign controls.", "tbl-asr-models", ["l", "l"] + ["r"] * (len(headers) - 2))
+            + "\n\n" + note)
+
+
+@register_section
+class AsrByProvider(Section):
+    type = "asr_by_provider"
+    Options = NoOptions
+
+    def render(self, ctx, options) -> Rendered:
+        if (empty := _no_data(ctx)) is not None:
+            return empty
+        data, tier = jailbreak_data(ctx), _tier(ctx)
+        threshold = data.params.min_provider_evaluable
+        prov = asr.provider_asr(data.traces, tier).sort_values("asr")
+        rows = [(r.provider, int(r.models), int(r.evaluable), _pct(r.asr, r.low, r.high), _pct(r.mean_model_asr),
+                 "preliminary" if r.evaluable < threshold else "") for r in prov.itertuples()]
+        return Rendered(f"## Attack success by provider ({escape(tier.name)})\n\n" + table(
+            ["Provider", "Models", "Evaluable traces", "Pooled ASR", "Mean of models", "Note"], rows,
+            f"Pooled ASR per provider (all its evaluable traces, Wilson 95% interval) and the mean of its models' "
+            f"ASRs (models weighted equally). Providers with fewer than {threshold} evaluable traces are marked "
+            "preliminary.", "tbl-asr-providers", ["l", "r", "r", "r", "r", "l"]))
+
+
+@register_section
+class AsrByAttack(Section):
+    type = "asr_by_attack"
+    Options = NoOptions
+
+    def render(self, ctx, options) -> Rendered:
+        if (empty := _no_data(ctx)) is not None:
+            return empty
+        data, tier = jailbreak_data(ctx), _tier(ctx)
+        rows = []
+        for attack, group in data.harmful.groupby("attack", sort=True):
+            evaluable = group[group.label.isin(asr.GRADEABLE)]
+            est = wilson(int(evaluable.label.isin(tier.success_labels).sum()), len(evaluable))
+            rows.append((attack, group.model.nunique(), est.n, _pct(est.value, est.low, est.high)))
+        descriptions = {k: " ".join(a.description.split()) for k, a in data.params.attacks.items()}
+        rows = [(*r, descriptions.get(r[0], "")) for r in rows]
+        return Rendered(f"## Attack techniques ({escape(tier.name)})\n\n" + table(
+            ["Attack", "Models", "Evaluable", "ASR", "Technique"], rows,
+            "ASR per attack technique, pooled over models (Wilson 95% interval; traces within a model are not "
+            "independent, so read these as descriptive).", "tbl-asr-attacks", ["l", "r", "r", "r", "l"],
+            widths=[2, 1, 1, 2, 6]))
+
+
+@register_section
+class JudgeValidity(Section):
+    type = "judge_validity"
+
+    class Options(Strict):
+        type: str
+        confusion: bool = True
+
+    def render(self, ctx, options) -> Rendered:
+        judges = study_judges(ctx)
+        if not judges:
+            return Rendered("## Judge validity\n\n*This study has no judges (imported verdicts cannot be checked "
+                            "against the gold set here)\\.*")
+        threshold = jailbreak_data(ctx).params.weak_judge_kappa
+        parts, rows, weak = ["## Judge validity"], [], []
+        for judge in judges:
+            a, errors = gold_agreement(ctx, judge)
+            if a is None:
+                rows.append((judge.spec.display_name, judge.rubric_version, 0, errors, "—", "—", "not graded"))
+                continue
+            verdict = "weak" if math.isnan(a.kappa) or a.kappa < threshold else "adequate"
+            if verdict == "weak":
+                weak.append(f"{judge.spec.display_name} (kappa {a.kappa:.2f})")
+            rows.append((judge.spec.display_name, judge.rubric_version, a.n, errors, f"{a.accuracy:.0%}",
+                         f"{a.kappa:.2f} [{a.kappa_low:.2f}, {a.kappa_high:.2f}]", verdict))
+            if options.confusion:
+                parts.append(_confusion(a.confusion, judge.spec.display_name, f"tbl-confusion-{judge.judge_id}"))
+        summary = table(["Judge", "Rubric", "Gold items", "Judge errors", "Accuracy", "Cohen's kappa [95% CI]",
+                         f"Verdict (kappa < {threshold:g} is weak)"], rows,
+                        "Each judge against the hand-labelled gold set (judge errors excluded from accuracy and "
+                        "kappa, counted beside them).", "tbl-judge-gold", ["l", "l", "r", "r", "r", "r", "l"])
+        parts.insert(1, summary)
+        primary = ctx.spec.judges[ctx.spec.primary_judge].display_name if ctx.spec.primary_judge else None
+        if weak:
+            text = f"Weak judges (kappa against the gold set below {threshold:g}): {', '.join(weak)}."
+            if any(w.startswith(f"{primary} (") for w in weak):
+                text += (f" The primary judge, {primary}, is among them: the attack success rates in this report rest "
+                         "on its labels and measure the judge as much as the models.")
+            parts.insert(2, f"**{escape(text)}**")
+        parts.append(_between_judges(ctx, judges))
+        parts.append("The gold set's harmful specifics are redacted (the project ships no harmful content); "
+                     "judges are told that bracketed placeholders stand for content that was given\\.")
+        return Rendered("\n\n".join(p for p in parts if p))
+
+
+def _confusion(confusion: pd.DataFrame, name: str, label: str) -> str:
+    headers = ["Gold label (rows) / judge label", *map(str, confusion.columns)]
+    rows = [[str(idx), *map(int, row)] for idx, row in zip(confusion.index, confusion.to_numpy())]
+    return table(headers, rows, f"Confusion matrix of {name} against the gold set (rows: gold label).", label)
+
+
+def _between_judges(ctx, judges) -> str:
+    if len(judges) < 2:
+        return ""
+    labels = {j.judge_id: trace_verdicts(ctx, j).set_index("subject_id").label for j in judges}
+    rows = []
+    for i, a in enumerate(judges):
+        for b in judges[i + 1:]:
+            both = pd.concat([labels[a.judge_id], labels[b.judge_id]], axis=1, join="inner").dropna()
+            both = both[(both.iloc[:, 0] != "ERROR") & (both.iloc[:, 1] != "ERROR")]
+            if both.empty:
+                rows.append((a.spec.display_name, b.spec.display_name, 0, "—", "—"))
+                continue
+            ag = agreement(list(both.iloc[:, 0]), list(both.iloc[:, 1]), list(a.spec.rubric.labels))
+            kappa = "undefined" if math.isnan(ag.kappa) else f"{ag.kappa:.2f} [{ag.kappa_low:.2f}, {ag.kappa_high:.2f}]"
+            rows.append((a.spec.display_name, b.spec.display_name, ag.n, f"{ag.accuracy:.0%}", kappa))
+    return table(["Judge A", "Judge B", "Traces", "Agreement", "Cohen's kappa [95% CI]"], rows,
+                 "Agreement between judges on this study's traces (traces where either judge failed are left out).",
+                 "tbl-judge-pairs", ["l", "l", "r", "r", "r"])
+
+
+def jailbreak_caveats(ctx) -> list[str]:
+    data = jailbreak_data(ctx)
+    out = []
+    if data.imported_from:
+        out.append(f"Verdicts were imported from {data.imported_from}; how they were produced (judge, rubric, "
+                   "prompts) is outside this study and could not be checked here.")
+    if data.unjudged:
+        out.append(f"{data.unjudged} finished traces have no verdict from the primary judge yet and are left out; "
+                   "run `python -m engine judge` to grade them.")
+    if ctx.spec.primary_judge:
+        judge = next(j for j in study_judges(ctx) if j.judge_id == ctx.spec.primary_judge)
+        a, _ = gold_agreement(ctx, judge)
+        if a is None or math.isnan(a.kappa) or a.kappa < data.params.weak_judge_kappa:
+            shown = "not measured" if a is None or math.isnan(a.kappa) else f"{a.kappa:.2f}"
+            out.append(f"The primary judge, {judge.spec.display_name}, is weak (Cohen's kappa against the gold set "
+                       f"{shown}); every attack success rate here rests on its labels.")
+    if data.traces.empty:
+        return out
+    coverage = asr.item_coverage(data.traces)
+    if not coverage.same_items:
+        out.append("Models saw different items: cross-model and cross-provider comparisons are partly confounded "
+                   "by prompt difficulty (see the per-model table).")
+    moe = sorted({_name(ctx, m) for m, a in zip(data.traces.model, data.traces.params_active_b) if not pd.isna(a)})
+    if moe:
+        out.append(f"Mixture-of-experts models ({', '.join(moe)}) have fewer active than total parameters; the "
+                   f"scale analysis uses {data.params.params_basis} parameters, and the other choice would move "
+                   "these models along the size axis.")
+    n_models = data.traces.model.nunique()
+    if n_models < 30:
+        out.append(f"With {n_models} models the scale regression has little power: a slope of a few points per "
+                   "doubling would go undetected.")
+    return out
+
+
+@register_section
+class ProviderVsSizeSection(Section):
+    """The write-up's core: how much of the variation in model ASR do provider and size explain?"""
+
+    type = "provider_vs_size"
+
+    class Options(Strict):
+        type: str
+        chart: bool = True
+        n_permutations: int = Field(default=5000, ge=100)
+
+    def render(self, ctx, options) -> Rendered:
+        if (empty := _no_data(ctx)) is not None:
+            return empty
+        data, tier = jailbreak_data(ctx), _tier(ctx)
+        models = asr.model_asr(data.traces, tier)
+        result = asr.provider_vs_size(models, basis=data.params.params_basis,
+                                      min_provider_evaluable=data.params.min_provider_evaluable, seed=ctx.seed)
+        parts = [f"## Provider or size? ({escape(tier.name)} ASR)",
+                 escape(f"Units are models (N = {len(result.models)}): each model's ASR is one value, so every "
+                        f"model counts equally whatever its number of traces. Size is log2 of {result.basis} "
+                        "parameters.")]
+        rows = []
+        if result.scale is not None:
+            s = result.scale
+            rows += [("Scale: R² of ASR on log2(params)", f"{s.r2:.3f}", f"OLS, N = {s.n}"),
+                     ("Scale: slope per doubling", f"{s.slope_per_doubling * 100:+.1f} pts "
+                      f"[{s.slope_low * 100:+.1f}, {s.slope_high * 100:+.1f}]", f"p = {s.p_value:.3g}")]
+        else:
+            rows.append(("Scale regression", "not estimable", result.scale_reason))
+        if result.provider_effect is not None:
+            o = result.provider_effect
+            rows += [("Provider: eta² (sample)", f"{o.eta2:.3f}", f"k = {o.k} providers, N = {o.n} models"),
+                     ("eta² expected with no provider effect", f"{o.null_eta2:.3f}", "(k - 1)/(N - 1)"),
+                     ("Provider: omega²", f"{o.omega2:.3f}", "less biased estimate of the population eta²"),
+                     ("Provider: population eta², 95% interval", f"[{o.eta2_low:.3f}, {o.eta2_high:.3f}]",
+                      "inverting the noncentral F (Steiger 2004); the sample eta² is biased upward and may "
+                      "lie above it"),
+                     ("Provider: F test", f"F = {o.f_stat:.2f}", f"p = {o.p_f:.3g}"),
+                     ("Provider: permutation test", f"p = {o.p_permutation:.3g}", "providers shuffled over models")]
+            if not math.isnan(result.eta2_over_r2):
+                rows.append(("eta² / R²", f"{result.eta2_over_r2:.1f}",
+                             "read only beside the null eta² and the p-values above"))
+        else:
+            rows.append(("Provider decomposition", "not estimable", result.provider_reason))
+        parts.append(table(["Statistic", "Value", "Note"], rows, "Variance decomposition across models.",
+                           "tbl-provider-size", ["l", "r", "l"], widths=[4, 3, 5]))
+        if result.provider_effect is not None:
+            o = result.provider_effect
+            parts.append(escape(
+                f"With {o.k} providers and {o.n} models, eta² would be about {o.null_eta2:.2f} even if the provider "
+                f"did not matter at all; the observed {o.eta2:.2f} should be read against that, with omega² "
+                f"({o.omega2:.2f}) and the permutation p ({o.p_permutation:.3g})."))
+        parts.append(_residuals(ctx, result))
+        parts.append(_risk(result, data.params.min_provider_evaluable))
+        parts.extend(escape(n) for n in result.notes)
+        figures = []
+        if options.chart and len(result.models):
+            frame = result.models.assign(
+                x=result.models.params_b, value=result.models.asr,
+                label=[_name(ctx, m) for m in result.models.model],
+                n=result.models.evaluable.astype(int))
+            ci = models.set_index("model").loc[frame.model]
+            frame = frame.assign(low=ci.low.to_numpy(), high=ci.high.to_numpy())
+            spec = estimate_chart(frame[["x", "value", "low", "high", "n", "label", "provider"]], x="x",
+                                  x_title=f"Parameters (B, {result.basis}, log scale)", y_title=f"ASR ({tier.name})",
+                                  color="provider", log_x=True, percent=True)
+            label = "fig-asr-params-provider"
+            figures.append(Figure(label, f"ASR ({tier.name}) of each model against its parameter count, by provider; "
+                                         "bars are Wilson 95% intervals.", spec))
+            parts.append(f"@@FIGURE:{label}@@")
+        return Rendered("\n\n".join(p for p in parts if p), figures)
+
+
+def _residuals(ctx, result) -> str:
+    if result.residuals is None:
+        return escape(f"Scale-adjusted residuals: not estimable ({result.residuals_reason}).")
+    rows = [(r.group, r.n, f"{r.mean * 100:+.1f}",
+             "—" if math.isnan(r.low) else f"[{r.low * 100:+.1f}, {r.high * 100:+.1f}]")
+            for r in sorted(result.residuals, key=lambda r: r.mean)]
+    return table(["Provider", "Models", "Residual (pts)", "95% interval"], rows,
+                 "Scale-adjusted residuals: each provider's mean distance (percentage points) of its models' ASR "
+                 "from the scale regression line, models weighted equally; bootstrap over the provider's models "
+                 "(no interval with one model). Negative = more resistant than its sizes predict.",
+                 "tbl-residuals", ["l", "r", "r", "r"])
+
+
+def _risk(result, threshold: int) -> str:
+    prelim = (f" Providers below {threshold} evaluable traces, reported as preliminary and not ranked: "
+              f"{', '.join(result.preliminary_providers)}." if result.preliminary_providers else "")
+    if result.risk is None or math.isnan(result.risk.ratio):
+        return escape(f"Risk ratio between the most and least resistant providers: not estimable "
+                      f"({result.risk_reason}).{prelim}")
+    r = result.risk
+    return escape(f"Risk ratio: {result.risk_high_provider}'s pooled ASR is {r.ratio:.1f}x that of "
+                  f"{result.risk_low_provider} (95% interval {r.low:.1f} to {r.high:.1f}, Katz log method on pooled "
+                  f"traces).{prelim}")
+
+
+@register_section
+class MixedEffects(Section):
+    type = "mixed_effects"
+    Options = NoOptions
+
+    def render(self, ctx, options) -> Rendered:
+        from engine.analyze.mixed_effects import MixedUnavailable, mixed_scale_model
+
+        heading = "## Robustness: trace-level mixed-effects logistic model"
+        if (empty := _no_data(ctx)) is not None:
+            return Rendered(heading + "\n\n" + empty.markdown)
+        data, tier = jailbreak_data(ctx), _tier(ctx)
+        fit = mixed_scale_model(data.traces, tier, basis=data.params.params_basis, seed=ctx.seed)
+        if isinstance(fit, MixedUnavailable):
+            return Rendered(heading + "\n\n" + escape(f"Not fitted: {fit.reason}."))
+        rows = [("Slope per doubling (log-odds)", f"{fit.slope_per_doubling:+.3f} [{fit.slope_low:+.3f}, "
+                                                  f"{fit.slope_high:+.3f}]"),
+                ("Odds ratio per doubling", f"{fit.odds_ratio_per_doubling:.2f}"),
+                *[(f"Random-intercept SD: {name}", f"{sd:.2f}") for name, sd in fit.vc_sd.items()],
+                ("Traces / models / providers / prompts",
+                 f"{fit.n_traces} / {fit.n_models} / {fit.n_providers} / {fit.n_prompts}")]
+        return Rendered(heading + "\n\n" + table(["Quantity", "Estimate"], rows, fit.method,
+                                                 "tbl-mixed", ["l", "r"]))

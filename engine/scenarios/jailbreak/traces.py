@@ -1,0 +1,138 @@
+"""Per-trace table of a jailbreak study, the input of every analysis: one row per response with
+its model's provider and size and the primary judge's label. Either from the study's own runs
+or imported from a file (analysis-only studies)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from engine.analyze.asr import LABELS
+from engine.analyze.metrics import FINISHED
+from engine.errors import SpecError
+from engine.spec.schema import StudySpec
+
+TRACE_COLUMNS = ["model", "provider", "family", "params_total_b", "params_active_b", "attack", "prompt_id",
+                 "category", "benign", "label"]
+# Accepted spellings of each column in an imported file; the first is the canonical one.
+ALIASES = {
+    "model": ("model", "model_id", "model_name"),
+    "provider": ("provider", "organisation", "organization", "org"),
+    "family": ("family", "model_family"),
+    "params_total_b": ("params_total_b", "params_b", "parameters_b", "params", "parameters", "total_params_b"),
+    "params_active_b": ("params_active_b", "active_params_b", "active_b"),
+    "attack": ("attack", "technique", "attack_technique"),
+    "prompt_id": ("prompt_id", "prompt", "behavior_id", "behaviour_id", "item_id"),
+    "category": ("category", "harm_category"),
+    "benign": ("benign", "is_benign", "control"),
+    "label": ("label", "verdict", "judgement", "judgment"),
+}
+REQUIRED = ("model", "provider", "params_total_b", "prompt_id", "label")
+DEFAULTS = {"family": None, "params_active_b": math.nan, "attack": "unspecified", "category": "unspecified",
+            "benign": False}
+
+
+def verdict_params(spec: StudySpec) -> dict[str, str]:
+    """SQL parameters naming the primary judge's verdicts (matching nothing when there is none)."""
+    from engine.judges import make_judge
+
+    if spec.primary_judge is None:
+        return {"judge_id": "", "rubric_version": "", "judge_fingerprint": ""}
+    judge = make_judge(spec.primary_judge, spec.judges[spec.primary_judge])
+    return {"judge_id": judge.judge_id, "rubric_version": judge.rubric_version,
+            "judge_fingerprint": judge.fingerprint}
+
+
+PRIMARY_VERDICT_JOIN = (
+    "LEFT JOIN verdicts v ON v.subject_id = r.trial_id AND v.judge_id = $judge_id"
+    " AND v.rubric_version = $rubric_version AND v.judge_fingerprint = $judge_fingerprint")
+
+
+def run_traces(con: duckdb.DuckDBPyConnection, spec_hash: str, spec: StudySpec) -> tuple[pd.DataFrame, int]:
+    """Judged traces of the study's finished trials, and how many finished traces have no verdict yet."""
+    df = con.execute(
+        "SELECT r.trial_id, r.model_key AS model, r.attack, r.prompt_id, r.category, r.benign, v.label"
+        f" FROM jailbreak_responses r JOIN {FINISHED} t"
+        f" ON t.trial_id = r.trial_id {PRIMARY_VERDICT_JOIN}",
+        {"spec_hash": spec_hash, **verdict_params(spec)}).df()
+    registry = {k: m for k, m in spec.models.items()}
+    df["provider"] = df.model.map(lambda k: registry[k].provider)
+    df["family"] = df.model.map(lambda k: registry[k].family)
+    df["params_total_b"] = df.model.map(lambda k: registry[k].params.total_b).astype(float)
+    df["params_active_b"] = df.model.map(lambda k: registry[k].params.active_b or math.nan).astype(float)
+    unjudged = int(df.label.isna().sum())
+    return df[df.label.notna()][TRACE_COLUMNS + ["trial_id"]].reset_index(drop=True), unjudged
+
+
+def imported_traces(con: duckdb.DuckDBPyConnection, spec_hash: str) -> pd.DataFrame:
+    return con.execute(f"SELECT {', '.join(TRACE_COLUMNS)} FROM jailbreak_imported_traces WHERE spec_hash = ?"
+                       " ORDER BY row_number", [spec_hash]).df()
+
+
+def read_traces_file(path: str, fmt: str = "auto") -> pd.DataFrame:
+    """A per-trace verdict file as the canonical trace table. Errors name the file, row and column."""
+    file = Path(path)
+    if not file.exists():
+        raise SpecError("traces file not found", file=path, key="scenario.traces_file.path")
+    kind = fmt if fmt != "auto" else ("parquet" if file.suffix.lower() in (".parquet", ".pq") else "csv")
+    try:
+        raw = pd.read_parquet(file) if kind == "parquet" else pd.read_csv(file, dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
+        raise SpecError(f"cannot read as {kind}: {' '.join(str(exc).split())[:200]}", file=path) from None
+    columns = {c.strip().lower(): c for c in raw.columns}
+    out = pd.DataFrame(index=raw.index)
+    for name, spellings in ALIASES.items():
+        found = next((columns[s] for s in spellings if s in columns), None)
+        if found is None and name in REQUIRED:
+            raise SpecError(f"no '{name}' column (accepted names: {', '.join(spellings)}; the file has: "
+                            f"{', '.join(map(str, raw.columns))})", file=path)
+        out[name] = raw[found] if found is not None else DEFAULTS[name]
+    if out.empty:
+        raise SpecError("the file has no rows", file=path)
+    return _typed(out, path, {name: next((columns[s] for s in ALIASES[name] if s in columns), name)
+                              for name in ALIASES})
+
+
+def _typed(df: pd.DataFrame, path: str, original: dict[str, str]) -> pd.DataFrame:
+    def fail(i: int, name: str, message: str) -> SpecError:
+        # Row numbers as a spreadsheet shows them: the header is row 1.
+        return SpecError(f"row {i + 2}, column '{original[name]}': {message}", file=path)
+
+    for name in ("model", "provider", "prompt_id", "label"):
+        values = df[name].astype(str).str.strip()
+        empty = values.eq("") | df[name].isna()
+        if empty.any():
+            raise fail(int(empty.idxmax()), name, "empty value")
+        df[name] = values
+    df["label"] = df.label.str.upper().str.replace(r"[\s\-]+", "_", regex=True)
+    bad = ~df.label.isin(LABELS)
+    if bad.any():
+        i = int(bad.idxmax())
+        raise fail(i, "label", f"'{df.label[i]}' is not a verdict (expected one of {', '.join(LABELS)})")
+    for name in ("params_total_b", "params_active_b"):
+        numbers = pd.to_numeric(df[name].replace("", math.nan), errors="coerce")
+        wrong = numbers.isna() & df[name].notna() & df[name].astype(str).str.strip().ne("") | (numbers <= 0)
+        if name == "params_total_b":
+            wrong |= numbers.isna()
+        if wrong.any():
+            i = int(wrong.idxmax())
+            raise fail(i, name, f"'{df[name][i]}' is not a positive parameter count in billions")
+        df[name] = numbers.astype(float)
+    flags = df["benign"].astype(str).str.strip().str.lower()
+    known = flags.isin(["true", "false", "1", "0", "yes", "no", ""])
+    if not known.all():
+        i = int((~known).idxmax())
+        raise fail(i, "benign", f"'{df['benign'][i]}' is not true/false")
+    df["benign"] = flags.isin(["true", "1", "yes"])
+    for name in ("family", "attack", "category"):
+        df[name] = df[name].where(df[name].notna() & df[name].astype(str).ne(""), DEFAULTS[name])
+    df["family"] = df.family.fillna(df.provider)
+    return df[TRACE_COLUMNS].reset_index(drop=True)
+
+
+def file_sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
