@@ -63,10 +63,12 @@ class Summary(Section):
         seeds = len(ctx.spec.design.seed_list)
         one, many = ctx.scenario.unit
         per_cell = counts["planned"] // max(len(ctx.cells), 1)
-        detail = f"{seeds} seeds each" if per_cell == seeds else f"{per_cell} {many} each ({seeds} seeds per item)"
+        detail = (f"{seeds} seeds each" if per_cell == seeds else
+                  f"{per_cell} {many} each ({per_cell // seeds} items x {seeds} seed{'s' if seeds > 1 else ''})")
         sentences = [
-            f"We planned {counts['planned']} {many}: {len(models)} model cells and {len(controls)} control cells, "
-            f"{detail}; {counts['done']} finished and {counts['errors']} ended in an error."]
+            f"We planned {counts['planned']} {many}: {len(models)} model cells"
+            + (f" and {len(controls)} control cells" if len(controls) else "")
+            + f", {detail}; {counts['done']} finished and {counts['errors']} ended in an error."]
         names = options.metrics or [m for m in ctx.scenario.headline_metrics
                                     if m not in ("parse_failure_rate", "error_rate")]
         for name in names:
