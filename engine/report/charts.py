@@ -8,6 +8,8 @@ import pandas as pd
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+# Six shapes against eight colours: every (colour, shape) pair differs for up to 24 groups.
+SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down"]
 WIDTH, HEIGHT = 420, 240
 
 
@@ -42,7 +44,8 @@ def estimate_chart(data: pd.DataFrame, *, x: str, x_title: str, y_title: str, co
     bars = base.mark_rule(strokeWidth=1.5).encode(y=alt.Y("low:Q", title=y_title, axis=alt.Axis(format=y_format)),
                                                    y2="high:Q", color=bar_colour, **offset)
     points = base.mark_point(filled=True, size=70).encode(
-        y="value:Q", color=colour, shape=alt.Shape(f"{color}:N", title=legend_title) if color else alt.value("circle"), tooltip=tooltip, **offset)
+        y="value:Q", color=colour, shape=alt.Shape(f"{color}:N", title=legend_title, scale=alt.Scale(range=SHAPES))
+        if color else alt.value("circle"), tooltip=tooltip, **offset)
     chart = (bars + points).properties(width=WIDTH, height=HEIGHT).configure_axis(
         labelFontSize=11, titleFontSize=12).configure_legend(labelFontSize=11, titleFontSize=12)
     return chart.to_dict()

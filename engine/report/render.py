@@ -29,6 +29,8 @@ TYPST_PREAMBLE = """#set page(paper: "a4", margin: 2cm, numbering: "1")
 #show table: set text(size: 8pt)
 #show table: set par(justify: false)
 #show figure.where(kind: table): set figure.caption(position: top)
+// Long tables (a row per model) continue on the next page instead of running off this one.
+#show figure.where(kind: table): set block(breakable: true)
 """
 
 

@@ -330,7 +330,8 @@ def _residuals(ctx, result) -> str:
     return table(["Provider", "Models", "Residual (pts)", "95% interval"], rows,
                  "Scale-adjusted residuals: each provider's mean distance (percentage points) of its models' ASR "
                  "from the scale regression line, models weighted equally; bootstrap over the provider's models "
-                 "(no interval with one model). Negative = more resistant than its sizes predict.",
+                 "(no interval with one model; with two or three, the bootstrap interval understates the "
+                 "uncertainty). Negative = more resistant than its sizes predict.",
                  "tbl-residuals", ["l", "r", "r", "r"])
 
 
