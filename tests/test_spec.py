@@ -30,8 +30,9 @@ def test_every_study_composes_and_compiles(study):
 
 
 @pytest.mark.parametrize("judge_set", JUDGE_SETS)
-def test_every_judge_set_composes_with_the_jailbreak_study(judge_set):
-    spec = load_spec("provider_vs_size", [f"judge_set={judge_set}"]).spec
+def test_every_judge_set_composes_with_its_study(judge_set):
+    study = "blackmail_subfrontier" if judge_set.startswith("blackmail") else "provider_vs_size"
+    spec = load_spec(study, [f"judge_set={judge_set}"]).spec
     assert spec.judge_set == judge_set and spec.primary_judge in spec.judges
 
 

@@ -54,7 +54,7 @@ class Judge(ABC):
             "model": model.litellm_id if model else None,
             "weights": model.weights.sha256 if model and model.weights else None,
             "temperature": self.spec.temperature, "max_tokens": self.spec.max_tokens,
-            "max_response_chars": self.spec.max_response_chars}, 12)
+            "max_response_chars": self.spec.max_response_chars, "options": self.spec.options}, 12)
 
     @property
     def model_key(self) -> str:

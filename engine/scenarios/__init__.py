@@ -7,7 +7,8 @@ from engine.registry import Registry
 from engine.scenarios.base import CallEstimate, JudgeSubject, Scenario, TrialOutcome
 
 _REGISTRY: Registry[type[Scenario]] = Registry(
-    "scenario", lambda cls: cls.name, ("engine.scenarios.escalation", "engine.scenarios.jailbreak"),
+    "scenario", lambda cls: cls.name,
+    ("engine.scenarios.escalation", "engine.scenarios.jailbreak", "engine.scenarios.agentic_misalignment"),
     "engine.scenarios")
 register_scenario = _REGISTRY.register
 scenario_names = _REGISTRY.names

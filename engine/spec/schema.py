@@ -167,6 +167,7 @@ class JudgeSpec(Strict):
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int = Field(default=120, gt=0)
     max_response_chars: int = Field(default=1500, gt=0, description="longer replies are cut for the judge")
+    options: dict[str, Any] = Field(default={}, description="settings of this judge kind (see its class)")
 
 
 class StudySpec(Strict):
