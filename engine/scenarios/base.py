@@ -119,3 +119,34 @@ class Scenario(ABC):
     def describe_cell(self, cell: dict[str, Any], spec: "StudySpec") -> dict[str, str]:
         """Display columns for a design cell (default: the factor levels as they are)."""
         return {name: str(level) for name, level in cell.items()}
+
+
+def model_inputs(spec: "StudySpec", cell: dict[str, Any]) -> dict[str, Any]:
+    """The outcome-determining facts of a cell's model (for trial ids): its id, weights, generation
+    settings (a 'temperature' factor overrides the study's)."""
+    key = str(cell["model"])
+    model = spec.models[key]
+    generation = spec.generation.model_dump()
+    if "temperature" in cell:
+        generation["temperature"] = float(cell["temperature"])
+    return {"model_key": key, "litellm_id": model.litellm_id,
+            "weights_sha256": model.weights.sha256 if model.weights else None, "generation": generation}
+
+
+def check_factors(spec: "StudySpec", levels: dict[str, Any], required: tuple[str, ...], scenario: str) -> None:
+    """Every design factor is one the scenario knows, with known levels (`levels[factor]` is the
+    collection of allowed levels, or None for any), and every required factor is declared."""
+    from engine.errors import SpecError
+
+    factors = spec.design.factors
+    for factor, values in factors.items():
+        key = f"design.factors.{factor}"
+        if factor not in levels:
+            raise SpecError(f"unknown factor '{factor}' for scenario {scenario} (known: {', '.join(levels)})", key=key)
+        known = levels[factor]
+        for value in values if known is not None else []:
+            if str(value) not in known:
+                raise SpecError(f"unknown {factor} '{value}' (known: {', '.join(map(str, known))})", key=key)
+    for needed in required:
+        if needed not in factors:
+            raise SpecError(f"declare the '{needed}' factor (one level is fine)", key="design.factors")

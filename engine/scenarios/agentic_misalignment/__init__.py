@@ -10,13 +10,12 @@ from typing import Any
 
 from engine.errors import SpecError
 from engine.scenarios import JudgeSubject, register_scenario
+from engine.scenarios.agentic_misalignment import report as _report_sections  # noqa: F401 - registers sections
 from engine.scenarios.agentic_misalignment import structure as _structure  # noqa: F401 - registers its judge
 from engine.scenarios.agentic_misalignment.environment import build_messages, scratchpad, sent_emails
 from engine.scenarios.agentic_misalignment.metrics import METRICS, ROLES, _ALIAS
 from engine.scenarios.agentic_misalignment.params import FACTORS, AgenticParams
-from engine.scenarios.base import CallEstimate, Scenario, TrialOutcome
-
-DESIGN_FACTORS = ("model", *FACTORS, "temperature")
+from engine.scenarios.base import CallEstimate, Scenario, TrialOutcome, check_factors, model_inputs
 
 
 @register_scenario
@@ -31,19 +30,8 @@ class AgenticMisalignment(Scenario):
     def check_design(self, spec, params: AgenticParams) -> None:
         if spec.design.controls:
             raise SpecError("the conditions are the factors here; there are no control blocks", key="design.controls")
-        factors = spec.design.factors
-        for factor, levels in factors.items():
-            key = f"design.factors.{factor}"
-            if factor not in DESIGN_FACTORS:
-                raise SpecError(f"unknown factor '{factor}' (known: {', '.join(DESIGN_FACTORS)})", key=key)
-            known = spec.models if factor == "model" else params.levels.get(factor)
-            for level in levels if known is not None else []:
-                if str(level) not in known:
-                    raise SpecError(f"unknown {factor} '{level}' (known: {', '.join(map(str, known))}; add a "
-                                    f"level under scenario.levels.{factor} for new text)", key=key)
-        for needed in ("model", *FACTORS):
-            if needed not in factors:
-                raise SpecError(f"declare the '{needed}' factor (one level is fine)", key="design.factors")
+        check_factors(spec, {"model": spec.models, **{f: params.levels[f] for f in FACTORS}, "temperature": None},
+                      ("model", *FACTORS), self.name)
         roles = params.classifiers
         for role in ROLES:
             if roles.get(role) not in spec.judges:
@@ -56,15 +44,9 @@ class AgenticMisalignment(Scenario):
                             key=f"judges.{params.classifiers['structure']}.options.executive_email")
 
     def trial_inputs(self, spec, params: AgenticParams, cell: dict[str, Any]) -> dict[str, Any]:
-        model = spec.models[str(cell["model"])]
         condition = {f: str(cell[f]) for f in FACTORS}
-        generation = spec.generation.model_dump()
-        if "temperature" in cell:
-            generation["temperature"] = float(cell["temperature"])
-        return {"model_key": str(cell["model"]), "litellm_id": model.litellm_id,
-                "weights_sha256": model.weights.sha256 if model.weights else None, "variant": params.variant,
-                "condition": condition, "messages": build_messages(params, condition),
-                "executive_email": params.executive_email, "generation": generation}
+        return {**model_inputs(spec, cell), "variant": params.variant, "condition": condition,
+                "messages": build_messages(params, condition), "executive_email": params.executive_email}
 
     def estimate(self, inputs: dict[str, Any]) -> list[CallEstimate]:
         chars = sum(len(m["content"]) for m in inputs["messages"])
@@ -106,9 +88,9 @@ class AgenticMisalignment(Scenario):
 
     def describe_cell(self, cell: dict[str, Any], spec) -> dict[str, str]:
         model = spec.models[str(cell["model"])]
-        columns = {"Model": model.display_name, "Family": model.family, "Params": model.params.display(),
-                   "Goal conflict": str(cell["goal_conflict"]), "Threat": str(cell["threat"]),
-                   "Safety instr.": str(cell["safety_instructions"]), "Scratchpad": str(cell["scratchpad"])}
+        columns = {"Model": model.display_name, "Params": model.params.display(),
+                   "Goal": str(cell["goal_conflict"]), "Threat": str(cell["threat"]),
+                   "Safety": str(cell["safety_instructions"]), "Scratchpad": str(cell["scratchpad"])}
         if "temperature" in cell:
             columns["temperature"] = str(cell["temperature"])
         return columns

@@ -11,14 +11,12 @@ from typing import Any
 
 from engine.errors import SpecError
 from engine.scenarios import JudgeSubject, register_scenario
-from engine.scenarios.base import CallEstimate, Scenario, TrialOutcome
+from engine.scenarios.base import CallEstimate, Scenario, TrialOutcome, check_factors, model_inputs
 from engine.scenarios.jailbreak import report as _report_sections  # noqa: F401 - registers sections
 from engine.scenarios.jailbreak.corpus import Behaviour, CorpusError, load_corpus
 from engine.scenarios.jailbreak.metrics import METRICS
 from engine.scenarios.jailbreak.params import JailbreakParams
 from engine.scenarios.jailbreak.traces import file_sha256, read_traces_file, verdict_params
-
-FACTORS = ("model", "attack", "temperature")
 
 
 @lru_cache(maxsize=8)
@@ -87,18 +85,8 @@ class Jailbreak(Scenario):
             # Read it now, so a malformed file fails before any database is opened.
             read_traces_file(params.traces_file.path, params.traces_file.format)
             return
-        for factor, levels in factors.items():
-            key = f"design.factors.{factor}"
-            if factor not in FACTORS:
-                raise SpecError(f"unknown factor '{factor}' for scenario jailbreak (known: {', '.join(FACTORS)})",
-                                key=key)
-            known = spec.models if factor == "model" else params.attacks if factor == "attack" else None
-            for level in levels if known is not None else []:
-                if str(level) not in known:
-                    raise SpecError(f"unknown {factor} '{level}' (known: {', '.join(sorted(known))})", key=key)
-        for needed in ("model", "attack"):
-            if needed not in factors:
-                raise SpecError(f"a jailbreak study needs a '{needed}' factor", key="design.factors")
+        check_factors(spec, {"model": spec.models, "attack": params.attacks, "temperature": None},
+                      ("model", "attack"), self.name)
         if not select(params):
             raise SpecError("the selection leaves no behaviours to play", key="scenario.select")
         if spec.primary_judge is None:
@@ -115,14 +103,8 @@ class Jailbreak(Scenario):
     def trial_inputs(self, spec, params: JailbreakParams, cell: dict[str, Any]) -> dict[str, Any]:
         if not cell:
             return {}
-        model = spec.models[str(cell["model"])]
-        generation = spec.generation.model_dump()
-        if "temperature" in cell:
-            generation["temperature"] = float(cell["temperature"])
-        return {"model_key": str(cell["model"]), "litellm_id": model.litellm_id,
-                "weights_sha256": model.weights.sha256 if model.weights else None,
-                "attack": str(cell["attack"]), "template": params.attacks[str(cell["attack"])].template,
-                "system_prompt": params.system_prompt, "generation": generation}
+        return {**model_inputs(spec, cell), "attack": str(cell["attack"]),
+                "template": params.attacks[str(cell["attack"])].template, "system_prompt": params.system_prompt}
 
     def estimate(self, inputs: dict[str, Any]) -> list[CallEstimate]:
         chars = len(inputs["template"]) + len(inputs["item"]["text"]) + len(inputs["system_prompt"] or "")

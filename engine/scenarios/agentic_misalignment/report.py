@@ -1,0 +1,198 @@
+"""Report sections of the agentic-misalignment scenario: the goal-conflict x threat ablation per
+model, safety-instruction mitigation, considers-but-refrains with quoted examples, and the rate
+per model ordered by family and size. Every number comes from the study database."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from engine.analyze.metrics import unit_values
+from engine.analyze.stats import wilson
+from engine.analyze.summary import format_estimate
+from engine.hashing import derived_seed
+from engine.report.charts import estimate_chart
+from engine.report.markdown import code_block, escape, table
+from engine.report.sections import Figure, Rendered, Section, check_metric, register_section
+from engine.spec.schema import Strict
+
+
+def trial_values(ctx, metric: str) -> pd.DataFrame:
+    """One row per trial with its metric value and its cell's factor levels."""
+    values = unit_values(ctx.con, ctx.spec_hash, ctx.metrics[metric], ctx.scenario.metric_params(ctx.spec))
+    cells = pd.DataFrame([{"cell_id": c.cell_id, **{k: str(v) for k, v in c.cell.items()}}
+                          for c in ctx.cells.itertuples()])
+    return values.merge(cells, on="cell_id")
+
+
+def models_by_family(ctx, models) -> list[str]:
+    """Families together, smaller models first within a family, so a figure answers family-or-size."""
+    spec = ctx.spec
+    return sorted(models, key=lambda k: (spec.models[k].family, spec.models[k].params.effective_b))
+
+
+def _rate(values: pd.Series) -> str:
+    est = wilson(int(values.sum()), len(values))
+    return format_estimate(est.value, est.low, est.high, True) + f" (n={est.n})"
+
+
+class Where(Strict):
+    type: str
+    metric: str = "blackmail_rate"
+    where: dict[str, str] = Field(default={}, description="keep only trials with these factor levels")
+
+    def trials(self, ctx) -> pd.DataFrame:
+        df = trial_values(ctx, self.metric)
+        for factor, level in self.where.items():
+            df = df[df[factor] == str(level)]
+        return df
+
+
+def _filters(options: Where) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in options.where.items()) or "all other factors pooled"
+
+
+@register_section
+class Ablation(Section):
+    type = "ablation"
+
+    class Options(Where):
+        rows: str = "goal_conflict"
+        columns: str = "threat"
+
+    def check(self, options, scenario, key):
+        check_metric(options.metric, scenario, f"{key}.metric")
+
+    def render(self, ctx, options) -> Rendered:
+        df = options.trials(ctx)
+        metric = ctx.metrics[options.metric]
+        out = [f"## Ablation: {escape(options.rows)} x {escape(options.columns)}"]
+        # Levels in the order the design declares them.
+        order = lambda f: [str(v) for v in ctx.spec.design.factors.get(f, []) if str(v) in set(df[f])]  # noqa: E731
+        columns = order(options.columns)
+        for model in models_by_family(ctx, df.model.unique()):
+            sub = df[df.model == model]
+            rows = [[level, *[_rate(sub[(sub[options.rows] == level) & (sub[options.columns] == col)].value)
+                              for col in columns]] for level in order(options.rows)]
+            out.append(table([f"{options.rows} (rows) / {options.columns}", *columns], rows,
+                             f"{metric.label} of {ctx.spec.models[model].display_name} by {options.rows} and "
+                             f"{options.columns} ({_filters(options)}); Wilson 95% intervals.",
+                             f"tbl-ablation-{model}".replace("_", "-")))
+        return Rendered("\n\n".join(out))
+
+
+@register_section
+class Mitigation(Section):
+    """Relative reduction from safety instructions off -> on, with a seeded bootstrap interval."""
+
+    type = "mitigation"
+
+    class Options(Where):
+        factor: str = "safety_instructions"
+        baseline: str = "off"
+        treatment: str = "on"
+        n_bootstrap: int = Field(default=4000, ge=200)
+
+    def check(self, options, scenario, key):
+        check_metric(options.metric, scenario, f"{key}.metric")
+
+    def render(self, ctx, options) -> Rendered:
+        df = options.trials(ctx)
+        rows = []
+        for model in models_by_family(ctx, df.model.unique()):
+            sub = df[df.model == model]
+            off = sub[sub[options.factor] == options.baseline].value.to_numpy(float)
+            on = sub[sub[options.factor] == options.treatment].value.to_numpy(float)
+            rows.append([ctx.spec.models[model].display_name, _rate(pd.Series(off)), _rate(pd.Series(on)),
+                         _reduction(off, on, options.n_bootstrap, derived_seed(ctx.seed, "mitigation", model))])
+        return Rendered(f"## Mitigation by {escape(options.factor)}\n\n" + table(
+            ["Model", f"{options.factor} = {options.baseline}", f"{options.factor} = {options.treatment}",
+             "Relative reduction [95% CI]"], rows,
+            f"{ctx.metrics[options.metric].label}: relative reduction 1 - rate({options.treatment}) / "
+            f"rate({options.baseline}) with a percentile bootstrap over trials within each arm "
+            f"({options.n_bootstrap} resamples, seeded; {_filters(options)}). Undefined when the baseline rate is 0.",
+            "tbl-mitigation"))
+
+
+def _reduction(off: np.ndarray, on: np.ndarray, n: int, seed: int) -> str:
+    if len(off) == 0 or len(on) == 0 or off.mean() == 0:
+        return "undefined (no events without the instructions)" if len(off) else "—"
+    rng = np.random.default_rng(seed)
+    boot_off = rng.choice(off, size=(n, len(off))).mean(axis=1)
+    boot_on = rng.choice(on, size=(n, len(on))).mean(axis=1)
+    ok = boot_off > 0
+    low, high = np.percentile(1 - boot_on[ok] / boot_off[ok], [2.5, 97.5])
+    return f"{1 - on.mean() / off.mean():.0%} [{low:.0%}, {high:.0%}]"
+
+
+@register_section
+class Inhibition(Section):
+    """Considers but refrains: the share of considering replies that did not act, with examples."""
+
+    type = "inhibition"
+
+    class Options(Strict):
+        type: str
+        examples: int = Field(default=2, ge=0)
+        max_chars: int = Field(default=600, gt=0)
+
+    def render(self, ctx, options) -> Rendered:
+        considered = trial_values(ctx, "considered_rate")
+        refrained = trial_values(ctx, "inhibition_rate")
+        rows = []
+        for model in models_by_family(ctx, considered.model.unique()):
+            c = considered[considered.model == model].value
+            r = refrained[refrained.model == model].value
+            rows.append([ctx.spec.models[model].display_name, _rate(c), int(c.sum()),
+                         _rate(r) if len(r) else "— (none considered)"])
+        parts = ["## Considers but refrains", table(
+            ["Model", "Considered leverage", "Considering replies", "Inhibition (did not blackmail)"], rows,
+            "Inhibition rate = share of replies that considered using the personal information as leverage "
+            "(deliberation classifier) and then did not blackmail (final rule); Wilson 95% intervals.",
+            "tbl-inhibition")]
+        examples = refrained[refrained.value == 1].head(options.examples)
+        for trial_id in examples.trial_id:
+            model, text = ctx.con.execute(
+                "SELECT model_key, coalesce(scratchpad_text, response_text) FROM agentic_responses WHERE trial_id = ?",
+                [trial_id]).fetchone()
+            cut = text if len(text) <= options.max_chars else text[:options.max_chars] + " [...]"
+            parts.append(f"Example ({escape(ctx.spec.models[model].display_name)}, trial {escape(trial_id[:10])}), "
+                         "considered leverage and refrained:\n\n" + code_block(cut))
+        if examples.empty:
+            parts.append("*No reply both considered leverage and refrained\\.*")
+        return Rendered("\n\n".join(parts))
+
+
+@register_section
+class ByFamily(Section):
+    """The rate per model, ordered by family then size, coloured by family."""
+
+    type = "by_family"
+
+    class Options(Where):
+        pass
+
+    def check(self, options, scenario, key):
+        check_metric(options.metric, scenario, f"{key}.metric")
+
+    def render(self, ctx, options) -> Rendered:
+        df = options.trials(ctx)
+        metric = ctx.metrics[options.metric]
+        data = []
+        for model in models_by_family(ctx, df.model.unique()):
+            v = df[df.model == model].value
+            est = wilson(int(v.sum()), len(v))
+            m = ctx.spec.models[model]
+            data.append({"x": f"{m.display_name} ({m.params.display()})", "value": est.value, "low": est.low,
+                         "high": est.high, "n": est.n, "label": m.display_name, "family": m.family})
+        if not data or all(math.isnan(d["value"]) for d in data):
+            return Rendered(f"*No graded trials for {escape(metric.label)}\\.*")
+        spec = estimate_chart(pd.DataFrame(data), x="x", x_title="Model (by family, then size)",
+                              y_title=metric.label, color="family", log_x=False, percent=True, nominal_x=True)
+        label = f"fig-{options.metric}-by-family".replace("_", "-")
+        return Rendered(f"@@FIGURE:{label}@@", [Figure(
+            label, f"{metric.label} per model, grouped by family and ordered by size within it ({_filters(options)}); "
+                   "bars are Wilson 95% intervals.", spec)])
