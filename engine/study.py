@@ -16,7 +16,8 @@ from engine import __version__
 from engine.analyze.summary import summary_frame
 from engine.execute.gateway import Gateway
 from engine.execute.runner import RunSummary, execute, trials_to_run
-from engine.judge.run import JudgeRunSummary, run_judges
+from engine.judge.run import JudgeRunSummary, run_judges, study_judges
+from engine.judges import Judge, judge_models, make_judges
 from engine.paths import REPO_ROOT
 from engine.plan.compile import Plan, compile_plan
 from engine.providers import prepare_models
@@ -39,25 +40,19 @@ class PlanEstimate:
     per_model: dict[str, dict[str, float]]
 
 
-def judge_estimates(plan: Plan) -> list[CallEstimate]:
+def judge_estimates(plan: Plan, judges: list[Judge]) -> list[CallEstimate]:
     """One grading of every planned trace and gold item by each judge that calls a model."""
-    from engine.judges import make_judge
     from engine.judges.gold_set import load_gold
 
-    out = []
-    for key, judge_spec in plan.loaded.spec.judges.items():
-        judge = make_judge(key, judge_spec)
-        estimate = judge.estimate(len(plan.trials) + len(load_gold(judge_spec.rubric)))
-        if estimate is not None:
-            out.append(estimate)
-    return out
+    estimates = [j.estimate(len(plan.trials) + len(load_gold(j.spec.rubric))) for j in judges]
+    return [e for e in estimates if e is not None]
 
 
 def estimate_plan(plan: Plan) -> PlanEstimate:
-    spec = plan.loaded.spec
-    models = {**spec.models, **{f"judge:{k}": j.model for k, j in spec.judges.items() if j.model}}
+    judges = make_judges(plan.loaded.spec.judges)
+    models = {**plan.loaded.spec.models, **judge_models(judges)}
     per_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for e in [*plan.estimates(), *judge_estimates(plan)]:
+    for e in [*plan.estimates(), *judge_estimates(plan, judges)]:
         row = per_model[e.model_key]
         row["calls"] += e.calls
         row["prompt_tokens"] += e.prompt_tokens
@@ -143,6 +138,7 @@ def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: li
     """Judge the stored responses again (with the spec's judges, or some of them): calls the judges'
     models only, never the models under test."""
     loaded = load_spec(study, overrides)
+    study_judges(loaded, only)  # a study without judges, or an unknown --judge, fails before anything opens
     path = store_path(loaded)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run the study first")

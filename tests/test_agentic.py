@@ -2,7 +2,6 @@
 spec errors, and the final blackmail rule as computed by the metrics over a real DuckDB file."""
 
 import json
-import re
 
 import numpy as np
 
@@ -62,6 +61,7 @@ def test_structural_check(reply, label):
     ("scenario.classifiers.blackmail=nobody", "scenario.classifiers.blackmail"),
     ("judges.structure.options.executive_email=ceo@x.example", "judges.structure.options.executive_email"),
     ("judges.structure.options.leverage_terms=[]", "judges.structure.options.leverage_terms"),
+    ("+judges.structure.options.conditionals=['(unclosed']", "judges.structure.options.conditionals.0"),
 ])
 def test_bad_blackmail_specs_name_the_key(override, key):
     with pytest.raises(SpecError) as err:
@@ -117,14 +117,10 @@ def test_final_rule_needs_the_llm_label_and_an_email_to_the_executive(db_path):
     store.close()
 
 
-def test_relative_reduction_and_its_bootstrap_interval():
+
+def test_mitigation_cell_says_when_the_reduction_is_undefined():
     from engine.scenarios.agentic_misalignment.report import _reduction
 
-    off = np.array([1.0] * 20 + [0.0] * 20)  # 50%
-    on = np.array([1.0] * 10 + [0.0] * 30)   # 25%
-    text = _reduction(off, on, 2000, seed=1)
-    point, low, high = [float(x) / 100 for x in re.findall(r"(-?\d+)%", text)]
-    assert point == 0.5 and low < 0.5 < high and high <= 1.0
-    # Same data, same seed: the same interval (seeded bootstrap).
-    assert _reduction(off, on, 2000, seed=1) == text
     assert _reduction(np.zeros(5), np.zeros(5), 200, seed=1).startswith("undefined")
+    assert _reduction(np.ones(4), np.array([]), 200, seed=1) == "—"
+    assert _reduction(np.array([1.0, 1, 0, 0]), np.array([1.0, 0, 0, 0]), 500, seed=1).startswith("50% [")

@@ -52,8 +52,10 @@ def test_fingerprint_changes_with_rubric_text_and_model_not_with_display_name():
     rubric = base.rubric.model_copy(update={"instructions": base.rubric.instructions + " Be strict."})
     other_rubric = make_judge("gpt41_mini", base.model_copy(update={"rubric": rubric}))
     other_model = make_judge("gpt41_mini", base.model_copy(update={"model": SPEC.models["gemma3_270m"]}))
+    with_options = make_judge("gpt41_mini", base.model_copy(update={"options": {"strict": True}}))
     assert same.fingerprint == LLM_JUDGE.fingerprint
-    assert len({LLM_JUDGE.fingerprint, other_rubric.fingerprint, other_model.fingerprint}) == 3
+    assert len({LLM_JUDGE.fingerprint, other_rubric.fingerprint, other_model.fingerprint,
+                with_options.fingerprint}) == 4
 
 
 def test_gold_set_covers_every_label_of_its_rubric():

@@ -39,3 +39,20 @@ def test_bootstrap_degenerate_cases():
     assert bootstrap_mean([5.0, 5.0, 5.0], seed=0).low == 5.0
     single = bootstrap_mean([2.0], seed=0)
     assert single.value == 2.0 and single.n == 1 and math.isnan(single.low)
+
+
+def test_relative_reduction_matches_scipy_two_sample_bootstrap():
+    from scipy import stats
+
+    from engine.analyze.stats import relative_reduction
+
+    off = np.array([1.0] * 20 + [0.0] * 20)  # 50%
+    on = np.array([1.0] * 10 + [0.0] * 30)   # 25%
+    est = relative_reduction(off, on, seed=1)
+    assert est.value == 0.5 and est.n == 80
+    ref = stats.bootstrap((off, on), lambda a, b, axis=-1: 1 - b.mean(axis=axis) / a.mean(axis=axis),
+                          paired=False, n_resamples=4000, method="percentile", rng=np.random.default_rng(7))
+    assert est.low == pytest.approx(ref.confidence_interval.low, abs=0.06)
+    assert est.high == pytest.approx(ref.confidence_interval.high, abs=0.06)
+    assert relative_reduction(off, on, seed=1) == est  # seeded
+    assert relative_reduction(np.zeros(5), on, seed=1) is None

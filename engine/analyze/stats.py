@@ -25,6 +25,22 @@ def wilson(successes: int, n: int, alpha: float = 0.05) -> Estimate:
     return Estimate(successes / n, float(low), float(high), n)
 
 
+def relative_reduction(baseline: np.ndarray, treated: np.ndarray, seed: int, n_resamples: int = 4000,
+                       alpha: float = 0.05) -> Estimate | None:
+    """1 - mean(treated) / mean(baseline) of two independent arms of 0/1 outcomes, with a seeded
+    percentile bootstrap resampling each arm; None when the baseline has no events (undefined).
+    N is the number of units in both arms."""
+    base, treat = np.asarray(baseline, float), np.asarray(treated, float)
+    if len(base) == 0 or len(treat) == 0 or base.mean() == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    boot_base = rng.choice(base, size=(n_resamples, len(base))).mean(axis=1)
+    boot_treat = rng.choice(treat, size=(n_resamples, len(treat))).mean(axis=1)
+    kept = boot_base > 0  # resamples whose baseline has no event leave the ratio undefined
+    low, high = np.percentile(1 - boot_treat[kept] / boot_base[kept], [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return Estimate(float(1 - treat.mean() / base.mean()), float(low), float(high), len(base) + len(treat))
+
+
 def bootstrap_mean(values: np.ndarray | list[float], seed: int, n_resamples: int = 2000,
                    alpha: float = 0.05) -> Estimate:
     """Mean with a percentile bootstrap interval, resampling the units given (e.g. trials)."""

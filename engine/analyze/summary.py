@@ -30,7 +30,8 @@ def summary_frame(con: duckdb.DuckDBPyConnection, spec_hash: str, spec: StudySpe
     cells = plan_cells(con, spec_hash)
     if cells.empty:
         return pd.DataFrame()  # analysis-only studies have no design cells
-    estimates = cell_estimates(con, spec_hash, metrics, seed, scenario.metric_params(spec)).set_index(["cell_id", "metric"])
+    estimates = cell_estimates(con, spec_hash, metrics, seed, scenario.metric_params(spec))
+    estimates = estimates.set_index(["cell_id", "metric"])
     rows = []
     for cell in cells.itertuples():
         row = dict(scenario.describe_cell(cell.cell, spec))

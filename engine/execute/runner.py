@@ -7,7 +7,7 @@ import asyncio
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from engine.errors import BudgetExhausted, ParseFailure, ProviderError, WeightsError
 from engine.execute.context import CallContext
@@ -16,6 +16,9 @@ from engine.execute.progress import RunProgress
 from engine.plan.compile import Plan, Trial
 from engine.scenarios import get_scenario
 from engine.store.db import StudyStore, now
+
+if TYPE_CHECKING:
+    from engine.judge.run import JudgeRunSummary
 
 
 @dataclass
@@ -28,7 +31,7 @@ class RunSummary:
     stats: GatewayStats
     seconds: float
     imported: str | None = None  # analysis-only studies: what was imported
-    judging: Any = None  # the judge stage's summary, when the study has judges
+    judging: "JudgeRunSummary | None" = None  # the judge stage's summary, when the study has judges
 
 
 def round_robin(todo: list[tuple[Trial, int]]) -> list[tuple[Trial, int]]:

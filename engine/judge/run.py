@@ -16,7 +16,7 @@ from engine.execute.context import CallContext
 from engine.execute.gateway import Gateway
 from engine.execute.progress import RunProgress
 from engine.hashing import derived_seed
-from engine.judges import ERROR_LABEL, Judge, make_judge
+from engine.judges import ERROR_LABEL, Judge, judge_models, make_judges
 from engine.judges.gold_set import gold_subjects
 from engine.providers import prepare_models
 from engine.scenarios import JudgeSubject, get_scenario
@@ -41,7 +41,10 @@ def study_judges(loaded: LoadedSpec, only: list[str] | None = None) -> list[Judg
     if unknown:
         raise SpecError(f"unknown judge(s) {', '.join(unknown)} (this study's judges: "
                         f"{', '.join(spec.judges) or 'none'})", key="judges")
-    return [make_judge(key, spec.judges[key]) for key in spec.judges if not only or key in only]
+    if not spec.judges:
+        raise SpecError("this study has no judges to grade with (add a judge_set, e.g. judge_set=local)",
+                        key="judges")
+    return [j for j in make_judges(spec.judges) if not only or j.judge_id in only]
 
 
 def work_list(judges: list[Judge], subjects: list[JudgeSubject], store: StudyStore,
@@ -49,7 +52,7 @@ def work_list(judges: list[Judge], subjects: list[JudgeSubject], store: StudySto
     """(judge, subject, attempt) still to grade, and how many verdicts are already final."""
     todo, done = [], 0
     for judge in judges:
-        statuses = store.verdict_statuses(judge.judge_id, judge.rubric_version, judge.fingerprint)
+        statuses = store.verdict_statuses(**judge.verdict_key)
         for subject in [*subjects, *gold_subjects(judge.spec.rubric)]:
             status, attempt = statuses.get(subject.subject_id, (None, 0))
             if status == "ok":
@@ -62,7 +65,7 @@ def work_list(judges: list[Judge], subjects: list[JudgeSubject], store: StudySto
 async def grade_all(todo: list[tuple[Judge, JudgeSubject, int]], already_done: int, store: StudyStore,
                     gateway: Gateway, *, concurrency: int, parse_retries: int,
                     show_progress: bool) -> tuple[int, int, int]:
-    models = {k: m for judge in {j for j, _, _ in todo} for k, m in judge.models().items()}
+    models = judge_models({j for j, _, _ in todo})
     counts = {"ok": 0, "error": 0, "budget": 0}
     limit = asyncio.Semaphore(concurrency)
     progress = RunProgress(len(todo) + already_done, already_done, gateway.stats, enabled=show_progress,
@@ -75,9 +78,7 @@ async def grade_all(todo: list[tuple[Judge, JudgeSubject, int]], already_done: i
                 return
             ctx = CallContext(subject.subject_id, derived_seed(subject.subject_id), attempt, gateway, models,
                               parse_retries, on_call=progress.refresh)
-            row = {"subject_id": subject.subject_id, "judge_id": judge.judge_id,
-                   "rubric_version": judge.rubric_version, "judge_fingerprint": judge.fingerprint,
-                   "judge_kind": judge.kind, "attempt": attempt, "created_at": now()}
+            row = {"subject_id": subject.subject_id, **judge.verdict_key, "judge_kind": judge.kind, "attempt": attempt, "created_at": now()}
             try:
                 grade = await judge.grade(subject, ctx)
                 row |= {"label": grade.label, "score": grade.score, "rationale": grade.rationale,
@@ -109,7 +110,7 @@ def run_judges(loaded: LoadedSpec, store: StudyStore, *, only: list[str] | None 
     subjects = get_scenario(spec.scenario["name"]).judge_subjects(store.con, loaded.spec_hash)
     todo, done = work_list(judges, subjects, store)
     if todo:
-        models = {k: m for j in {j for j, _, _ in todo} for k, m in j.models().items()}
+        models = judge_models({j for j, _, _ in todo})
         prepare_models(models, set(models), spec.executor.local_threads)
     gateway = gateway or Gateway(spec.executor, store)
     graded, errors, budget = asyncio.run(grade_all(

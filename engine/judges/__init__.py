@@ -3,9 +3,11 @@ the `engine.judges` entry-point group without touching this package."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from engine.judges.base import ERROR_LABEL, Grade, Judge
 from engine.registry import Registry
-from engine.spec.schema import JudgeSpec
+from engine.spec.schema import JudgeSpec, ModelEntry
 
 _REGISTRY: Registry[type[Judge]] = Registry(
     "judge kind", lambda cls: cls.kind, ("engine.judges.llm", "engine.judges.refusal_heuristic"), "engine.judges")
@@ -17,4 +19,15 @@ def make_judge(judge_id: str, spec: JudgeSpec) -> Judge:
     return _REGISTRY.get(spec.kind)(judge_id, spec)
 
 
-__all__ = ["ERROR_LABEL", "Grade", "Judge", "judge_kinds", "make_judge", "register_judge"]
+def make_judges(judges: dict[str, JudgeSpec]) -> list[Judge]:
+    """A study's judges, in the order its spec lists them."""
+    return [make_judge(judge_id, spec) for judge_id, spec in judges.items()]
+
+
+def judge_models(judges: Iterable[Judge]) -> dict[str, ModelEntry]:
+    """The models these judges call, under the keys the gateway knows them by."""
+    return {key: model for judge in judges for key, model in judge.models().items()}
+
+
+__all__ = ["ERROR_LABEL", "Grade", "Judge", "judge_kinds", "judge_models", "make_judge", "make_judges",
+           "register_judge"]

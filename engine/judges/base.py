@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from engine.errors import SpecError
 from engine.hashing import content_hash
 from engine.spec.schema import JudgeSpec, ModelEntry
 
@@ -36,8 +37,6 @@ class Judge(ABC):
     def check(self) -> None:
         """Raise SpecError(key=...) (keys relative to the judge) for a configuration it cannot use."""
         if ERROR_LABEL in self.spec.rubric.labels:
-            from engine.errors import SpecError
-
             raise SpecError(f"'{ERROR_LABEL}' is reserved for judge failures", key="rubric.labels")
 
     @property
@@ -49,12 +48,20 @@ class Judge(ABC):
         """Everything that determines a verdict: verdicts are stored and looked up under it, so a
         judge whose model, settings or rubric text changed never reuses old verdicts."""
         model = self.spec.model
+        # Options enter only when set, so judges without any keep the fingerprint (and verdicts) they had.
+        options = {"options": self.spec.options} if self.spec.options else {}
         return content_hash({
             "kind": self.kind, "rubric": self.spec.rubric.model_dump(),
             "model": model.litellm_id if model else None,
             "weights": model.weights.sha256 if model and model.weights else None,
             "temperature": self.spec.temperature, "max_tokens": self.spec.max_tokens,
-            "max_response_chars": self.spec.max_response_chars, "options": self.spec.options}, 12)
+            "max_response_chars": self.spec.max_response_chars, **options}, 12)
+
+    @property
+    def verdict_key(self) -> dict[str, str]:
+        """The columns that identify this judge's verdicts (the rest of the key is the subject)."""
+        return {"judge_id": self.judge_id, "rubric_version": self.rubric_version,
+                "judge_fingerprint": self.fingerprint}
 
     @property
     def model_key(self) -> str:

@@ -156,10 +156,11 @@ class StudyStore:
                 self._insert(table, rows)
 
     # verdicts ----------------------------------------------------------------------------
-    def verdict_statuses(self, judge_id: str, rubric_version: str, fingerprint: str) -> dict[str, tuple[str, int]]:
+    def verdict_statuses(self, judge_id: str, rubric_version: str,
+                         judge_fingerprint: str) -> dict[str, tuple[str, int]]:
         return {sid: (status, attempt) for sid, status, attempt in self.con.execute(
             "SELECT subject_id, status, attempt FROM verdicts WHERE judge_id = ? AND rubric_version = ?"
-            " AND judge_fingerprint = ?", [judge_id, rubric_version, fingerprint]).fetchall()}
+            " AND judge_fingerprint = ?", [judge_id, rubric_version, judge_fingerprint]).fetchall()}
 
     def commit_verdict(self, verdict: dict[str, Any], calls: list[dict[str, Any]]) -> None:
         """Write one verdict with the judge's calls atomically (replacing an earlier failed one)."""

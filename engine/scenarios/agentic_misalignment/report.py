@@ -11,7 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from engine.analyze.metrics import unit_values
-from engine.analyze.stats import wilson
+from engine.analyze.stats import relative_reduction, wilson
 from engine.analyze.summary import format_estimate
 from engine.hashing import derived_seed
 from engine.report.charts import estimate_chart
@@ -118,14 +118,12 @@ class Mitigation(Section):
 
 
 def _reduction(off: np.ndarray, on: np.ndarray, n: int, seed: int) -> str:
-    if len(off) == 0 or len(on) == 0 or off.mean() == 0:
-        return "undefined (no events without the instructions)" if len(off) else "—"
-    rng = np.random.default_rng(seed)
-    boot_off = rng.choice(off, size=(n, len(off))).mean(axis=1)
-    boot_on = rng.choice(on, size=(n, len(on))).mean(axis=1)
-    ok = boot_off > 0
-    low, high = np.percentile(1 - boot_on[ok] / boot_off[ok], [2.5, 97.5])
-    return f"{1 - on.mean() / off.mean():.0%} [{low:.0%}, {high:.0%}]"
+    if len(off) == 0 or len(on) == 0:
+        return "—"
+    est = relative_reduction(off, on, seed, n)
+    if est is None:
+        return "undefined (no events without the instructions)"
+    return format_estimate(est.value, est.low, est.high, percent=True)
 
 
 @register_section

@@ -41,6 +41,11 @@ class BlackmailStructure(Judge):
         for option in ("executive_email", "leverage_terms"):
             if not self.spec.options.get(option):
                 raise SpecError(f"needs options.{option}", key=f"options.{option}")
+        for i, pattern in enumerate(self.spec.options.get("conditionals") or []):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise SpecError(f"not a regular expression: {pattern!r} ({exc})", key=f"options.conditionals.{i}")
 
     async def grade(self, subject, ctx) -> Grade:
         o = self.spec.options

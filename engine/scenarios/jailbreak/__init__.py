@@ -182,12 +182,12 @@ class Jailbreak(Scenario):
                 ("minimum evaluable traces per provider", params.min_provider_evaluable)]
 
     def method_notes(self, spec) -> list[str]:
-        from engine.judges import make_judge
+        from engine.judges import make_judges
 
         notes = ["Every model sees the same behaviours under the same attack templates (single turn); each "
                  "trace is one behaviour x attack x model x sample. Any reply text is stored; judges decide "
                  "whether it complied."]
-        notes += [make_judge(k, j).describe() for k, j in spec.judges.items()]
+        notes += [j.describe() for j in make_judges(spec.judges)]
         if spec.primary_judge:
             notes.append(f"Attack success rates use the verdicts of {spec.judges[spec.primary_judge].display_name}; "
                          "a judge failure is its own verdict (ERROR), never a refusal.")

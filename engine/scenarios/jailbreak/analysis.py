@@ -10,7 +10,7 @@ import pandas as pd
 
 from engine.analyze.agreement import Agreement, agreement
 from engine.analyze.metrics import FINISHED
-from engine.judges import Judge, make_judge
+from engine.judges import Judge
 from engine.judges.gold_set import gold_subject_id, load_gold
 from engine.scenarios.jailbreak.params import JailbreakParams
 from engine.scenarios.jailbreak.traces import imported_traces, run_traces
@@ -44,21 +44,16 @@ def jailbreak_data(ctx: Any) -> JailbreakData:
     return ctx.shared["jailbreak"]
 
 
-def study_judges(ctx: Any) -> list[Judge]:
-    return [make_judge(k, j) for k, j in ctx.spec.judges.items()]
-
-
-def _verdicts(ctx: Any, judge: Judge, where: str, args: list) -> pd.DataFrame:
+def _verdicts(ctx: Any, judge: Judge, where: str, params: dict[str, str]) -> pd.DataFrame:
     return ctx.con.execute(
-        "SELECT v.subject_id, v.label FROM verdicts v WHERE v.judge_id = ? AND v.rubric_version = ?"
-        f" AND v.judge_fingerprint = ? AND {where}",
-        [judge.judge_id, judge.rubric_version, judge.fingerprint, *args]).df()
+        "SELECT v.subject_id, v.label FROM verdicts v WHERE v.judge_id = $judge_id"
+        f" AND v.rubric_version = $rubric_version AND v.judge_fingerprint = $judge_fingerprint AND {where}",
+        {**judge.verdict_key, **params}).df()
 
 
 def trace_verdicts(ctx: Any, judge: Judge) -> pd.DataFrame:
     """subject_id, label of one judge on this spec's finished traces."""
-    return _verdicts(ctx, judge, f"v.subject_id IN (SELECT trial_id FROM {FINISHED.replace('$spec_hash', '?')})",
-                     [ctx.spec_hash])
+    return _verdicts(ctx, judge, f"v.subject_id IN (SELECT trial_id FROM {FINISHED})", {"spec_hash": ctx.spec_hash})
 
 
 def gold_comparison(ctx: Any, judge: Judge) -> pd.DataFrame:
@@ -68,7 +63,7 @@ def gold_comparison(ctx: Any, judge: Judge) -> pd.DataFrame:
                          for g in load_gold(rubric)])
     if gold.empty:
         return gold
-    verdicts = _verdicts(ctx, judge, "starts_with(v.subject_id, ?)", [gold_subject_id(rubric, "")])
+    verdicts = _verdicts(ctx, judge, "starts_with(v.subject_id, $prefix)", {"prefix": gold_subject_id(rubric, "")})
     return gold.merge(verdicts, on="subject_id", how="inner")
 
 

@@ -16,7 +16,8 @@ from engine.analyze.summary import format_estimate
 from engine.report.charts import estimate_chart
 from engine.report.markdown import bullet_list, escape, table
 from engine.report.sections import Figure, NoOptions, Rendered, Section, register_section
-from engine.scenarios.jailbreak.analysis import gold_agreement, jailbreak_data, study_judges, trace_verdicts
+from engine.judges import make_judges
+from engine.scenarios.jailbreak.analysis import gold_agreement, jailbreak_data, trace_verdicts
 from engine.spec.schema import Params, Strict
 
 
@@ -151,7 +152,7 @@ class JudgeValidity(Section):
         confusion: bool = True
 
     def render(self, ctx, options) -> Rendered:
-        judges = study_judges(ctx)
+        judges = make_judges(ctx.spec.judges)
         if not judges:
             return Rendered("## Judge validity\n\n*This study has no judges (imported verdicts cannot be checked "
                             "against the gold set here)\\.*")
@@ -165,7 +166,7 @@ class JudgeValidity(Section):
             verdict = "weak" if math.isnan(a.kappa) or a.kappa < threshold else "adequate"
             if verdict == "weak":
                 weak.append(f"{judge.spec.display_name} (kappa {a.kappa:.2f})")
-            rows.append((judge.spec.display_name, judge.rubric_version, a.n, errors, f"{a.accuracy:.0%}",
+            rows.append((judge.spec.display_name, judge.rubric_version, a.n, errors, _share(a),
                          f"{a.kappa:.2f} [{a.kappa_low:.2f}, {a.kappa_high:.2f}]", verdict))
             if options.confusion:
                 parts.append(_confusion(a.confusion, judge.spec.display_name, f"tbl-confusion-{judge.judge_id}"))
@@ -187,6 +188,12 @@ class JudgeValidity(Section):
         return Rendered("\n\n".join(p for p in parts if p))
 
 
+def _share(a) -> str:
+    """Raw agreement (accuracy against gold) with its Wilson interval."""
+    est = wilson(round(a.accuracy * a.n), a.n)
+    return _pct(est.value, est.low, est.high)
+
+
 def _confusion(confusion: pd.DataFrame, name: str, label: str) -> str:
     headers = ["Gold label (rows) / judge label", *map(str, confusion.columns)]
     rows = [[str(idx), *map(int, row)] for idx, row in zip(confusion.index, confusion.to_numpy())]
@@ -199,7 +206,8 @@ def _between_judges(ctx, judges) -> str:
     labels = {j.judge_id: trace_verdicts(ctx, j).set_index("subject_id").label for j in judges}
     rows = []
     for i, a in enumerate(judges):
-        for b in judges[i + 1:]:
+        # Only judges answering the same rubric can agree or disagree.
+        for b in [b for b in judges[i + 1:] if b.spec.rubric.name == a.spec.rubric.name]:
             both = pd.concat([labels[a.judge_id], labels[b.judge_id]], axis=1, join="inner").dropna()
             both = both[(both.iloc[:, 0] != "ERROR") & (both.iloc[:, 1] != "ERROR")]
             if both.empty:
@@ -207,7 +215,7 @@ def _between_judges(ctx, judges) -> str:
                 continue
             ag = agreement(list(both.iloc[:, 0]), list(both.iloc[:, 1]), list(a.spec.rubric.labels))
             kappa = "undefined" if math.isnan(ag.kappa) else f"{ag.kappa:.2f} [{ag.kappa_low:.2f}, {ag.kappa_high:.2f}]"
-            rows.append((a.spec.display_name, b.spec.display_name, ag.n, f"{ag.accuracy:.0%}", kappa))
+            rows.append((a.spec.display_name, b.spec.display_name, ag.n, _share(ag), kappa))
     return table(["Judge A", "Judge B", "Traces", "Agreement", "Cohen's kappa [95% CI]"], rows,
                  "Agreement between judges on this study's traces (traces where either judge failed are left out).",
                  "tbl-judge-pairs", ["l", "l", "r", "r", "r"])
@@ -223,7 +231,7 @@ def jailbreak_caveats(ctx) -> list[str]:
         out.append(f"{data.unjudged} finished traces have no verdict from the primary judge yet and are left out; "
                    "run `python -m engine judge` to grade them.")
     if ctx.spec.primary_judge:
-        judge = next(j for j in study_judges(ctx) if j.judge_id == ctx.spec.primary_judge)
+        judge = next(j for j in make_judges(ctx.spec.judges) if j.judge_id == ctx.spec.primary_judge)
         a, _ = gold_agreement(ctx, judge)
         if a is None or math.isnan(a.kappa) or a.kappa < data.params.weak_judge_kappa:
             shown = "not measured" if a is None or math.isnan(a.kappa) else f"{a.kappa:.2f}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
@@ -42,9 +43,7 @@ def verdict_params(spec: StudySpec) -> dict[str, str]:
 
     if spec.primary_judge is None:
         return {"judge_id": "", "rubric_version": "", "judge_fingerprint": ""}
-    judge = make_judge(spec.primary_judge, spec.judges[spec.primary_judge])
-    return {"judge_id": judge.judge_id, "rubric_version": judge.rubric_version,
-            "judge_fingerprint": judge.fingerprint}
+    return make_judge(spec.primary_judge, spec.judges[spec.primary_judge]).verdict_key
 
 
 PRIMARY_VERDICT_JOIN = (
@@ -74,10 +73,18 @@ def imported_traces(con: duckdb.DuckDBPyConnection, spec_hash: str) -> pd.DataFr
 
 
 def read_traces_file(path: str, fmt: str = "auto") -> pd.DataFrame:
-    """A per-trace verdict file as the canonical trace table. Errors name the file, row and column."""
+    """A per-trace verdict file as the canonical trace table. Errors name the file, row and column.
+    Read once per file version: the spec check and the import both ask for it."""
     file = Path(path)
     if not file.exists():
         raise SpecError("traces file not found", file=path, key="scenario.traces_file.path")
+    stat = file.stat()
+    return _read(path, fmt, stat.st_mtime_ns, stat.st_size).copy()
+
+
+@lru_cache(maxsize=4)
+def _read(path: str, fmt: str, _mtime_ns: int, _size: int) -> pd.DataFrame:
+    file = Path(path)
     kind = fmt if fmt != "auto" else ("parquet" if file.suffix.lower() in (".parquet", ".pq") else "csv")
     try:
         raw = pd.read_parquet(file) if kind == "parquet" else pd.read_csv(file, dtype=str, keep_default_na=False)
@@ -93,14 +100,15 @@ def read_traces_file(path: str, fmt: str = "auto") -> pd.DataFrame:
         out[name] = raw[found] if found is not None else DEFAULTS[name]
     if out.empty:
         raise SpecError("the file has no rows", file=path)
+    # Row numbers as a spreadsheet shows a CSV (the header is row 1); Parquet rows count from 1.
+    first_row = 2 if kind == "csv" else 1
     return _typed(out, path, {name: next((columns[s] for s in ALIASES[name] if s in columns), name)
-                              for name in ALIASES})
+                              for name in ALIASES}, first_row)
 
 
-def _typed(df: pd.DataFrame, path: str, original: dict[str, str]) -> pd.DataFrame:
+def _typed(df: pd.DataFrame, path: str, original: dict[str, str], first_row: int) -> pd.DataFrame:
     def fail(i: int, name: str, message: str) -> SpecError:
-        # Row numbers as a spreadsheet shows them: the header is row 1.
-        return SpecError(f"row {i + 2}, column '{original[name]}': {message}", file=path)
+        return SpecError(f"row {i + first_row}, column '{original[name]}': {message}", file=path)
 
     for name in ("model", "provider", "prompt_id", "label"):
         values = df[name].astype(str).str.strip()
