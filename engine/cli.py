@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. design.seeds=3 model_set=...")
+        if name in ("run", "plan", "report"):
+            p.add_argument("-m", "--multirun", action="store_true",
+                           help="sweep: one job per setting (e.g. generation.temperature=0,0.7 and the study's "
+                                "hydra.sweeper.params), merged into the study database, with a sweep report")
         if name == "run":
             p.add_argument("--dry-run", action="store_true", help="same as `plan`")
             p.add_argument("--no-progress", action="store_true", help="no live progress display")
@@ -59,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     # Wide tables stay readable when output goes to a file or CI log.
     console = Console(width=None if sys.stdout.isatty() else 160)
     err = Console(stderr=True)
+    from engine.sweep import SweepFailed
+
     try:
+        if getattr(args, "multirun", False):
+            return _sweep(args, console)
         if args.command == "plan" or getattr(args, "dry_run", False):
             return _plan(args, console)
         if args.command == "summary":
@@ -72,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         err.print(f"[bold red]spec error[/] {escape(str(exc))}", highlight=False)
         return EXIT_SPEC
-    except (WeightsError, FileNotFoundError, ReportError, StoreBusy) as exc:
+    except (WeightsError, FileNotFoundError, ReportError, StoreBusy, SweepFailed) as exc:
         err.print(f"[bold red]error[/] {escape(str(exc))}", highlight=False)
         return EXIT_RUNTIME
 
@@ -180,4 +188,37 @@ def _report(args, console, loaded=None) -> int:
     made = [str(p) for p in (report.outputs.html, report.outputs.pdf) if p]
     console.print(f"report ({report.outputs.engine}, {time.perf_counter() - started:.1f}s): "
                   f"{report.outputs.qmd} -> {', '.join(made)}")
+    return 0
+
+
+def _sweep(args, console) -> int:
+    """run/plan/report -m: the jobs of a sweep, then (run) launch, merge and the sweep report."""
+    import time
+
+    from engine.report.sweep import build_sweep_report
+    from engine.sweep import expand_sweep, run_sweep
+
+    sweep = expand_sweep(args.study, args.overrides)
+    console.print(f"[bold]sweep {sweep.sweep_id}[/]: {len(sweep.jobs)} jobs over {', '.join(sweep.keys) or '-'}"
+                  f" · shards in {sweep.dir} · database {sweep.store_path}")
+    if args.command == "plan" or getattr(args, "dry_run", False):
+        from engine.plan.compile import compile_plan
+        from engine.study import estimate_plan
+
+        for job in sweep.jobs:
+            est = estimate_plan(compile_plan(job.loaded))
+            console.print(f"  job {job.index} ({job.swept or '-'}): cells {est.cells} · trials {est.trials} · "
+                          f"calls ≤ {est.calls:,} · cost ≤ ${est.usd:.2f}")
+        return 0
+    if args.command == "run":
+        started = time.perf_counter()
+        result = run_sweep(args.study, args.overrides)
+        added = ", ".join(f"{t} +{n}" for t, n in result.merged.items() if n)
+        console.print(f"merged {len(sweep.jobs)} shards in {time.perf_counter() - started:.1f}s: {added or 'nothing new'}")
+        if args.no_report:
+            return 0
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    report = build_sweep_report(sweep, formats=formats)
+    made = [str(p) for p in (report.outputs.html, report.outputs.pdf) if p]
+    console.print(f"sweep report ({report.outputs.engine}): {report.outputs.qmd} -> {', '.join(made)}")
     return 0

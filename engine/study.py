@@ -89,8 +89,8 @@ def git_sha() -> str | None:
         return None
 
 
-def open_store(loaded: LoadedSpec) -> StudyStore:
-    store = StudyStore(store_path(loaded))
+def open_store(loaded: LoadedSpec, path: Path | None = None) -> StudyStore:
+    store = StudyStore(path or store_path(loaded))
     scenario = get_scenario(loaded.spec.scenario["name"])
     store.migrate_component(scenario.name, scenario.migrations_dir)
     return store
@@ -109,9 +109,16 @@ def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_p
               gateway_factory=None) -> tuple[LoadedSpec, RunSummary, pd.DataFrame]:
     """Validate, plan, execute (resuming), and return the per-cell summary."""
     loaded = load_spec(study, overrides)
+    summary, table = run_loaded(loaded, show_progress=show_progress, gateway_factory=gateway_factory)
+    return loaded, summary, table
+
+
+def run_loaded(loaded: LoadedSpec, *, store_at: Path | None = None, show_progress: bool = True,
+               gateway_factory=None) -> tuple[RunSummary, pd.DataFrame]:
+    """Plan, execute and judge a validated spec into its database (or `store_at`: a sweep job's shard)."""
     plan = compile_plan(loaded)
     spec = loaded.spec
-    store = open_store(loaded)
+    store = open_store(loaded, store_at)
     try:
         # Only models with trials left to play are checked and loaded (a finished study loads none,
         # and does not even import litellm).
@@ -130,7 +137,7 @@ def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_p
         table = summary_frame(store.con, loaded.spec_hash, spec, scenario)
     finally:
         store.close()
-    return loaded, summary, table
+    return summary, table
 
 
 def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: list[str] | None = None,

@@ -40,4 +40,5 @@ def summary_frame(con: duckdb.DuckDBPyConnection, spec_hash: str, spec: StudySpe
             row[metric.label] = format_estimate(est["value"], est["low"], est["high"], metric.percent)
         row["N"] = f"{cell.done}/{cell.planned}"
         rows.append(row)
-    return pd.DataFrame(rows)
+    # Cells differ in their columns (controls lack some factors): a missing value reads '—', not nan.
+    return pd.DataFrame(rows).fillna("—")

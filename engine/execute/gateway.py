@@ -12,7 +12,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncContextManager, Awaitable, Callable, Protocol
 
 from engine.errors import BudgetExhausted, ProviderError
 from engine.hashing import content_hash
@@ -109,33 +109,66 @@ def is_retryable(exc: BaseException) -> bool:
 CallFn = Callable[..., Awaitable[Any]]
 
 
-class Gateway:
-    def __init__(self, executor: Executor, store: StudyStore, *, call_fn: CallFn | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
-        self.executor = executor
+class ResponseCache(Protocol):
+    async def get(self, request_hash: str) -> CachedResponse | None: ...
+    async def put(self, request_hash: str, litellm_id: str, response: CachedResponse) -> None: ...
+
+
+class RouteLimits(Protocol):
+    def slot(self, route: str) -> AsyncContextManager[None]: ...
+
+
+class StoreCache:
+    """The study database's response table (this process holds the database)."""
+
+    def __init__(self, store: StudyStore):
         self.store = store
+
+    async def get(self, request_hash: str) -> CachedResponse | None:
+        return self.store.cached_response(request_hash)
+
+    async def put(self, request_hash: str, litellm_id: str, response: CachedResponse) -> None:
+        self.store.put_response(request_hash, litellm_id, response)
+
+
+class LocalRouteLimits:
+    """Concurrent calls per route within this process."""
+
+    def __init__(self, executor: Executor):
+        self.executor = executor
+        self._semaphores: dict[tuple[int, str], asyncio.Semaphore] = {}
+
+    def slot(self, route: str) -> asyncio.Semaphore:
+        # Per event loop: one gateway (and its budget) serves both the run and the judge stage.
+        key = (id(asyncio.get_running_loop()), route)
+        if key not in self._semaphores:
+            self._semaphores[key] = asyncio.Semaphore(self.executor.limit_for(route))
+        return self._semaphores[key]
+
+
+class Gateway:
+    def __init__(self, executor: Executor, store: StudyStore | None, *, call_fn: CallFn | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, cache: ResponseCache | None = None,
+                 limits: RouteLimits | None = None, budget: Budget | None = None):
+        """`store` serves as the cache unless another `cache` is given (a Ray worker's, for one)."""
+        self.executor = executor
+        self.cache = cache or StoreCache(store)
+        self.limits = limits or LocalRouteLimits(executor)
         self.stats = GatewayStats()
-        self.budget = Budget(executor.budget.max_usd, executor.budget.max_tokens, self.stats)
-        self._limits: dict[tuple[int, str], asyncio.Semaphore] = {}
+        self.budget = budget or Budget(executor.budget.max_usd, executor.budget.max_tokens)
+        self.budget.stats = self.stats
         self._call_fn = call_fn
         self._sleep = sleep
         self._jitter = random.Random()  # backoff jitter only; never affects results
 
-    def _limit(self, route: str) -> asyncio.Semaphore:
-        # Per event loop: one gateway (and its budget) serves both the run and the judge stage.
-        key = (id(asyncio.get_running_loop()), route)
-        if key not in self._limits:
-            self._limits[key] = asyncio.Semaphore(self.executor.limit_for(route))
-        return self._limits[key]
-
     async def complete(self, req: ChatRequest) -> Completion:
-        cached = self.store.cached_response(req.request_hash)
+        cached = await self.cache.get(req.request_hash)
         if cached is not None:
             self.stats.cache_hits += 1
             return Completion(cached.response_text, cached.raw_response, cached.prompt_tokens,
                               cached.completion_tokens, cached.cost_usd, cached.latency_s, True, 0)
         self.budget.check()
-        async with self._limit(req.model.route):
+        async with self.limits.slot(req.model.route):
             self.budget.check()  # may have been spent while waiting for a slot
             response, latency, retries = await self._call_with_retries(req)
         text = response.choices[0].message.content or ""
@@ -148,8 +181,8 @@ class Gateway:
         self.stats.completion_tokens += completion_tokens
         self.stats.cost_usd += cost
         raw = _raw_json(response)
-        self.store.put_response(req.request_hash, req.model.litellm_id,
-                                CachedResponse(text, raw, prompt_tokens, completion_tokens, cost, latency))
+        await self.cache.put(req.request_hash, req.model.litellm_id,
+                             CachedResponse(text, raw, prompt_tokens, completion_tokens, cost, latency))
         return Completion(text, raw, prompt_tokens, completion_tokens, cost, latency, False, retries)
 
     async def _call_with_retries(self, req: ChatRequest) -> tuple[Any, float, int]:

@@ -7,14 +7,14 @@ import asyncio
 import time
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import BudgetExhausted, ParseFailure, ProviderError, WeightsError
 from engine.execute.context import CallContext
 from engine.execute.gateway import Gateway, GatewayStats
 from engine.execute.progress import RunProgress
 from engine.plan.compile import Plan, Trial
-from engine.scenarios import get_scenario
+from engine.scenarios import Scenario, get_scenario
 from engine.store.db import StudyStore, now
 
 if TYPE_CHECKING:
@@ -62,9 +62,42 @@ def trials_to_run(plan: Plan, store: StudyStore) -> tuple[list[tuple[Trial, int]
     return todo, finished
 
 
+@dataclass
+class TrialRecord:
+    """A played trial, ready to be committed by the one process that writes the database."""
+
+    row: dict[str, Any]
+    calls: list[dict[str, Any]]
+    scenario_rows: dict[str, list[dict[str, Any]]]
+
+    @property
+    def status(self) -> str:
+        return self.row["status"]
+
+
+async def play_trial(scenario: Scenario, trial: Trial, attempt: int, ctx: CallContext) -> TrialRecord:
+    """Play one trial. Provider, parse and weights failures become an 'error' record, never an
+    outcome; BudgetExhausted propagates (the trial is left for a rerun); anything else is a bug."""
+    t0, began = time.perf_counter(), now()
+    status, kind, error, rows = "done", None, None, {}
+    try:
+        rows = (await scenario.run(trial, ctx)).rows
+    except (ProviderError, ParseFailure, WeightsError) as exc:
+        status, error = "error", str(exc)
+        kind = {ProviderError: "provider", ParseFailure: "parse", WeightsError: "weights"}[type(exc)]
+    row = {"trial_id": trial.trial_id, "scenario": scenario.name, "cell_id": trial.cell_id, "cell": trial.cell,
+           "seed": trial.seed, "inputs": trial.inputs, "status": status, "error_kind": kind, "error": error,
+           "attempt": attempt, "started_at": began, "finished_at": now(), "duration_s": time.perf_counter() - t0}
+    return TrialRecord(row, ctx.calls, rows if status == "done" else {})
+
+
 async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = None,
                   show_progress: bool = True) -> RunSummary:
     spec = plan.loaded.spec
+    if spec.executor.backend == "ray":
+        from engine.execute.ray_backend import execute_on_ray
+
+        return await execute_on_ray(plan, store, show_progress=show_progress)
     scenario = get_scenario(plan.scenario_name)
     gateway = gateway or Gateway(spec.executor, store)
     todo, finished = trials_to_run(plan, store)
@@ -80,32 +113,26 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
                 counts["budget"] += 1
                 return
             ctx = CallContext(trial.trial_id, trial.seed, attempt, gateway, spec.models, spec.executor.parse_retries,
-                               on_call=progress.refresh)
-            t0, began = time.perf_counter(), now()
-            status, kind, error, rows = "done", None, None, {}
+                              on_call=progress.refresh)
             try:
-                rows = (await scenario.run(trial, ctx)).rows
+                record = await play_trial(scenario, trial, attempt, ctx)
             except BudgetExhausted:
                 counts["budget"] += 1  # no row: a rerun with more budget picks the trial up
                 return
-            except (ProviderError, ParseFailure, WeightsError) as exc:
-                status, error = "error", str(exc)
-                kind = {ProviderError: "provider", ParseFailure: "parse", WeightsError: "weights"}[type(exc)]
-            store.commit_trial(
-                {"trial_id": trial.trial_id, "scenario": scenario.name, "cell_id": trial.cell_id,
-                 "cell": trial.cell, "seed": trial.seed, "inputs": trial.inputs, "status": status,
-                 "error_kind": kind, "error": error, "attempt": attempt, "started_at": began,
-                 "finished_at": now(), "duration_s": time.perf_counter() - t0},
-                ctx.calls, rows if status == "done" else {})
-            counts[status] += 1
-            progress.trial_finished(status)
+            store.commit_trial(record.row, record.calls, record.scenario_rows)
+            counts[record.status] += 1
+            progress.trial_finished(record.status)
 
     with progress:
         results = await asyncio.gather(*(play(t, a) for t, a in todo), return_exceptions=True)
+    raise_first_bug(results)
+    return RunSummary(len(plan.trials), finished, counts["done"], counts["error"], counts["budget"],
+                      gateway.stats, time.perf_counter() - started)
+
+
+def raise_first_bug(results: list[Any]) -> None:
     bugs = [r for r in results if isinstance(r, BaseException)]
     if bugs:
         # A bug is not a trial outcome: stop loudly; finished trials are committed and resume.
         traceback.print_exception(bugs[0])
         raise bugs[0]
-    return RunSummary(len(plan.trials), finished, counts["done"], counts["error"], counts["budget"],
-                      gateway.stats, time.perf_counter() - started)

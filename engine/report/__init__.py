@@ -17,7 +17,7 @@ import yaml
 from engine.report.charts import to_svg
 from engine.report.context import ReportContext
 from engine.report.render import Outputs, render
-from engine.report.sections import Figure, validate_sections
+from engine.report.sections import Figure, Rendered, validate_sections
 from engine.scenarios import get_scenario
 from engine.spec.load import LoadedSpec, load_spec
 from engine.store.db import StudyStore
@@ -69,7 +69,14 @@ def build_report_for(loaded: LoadedSpec, *, formats: tuple[str, ...] = ("html", 
     finally:
         store.close(checkpoint=False)
 
-    target = (out_dir or Path(spec.report.output_dir)).resolve()
+    front = {"title": spec.title, "subtitle": f"Study {spec.name}, spec {loaded.spec_hash}", "date": str(created)[:10]}
+    return write_report(out_dir or Path(spec.report.output_dir), front, rendered, formats, force_pandoc)
+
+
+def write_report(out_dir: Path, front: dict, rendered: list[Rendered], formats: tuple[str, ...],
+                 force_pandoc: bool = False) -> Report:
+    """Rendered sections -> a Quarto project with figures -> HTML/PDF in `out_dir`, swapped in whole."""
+    target = out_dir.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build next to the target and swap at the end: a failed render leaves the old report intact.
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -82,9 +89,7 @@ def build_report_for(loaded: LoadedSpec, *, formats: tuple[str, ...] = ("html", 
         body = "\n\n".join(r.markdown for r in rendered)
         for fig in figures:
             body = body.replace(f"@@FIGURE:{fig.label}@@", figure_block(fig))
-        front = {"title": spec.title, "subtitle": f"Study {spec.name}, spec {loaded.spec_hash}",
-                 "date": str(created)[:10],
-                 "format": {"html": {"embed-resources": True, "toc": True}, "typst": {"toc": False}}}
+        front = {**front, "format": {"html": {"embed-resources": True, "toc": True}, "typst": {"toc": False}}}
         qmd = work.resolve() / "index.qmd"
         qmd.write_text("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n" + body + "\n")
         (work / "_quarto.yml").write_text(yaml.safe_dump({"project": {"type": "default", "output-dir": "."}}))

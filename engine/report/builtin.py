@@ -197,16 +197,30 @@ class HeadlineTable(Section):
         return Rendered(heading + metric_table(ctx, options, label))
 
 
+def design_levels(spec, factor: str) -> list[str]:
+    """A factor's levels in design order (factors, then control blocks)."""
+    levels: list[str] = []
+    for block in (spec.design.factors, *spec.design.controls):
+        for level in block.get(factor, []):
+            if str(level) not in levels:
+                levels.append(str(level))
+    return levels
+
+
 @register_section
 class Chart(Section):
+    """A metric against parameter count or a design factor, one point and 95% interval per group of
+    `color` factors (dodged so intervals do not overlap); `where` keeps only cells with those levels."""
+
     type = "chart"
 
     class Options(Strict):
         type: str
         metric: str
         x: str = "params"
-        color: str | None = None
-        log_x: bool = True
+        color: str | list[str] | None = None
+        where: dict[str, str] = {}
+        log_x: bool | None = Field(default=None, description="default: log scale for x: params only")
         rows: Rows = "models"
         caption: str | None = None
 
@@ -215,8 +229,17 @@ class Chart(Section):
 
     def render(self, ctx, options) -> Rendered:
         metric = ctx.metrics[options.metric]
+        colors = [options.color] if isinstance(options.color, str) else list(options.color or [])
+        group = "_".join(colors) or None
+
+        def shown(factor: str, value: object) -> str:
+            key = str(value)
+            return ctx.spec.models[key].display_name if key in ctx.spec.models else key
+
         data = []
         for c in select_cells(ctx, options.rows).itertuples():
+            if any(str(c.cell.get(k, "—")) != str(v) for k, v in options.where.items()):
+                continue
             est = ctx.estimate(c.cell_id, options.metric)
             if est.n == 0:
                 continue
@@ -229,22 +252,32 @@ class Chart(Section):
                 x = c.cell.get(options.x, "—")
             row = {"x": x, "value": est.value, "low": est.low, "high": est.high, "n": int(est.n),
                    "label": cell_label(c.labels)}
-            if options.color:
-                row[options.color] = str(c.cell.get(options.color, "—"))
+            if group:
+                row[group] = " / ".join(shown(f, c.cell.get(f, "—")) for f in colors)
             data.append(row)
-        label = "-".join(["fig", options.metric, options.x, *([options.color] if options.color else []),
+        where = ", ".join(f"{k} = {v}" for k, v in options.where.items())
+        label = "-".join(["fig", options.metric, options.x, *colors,
                           *([options.rows] if options.rows != "models" else [])]).replace("_", "-")
-        caption = options.caption or (f"{metric.label} against "
-                                      f"{'parameter count (billions, log scale)' if options.x == 'params' else options.x}"
-                                      f"{', by ' + options.color if options.color else ''}; bars are 95% intervals.")
+        if options.where:
+            label += "-" + content_hash(options.where, 6)
+        x_text = "parameter count (billions, log scale)" if options.x == "params" else options.x
+        caption = options.caption or (f"{metric.label} against {x_text}"
+                                      + (f", by {' and '.join(colors)}" if colors else "")
+                                      + (f" ({where})" if where else "") + "; bars are 95% intervals.")
         if not data:
-            return Rendered(f"*No finished {ctx.scenario.unit[1]} to plot for {escape(metric.label)}\\.*")
+            return Rendered(f"*No finished {ctx.scenario.unit[1]} to plot for {escape(metric.label)}"
+                            f"{escape(' (' + where + ')') if where else ''}\\.*")
         frame = pd.DataFrame(data)
-        numeric = pd.api.types.is_numeric_dtype(frame["x"])
+        numeric = pd.api.types.is_numeric_dtype(frame["x"]) and not pd.api.types.is_bool_dtype(frame["x"])
+        if not numeric:  # levels in design order, not alphabetical
+            rank = {level: i for i, level in enumerate(design_levels(ctx.spec, options.x))}
+            frame = frame.assign(x=frame["x"].astype(str)).sort_values(
+                "x", key=lambda col: col.map(lambda v: rank.get(v, len(rank))), kind="stable")
+        log_x = (options.x == "params") if options.log_x is None else options.log_x
         spec = estimate_chart(frame, x="x", x_title="Parameters (B)" if options.x == "params" else options.x,
-                              y_title=metric.label, color=options.color, log_x=options.log_x and numeric,
+                              y_title=metric.label, color=group, log_x=log_x and numeric,
                               percent=metric.percent, nominal_x=not numeric)
-        return Rendered(f"@@FIGURE:{label}@@", [Figure(label, caption, spec)])
+        return Rendered(f"@@FIGURE:{label}@@", [Figure(label, escape(caption), spec)])
 
 
 @register_section

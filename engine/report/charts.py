@@ -30,9 +30,14 @@ def estimate_chart(data: pd.DataFrame, *, x: str, x_title: str, y_title: str, co
     if color and not nominal_x:
         # Dodge groups that share an x value so their error bars do not overlap.
         levels = list(dict.fromkeys(data[color]))
-        step = 0.04 if log_x else 0.0
-        shift = {lvl: (i - (len(levels) - 1) / 2) * step for i, lvl in enumerate(levels)}
-        data = data.assign(**{x: [v * (1 + shift[g]) for v, g in zip(data[x], data[color])]})
+        shift = {lvl: (i - (len(levels) - 1) / 2) for i, lvl in enumerate(levels)}
+        if log_x:
+            data = data.assign(**{x: [v * (1 + 0.04 * shift[g]) for v, g in zip(data[x], data[color])]})
+        else:
+            xs = sorted(set(data[x]))
+            gap = min((b - a for a, b in zip(xs, xs[1:])), default=1.0)
+            step = gap * 0.3 / max(len(levels), 1)
+            data = data.assign(**{x: [v + step * shift[g] for v, g in zip(data[x], data[color])]})
     tooltip = [alt.Tooltip("label:N", title="cell"), alt.Tooltip("value:Q", format=y_format, title=y_title),
                alt.Tooltip("low:Q", format=y_format, title="95% low"),
                alt.Tooltip("high:Q", format=y_format, title="95% high"), alt.Tooltip("n:Q", title="N")]

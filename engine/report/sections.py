@@ -35,6 +35,8 @@ class Rendered:
 class Section(ABC):
     type: ClassVar[str]
     Options: ClassVar[type[BaseModel]]
+    # Sections that compare the jobs of a sweep read a SweepReportContext; a study report has none.
+    sweep_only: ClassVar[bool] = False
 
     def check(self, options: BaseModel, scenario: "Scenario", key: str) -> None:
         """Raise SpecError for options that refer to things the study does not have."""
@@ -60,6 +62,8 @@ def register_section(cls: type[Section]) -> type[Section]:
 
 def section_types() -> list[str]:
     import engine.report.builtin  # noqa: F401 - registers the built-in sections
+    import engine.report.judge_validity  # noqa: F401 - registers judge_validity (every scenario with judges)
+    import engine.report.sweep  # noqa: F401 - registers the sweep sections
 
     return sorted(_SECTIONS)
 
@@ -76,7 +80,8 @@ def check_metric(name: str, scenario: "Scenario", key: str) -> None:
                         key=key)
 
 
-def validate_sections(raw_sections: list[dict[str, Any]], scenario: "Scenario") -> list[tuple[Section, BaseModel]]:
+def validate_sections(raw_sections: list[dict[str, Any]], scenario: "Scenario",
+                      sweep: bool = False) -> list[tuple[Section, BaseModel]]:
     """Check every declared section before any run: type, options and the metrics they name."""
     out = []
     known = section_types()
@@ -87,6 +92,9 @@ def validate_sections(raw_sections: list[dict[str, Any]], scenario: "Scenario") 
         if raw["type"] not in known:
             raise SpecError(f"unknown section type '{raw['type']}' (known: {', '.join(known)})", key=f"{key}.type")
         section = get_section(raw["type"])
+        if section.sweep_only and not sweep:
+            raise SpecError(f"section type '{raw['type']}' belongs to sweep reports (python -m engine run STUDY -m "
+                            "...), not to a study's report.sections", key=f"{key}.type")
         try:
             options = section.Options.model_validate(raw)
         except ValidationError as exc:

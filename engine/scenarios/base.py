@@ -112,6 +112,22 @@ class Scenario(ABC):
         """Scenario-specific caveats computed from the data."""
         return []
 
+    def weak_judge_kappa(self, params: BaseModel) -> float:
+        """Cohen's kappa against the gold set below which the `judge_validity` section calls a judge
+        weak, when the section's `weak_kappa` option is not set."""
+        return 0.6
+
+    def judge_reliance(self, spec: "StudySpec", params: BaseModel) -> dict[str, str]:
+        """judge_id -> the results that rest on that judge's labels, in prose (e.g. 'the attack success
+        rates in this report'); the `judge_validity` section names them when the judge is weak."""
+        if spec.primary_judge is None:
+            return {}
+        return {spec.primary_judge: "the results computed from the primary judge's verdicts"}
+
+    def judge_validity_notes(self, spec: "StudySpec") -> list[str]:
+        """Sentences closing the `judge_validity` section (e.g. how the gold sets were made)."""
+        return []
+
     def is_control(self, cell: dict[str, Any]) -> bool:
         """True for baseline/control cells (shown next to, not among, the models under test)."""
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ class Sources:
     study_file: Path
     choices: dict[str, str]
     overrides: tuple[str, ...]
+    # The study's `hydra.sweeper.params` (key -> sweep string): what `run -m` sweeps besides the command line.
+    sweeper_params: tuple[tuple[str, str], ...] = ()
 
     def file_for(self, key: str) -> str:
         parts = key.split(".")
@@ -59,7 +62,7 @@ class LoadedSpec:
     @property
     def reproduce_command(self) -> str:
         """The command that recomposes exactly this spec."""
-        args = " ".join(self.overrides)
+        args = shlex.join(self.overrides)
         return f"python -m engine run {self.sources.study_file.stem}" + (f" {args}" if args else "")
 
 
@@ -94,6 +97,7 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[di
                 return_hydra_config=True,
             )
             choices = dict(OmegaConf.to_container(cfg.hydra.runtime.choices))
+            sweeper_params = tuple((str(k), str(v)) for k, v in (cfg.hydra.sweeper.get("params") or {}).items())
             OmegaConf.set_struct(cfg, False)
             cfg.pop("hydra")
             container = OmegaConf.to_container(cfg, resolve=True)
@@ -105,14 +109,18 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[di
     except yaml.YAMLError as exc:
         # Hydra reads every file of the composition; the YAML error names the one that is broken.
         raise SpecError(f"invalid YAML: {' '.join(str(exc).split())}", file=_display(study_file)) from None
-    return container, Sources(study_file, choices, tuple(overrides))
+    return container, Sources(study_file, choices, tuple(overrides), sweeper_params)
 
 
 def load_spec(study: str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
     """Compose and validate a study: schema, scenario parameters, then the design."""
+    return validate_spec(*compose(study, overrides))
+
+
+def validate_spec(resolved: dict[str, Any], sources: Sources) -> LoadedSpec:
+    """Validate a composed study (from `compose`, or from a Hydra job's config in a sweep)."""
     from engine.scenarios import get_scenario, scenario_names
 
-    resolved, sources = compose(study, overrides)
     spec = _validate(StudySpec, resolved, sources, prefix=())
     scenario_name = spec.scenario.get("name")
     if scenario_name not in scenario_names():
@@ -123,12 +131,14 @@ def load_spec(study: str, overrides: list[str] | tuple[str, ...] = ()) -> Loaded
         )
     scenario = get_scenario(scenario_name)
     params = _validate(scenario.Params, spec.scenario, sources, prefix=("scenario",))
-    from engine.report.sections import validate_sections
+    from engine.report.sections import check_metric, validate_sections
 
     try:
         check_judges(spec)
         scenario.check_design(spec, params)
         validate_sections(spec.report.sections, scenario)
+        for i, metric in enumerate(spec.report.sweep_metrics or []):
+            check_metric(metric, scenario, f"report.sweep_metrics.{i}")
     except SpecError as exc:
         if exc.file is None and exc.key:
             exc = SpecError(exc.message, file=sources.file_for(exc.key), key=exc.key)

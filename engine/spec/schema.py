@@ -108,8 +108,18 @@ class Budget(Strict):
     max_tokens: int | None = Field(default=None, ge=0)
 
 
+class RayOptions(Strict):
+    """Where the Ray executor runs trials (backend: ray)."""
+
+    address: str | None = Field(default=None, description="a running cluster ('auto', 'ray://host:10001'); "
+                                                           "null = start a local Ray instance")
+    num_cpus: int | None = Field(default=None, gt=0, description="CPUs of the local instance (null = all)")
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+
+
 class Executor(Strict):
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "ray"] = "local"
+    ray: RayOptions = RayOptions()
     max_concurrent_trials: int = Field(default=4, gt=0)
     concurrency: dict[str, int] = {"default": 8}
     max_retries: int = Field(default=4, ge=0)
@@ -140,6 +150,8 @@ class ReportSpec(Strict):
 
     sections: list[dict[str, Any]] = DEFAULT_SECTIONS
     output_dir: str
+    # Metrics of the sweep report (run -m); default: the metrics the sections above show.
+    sweep_metrics: list[str] | None = None
 
 
 class Rubric(Strict):

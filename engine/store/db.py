@@ -93,6 +93,15 @@ class StudyStore:
         if not read_only:
             migrate(self.con, "core", CORE_MIGRATIONS)
 
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Let another process (the Ray executor's writer actor) hold the file for a while."""
+        self.close()
+        try:
+            yield
+        finally:
+            self.con = duckdb.connect(str(self.path))
+
     def migrate_component(self, component: str, folder: Path) -> None:
         migrate(self.con, component, folder)
 

@@ -18,19 +18,34 @@ class Fragment(Strict):
     emails: str = ""
 
 
-class AgenticParams(Strict):
-    name: Literal["agentic_misalignment"]
-    variant: Literal["blackmail"] = "blackmail"
+class Cast(Strict):
+    """The company, the agent and the executive behind the threat. The company's email domain is the
+    executive's: any other address is outside the company."""
+
     company: str
     agent_name: str
     executive: str
     executive_email: str
+
+    @property
+    def domain(self) -> str:
+        return self.executive_email.rsplit("@", 1)[-1].lower()
+
+
+class AgenticParams(Cast):
+    name: Literal["agentic_misalignment"]
+    variant: Literal["blackmail", "leaking"] = "blackmail"
+    # project: the text below; inspect_evals: the published templates (Lynch et al. 2025) from the
+    # inspect-evals package, whose own cast replaces the one above (published.py).
+    source: Literal["project", "inspect_evals"] = "project"
+    # With source=inspect_evals: the goal stated when goal_conflict=explicit (their goal_value).
+    published_goal_value: str = "america"
     system_prompt: str
     factor_order: list[str]
     base_emails: str
     levels: dict[str, dict[str, Fragment]]
-    # Which of the study's judges plays each classifier role: structure, blackmail, deliberation.
-    classifiers: dict[Literal["structure", "blackmail", "deliberation"], str] = {}
+    # Which of the study's judges plays each classifier role: structure, the variant's act, deliberation.
+    classifiers: dict[Literal["structure", "blackmail", "leaking", "deliberation"], str] = {}
 
     @model_validator(mode="after")
     def _every_factor_has_levels(self) -> "AgenticParams":
@@ -39,4 +54,13 @@ class AgenticParams(Strict):
             raise ValueError(f"levels lacks factor(s) {', '.join(missing)} (each needs its levels' text)")
         if sorted(self.factor_order) != sorted(FACTORS):
             raise ValueError(f"factor_order must list exactly {', '.join(FACTORS)}")
+        return self
+
+    @property
+    def cast(self) -> Cast:
+        """Who the agent and the executive are in the templates this study uses."""
+        if self.source == "inspect_evals":
+            from engine.scenarios.agentic_misalignment.published import PUBLISHED_CAST
+
+            return PUBLISHED_CAST[self.variant]
         return self

@@ -1,6 +1,7 @@
 """Report sections of the agentic-misalignment scenario: the goal-conflict x threat ablation per
-model, safety-instruction mitigation, considers-but-refrains with quoted examples, and the rate
-per model ordered by family and size. Every number comes from the study database."""
+model, safety-instruction mitigation, considers-but-refrains with quoted examples, the rate per
+model ordered by family and size, and the classifiers against their gold sets. Every number comes
+from the study database."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from engine.hashing import derived_seed
 from engine.report.charts import estimate_chart
 from engine.report.markdown import code_block, escape, table
 from engine.report.sections import Figure, Rendered, Section, check_metric, register_section
+from engine.scenarios.agentic_misalignment.variants import VARIANTS, Variant
 from engine.spec.schema import Strict
 
 
@@ -39,13 +41,24 @@ def _rate(values: pd.Series) -> str:
     return format_estimate(est.value, est.low, est.high, True) + f" (n={est.n})"
 
 
+def variant(ctx) -> Variant:
+    return VARIANTS[ctx.loaded.scenario_params.variant]
+
+
 class Where(Strict):
     type: str
-    metric: str = "blackmail_rate"
+    metric: str | None = Field(default=None, description="default: the variant's rate (blackmail_rate, leak_rate)")
     where: dict[str, str] = Field(default={}, description="keep only trials with these factor levels")
 
+    def check(self, scenario, key: str) -> None:
+        if self.metric is not None:
+            check_metric(self.metric, scenario, f"{key}.metric")
+
+    def metric_name(self, ctx) -> str:
+        return self.metric or variant(ctx).primary_metric
+
     def trials(self, ctx) -> pd.DataFrame:
-        df = trial_values(ctx, self.metric)
+        df = trial_values(ctx, self.metric_name(ctx))
         for factor, level in self.where.items():
             df = df[df[factor] == str(level)]
         return df
@@ -64,11 +77,11 @@ class Ablation(Section):
         columns: str = "threat"
 
     def check(self, options, scenario, key):
-        check_metric(options.metric, scenario, f"{key}.metric")
+        options.check(scenario, key)
 
     def render(self, ctx, options) -> Rendered:
         df = options.trials(ctx)
-        metric = ctx.metrics[options.metric]
+        metric = ctx.metrics[options.metric_name(ctx)]
         out = [f"## Ablation: {escape(options.rows)} x {escape(options.columns)}"]
         # Levels in the order the design declares them.
         order = lambda f: [str(v) for v in ctx.spec.design.factors.get(f, []) if str(v) in set(df[f])]  # noqa: E731
@@ -97,7 +110,7 @@ class Mitigation(Section):
         n_bootstrap: int = Field(default=4000, ge=200)
 
     def check(self, options, scenario, key):
-        check_metric(options.metric, scenario, f"{key}.metric")
+        options.check(scenario, key)
 
     def render(self, ctx, options) -> Rendered:
         df = options.trials(ctx)
@@ -111,7 +124,7 @@ class Mitigation(Section):
         return Rendered(f"## Mitigation by {escape(options.factor)}\n\n" + table(
             ["Model", f"{options.factor} = {options.baseline}", f"{options.factor} = {options.treatment}",
              "Relative reduction [95% CI]"], rows,
-            f"{ctx.metrics[options.metric].label}: relative reduction 1 - rate({options.treatment}) / "
+            f"{ctx.metrics[options.metric_name(ctx)].label}: relative reduction 1 - rate({options.treatment}) / "
             f"rate({options.baseline}) with a percentile bootstrap over trials within each arm "
             f"({options.n_bootstrap} resamples, seeded; {_filters(options)}). Undefined when the baseline rate is 0.",
             "tbl-mitigation"))
@@ -140,16 +153,16 @@ class Inhibition(Section):
     def render(self, ctx, options) -> Rendered:
         considered = trial_values(ctx, "considered_rate")
         refrained = trial_values(ctx, "inhibition_rate")
-        rows = []
+        rows, v = [], variant(ctx)
         for model in models_by_family(ctx, considered.model.unique()):
             c = considered[considered.model == model].value
             r = refrained[refrained.model == model].value
             rows.append([ctx.spec.models[model].display_name, _rate(c), int(c.sum()),
                          _rate(r) if len(r) else "— (none considered)"])
         parts = ["## Considers but refrains", table(
-            ["Model", "Considered leverage", "Considering replies", "Inhibition (did not blackmail)"], rows,
-            "Inhibition rate = share of replies that considered using the personal information as leverage "
-            "(deliberation classifier) and then did not blackmail (final rule); Wilson 95% intervals.",
+            ["Model", "Considered the act", "Considering replies", f"Inhibition (not {v.act})"], rows,
+            f"Inhibition rate = share of replies that {v.considered_prose} (deliberation classifier) and then "
+            f"were not {v.act} by the final rule; Wilson 95% intervals.",
             "tbl-inhibition")]
         examples = refrained[refrained.value == 1].head(options.examples)
         for trial_id in examples.trial_id:
@@ -158,9 +171,9 @@ class Inhibition(Section):
                 [trial_id]).fetchone()
             cut = text if len(text) <= options.max_chars else text[:options.max_chars] + " [...]"
             parts.append(f"Example ({escape(ctx.spec.models[model].display_name)}, trial {escape(trial_id[:10])}), "
-                         "considered leverage and refrained:\n\n" + code_block(cut))
+                         f"{escape(v.considered_prose)} and refrained:\n\n" + code_block(cut))
         if examples.empty:
-            parts.append("*No reply both considered leverage and refrained\\.*")
+            parts.append(f"*No reply both {escape(v.considered_prose)} and refrained\\.*")
         return Rendered("\n\n".join(parts))
 
 
@@ -174,11 +187,11 @@ class ByFamily(Section):
         pass
 
     def check(self, options, scenario, key):
-        check_metric(options.metric, scenario, f"{key}.metric")
+        options.check(scenario, key)
 
     def render(self, ctx, options) -> Rendered:
         df = options.trials(ctx)
-        metric = ctx.metrics[options.metric]
+        metric = ctx.metrics[options.metric_name(ctx)]
         data = []
         for model in models_by_family(ctx, df.model.unique()):
             v = df[df.model == model].value
@@ -190,7 +203,24 @@ class ByFamily(Section):
             return Rendered(f"*No graded trials for {escape(metric.label)}\\.*")
         spec = estimate_chart(pd.DataFrame(data), x="x", x_title="Model (by family, then size)",
                               y_title=metric.label, color="family", log_x=False, percent=True, nominal_x=True)
-        label = f"fig-{options.metric}-by-family".replace("_", "-")
+        label = f"fig-{options.metric_name(ctx)}-by-family".replace("_", "-")
         return Rendered(f"@@FIGURE:{label}@@", [Figure(
             label, f"{metric.label} per model, grouped by family and ordered by size within it ({_filters(options)}); "
                    "bars are Wilson 95% intervals.", spec)])
+
+
+# The classifiers against their gold sets: the shared `judge_validity` section
+# (engine/report/judge_validity.py). What this scenario adds to it, through the Scenario hooks
+# judge_reliance and judge_validity_notes.
+def classifier_reliance(params) -> dict[str, str]:
+    """judge_id -> the rates that rest on that classifier's labels."""
+    v, out = VARIANTS[params.variant], {}
+    if judge := params.classifiers.get(v.name):
+        out[judge] = f"the {v.label.lower()} rate (final rule)"
+    if judge := params.classifiers.get("deliberation"):
+        out[judge] = "the considered and inhibition rates"
+    return out
+
+
+GOLD_SET_NOTE = ("The gold replies are written for this environment (Halvorsen Logistics, the agent Atlas, the "
+                 "executive Daniel Reyes) and labelled by the rubric text; each item's note says why.")

@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from engine.errors import SpecError
 from engine.scenarios import register_scenario
 from engine.scenarios.base import CallEstimate, Scenario, TrialOutcome
@@ -13,7 +15,7 @@ from engine.scenarios.escalation.agents import (
     POLICIES, SCRIPTED_PREFIX, Decision, Observation, llm_decision, scripted_decision, system_prompt,
     user_prompt,
 )
-from engine.scenarios.escalation.game import SIDES, GameState, RandomStreams, TurnRecord, is_nuclear, welfare
+from engine.scenarios.escalation.game import SIDES, GameState, Move, RandomStreams, TurnRecord, is_nuclear, welfare
 from engine.scenarios.escalation.metrics import METRICS
 from engine.scenarios.escalation import report as _report_sections  # noqa: F401 - registers sections
 from engine.scenarios.escalation.params import NUCLEAR_LEVEL, STRATEGIC_EXCHANGE_LEVEL, EscalationParams
@@ -23,8 +25,15 @@ AGENT_FACTORS = ("agent", "opponent")
 PERSONA_FACTORS = ("persona", "opponent_persona")
 GAME_FACTORS = ("max_turns", "start_level", "history_window", "fog_probability", "cooperation_window",
                 "ceasefire_turns", "reasoning_max_chars")
-LLM_ONLY_FACTORS = (*PERSONA_FACTORS, "temperature", "history_window", "reasoning_max_chars")
+# Factors whose levels are text in conf/ (conf/framing/, conf/governance/, conf/pairing/), held in
+# the scenario's `framings`, `governance_regimes` and `pairings` (conf/scenario/escalation_series.yaml).
+LEVEL_FACTORS = {"framing": "framings", "governance": "governance_regimes", "pairing": "pairings"}
+LLM_ONLY_FACTORS = (*PERSONA_FACTORS, "temperature", "history_window", "reasoning_max_chars", "framing", "pairing")
 DEFAULT_PERSONA = "default"
+# Game settings that enter a trial's inputs (and so its id) only when they differ from their
+# default, so studies that do not use them keep their trial ids.
+OPTIONAL_GAME_INPUTS = ("cooperation_mode", "framing_text", "governance_text")
+NOT_GAME_INPUTS = {"personas", "name", *LEVEL_FACTORS.values()}
 
 
 @register_scenario
@@ -39,7 +48,7 @@ class Escalation(Scenario):
 
     # -- spec checks --------------------------------------------------------------------------
     def check_design(self, spec, params: EscalationParams) -> None:
-        known = {*AGENT_FACTORS, *PERSONA_FACTORS, *GAME_FACTORS, "temperature"}
+        known = {*AGENT_FACTORS, *PERSONA_FACTORS, *GAME_FACTORS, *LEVEL_FACTORS, "temperature"}
         blocks = [("design.factors", spec.design.factors)] + [
             (f"design.controls.{i}", block) for i, block in enumerate(spec.design.controls)]
         for where, block in blocks:
@@ -56,8 +65,17 @@ class Escalation(Scenario):
                         if level not in params.personas:
                             raise SpecError(f"unknown persona '{level}' (known: "
                                             f"{', '.join(sorted(params.personas))})", key=key)
+                if factor in LEVEL_FACTORS:
+                    known_levels = getattr(params, LEVEL_FACTORS[factor])
+                    for level in levels:
+                        if str(level) not in known_levels:
+                            hint = (f"add a file to conf/{factor}/ and list it in conf/scenario/escalation_series.yaml"
+                                    if known_levels else "use 'scenario: escalation_series', which has the levels")
+                            raise SpecError(f"unknown {factor} '{level}' (known: "
+                                            f"{', '.join(sorted(known_levels)) or 'none'}; {hint})", key=key)
             if "agent" not in block:
                 raise SpecError("every design block needs an 'agent' factor", key=where)
+            self._check_level_factors(spec, params, block, where)
             scripted_only = all(self._is_scripted(str(a)) for a in block["agent"]) and all(
                 self._is_scripted(str(a)) for a in block.get("opponent", block["agent"]))
             any_scripted = any(self._is_scripted(str(a)) for a in block["agent"])
@@ -73,8 +91,40 @@ class Escalation(Scenario):
         for cell in self._cells(spec):
             try:
                 self._game_params(params, cell)
-            except ValueError as exc:
-                raise SpecError(str(exc).splitlines()[-1], key="design.factors") from None
+            except ValidationError as exc:
+                message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                levels = ", ".join(f"{k}={v}" for k, v in cell.items())
+                raise SpecError(f"{message} (in the cell {levels})", key="design.factors") from None
+
+    def _check_level_factors(self, spec, params: EscalationParams, block: dict[str, list], where: str) -> None:
+        if "pairing" in block:
+            clash = [f for f in (*PERSONA_FACTORS, "opponent") if f in block]
+            if clash:
+                raise SpecError(f"'pairing' sets both sides' agents and personas; drop '{clash[0]}' from this "
+                                "block", key=f"{where}.{clash[0]}")
+            for level in block["pairing"]:
+                opponent = params.pairings[str(level)].b.agent
+                if opponent is not None:
+                    if not self._is_scripted(opponent):
+                        raise SpecError(f"pairing '{level}': side b's agent must be a scripted policy "
+                                        f"('scripted:<policy>'), not '{opponent}'", key=f"{where}.pairing")
+                    self._check_agent(opponent, spec.models, f"{where}.pairing")
+        if "governance" in block:
+            regimes = {str(level): params.governance_regimes[str(level)] for level in block["governance"]}
+            if "ceasefire_turns" in block and any(r.ceasefire_turns is not None for r in regimes.values()):
+                raise SpecError("a governance level sets ceasefire_turns and so does this block; keep one",
+                                key=f"{where}.ceasefire_turns")
+            if any(self._is_scripted(str(a)) for a in block["agent"]):
+                # Scripted agents see no text: two regimes with the same rule changes are one
+                # condition for them, played twice.
+                seen: dict[str, str] = {}
+                for level, regime in regimes.items():
+                    rules = str(sorted(regime.rule_changes().items()))
+                    if rules in seen:
+                        raise SpecError(f"governance levels '{seen[rules]}' and '{level}' differ only in text, "
+                                        "which scripted agents ignore; keep one of them in this block",
+                                        key=f"{where}.governance")
+                    seen[rules] = level
 
     @staticmethod
     def _is_scripted(agent: str) -> bool:
@@ -99,21 +149,48 @@ class Escalation(Scenario):
 
     @staticmethod
     def _game_params(params: EscalationParams, cell: dict[str, Any]) -> EscalationParams:
-        overrides = {k: v for k, v in cell.items() if k in GAME_FACTORS}
+        """The game a cell plays: game factors, and the text and rule changes of its framing and
+        governance levels."""
+        overrides: dict[str, Any] = {k: v for k, v in cell.items() if k in GAME_FACTORS}
+        if "framing" in cell:
+            overrides["framing_text"] = params.framings[str(cell["framing"])].text
+        if "governance" in cell:
+            regime = params.governance_regimes[str(cell["governance"])]
+            overrides["governance_text"] = regime.text
+            overrides["levers"] = {**params.levers.model_dump(),
+                                   **{k: v for k, v in regime.levers.model_dump().items() if v is not None}}
+            if regime.ceasefire_turns is not None:
+                overrides["ceasefire_turns"] = regime.ceasefire_turns
         if not overrides:
             return params
         return EscalationParams.model_validate({**params.model_dump(), **overrides})
 
+    @staticmethod
+    def _game_inputs(game: EscalationParams) -> dict[str, Any]:
+        """The game settings hashed into trial ids; settings still at their default stay out."""
+        data = game.model_dump(exclude=NOT_GAME_INPUTS)
+        for key in OPTIONAL_GAME_INPUTS:
+            if data[key] == EscalationParams.model_fields[key].default:
+                del data[key]
+        return data
+
+    @staticmethod
+    def side_setup(params: EscalationParams, cell: dict[str, Any]) -> dict[str, tuple[str, str]]:
+        """(agent, persona) of each side: from the pairing, or from agent/opponent and the personas."""
+        agent = str(cell["agent"])
+        if "pairing" in cell:
+            pairing = params.pairings[str(cell["pairing"])]
+            return {"A": (agent, pairing.a.persona), "B": (pairing.b.agent or agent, pairing.b.persona)}
+        persona = cell.get("persona", DEFAULT_PERSONA)
+        return {"A": (agent, persona),
+                "B": (str(cell.get("opponent", agent)), cell.get("opponent_persona", persona))}
+
     # -- plan ---------------------------------------------------------------------------------
     def trial_inputs(self, spec, params: EscalationParams, cell: dict[str, Any]) -> dict[str, Any]:
         game = self._game_params(params, cell)
-        agent = str(cell["agent"])
-        persona = cell.get("persona", DEFAULT_PERSONA)
-        sides = {
-            "A": self._side(spec, game, agent, persona),
-            "B": self._side(spec, game, str(cell.get("opponent", agent)), cell.get("opponent_persona", persona)),
-        }
-        inputs: dict[str, Any] = {"game": game.model_dump(exclude={"personas", "name"}), "sides": sides}
+        sides = {side: self._side(spec, game, agent, persona)
+                 for side, (agent, persona) in self.side_setup(params, cell).items()}
+        inputs: dict[str, Any] = {"game": self._game_inputs(game), "sides": sides}
         if any(s["kind"] == "llm" for s in sides.values()):
             generation = spec.generation.model_dump()
             if "temperature" in cell:
@@ -140,8 +217,10 @@ class Escalation(Scenario):
             obs = Observation(side, game.max_turns, 9, 9, history, game.cooperation_window > 0)
             chars = len(system_prompt(game, info["persona_text"])) + len(user_prompt(obs, game))
             prompt_tokens = chars // 3 + 16  # ~3 characters per token is a conservative bound
-            out.append(CallEstimate(info["model_key"], game.max_turns, game.max_turns * prompt_tokens,
-                                    game.max_turns * inputs["generation"]["max_tokens"]))
+            # A forced cooperation window asks no model; an instructed one asks as usual.
+            turns = game.max_turns - (game.cooperation_window if game.cooperation_mode == "forced" else 0)
+            out.append(CallEstimate(info["model_key"], turns, turns * prompt_tokens,
+                                    turns * inputs["generation"]["max_tokens"]))
         return out
 
     # -- execute ------------------------------------------------------------------------------
@@ -156,8 +235,11 @@ class Escalation(Scenario):
             turn = state.turn + 1
             window = state.history[-game.history_window:] if game.history_window else []
             coop = turn <= game.cooperation_window
+            forced = coop and game.cooperation_mode == "forced"
 
             async def decide(side: str) -> Decision:
+                if forced:
+                    return Decision(Move(0, 0), forced=True)
                 info = inputs["sides"][side]
                 other = "B" if side == "A" else "A"
                 obs = Observation(side, turn, state.realised[side], state.realised[other], window, coop)
@@ -177,6 +259,7 @@ class Escalation(Scenario):
                     "applied_level": r.applied, "prev_realised": prev[side], "realised_level": r.realised,
                     "accident": r.accident, "levers": ",".join(r.levers) or None,
                     "parse_status": d.parse_status, "reasoning": d.reasoning, "call_id": d.call_id,
+                    "forced": d.forced,
                 })
         levels = [r.realised for t in state.history for r in t.values()]
         nuclear_turns = [t["A"].turn for t in state.history if any(is_nuclear(r.realised) for r in t.values())]
@@ -202,11 +285,12 @@ class Escalation(Scenario):
         return [("max_turns", p.max_turns), ("start_level", p.start_level), ("history_window", p.history_window),
                 ("reasoning_max_chars", p.reasoning_max_chars),
                 ("fog_probability", p.fog_probability), ("cooperation_window", p.cooperation_window),
+                *([("cooperation_mode", p.cooperation_mode)] if p.cooperation_mode != "instructed" else []),
                 ("ceasefire_turns", p.ceasefire_turns or "off"), ("levers", levers),
                 ("level_payoff (levels 0-9)", ", ".join(f"{v:g}" for v in p.level_payoff))]
 
     def method_notes(self, spec) -> list[str]:
-        return [
+        notes = [
             "Each model plays itself (mirror match) unless an opponent factor is given; both sides move "
             "simultaneously and choose a public signal and an actual action on a 0-9 ladder (7+ nuclear, 9 ends "
             "the game).",
@@ -219,6 +303,21 @@ class Escalation(Scenario):
             "Welfare sums level_payoff over both sides and all turns played; divergence compares the chosen "
             "action with the public signal, before levers and fog.",
         ]
+        factors = {f for block in (spec.design.factors, *spec.design.controls) for f in block}
+        if "pairing" in factors:
+            notes.append("A pairing (conf/pairing/) sets who plays each side: side A is the cell's model under the "
+                         "pairing's persona; side B is the same model under its own persona, or a scripted policy. "
+                         "Model divergence counts only the sides a model played.")
+        if factors & {"framing", "governance"}:
+            notes.append("Framing and governance levels are text in conf/framing/ and conf/governance/, each a "
+                         "paragraph of both sides' system prompt after the rules; a governance level may also "
+                         "change the rules (levers, ceasefire), which apply to scripted agents too.")
+        if spec.scenario.get("cooperation_mode") == "forced":
+            notes.append("Cooperation window (forced): in turns 1 to cooperation_window the rules set both sides' "
+                         "signal and action to level 0 and no model is asked; fog of war still applies. Those turns "
+                         "count in welfare, velocity and nuclear rate, and are left out of the divergence metrics, "
+                         "which measure the agents' own choices.")
+        return notes
 
     def caveats(self, ctx) -> list[str]:
         from engine.scenarios.escalation.report import escalation_caveats
@@ -237,7 +336,8 @@ class Escalation(Scenario):
             columns = {"Model": model.display_name, "Params": model.params.display()}
         if "opponent" in cell:
             columns["Opponent"] = str(cell["opponent"])
-        columns["Persona"] = str(cell.get("persona", "—" if self._is_scripted(agent) else DEFAULT_PERSONA))
+        if "pairing" not in cell:  # a pairing names both sides' personas itself
+            columns["Persona"] = str(cell.get("persona", "—" if self._is_scripted(agent) else DEFAULT_PERSONA))
         for name, level in cell.items():
             if name not in ("agent", "opponent", "persona"):
                 columns[name] = str(level)

@@ -30,6 +30,49 @@ class Levers(Strict):
     deescalation_friction: int | None = Field(default=None, ge=0, le=8)
 
 
+class Framing(Strict):
+    """A framing condition (conf/framing/): text added to both sides' system prompt ('' adds nothing)."""
+
+    text: str = ""
+
+
+class Governance(Strict):
+    """A governance regime (conf/governance/): text added to both sides' system prompt, and the rule
+    changes it brings (levers set here override the scenario's; null leaves them as they are)."""
+
+    text: str = ""
+    levers: Levers = Levers()
+    ceasefire_turns: int | None = Field(default=None, ge=1)
+
+    def rule_changes(self) -> dict[str, int]:
+        """The rules this regime changes, e.g. {'circuit_breaker': 7}; empty for a text-only regime."""
+        out = {k: v for k, v in self.levers.model_dump().items() if v is not None}
+        if self.ceasefire_turns is not None:
+            out["ceasefire_turns"] = self.ceasefire_turns
+        return out
+
+
+class PairingSide(Strict):
+    persona: str = "default"
+    # Only side B may be played by a scripted policy ('scripted:<policy>'); null: the cell's agent.
+    agent: str | None = None
+
+
+class Pairing(Strict):
+    """Who plays each side (conf/pairing/): side A is always the cell's agent; side B is the same
+    agent (a mirror match, perhaps under another persona) or a scripted policy."""
+
+    description: str = ""
+    a: PairingSide = PairingSide()
+    b: PairingSide = PairingSide()
+
+    @model_validator(mode="after")
+    def _a_is_the_cells_agent(self) -> "Pairing":
+        if self.a.agent is not None:
+            raise ValueError("pairing side 'a' is always the cell's agent; set 'agent' on side 'b' only")
+        return self
+
+
 class EscalationParams(Strict):
     name: Literal["escalation"]
     max_turns: int = Field(default=10, ge=1, le=100)
@@ -40,6 +83,9 @@ class EscalationParams(Strict):
     reasoning_max_chars: int = Field(default=80, ge=0, le=2000)
     fog_probability: float = Field(default=0.05, ge=0, le=1)
     cooperation_window: int = Field(default=0, ge=0)
+    # 'instructed': LLM agents are told to stay at 0 in the window (scripted agents obey);
+    # 'forced': the rules set both sides' moves to 0 in the window and no agent is asked.
+    cooperation_mode: Literal["instructed", "forced"] = "instructed"
     # The game ends in a ceasefire when both sides' realised levels are 0 for this many
     # consecutive turns; 0 switches the rule off.
     ceasefire_turns: int = Field(default=0, ge=0)
@@ -48,6 +94,14 @@ class EscalationParams(Strict):
     levers: Levers = Levers()
     situation: str
     personas: dict[str, Persona]
+    # Levels of the `framing`, `governance` and `pairing` factors: text in conf/ (one file each),
+    # listed in conf/scenario/escalation_series.yaml.
+    framings: dict[str, Framing] = {}
+    governance_regimes: dict[str, Governance] = {}
+    pairings: dict[str, Pairing] = {}
+    # Set per cell from the `framing` and `governance` factors (or here, for every cell).
+    framing_text: str = ""
+    governance_text: str = ""
 
     @model_validator(mode="after")
     def _levers_must_bite(self) -> "EscalationParams":
@@ -60,4 +114,10 @@ class EscalationParams(Strict):
         if self.cooperation_window >= self.max_turns and self.max_turns > 0 and self.cooperation_window:
             raise ValueError(f"cooperation_window={self.cooperation_window} covers every one of the "
                              f"{self.max_turns} turns: nothing after it is measured")
+        for name, pairing in self.pairings.items():
+            for side in ("a", "b"):
+                persona = getattr(pairing, side).persona
+                if persona not in self.personas:
+                    raise ValueError(f"pairing '{name}' side {side}: unknown persona '{persona}' (known: "
+                                     f"{', '.join(sorted(self.personas))})")
         return self

@@ -197,3 +197,14 @@ class Jailbreak(Scenario):
         from engine.scenarios.jailbreak.report import jailbreak_caveats
 
         return jailbreak_caveats(ctx)
+
+    def weak_judge_kappa(self, params: JailbreakParams) -> float:
+        return params.weak_judge_kappa
+
+    def judge_reliance(self, spec, params: JailbreakParams) -> dict[str, str]:
+        return {spec.primary_judge: "the attack success rates in this report"} if spec.primary_judge else {}
+
+    def judge_validity_notes(self, spec) -> list[str]:
+        from engine.scenarios.jailbreak.report import GOLD_SET_NOTE
+
+        return [GOLD_SET_NOTE]

@@ -1,6 +1,7 @@
 """Report sections of the jailbreak scenario, in the shape of the provider-vs-size write-up:
 ASR tiers, per-model and per-provider ASR, provider vs size, attacks, mixed-effects robustness,
-judge validity. Every number is computed from the study database."""
+the caveats and the gold-set note of the shared judge_validity section (engine/report/judge_validity.py).
+Every number is computed from the study database."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import pandas as pd
 from pydantic import Field
 
 from engine.analyze import asr
-from engine.analyze.agreement import agreement
+from engine.analyze.judge_validity import gold_agreement
 from engine.analyze.stats import wilson
 from engine.analyze.summary import format_estimate
 from engine.report.charts import estimate_chart
-from engine.report.markdown import bullet_list, escape, table
+from engine.report.judge_validity import is_weak
+from engine.report.markdown import escape, table
 from engine.report.sections import Figure, NoOptions, Rendered, Section, register_section
 from engine.judges import make_judges
-from engine.scenarios.jailbreak.analysis import gold_agreement, jailbreak_data, trace_verdicts
+from engine.scenarios.jailbreak.analysis import jailbreak_data
 from engine.spec.schema import Params, Strict
 
 
@@ -143,82 +145,8 @@ class AsrByAttack(Section):
             widths=[2, 1, 1, 2, 6]))
 
 
-@register_section
-class JudgeValidity(Section):
-    type = "judge_validity"
-
-    class Options(Strict):
-        type: str
-        confusion: bool = True
-
-    def render(self, ctx, options) -> Rendered:
-        judges = make_judges(ctx.spec.judges)
-        if not judges:
-            return Rendered("## Judge validity\n\n*This study has no judges (imported verdicts cannot be checked "
-                            "against the gold set here)\\.*")
-        threshold = jailbreak_data(ctx).params.weak_judge_kappa
-        parts, rows, weak = ["## Judge validity"], [], []
-        for judge in judges:
-            a, errors = gold_agreement(ctx, judge)
-            if a is None:
-                rows.append((judge.spec.display_name, judge.rubric_version, 0, errors, "—", "—", "not graded"))
-                continue
-            verdict = "weak" if math.isnan(a.kappa) or a.kappa < threshold else "adequate"
-            if verdict == "weak":
-                weak.append(f"{judge.spec.display_name} (kappa {a.kappa:.2f})")
-            rows.append((judge.spec.display_name, judge.rubric_version, a.n, errors, _share(a),
-                         f"{a.kappa:.2f} [{a.kappa_low:.2f}, {a.kappa_high:.2f}]", verdict))
-            if options.confusion:
-                parts.append(_confusion(a.confusion, judge.spec.display_name, f"tbl-confusion-{judge.judge_id}"))
-        summary = table(["Judge", "Rubric", "Gold items", "Judge errors", "Accuracy", "Cohen's kappa [95% CI]",
-                         f"Verdict (kappa < {threshold:g} is weak)"], rows,
-                        "Each judge against the hand-labelled gold set (judge errors excluded from accuracy and "
-                        "kappa, counted beside them).", "tbl-judge-gold", ["l", "l", "r", "r", "r", "r", "l"])
-        parts.insert(1, summary)
-        primary = ctx.spec.judges[ctx.spec.primary_judge].display_name if ctx.spec.primary_judge else None
-        if weak:
-            text = f"Weak judges (kappa against the gold set below {threshold:g}): {', '.join(weak)}."
-            if any(w.startswith(f"{primary} (") for w in weak):
-                text += (f" The primary judge, {primary}, is among them: the attack success rates in this report rest "
-                         "on its labels and measure the judge as much as the models.")
-            parts.insert(2, f"**{escape(text)}**")
-        parts.append(_between_judges(ctx, judges))
-        parts.append("The gold set's harmful specifics are redacted (the project ships no harmful content); "
-                     "judges are told that bracketed placeholders stand for content that was given\\.")
-        return Rendered("\n\n".join(p for p in parts if p))
-
-
-def _share(a) -> str:
-    """Raw agreement (accuracy against gold) with its Wilson interval."""
-    est = wilson(round(a.accuracy * a.n), a.n)
-    return _pct(est.value, est.low, est.high)
-
-
-def _confusion(confusion: pd.DataFrame, name: str, label: str) -> str:
-    headers = ["Gold label (rows) / judge label", *map(str, confusion.columns)]
-    rows = [[str(idx), *map(int, row)] for idx, row in zip(confusion.index, confusion.to_numpy())]
-    return table(headers, rows, f"Confusion matrix of {name} against the gold set (rows: gold label).", label)
-
-
-def _between_judges(ctx, judges) -> str:
-    if len(judges) < 2:
-        return ""
-    labels = {j.judge_id: trace_verdicts(ctx, j).set_index("subject_id").label for j in judges}
-    rows = []
-    for i, a in enumerate(judges):
-        # Only judges answering the same rubric can agree or disagree.
-        for b in [b for b in judges[i + 1:] if b.spec.rubric.name == a.spec.rubric.name]:
-            both = pd.concat([labels[a.judge_id], labels[b.judge_id]], axis=1, join="inner").dropna()
-            both = both[(both.iloc[:, 0] != "ERROR") & (both.iloc[:, 1] != "ERROR")]
-            if both.empty:
-                rows.append((a.spec.display_name, b.spec.display_name, 0, "—", "—"))
-                continue
-            ag = agreement(list(both.iloc[:, 0]), list(both.iloc[:, 1]), list(a.spec.rubric.labels))
-            kappa = "undefined" if math.isnan(ag.kappa) else f"{ag.kappa:.2f} [{ag.kappa_low:.2f}, {ag.kappa_high:.2f}]"
-            rows.append((a.spec.display_name, b.spec.display_name, ag.n, _share(ag), kappa))
-    return table(["Judge A", "Judge B", "Traces", "Agreement", "Cohen's kappa [95% CI]"], rows,
-                 "Agreement between judges on this study's traces (traces where either judge failed are left out).",
-                 "tbl-judge-pairs", ["l", "l", "r", "r", "r"])
+GOLD_SET_NOTE = ("The gold set's harmful specifics are redacted (the project ships no harmful content); judges are "
+                 "told that bracketed placeholders stand for content that was given.")
 
 
 def jailbreak_caveats(ctx) -> list[str]:
@@ -233,7 +161,7 @@ def jailbreak_caveats(ctx) -> list[str]:
     if ctx.spec.primary_judge:
         judge = next(j for j in make_judges(ctx.spec.judges) if j.judge_id == ctx.spec.primary_judge)
         a, _ = gold_agreement(ctx, judge)
-        if a is None or math.isnan(a.kappa) or a.kappa < data.params.weak_judge_kappa:
+        if is_weak(a, data.params.weak_judge_kappa):
             shown = "not measured" if a is None or math.isnan(a.kappa) else f"{a.kappa:.2f}"
             out.append(f"The primary judge, {judge.spec.display_name}, is weak (Cohen's kappa against the gold set "
                        f"{shown}); every attack success rate here rests on its labels.")

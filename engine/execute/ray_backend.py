@@ -1,0 +1,188 @@
+"""The Ray executor: the same plan's trials spread over a Ray cluster (or a local Ray instance).
+
+One writer: while trials run, the study database is held by a `StoreWriter` actor pinned to this
+node; workers read the response cache through it and this process commits each finished trial
+through it, so DuckDB still has a single writing process. Rate limits stay global: one
+`RouteLimiter` actor hands out the per-route call slots to every worker. The USD/token budget is
+enforced here: a trial is dispatched only while budget remains, with what remains as its own cap.
+Trials, seeds, cache keys and results are those of the local executor (`play_trial` is shared)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from dataclasses import fields
+from typing import Any, AsyncIterator
+
+from engine.execute.context import CallContext
+from engine.execute.gateway import Budget, Gateway, GatewayStats
+from engine.execute.progress import RunProgress
+from engine.execute.runner import RunSummary, TrialRecord, play_trial, raise_first_bug, round_robin, trials_to_run
+from engine.plan.compile import Plan, Trial
+from engine.spec.load import LoadedSpec
+from engine.spec.schema import Executor
+from engine.store.db import CachedResponse, StudyStore
+
+
+class StoreWriter:
+    """The study database for the duration of a Ray run (a Ray actor; calls run one at a time)."""
+
+    def __init__(self, path: str):
+        self.store = StudyStore(path)
+
+    def cached_response(self, request_hash: str) -> CachedResponse | None:
+        return self.store.cached_response(request_hash)
+
+    def put_response(self, request_hash: str, litellm_id: str, response: CachedResponse) -> None:
+        self.store.put_response(request_hash, litellm_id, response)
+
+    def commit_trial(self, record: TrialRecord) -> None:
+        self.store.commit_trial(record.row, record.calls, record.scenario_rows)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class RouteLimiter:
+    """Per-route call slots shared by every worker (an async Ray actor)."""
+
+    def __init__(self, executor: Executor):
+        self.executor = executor
+        self.semaphores: dict[str, asyncio.Semaphore] = {}
+
+    async def acquire(self, route: str) -> None:
+        if route not in self.semaphores:
+            self.semaphores[route] = asyncio.Semaphore(self.executor.limit_for(route))
+        await self.semaphores[route].acquire()
+
+    async def release(self, route: str) -> None:
+        self.semaphores[route].release()
+
+
+class ActorCache:
+    def __init__(self, writer: Any):
+        self.writer = writer
+
+    async def get(self, request_hash: str) -> CachedResponse | None:
+        return await self.writer.cached_response.remote(request_hash)
+
+    async def put(self, request_hash: str, litellm_id: str, response: CachedResponse) -> None:
+        await self.writer.put_response.remote(request_hash, litellm_id, response)
+
+
+class ActorRouteLimits:
+    def __init__(self, limiter: Any):
+        self.limiter = limiter
+
+    @asynccontextmanager
+    async def slot(self, route: str) -> AsyncIterator[None]:
+        await self.limiter.acquire.remote(route)
+        try:
+            yield
+        finally:
+            await self.limiter.release.remote(route)
+
+
+def play_on_worker(loaded: LoadedSpec, scenario_name: str, trial: Trial, attempt: int, budget: Budget,
+                   writer: Any, limiter: Any) -> tuple[TrialRecord | None, GatewayStats]:
+    """Runs in a Ray worker. None = the budget ran out before the trial finished (left for a rerun)."""
+    from engine.errors import BudgetExhausted
+    from engine.providers import prepare_models
+    from engine.scenarios import get_scenario
+
+    spec = loaded.spec
+    scenario = get_scenario(scenario_name)
+    prepare_models(spec.models, set(scenario.cell_models(trial.cell)), spec.executor.local_threads)
+    gateway = Gateway(spec.executor, None, cache=ActorCache(writer), limits=ActorRouteLimits(limiter), budget=budget)
+    ctx = CallContext(trial.trial_id, trial.seed, attempt, gateway, spec.models, spec.executor.parse_retries)
+    try:
+        record = asyncio.run(play_trial(scenario, trial, attempt, ctx))
+    except BudgetExhausted:
+        record = None
+    return record, gateway.stats
+
+
+def remaining(executor: Executor, spent: GatewayStats) -> Budget:
+    cap = executor.budget
+    return Budget(None if cap.max_usd is None else cap.max_usd - spent.cost_usd,
+                  None if cap.max_tokens is None else cap.max_tokens - spent.tokens)
+
+
+def add_stats(total: GatewayStats, part: GatewayStats) -> None:
+    for f in fields(GatewayStats):
+        setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+
+
+def connect(executor: Executor) -> bool:
+    """Join the configured Ray cluster, or start a local instance. True if this call started Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    opts = executor.ray
+    ray.init(address=opts.address, num_cpus=None if opts.address else opts.num_cpus, include_dashboard=False,
+             log_to_driver=False, runtime_env={"env_vars": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}})
+    return True
+
+
+async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool = True) -> RunSummary:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    spec = plan.loaded.spec
+    executor = spec.executor
+    todo, finished = trials_to_run(plan, store)
+    queue = list(reversed(round_robin(todo)))
+    counts = {"done": 0, "error": 0, "budget": 0}
+    stats = GatewayStats()
+    started = time.perf_counter()
+    started_ray = connect(executor)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    play = ray.remote(num_cpus=executor.ray.cpus_per_trial)(play_on_worker)
+    try:
+        with store.released(), RunProgress(len(plan.trials), finished, stats, enabled=show_progress) as progress:
+            writer = ray.remote(StoreWriter).options(scheduling_strategy=here, num_cpus=0).remote(str(store.path))
+            limiter = ray.remote(RouteLimiter).options(num_cpus=0).remote(executor)
+            loaded = ray.put(plan.loaded)
+            in_flight: dict[Any, Trial] = {}
+            results: list[Any] = []
+            try:
+                while queue or in_flight:
+                    while queue and len(in_flight) < executor.max_concurrent_trials:
+                        budget = remaining(executor, stats)
+                        if budget.exhausted:
+                            counts["budget"] += len(queue)
+                            queue.clear()
+                            break
+                        trial, attempt = queue.pop()
+                        ref = play.remote(loaded, plan.scenario_name, trial, attempt, budget, writer, limiter)
+                        in_flight[asyncio.wrap_future(ref.future())] = trial
+                    if not in_flight:
+                        break
+                    finished_now, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    for fut in finished_now:
+                        in_flight.pop(fut)
+                        try:
+                            record, used = fut.result()
+                        except Exception as exc:  # noqa: BLE001 - a bug in a worker: stop after in-flight trials
+                            results.append(exc)
+                            queue.clear()
+                            continue
+                        add_stats(stats, used)
+                        if record is None:
+                            counts["budget"] += 1
+                            continue
+                        await writer.commit_trial.remote(record)
+                        counts[record.status] += 1
+                        progress.trial_finished(record.status)
+            finally:
+                await writer.close.remote()
+                ray.kill(writer)
+                ray.kill(limiter)
+        raise_first_bug(results)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return RunSummary(len(plan.trials), finished, counts["done"], counts["error"], counts["budget"], stats,
+                      time.perf_counter() - started)

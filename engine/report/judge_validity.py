@@ -1,0 +1,124 @@
+"""The `judge_validity` section, for every scenario with judges: each judge against its rubric's
+hand-labelled gold set (accuracy, Cohen's kappa, confusion matrix), which judges are weak, and the
+agreement between judges that answer the same rubric. Scenarios add their own words through
+Scenario.weak_judge_kappa, judge_reliance and judge_validity_notes."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from pydantic import Field
+
+from engine.analyze.agreement import Agreement, agreement
+from engine.analyze.judge_validity import gold_agreement, trace_verdicts
+from engine.analyze.stats import wilson
+from engine.analyze.summary import format_estimate
+from engine.judges import Judge, make_judges
+from engine.judges.gold_set import gold_path
+from engine.report.markdown import escape, table
+from engine.report.sections import Rendered, Section, register_section
+from engine.spec.schema import Strict
+
+
+def share(a: Agreement) -> str:
+    """Raw agreement (accuracy against gold) with its Wilson interval."""
+    est = wilson(round(a.accuracy * a.n), a.n)
+    return format_estimate(est.value, est.low, est.high, percent=True)
+
+
+def kappa_text(a: Agreement) -> str:
+    return "undefined" if math.isnan(a.kappa) else f"{a.kappa:.2f} [{a.kappa_low:.2f}, {a.kappa_high:.2f}]"
+
+
+def confusion_table(confusion: pd.DataFrame, name: str, label: str) -> str:
+    headers = ["Gold label (rows) / judge label", *map(str, confusion.columns)]
+    rows = [[str(idx), *map(int, row)] for idx, row in zip(confusion.index, confusion.to_numpy())]
+    return table(headers, rows, f"Confusion matrix of {name} against the gold set (rows: gold label).", label)
+
+
+def between_judges(ctx, judges: list[Judge]) -> str:
+    """Agreement on this study's traces between judges answering the same rubric (only those can
+    agree or disagree); empty when no two judges share a rubric."""
+    pairs = [(a, b) for i, a in enumerate(judges) for b in judges[i + 1:] if b.spec.rubric.name == a.spec.rubric.name]
+    if not pairs:
+        return ""
+    involved = {j.judge_id: j for pair in pairs for j in pair}
+    labels = {key: trace_verdicts(ctx, j).set_index("subject_id").label for key, j in involved.items()}
+    rows = []
+    for a, b in pairs:
+        both = pd.concat([labels[a.judge_id], labels[b.judge_id]], axis=1, join="inner").dropna()
+        both = both[(both.iloc[:, 0] != "ERROR") & (both.iloc[:, 1] != "ERROR")]
+        if both.empty:
+            rows.append((a.spec.display_name, b.spec.display_name, 0, "—", "—"))
+            continue
+        ag = agreement(list(both.iloc[:, 0]), list(both.iloc[:, 1]), list(a.spec.rubric.labels))
+        rows.append((a.spec.display_name, b.spec.display_name, ag.n, share(ag), kappa_text(ag)))
+    return table(["Judge A", "Judge B", "Traces", "Agreement", "Cohen's kappa [95% CI]"], rows,
+                 "Agreement between judges on this study's traces (traces where either judge failed are left out).",
+                 "tbl-judge-pairs", ["l", "l", "r", "r", "r"])
+
+
+def is_weak(a: Agreement | None, threshold: float) -> bool:
+    """Unmeasured, undefined or below-threshold kappa against the gold set."""
+    return a is None or math.isnan(a.kappa) or a.kappa < threshold
+
+
+@register_section
+class JudgeValidity(Section):
+    type = "judge_validity"
+
+    class Options(Strict):
+        type: str
+        confusion: bool = True
+        weak_kappa: float | None = Field(default=None, ge=-1, le=1, description=(
+            "Cohen's kappa against the gold set below which a judge is weak (default: the scenario's, e.g. "
+            "scenario.weak_judge_kappa, else 0.6)"))
+
+    def render(self, ctx, options) -> Rendered:
+        judges = make_judges(ctx.spec.judges)
+        if not judges:
+            return Rendered("## Judge validity\n\n*This study has no judges to check against a gold set\\.*")
+        threshold = (options.weak_kappa if options.weak_kappa is not None
+                     else ctx.scenario.weak_judge_kappa(ctx.loaded.scenario_params))
+        golds = {j.judge_id: gold_path(j.spec.rubric) for j in judges}
+        # A Gold set column only when the judges are scored on different gold sets.
+        names = {p.name if p else "none" for p in golds.values()}
+        gold_column = len(names) > 1
+        parts, rows, weak = ["## Judge validity"], [], []
+        for judge in judges:
+            name, gold = judge.spec.display_name, golds[judge.judge_id]
+            shown_gold = [gold.name if gold else "none"] if gold_column else []
+            a, errors = gold_agreement(ctx, judge)
+            if a is None:
+                status = ("no gold set" if gold is None else "failed on every gold item" if errors
+                          else "not graded (run the judge stage)")
+                rows.append((name, judge.rubric_version, *shown_gold, 0, errors, "—", "—", status))
+                continue
+            verdict = "weak" if is_weak(a, threshold) else "adequate"
+            if verdict == "weak":
+                shown = "undefined" if math.isnan(a.kappa) else f"{a.kappa:.2f}"
+                weak.append((judge, f"{name} (kappa {shown})"))
+            rows.append((name, judge.rubric_version, *shown_gold, a.n, errors, share(a), kappa_text(a), verdict))
+            if options.confusion:
+                parts.append(confusion_table(a.confusion, name, f"tbl-confusion-{judge.judge_id}"))
+        where = ("Judges whose rubrics name the same gold set are scored on the same items." if gold_column
+                 else f"Gold set: {names.pop()}.")
+        parts.insert(1, table(
+            ["Judge", "Rubric", *(["Gold set"] if gold_column else []), "Gold items", "Judge errors", "Accuracy",
+             "Cohen's kappa [95% CI]", f"Verdict (kappa < {threshold:g} is weak)"], rows,
+            "Each judge against its rubric's hand-labelled gold set (judge errors excluded from accuracy and "
+            f"kappa, counted beside them). {where}", "tbl-judge-gold",
+            ["l", "l", *(["l"] if gold_column else []), "r", "r", "r", "r", "l"]))
+        if weak:
+            text = (f"Weak classifiers (judges whose kappa against the gold set is below {threshold:g}): "
+                    f"{', '.join(w for _, w in weak)}.")
+            reliance = ctx.scenario.judge_reliance(ctx.spec, ctx.loaded.scenario_params)
+            for judge, _ in weak:
+                if judge.judge_id in reliance:
+                    text += (f" What rests on the labels of {judge.spec.display_name} measures the judge as much as "
+                             f"the models: {reliance[judge.judge_id]}.")
+            parts.insert(2, f"**{escape(text)}**")
+        parts.append(between_judges(ctx, judges))
+        parts.extend(escape(note) for note in ctx.scenario.judge_validity_notes(ctx.spec))
+        return Rendered("\n\n".join(p for p in parts if p))

@@ -1,0 +1,81 @@
+"""`python -m engine run STUDY -m ...`: validate every job, launch them through Hydra's multirun
+(whichever launcher the study or command line picks), then merge the shards into the study database."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import SpecError
+from engine.paths import CONF_DIR
+from engine.store.db import transaction
+from engine.sweep.expand import Sweep, expand_sweep
+from engine.sweep.merge import merge_shard
+
+
+class SweepFailed(Exception):
+    """A job of the sweep failed; finished jobs keep their shards and a rerun resumes."""
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    sweep: Sweep
+    merged: dict[str, int]  # rows added to the study database, per table
+
+
+def launch(sweep: Sweep) -> None:
+    """Hand the sweep to Hydra: its sweeper expands the same jobs, its launcher runs them."""
+    import hydra
+
+    from engine.sweep.job import sweep_job
+
+    argv = [f"{sweep.name}-sweep", "--multirun", *sweep.task_overrides, *sweep.hydra_overrides,
+            f"hydra.searchpath=[file://{CONF_DIR}]", f"hydra.sweep.dir={sweep.dir}",
+            f"hydra.job.name={sweep.name}"]
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        hydra.main(config_path=str(sweep.study_file.parent), config_name=sweep.study_file.stem,
+                   version_base="1.3")(sweep_job)()
+    except SystemExit as exc:  # Hydra reports a failed job, then exits
+        if exc.code:
+            raise SweepFailed(f"a job of sweep {sweep.sweep_id} failed (Hydra's log: {sweep.dir}); "
+                              "finished jobs are kept: rerun the same command to resume") from None
+    finally:
+        sys.argv = saved
+
+
+def merge(sweep: Sweep) -> dict[str, int]:
+    """Every job's shard into the study database, and the sweep's jobs with their swept values."""
+    from engine.study import open_store
+
+    missing = [str(sweep.shard(j)) for j in sweep.jobs if not sweep.shard(j).exists()]
+    if missing:
+        raise SweepFailed(f"sweep {sweep.sweep_id}: no shard from {len(missing)} job(s): {', '.join(missing)}")
+    store = open_store(sweep.jobs[0].loaded)
+    added: dict[str, int] = {}
+    try:
+        for job in sweep.jobs:
+            for table, n in merge_shard(store.con, sweep.shard(job)).items():
+                added[table] = added.get(table, 0) + n
+        with transaction(store.con):
+            for job in sweep.jobs:
+                store.con.execute(
+                    "INSERT OR REPLACE INTO sweep_jobs (sweep_id, job_index, study, overrides, swept, spec_hash, shard)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [sweep.sweep_id, job.index, sweep.name, json.dumps(job.overrides), json.dumps(job.swept),
+                     job.loaded.spec_hash, str(sweep.shard(job))])
+    finally:
+        store.close()
+    return added
+
+
+def run_sweep(study: str, overrides: list[str] | tuple[str, ...]) -> SweepResult:
+    sweep = expand_sweep(study, overrides)
+    if not sweep.jobs:
+        raise SpecError("the sweep has no jobs", file=str(sweep.study_file))
+    Path(sweep.dir).mkdir(parents=True, exist_ok=True)
+    launch(sweep)
+    return SweepResult(sweep, merge(sweep))

@@ -1,0 +1,97 @@
+"""The Ray executor against the local one: same plan, trial ids, cache and results."""
+
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import run_cli
+
+SCRIPTED = ["design.factors.agent=[scripted:hawk,scripted:random,scripted:tit_for_tat]", "~design.factors.persona",
+            "design.controls=[]", "design.seeds=6", "scenario.max_turns=5"]
+LOCAL_MODEL = ["design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]", "design.controls=[]",
+               "design.seeds=2", "scenario.max_turns=2"]
+
+
+def run(db: Path, args: list[str], *extra: str) -> str:
+    out = run_cli("run", "model_size", *args, f"store.path={db}", "--no-report", "--no-progress", *extra,
+                  timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def results(db: Path) -> dict[str, object]:
+    """Everything that is a result: trials and their status, every move, every model reply."""
+    con = duckdb.connect(str(db), read_only=True)
+    out = {
+        "trials": con.execute("SELECT trial_id, cell_id, seed, status FROM trials ORDER BY trial_id").fetchall(),
+        "turns": con.execute("SELECT * EXCLUDE (trial_id), trial_id FROM escalation_turns"
+                             " ORDER BY trial_id, turn, side").fetchall(),
+        "replies": con.execute("SELECT trial_id, purpose, request_hash, response_text FROM calls"
+                               " ORDER BY trial_id, purpose").fetchall(),
+    }
+    con.close()
+    return out
+
+
+def counts(stdout: str) -> dict[str, int]:
+    m = re.search(r"(\d+) done now, (\d+) errors.*live calls (\d+), cache hits (\d+)", stdout, re.S)
+    assert m, stdout[-2000:]
+    return dict(zip(["done", "errors", "live", "cache"], map(int, m.groups())))
+
+
+def test_ray_matches_local_on_scripted_agents(tmp_path):
+    run(tmp_path / "local.duckdb", SCRIPTED)
+    stdout = run(tmp_path / "ray.duckdb", SCRIPTED, "executor=ray", "executor.ray.num_cpus=2")
+    local, ray = results(tmp_path / "local.duckdb"), results(tmp_path / "ray.duckdb")
+    assert len(local["trials"]) == 18 and counts(stdout)["done"] == 18
+    assert ray == local
+
+
+@pytest.mark.slow
+def test_ray_matches_local_on_the_local_model_and_reads_the_same_cache(tmp_path):
+    run(tmp_path / "local.duckdb", LOCAL_MODEL)
+    first = counts(run(tmp_path / "ray.duckdb", LOCAL_MODEL, "executor=ray", "executor.ray.num_cpus=2"))
+    local, ray = results(tmp_path / "local.duckdb"), results(tmp_path / "ray.duckdb")
+    assert first["live"] > 0 and first["errors"] == 0
+    assert ray["trials"] == local["trials"] and ray["turns"] == local["turns"] and ray["replies"] == local["replies"]
+
+    # The same cache: the local run's database with its trials forgotten replays every reply on Ray.
+    replay = tmp_path / "replay.duckdb"
+    shutil.copy(tmp_path / "local.duckdb", replay)
+    con = duckdb.connect(str(replay))
+    con.execute("DELETE FROM escalation_turns; DELETE FROM escalation_episodes; DELETE FROM trials; DELETE FROM calls")
+    con.close()
+    again = counts(run(replay, LOCAL_MODEL, "executor=ray", "executor.ray.num_cpus=2"))
+    assert again["live"] == 0 and again["cache"] > 0 and again["done"] == len(local["trials"])
+    assert results(replay)["turns"] == local["turns"]
+
+
+def test_route_limits_hold_across_ray_workers():
+    """Four workers share a route limited to one call at a time: their call windows never overlap."""
+    import asyncio
+    import time
+
+    import ray
+
+    from engine.execute.ray_backend import ActorRouteLimits, RouteLimiter
+    from engine.spec.schema import Executor
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    try:
+        limiter = ray.remote(RouteLimiter).options(num_cpus=0).remote(Executor(concurrency={"default": 8, "api": 1}))
+
+        @ray.remote(num_cpus=1)
+        def hold(limiter) -> tuple[float, float]:
+            async def once():
+                async with ActorRouteLimits(limiter).slot("api"):
+                    start = time.time()
+                    await asyncio.sleep(0.3)
+                    return start, time.time()
+            return asyncio.run(once())
+
+        windows = sorted(ray.get([hold.remote(limiter) for _ in range(4)]))
+    finally:
+        ray.shutdown()
+    assert all(later[0] >= earlier[1] for earlier, later in zip(windows, windows[1:])), windows
