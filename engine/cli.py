@@ -147,7 +147,7 @@ def _run(args, console) -> int:
         f"trials: {summary.planned} planned, {summary.skipped_done} already finished, {summary.done} done now, "
         f"{summary.errors} errors, {summary.not_run_budget} not run (budget) · live calls {s.live_calls}, "
         f"cache hits {s.cache_hits}, retries {s.retries}, tokens {s.tokens:,}, cost ${s.cost_usd:.4f} · "
-        f"{summary.seconds:.1f}s · database {loaded.spec.store.path}")
+        f"{summary.seconds:.1f}s · {summary.backend} executor · database {loaded.spec.store.path}")
     if summary.imported:
         console.print(summary.imported)
     if summary.judging:

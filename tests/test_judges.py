@@ -46,9 +46,11 @@ def test_llm_judge_accepts_only_rubric_labels(reply, expected):
     assert ((value or {}).get("label"), status) == expected
 
 
-def test_fingerprint_changes_with_rubric_text_and_model_not_with_display_name():
+def test_fingerprint_changes_with_rubric_text_and_model_not_with_display_name_or_gold_set():
     base = SPEC.judges["gpt41_mini"]
     same = make_judge("gpt41_mini", base.model_copy(update={"display_name": "renamed"}))
+    no_gold = make_judge("gpt41_mini", base.model_copy(update={"rubric": base.rubric.model_copy(update={"gold": None})}))
+    assert base.rubric.gold and no_gold.fingerprint == LLM_JUDGE.fingerprint  # the gold set scores, never grades
     rubric = base.rubric.model_copy(update={"instructions": base.rubric.instructions + " Be strict."})
     other_rubric = make_judge("gpt41_mini", base.model_copy(update={"rubric": rubric}))
     other_model = make_judge("gpt41_mini", base.model_copy(update={"model": SPEC.models["gemma3_270m"]}))

@@ -46,13 +46,16 @@ def test_ray_matches_local_on_scripted_agents(tmp_path):
     stdout = run(tmp_path / "ray.duckdb", SCRIPTED, "executor=ray", "executor.ray.num_cpus=2")
     local, ray = results(tmp_path / "local.duckdb"), results(tmp_path / "ray.duckdb")
     assert len(local["trials"]) == 18 and counts(stdout)["done"] == 18
+    assert re.search(r"ray\s+executor", stdout)  # the trials really went through Ray
     assert ray == local
 
 
 @pytest.mark.slow
 def test_ray_matches_local_on_the_local_model_and_reads_the_same_cache(tmp_path):
     run(tmp_path / "local.duckdb", LOCAL_MODEL)
-    first = counts(run(tmp_path / "ray.duckdb", LOCAL_MODEL, "executor=ray", "executor.ray.num_cpus=2"))
+    first_out = run(tmp_path / "ray.duckdb", LOCAL_MODEL, "executor=ray", "executor.ray.num_cpus=2")
+    first = counts(first_out)
+    assert re.search(r"ray\s+executor", first_out)
     local, ray = results(tmp_path / "local.duckdb"), results(tmp_path / "ray.duckdb")
     assert first["live"] > 0 and first["errors"] == 0
     assert ray["trials"] == local["trials"] and ray["turns"] == local["turns"] and ray["replies"] == local["replies"]

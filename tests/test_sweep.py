@@ -12,7 +12,7 @@ from conftest import REPO, run_cli
 from engine.errors import SpecError
 from engine.store.db import CachedResponse, StudyStore
 from engine.sweep import expand_sweep
-from engine.sweep.merge import merge_shard
+from engine.sweep.merge import copy_results
 
 SCRIPTED = ["design.factors.agent=[scripted:hawk,scripted:random]", "~design.factors.persona", "design.controls=[]",
             "design.seeds=4"]
@@ -128,8 +128,8 @@ def test_merge_is_idempotent_and_an_error_gives_way_to_a_finished_trial(tmp_path
         store.put_response("h1", "m", CachedResponse("text", None, 1, 1, 0.0, 0.1))
         store.close()
     store = StudyStore(main)
-    first = merge_shard(store.con, shard)
-    again = merge_shard(store.con, shard)
+    first = copy_results(store.con, shard)
+    again = copy_results(store.con, shard)
     status = store.con.execute("SELECT status FROM trials WHERE trial_id = 't1'").fetchone()[0]
     store.close()
     assert first["trials"] == 0 and status == "done"  # replaced, not duplicated
@@ -161,3 +161,43 @@ def test_report_of_a_sweep_that_never_ran_is_a_clear_error(tmp_path):
     out = run_cli("report", "model_size", "-m", *sweep_args(tmp_path, "scenario.max_turns=3,6"), timeout=120)
     assert out.returncode == 1 and "run the sweep first" in out.stderr
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_jobs_that_share_trials_each_keep_their_whole_plan(tmp_path):
+    """Scripted agents ignore the temperature: both jobs play the same trials, and both specs must
+    still have every planned trial (and N) in the study database and the sweep report."""
+    out = run_cli("run", "model_size", "-m", *sweep_args(tmp_path, "generation.temperature=0,0.7"), "--formats", "html",
+                  timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    con = duckdb.connect(str(tmp_path / "study.duckdb"), read_only=True)
+    per_job = con.execute("SELECT j.job_index, count(p.trial_id), count(t.trial_id) FROM sweep_jobs j"
+                          " JOIN plan p USING (spec_hash) LEFT JOIN trials t USING (trial_id) GROUP BY ALL"
+                          " ORDER BY 1").fetchall()
+    con.close()
+    assert per_job == [(0, 8, 8), (1, 8, 8)]
+    qmd = next((tmp_path / "report_sweeps").glob("*/index.qmd")).read_text()
+    table = section_table(qmd, "Nuclear")
+    assert all(text.endswith("(4)") for row in table.values() for text in row.values()), table
+
+
+def test_a_sweep_replays_nothing_already_in_the_study_database(tmp_path):
+    alone = run_cli("run", "model_size", *sweep_args(tmp_path, "scenario.max_turns=3"), "--no-report",
+                    "--no-progress", timeout=120)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    db = tmp_path / "study.duckdb"
+    con = duckdb.connect(str(db), read_only=True)
+    first_played = dict(con.execute("SELECT trial_id, started_at FROM trials").fetchall())
+    con.close()
+    out = run_cli("run", "model_size", "-m", *sweep_args(tmp_path, "scenario.max_turns=3,6"), "--no-report",
+                  timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweep = expand_sweep("model_size", sweep_args(tmp_path, "scenario.max_turns=3,6"))
+    shard = duckdb.connect(str(sweep.shard(sweep.jobs[0])), read_only=True)
+    in_shard = dict(shard.execute("SELECT trial_id, started_at FROM trials").fetchall())
+    shard.close()
+    assert in_shard == first_played  # seeded from the study database, not played again
+    con = duckdb.connect(str(db), read_only=True)
+    assert dict(con.execute("SELECT trial_id, started_at FROM trials WHERE trial_id IN (SELECT unnest(?))",
+                            [list(first_played)]).fetchall()) == first_played
+    assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 16
+    con.close()

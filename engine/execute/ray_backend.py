@@ -4,7 +4,8 @@ One writer: while trials run, the study database is held by a `StoreWriter` acto
 node; workers read the response cache through it and this process commits each finished trial
 through it, so DuckDB still has a single writing process. Rate limits stay global: one
 `RouteLimiter` actor hands out the per-route call slots to every worker. The USD/token budget is
-enforced here: a trial is dispatched only while budget remains, with what remains as its own cap.
+enforced here: a trial is dispatched only while budget remains, with an equal share of what remains
+for the trials in flight as its own cap.
 Trials, seeds, cache keys and results are those of the local executor (`play_trial` is shared)."""
 
 from __future__ import annotations
@@ -103,10 +104,12 @@ def play_on_worker(loaded: LoadedSpec, scenario_name: str, trial: Trial, attempt
     return record, gateway.stats
 
 
-def remaining(executor: Executor, spent: GatewayStats) -> Budget:
-    cap = executor.budget
-    return Budget(None if cap.max_usd is None else cap.max_usd - spent.cost_usd,
-                  None if cap.max_tokens is None else cap.max_tokens - spent.tokens)
+def trial_budget(executor: Executor, spent: GatewayStats) -> Budget:
+    """What remains, shared equally by the trials that may be in flight at once, so together they
+    cannot spend more than remains (calls already under way finish, as with the local executor)."""
+    cap, share = executor.budget, executor.max_concurrent_trials
+    return Budget(None if cap.max_usd is None else (cap.max_usd - spent.cost_usd) / share,
+                  None if cap.max_tokens is None else (cap.max_tokens - spent.tokens) // share)
 
 
 def add_stats(total: GatewayStats, part: GatewayStats) -> None:
@@ -142,7 +145,8 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
     play = ray.remote(num_cpus=executor.ray.cpus_per_trial)(play_on_worker)
     try:
         with store.released(), RunProgress(len(plan.trials), finished, stats, enabled=show_progress) as progress:
-            writer = ray.remote(StoreWriter).options(scheduling_strategy=here, num_cpus=0).remote(str(store.path))
+            writer = ray.remote(StoreWriter).options(scheduling_strategy=here, num_cpus=0).remote(
+                str(store.path.resolve()))
             limiter = ray.remote(RouteLimiter).options(num_cpus=0).remote(executor)
             loaded = ray.put(plan.loaded)
             in_flight: dict[Any, Trial] = {}
@@ -150,7 +154,7 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
             try:
                 while queue or in_flight:
                     while queue and len(in_flight) < executor.max_concurrent_trials:
-                        budget = remaining(executor, stats)
+                        budget = trial_budget(executor, stats)
                         if budget.exhausted:
                             counts["budget"] += len(queue)
                             queue.clear()
@@ -177,12 +181,14 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
                         counts[record.status] += 1
                         progress.trial_finished(record.status)
             finally:
-                await writer.close.remote()
-                ray.kill(writer)
-                ray.kill(limiter)
+                try:
+                    await writer.close.remote()  # checkpoint and release the file
+                finally:
+                    ray.kill(writer)
+                    ray.kill(limiter)
         raise_first_bug(results)
     finally:
         if started_ray:
             ray.shutdown()
     return RunSummary(len(plan.trials), finished, counts["done"], counts["error"], counts["budget"], stats,
-                      time.perf_counter() - started)
+                      time.perf_counter() - started, backend="ray")

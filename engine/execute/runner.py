@@ -30,6 +30,7 @@ class RunSummary:
     not_run_budget: int
     stats: GatewayStats
     seconds: float
+    backend: str = "local"  # which executor played the trials
     imported: str | None = None  # analysis-only studies: what was imported
     judging: "JudgeRunSummary | None" = None  # the judge stage's summary, when the study has judges
 
@@ -95,9 +96,12 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
                   show_progress: bool = True) -> RunSummary:
     spec = plan.loaded.spec
     if spec.executor.backend == "ray":
-        from engine.execute.ray_backend import execute_on_ray
+        from engine.execute.ray_backend import add_stats, execute_on_ray
 
-        return await execute_on_ray(plan, store, show_progress=show_progress)
+        summary = await execute_on_ray(plan, store, show_progress=show_progress)
+        if gateway is not None:  # the judges that follow share the budget the trials spent
+            add_stats(gateway.stats, summary.stats)
+        return summary
     scenario = get_scenario(plan.scenario_name)
     gateway = gateway or Gateway(spec.executor, store)
     todo, finished = trials_to_run(plan, store)

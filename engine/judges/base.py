@@ -50,8 +50,10 @@ class Judge(ABC):
         model = self.spec.model
         # Options enter only when set, so judges without any keep the fingerprint (and verdicts) they had.
         options = {"options": self.spec.options} if self.spec.options else {}
+        # The gold-set file scores the judge; it does not change a verdict, so it is left out (as None).
+        rubric = {**self.spec.rubric.model_dump(), "gold": None}
         return content_hash({
-            "kind": self.kind, "rubric": self.spec.rubric.model_dump(),
+            "kind": self.kind, "rubric": rubric,
             "model": model.litellm_id if model else None,
             "weights": model.weights.sha256 if model and model.weights else None,
             "temperature": self.spec.temperature, "max_tokens": self.spec.max_tokens,

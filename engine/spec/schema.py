@@ -116,6 +116,14 @@ class RayOptions(Strict):
     num_cpus: int | None = Field(default=None, gt=0, description="CPUs of the local instance (null = all)")
     cpus_per_trial: float = Field(default=1.0, gt=0)
 
+    @field_validator("address")
+    @classmethod
+    def _not_ray_client(cls, v: str | None) -> str | None:
+        # The study database is written next to this process; a Ray Client driver runs on the head node.
+        if v is not None and v.startswith("ray://"):
+            raise ValueError("Ray Client (ray://) is not supported: run on a node of the cluster with address: auto")
+        return v
+
 
 class Executor(Strict):
     backend: Literal["local", "ray"] = "local"

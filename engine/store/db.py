@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -100,7 +101,18 @@ class StudyStore:
         try:
             yield
         finally:
-            self.con = duckdb.connect(str(self.path))
+            self.con = self._reconnect()
+
+    def _reconnect(self, wait_s: float = 30.0) -> duckdb.DuckDBPyConnection:
+        """The other process may need a moment to let go of the file after it is stopped."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise StoreBusy(f"{self.path} is still held by another process after {wait_s:.0f}s") from None
+                time.sleep(0.2)
 
     def migrate_component(self, component: str, folder: Path) -> None:
         migrate(self.con, component, folder)

@@ -40,7 +40,8 @@ class Sweep:
     @property
     def dir(self) -> Path:
         """Hydra's sweep dir: the jobs' shards and Hydra's own job logs."""
-        return self.store_path.parent / f"{self.name}.sweeps" / self.sweep_id
+        # Absolute: jobs may run elsewhere (a Slurm node, a changed working directory).
+        return self.store_path.resolve().parent / f"{self.name}.sweeps" / self.sweep_id
 
     @property
     def command(self) -> str:
@@ -80,7 +81,10 @@ def expand_sweep(study: str, overrides: list[str] | tuple[str, ...]) -> Sweep:
         parsed = parser.parse_overrides([*params, *task_overrides])
         batches = BasicSweeper.split_arguments(parsed, None)[0]
     except (OverrideParseException, HydraException) as exc:
-        raise SpecError(" ".join(str(exc).split()), file="sweep overrides (command line or hydra.sweeper.params)") from None
+        message = " ".join(str(exc).split())
+        if "ConfigLoader is not set" in message:  # glob() needs Hydra's config loader, which the expansion lacks
+            message = "glob() sweeps are not supported: list the options instead, e.g. model_set=a,b"
+        raise SpecError(message, file="sweep overrides (command line or hydra.sweeper.params)") from None
     last = {o.get_key_element(): o for o in parsed}  # a later override of a key replaces the earlier one
     keys = tuple(k for k, o in last.items() if o.is_sweep_override())
     jobs = []

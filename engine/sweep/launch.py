@@ -8,11 +8,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+
 from engine.errors import SpecError
 from engine.paths import CONF_DIR
 from engine.store.db import transaction
 from engine.sweep.expand import Sweep, expand_sweep
-from engine.sweep.merge import merge_shard
+from engine.sweep.merge import MergeError, copy_results
 
 
 class SweepFailed(Exception):
@@ -32,7 +34,7 @@ def launch(sweep: Sweep) -> None:
     from engine.sweep.job import sweep_job
 
     argv = [f"{sweep.name}-sweep", "--multirun", *sweep.task_overrides, *sweep.hydra_overrides,
-            f"hydra.searchpath=[file://{CONF_DIR}]", f"hydra.sweep.dir={sweep.dir}",
+            f"hydra.searchpath=[file://{CONF_DIR}]", f"hydra.sweep.dir='{sweep.dir}'",
             f"hydra.job.name={sweep.name}"]
     saved = sys.argv
     sys.argv = argv
@@ -47,6 +49,25 @@ def launch(sweep: Sweep) -> None:
         sys.argv = saved
 
 
+def seed(sweep: Sweep) -> None:
+    """Give every job's shard the study database's finished trials of that job and its response
+    cache, so a job replays nothing that is already stored (as running it alone would)."""
+    from engine.plan.compile import compile_plan
+    from engine.study import open_store
+
+    if not sweep.store_path.exists():
+        return
+    for job in sweep.jobs:
+        shard = open_store(job.loaded, sweep.shard(job))
+        try:
+            copy_results(shard.con, sweep.store_path.resolve(),
+                         only_trials=[t.trial_id for t in compile_plan(job.loaded).trials])
+        except MergeError as exc:
+            raise SweepFailed(str(exc)) from None
+        finally:
+            shard.close()
+
+
 def merge(sweep: Sweep) -> dict[str, int]:
     """Every job's shard into the study database, and the sweep's jobs with their swept values."""
     from engine.study import open_store
@@ -54,11 +75,16 @@ def merge(sweep: Sweep) -> dict[str, int]:
     missing = [str(sweep.shard(j)) for j in sweep.jobs if not sweep.shard(j).exists()]
     if missing:
         raise SweepFailed(f"sweep {sweep.sweep_id}: no shard from {len(missing)} job(s): {', '.join(missing)}")
+    for job in sweep.jobs:
+        ran = shard_spec_hashes(sweep.shard(job))
+        if job.loaded.spec_hash not in ran:
+            raise SweepFailed(f"job {job.index} of sweep {sweep.sweep_id} ran spec {', '.join(ran) or 'none'}, not "
+                              f"{job.loaded.spec_hash} as planned; its shard {sweep.shard(job)} is not merged")
     store = open_store(sweep.jobs[0].loaded)
     added: dict[str, int] = {}
     try:
         for job in sweep.jobs:
-            for table, n in merge_shard(store.con, sweep.shard(job)).items():
+            for table, n in copy_results(store.con, sweep.shard(job)).items():
                 added[table] = added.get(table, 0) + n
         with transaction(store.con):
             for job in sweep.jobs:
@@ -67,9 +93,19 @@ def merge(sweep: Sweep) -> dict[str, int]:
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [sweep.sweep_id, job.index, sweep.name, json.dumps(job.overrides), json.dumps(job.swept),
                      job.loaded.spec_hash, str(sweep.shard(job))])
+    except MergeError as exc:
+        raise SweepFailed(str(exc)) from None
     finally:
         store.close()
     return added
+
+
+def shard_spec_hashes(shard: Path) -> list[str]:
+    con = duckdb.connect(str(shard), read_only=True)
+    try:
+        return [h for (h,) in con.execute("SELECT spec_hash FROM studies").fetchall()]
+    finally:
+        con.close()
 
 
 def run_sweep(study: str, overrides: list[str] | tuple[str, ...]) -> SweepResult:
@@ -77,5 +113,6 @@ def run_sweep(study: str, overrides: list[str] | tuple[str, ...]) -> SweepResult
     if not sweep.jobs:
         raise SpecError("the sweep has no jobs", file=str(sweep.study_file))
     Path(sweep.dir).mkdir(parents=True, exist_ok=True)
+    seed(sweep)
     launch(sweep)
     return SweepResult(sweep, merge(sweep))
