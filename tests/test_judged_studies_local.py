@@ -49,6 +49,8 @@ def test_agentic_run_stores_parsed_actions_and_three_classifier_verdicts(tmp_pat
     run = run_cli("run", "blackmail_subfrontier", "design.factors.model=[smollm2_135m]",
                   "design.factors.goal_conflict=[explicit]", "design.factors.threat=[replacement]",
                   "design.factors.safety_instructions=[off]", "design.seeds=1", "generation.max_tokens=48",
+                  # The gold sets (64 more Gemma calls) are graded in the offline study, not here.
+                  *[f"judges.{j}.rubric.gold=null" for j in ("structure", "blackmail_llm", "deliberation_llm")],
                   f"store.path={db}", "--no-progress", "--no-report")
     assert run.returncode == 0, run.stderr
     con = duckdb.connect(str(db), read_only=True)
