@@ -212,7 +212,7 @@ def _sweep(args, console) -> int:
         return 0
     if args.command == "run":
         started = time.perf_counter()
-        result = run_sweep(args.study, args.overrides)
+        result = run_sweep(args.study, args.overrides, sweep=sweep)  # expanded once, above
         added = ", ".join(f"{t} +{n}" for t, n in result.merged.items() if n)
         console.print(f"merged {len(sweep.jobs)} shards in {time.perf_counter() - started:.1f}s: {added or 'nothing new'}")
         if args.no_report:

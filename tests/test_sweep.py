@@ -201,3 +201,12 @@ def test_a_sweep_replays_nothing_already_in_the_study_database(tmp_path):
                             [list(first_played)]).fetchall()) == first_played
     assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 16
     con.close()
+
+
+def test_unknown_sweep_metric_and_ray_client_are_spec_errors_naming_the_key():
+    from engine.spec.load import load_spec
+
+    with pytest.raises(SpecError, match="report.sweep_metrics.0.*unknown metric 'nope'"):
+        load_spec("model_size", ["+report.sweep_metrics=[nope]"])
+    with pytest.raises(SpecError, match="executor.ray.address.*Ray Client"):
+        load_spec("model_size", ["executor=ray", "executor.ray.address=ray://head:10001"])

@@ -151,6 +151,8 @@ class Gateway:
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, cache: ResponseCache | None = None,
                  limits: RouteLimits | None = None, budget: Budget | None = None):
         """`store` serves as the cache unless another `cache` is given (a Ray worker's, for one)."""
+        if store is None and cache is None:
+            raise ValueError("a gateway needs the study store or another response cache")
         self.executor = executor
         self.cache = cache or StoreCache(store)
         self.limits = limits or LocalRouteLimits(executor)

@@ -108,8 +108,9 @@ def shard_spec_hashes(shard: Path) -> list[str]:
         con.close()
 
 
-def run_sweep(study: str, overrides: list[str] | tuple[str, ...]) -> SweepResult:
-    sweep = expand_sweep(study, overrides)
+def run_sweep(study: str, overrides: list[str] | tuple[str, ...], *, sweep: Sweep | None = None) -> SweepResult:
+    """Seed, launch and merge. `sweep`: the jobs already expanded (and validated) from the same arguments."""
+    sweep = sweep or expand_sweep(study, overrides)
     if not sweep.jobs:
         raise SpecError("the sweep has no jobs", file=str(sweep.study_file))
     Path(sweep.dir).mkdir(parents=True, exist_ok=True)

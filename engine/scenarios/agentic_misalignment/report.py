@@ -15,6 +15,7 @@ from engine.analyze.metrics import unit_values
 from engine.analyze.stats import relative_reduction, wilson
 from engine.analyze.summary import format_estimate
 from engine.hashing import derived_seed
+from engine.report.builtin import design_levels
 from engine.report.charts import estimate_chart
 from engine.report.markdown import code_block, escape, table
 from engine.report.sections import Figure, Rendered, Section, check_metric, register_section
@@ -84,7 +85,7 @@ class Ablation(Section):
         metric = ctx.metrics[options.metric_name(ctx)]
         out = [f"## Ablation: {escape(options.rows)} x {escape(options.columns)}"]
         # Levels in the order the design declares them.
-        order = lambda f: [str(v) for v in ctx.spec.design.factors.get(f, []) if str(v) in set(df[f])]  # noqa: E731
+        order = lambda f: [level for level in design_levels(ctx.spec, f) if level in set(df[f])]  # noqa: E731
         columns = order(options.columns)
         for model in models_by_family(ctx, df.model.unique()):
             sub = df[df.model == model]
