@@ -11,6 +11,7 @@ import sys
 
 EXIT_SPEC = 2
 EXIT_RUNTIME = 1
+EXIT_BUDGET = 3  # the study's budget stopped the run: raise executor.budget.* and rerun to finish
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true", help="same as `plan`")
             p.add_argument("--no-progress", action="store_true", help="no live progress display")
             p.add_argument("--no-report", action="store_true", help="skip rendering the report")
+            p.add_argument("--no-judge", action="store_true",
+                           help="skip the judges (grade later with `python -m engine judge STUDY`)")
         if name == "judge":
             p.add_argument("--judge", action="append", dest="judges", metavar="ID",
                            help="only this judge (repeatable); default: all of the study's judges")
@@ -78,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return _judge(args, console)
         return _run(args, console)
     except SpecError as exc:
-        err.print(f"[bold red]spec error[/] {escape(str(exc))}", highlight=False)
+        # Not wrapped at the terminal width: each line stays "spec error <file>: key '<key>': <message>".
+        err.print(f"[bold red]spec error[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_SPEC
     except (WeightsError, FileNotFoundError, ReportError, StoreBusy, SweepFailed) as exc:
         err.print(f"[bold red]error[/] {escape(str(exc))}", highlight=False)
@@ -139,8 +143,8 @@ def _summary(args, console) -> int:
 def _run(args, console) -> int:
     from engine.study import run_study
 
-    loaded, summary, table = run_study(args.study, args.overrides,
-                                       show_progress=not args.no_progress)
+    loaded, summary, table = run_study(args.study, args.overrides, show_progress=not args.no_progress,
+                                       judge=not args.no_judge)
     _print_table(console, _table_title(loaded), table)
     s = summary.stats
     console.print(
@@ -148,13 +152,22 @@ def _run(args, console) -> int:
         f"{summary.errors} errors, {summary.not_run_budget} not run (budget) · live calls {s.live_calls}, "
         f"cache hits {s.cache_hits}, retries {s.retries}, tokens {s.tokens:,}, cost ${s.cost_usd:.4f} · "
         f"{summary.seconds:.1f}s · {summary.backend} executor · database {loaded.spec.store.path}")
+    if s.rate_limited or s.empty_replies or s.timeouts:
+        console.print(f"provider trouble: {s.rate_limited} rate-limited (429), {s.empty_replies} empty replies, "
+                      f"{s.timeouts} timeouts, all retried with backoff")
+    for route, e in summary.routes.items():
+        console.print(f"  route {route}: {e.rate_limited} × 429, slots halved {e.decreases}× (down to "
+                      f"{e.min_slots}), Retry-After pauses {e.paused_s:.1f}s")
     if summary.imported:
         console.print(summary.imported)
     if summary.judging:
         _print_judging(console, summary.judging)
-    if summary.not_run_budget:
-        console.print("[yellow]budget reached: rerun with a larger executor.budget to finish the remaining "
-                      "trials[/]")
+    if summary.stopped_by_budget:
+        console.print(f"[bold yellow]budget reached[/] ({summary.budget_note}): finished trials and verdicts are "
+                      "stored; the rest were not started. Raise executor.budget.max_usd (or "
+                      "executor.budget.max_tokens) and rerun to finish; the report is rendered once the study "
+                      "is complete (`python -m engine report` renders what is there now).")
+        return EXIT_BUDGET
     if (summary.done + summary.skipped_done or summary.imported) and not args.no_report:
         _report(args, console, loaded)
     return EXIT_RUNTIME if summary.errors and not summary.done else 0

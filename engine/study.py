@@ -14,8 +14,10 @@ import pandas as pd
 
 from engine import __version__
 from engine.analyze.summary import summary_frame
+from engine.execute import loop as event_loop
 from engine.execute.gateway import Gateway
 from engine.execute.runner import RunSummary, execute, trials_to_run
+from engine.execute.transports import check_credentials
 from engine.judge.run import JudgeRunSummary, run_judges, study_judges
 from engine.judges import Judge, judge_models, make_judges
 from engine.paths import REPO_ROOT
@@ -99,41 +101,53 @@ def open_store(loaded: LoadedSpec, path: Path | None = None) -> StudyStore:
 def record(store: StudyStore, loaded: LoadedSpec, plan: Plan) -> None:
     """The spec version, its provenance and its plan, before anything runs under it."""
     spec = loaded.spec
-    store.record_study(spec_hash=loaded.spec_hash, name=spec.name, title=spec.title, spec=loaded.resolved,
-                       overrides=loaded.overrides, command=loaded.reproduce_command, engine_version=__version__,
-                       package_versions=package_versions(), git_sha=git_sha())
+    if not store.has_study(loaded.spec_hash):  # a rerun of the same spec records nothing again
+        store.record_study(spec_hash=loaded.spec_hash, name=spec.name, title=spec.title, spec=loaded.resolved,
+                           overrides=loaded.overrides, command=loaded.reproduce_command,
+                           engine_version=__version__, package_versions=package_versions(), git_sha=git_sha())
     store.record_plan(loaded.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in plan.trials])
 
 
 def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_progress: bool = True,
-              gateway_factory=None) -> tuple[LoadedSpec, RunSummary, pd.DataFrame]:
-    """Validate, plan, execute (resuming), and return the per-cell summary."""
+              gateway_factory=None, judge: bool = True) -> tuple[LoadedSpec, RunSummary, pd.DataFrame]:
+    """Validate, plan, execute (resuming), judge, and return the per-cell summary."""
     loaded = load_spec(study, overrides)
-    summary, table = run_loaded(loaded, show_progress=show_progress, gateway_factory=gateway_factory)
+    summary, table = run_loaded(loaded, show_progress=show_progress, gateway_factory=gateway_factory, judge=judge)
     return loaded, summary, table
 
 
 def run_loaded(loaded: LoadedSpec, *, store_at: Path | None = None, show_progress: bool = True,
-               gateway_factory=None) -> tuple[RunSummary, pd.DataFrame]:
+               gateway_factory=None, judge: bool = True) -> tuple[RunSummary, pd.DataFrame]:
     """Plan, execute and judge a validated spec into its database (or `store_at`: a sweep job's shard)."""
     plan = compile_plan(loaded)
     spec = loaded.spec
+    scenario = get_scenario(spec.scenario["name"])
+    # Keys are checked before anything is opened or written (their variables, never their values).
+    check_credentials({k: spec.models[k] for cell in plan.cells for k in scenario.cell_models(cell)}
+                      | judge_models(make_judges(spec.judges) if judge else []))
     store = open_store(loaded, store_at)
     try:
         # Only models with trials left to play are checked and loaded (a finished study loads none,
         # and does not even import litellm).
         todo, _ = trials_to_run(plan, store)
-        scenario = get_scenario(spec.scenario["name"])
         used = {key for t, _ in todo for key in scenario.cell_models(t.cell)}
         prepare_models(spec.models, used, spec.executor.local_threads)
         record(store, loaded, plan)
         imported = scenario.ingest(store, loaded)
         gateway = gateway_factory(spec.executor, store) if gateway_factory else Gateway(spec.executor, store)
-        summary = asyncio.run(execute(plan, store, gateway=gateway, show_progress=show_progress))
+        if todo:
+            # Import the provider libraries now: a first call must not spend its timeout importing.
+            gateway.warm_up([spec.models[k] for k in sorted(used)])
+        summary = event_loop.run(execute(plan, store, gateway=gateway, show_progress=show_progress))
         summary.imported = imported
-        if spec.judges:
-            # Judges grade what is stored; a rerun grades only what has no verdict yet.
+        if spec.judges and judge:
+            # Judges grade what is stored; a rerun grades only what has no verdict yet. Judges that
+            # call no model (the heuristic) still run when the budget has stopped the trials.
             summary.judging = run_judges(loaded, store, gateway=gateway, show_progress=show_progress)
+        if summary.stopped_by_budget:
+            summary.budget_note = gateway.budget.describe()
+        # Fits the report shows, stored now that the data are in (the report opens the file read-only).
+        scenario.cache_analyses(store, loaded)
         table = summary_frame(store.con, loaded.spec_hash, spec, scenario)
     finally:
         store.close()
@@ -155,6 +169,7 @@ def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: li
         record(store, loaded, compile_plan(loaded))
         gateway = gateway_factory(spec.executor, store) if gateway_factory else None
         summary = run_judges(loaded, store, only=only, gateway=gateway, show_progress=show_progress)
+        get_scenario(spec.scenario["name"]).cache_analyses(store, loaded)
     finally:
         store.close()
     return loaded, summary

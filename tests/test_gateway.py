@@ -173,3 +173,13 @@ def test_json_schema_is_requested_when_model_supports_it(store):
     asyncio.run(gateway(store, provider).complete(req))
     assert provider.kwargs[0]["response_format"]["json_schema"]["schema"] == schema
     assert provider.kwargs[0]["seed"] == 1 and provider.kwargs[0]["num_retries"] == 0
+
+
+def test_a_reply_written_by_an_earlier_batch_of_the_same_run_is_a_cache_hit(store):
+    """The cache's keys are read once per run; replies written since are found too."""
+    provider = Scripted([])
+    gw = gateway(store, provider)
+    asyncio.run(gw.complete(request("first")))  # loads the key set, queues the reply
+    store.writer.flush()  # written: no longer queued
+    again = asyncio.run(gw.complete(request("first")))
+    assert again.cache_hit and provider.calls == 1

@@ -55,3 +55,16 @@ def test_plan_shape_matches_the_design():
     assert len(plan.trials) == 10 * len(plan.cells)
     mirror = [t for t in plan.trials if t.cell in llm_cells]
     assert all(t.inputs["sides"]["A"]["agent"] == t.inputs["sides"]["B"]["agent"] for t in mirror)
+
+
+def test_estimates_are_those_of_each_trial_in_trial_order():
+    from engine.scenarios import get_scenario
+    from engine.study import estimate_plan
+
+    for study, overrides in [("model_size", ["design.seeds=3"]), ("provider_vs_size", ["design.seeds=2"])]:
+        plan = compile_plan(load_spec(study, overrides))
+        scenario = get_scenario(plan.scenario_name)
+        each = [e for t in plan.trials for e in scenario.estimate(t.inputs)]
+        assert plan.estimates() == each
+        est = estimate_plan(plan)
+        assert est.trials == len(plan.trials) and est.calls >= sum(e.calls for e in each)

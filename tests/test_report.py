@@ -1,6 +1,7 @@
 """The report, checked as a reader would: its numbers against independent queries, its escaping
 of model text in HTML and PDF, and its spec errors."""
 
+import importlib
 import math
 import re
 import shutil
@@ -14,8 +15,6 @@ from engine.errors import SpecError
 from engine.report import ReportError, build_report
 from engine.report.markdown import code_block, escape
 from engine.spec.load import load_spec
-
-pytestmark = pytest.mark.slow
 
 INJECTION = ("<script>alert('x')</script> **bold** _em_ $x^2$ \\textbf{tex} #set page(width: 1cm) "
              "@fig-none [link](http://evil.example) | pipe `tick` ```fence")
@@ -84,6 +83,7 @@ def wilson(k, n, z=1.959963984540054):
     return p, centre - half, centre + half
 
 
+@pytest.mark.slow  # the `rendered` study plays SmolLM2
 def test_report_files_exist(rendered):
     report, _, _ = rendered
     out = report.out_dir
@@ -94,6 +94,7 @@ def test_report_files_exist(rendered):
     assert not list(out.parent.glob(f".{out.name}-*"))  # no half-built leftovers
 
 
+@pytest.mark.slow  # the `rendered` study plays SmolLM2
 def test_html_is_self_contained_with_one_vega_runtime(rendered):
     report, _, _ = rendered
     html = report.outputs.html.read_text()
@@ -102,6 +103,7 @@ def test_html_is_self_contained_with_one_vega_runtime(rendered):
     assert not re.search(r'<(script|link|img)[^>]+(src|href)="https?://', html)  # nothing fetched online
 
 
+@pytest.mark.slow  # the `rendered` study plays SmolLM2
 def test_html_numbers_match_an_independent_query(rendered):
     report, db, _ = rendered
     table = next(t for t in html_tables(report) if t and "Nuclear" in t[0] and "Welfare" in t[0])
@@ -120,6 +122,7 @@ def test_html_numbers_match_an_independent_query(rendered):
         assert row[header.index("N")] == f"{n}/3"
 
 
+@pytest.mark.slow  # the `rendered` study plays SmolLM2
 def test_abstract_states_numbers_from_the_data(rendered):
     report, db, _ = rendered
     html = report.outputs.html.read_text()
@@ -129,6 +132,7 @@ def test_abstract_states_numbers_from_the_data(rendered):
     assert f"We planned {planned} games" in html and f"{done} finished" in html
 
 
+@pytest.mark.slow  # the `rendered` study plays SmolLM2
 def test_model_text_is_text_in_html(rendered):
     report, _, _ = rendered
     html = report.outputs.html.read_text()
@@ -138,6 +142,7 @@ def test_model_text_is_text_in_html(rendered):
     assert 'href="http://evil.example"' not in html
 
 
+@pytest.mark.slow  # the `rendered` study plays SmolLM2
 def test_model_text_is_text_in_pdf(rendered):
     report, _, _ = rendered
     typ = report.out_dir / "index.typ"
@@ -158,6 +163,7 @@ def test_model_text_is_text_in_pdf(rendered):
         assert squash(piece) in flat, piece
 
 
+@pytest.mark.slow  # the `rendered` study plays SmolLM2
 def test_report_rerenders_from_the_database_without_model_calls(rendered, tmp_path):
     report, db, overrides = rendered
     calls_before = duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM calls").fetchone()[0]
@@ -167,6 +173,7 @@ def test_report_rerenders_from_the_database_without_model_calls(rendered, tmp_pa
     assert calls_after == calls_before
 
 
+@pytest.mark.slow  # the `rendered` study plays SmolLM2
 def test_quarto_render_when_available(rendered, tmp_path):
     if shutil.which("quarto") is None:
         pytest.skip("quarto is not on PATH (it cannot be installed here); the pandoc+typst fallback is tested above")
@@ -197,3 +204,266 @@ def test_escape_and_code_block_are_safe():
     assert escape("a\n\n# b") == "a \\# b"
     block = code_block("x ```` y")
     assert block.startswith("`````") and block.endswith("`````")
+
+
+# -- model text: capped, control and bidi characters made visible (no real LLM: a stand-in replies) --
+
+REPLY_FILL = 1_000_000
+CONTROLS = "".join(map(chr, [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]))  # C0 but tab/LF/CR, DEL
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+HOSTILE_REPLY = f"ctl[{CONTROLS}] bidi[{BIDI}] " + "x" * REPLY_FILL  # one model reply, over 1 MB
+
+
+def visible(char: str) -> str:
+    """The escape a reader sees in place of an unsafe character."""
+    return f"\\x{ord(char):02x}" if ord(char) < 0xA0 else f"U+{ord(char):04X}"
+
+
+async def hostile_stand_in(**kwargs):
+    import json
+
+    import litellm
+
+    content = json.dumps({"reasoning": HOSTILE_REPLY, "signal_level": 1, "action_level": 1})
+    return litellm.ModelResponse(choices=[{"message": {"role": "assistant", "content": content}}],
+                                 usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15})
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """One mirror game of two turns: four model replies of over 1 MB each, every one holding each C0
+    control character (bar tab, newline, CR), DEL and each bidi mark, override and isolate; rendered
+    to HTML and PDF."""
+    from engine.execute.gateway import Gateway
+    from engine.study import run_study
+
+    tmp = tmp_path_factory.mktemp("hostile")
+    db, out = tmp / "h.duckdb", tmp / "report"
+    overrides = ["design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]",
+                 "design.controls=[{agent: [scripted:null]}]", "design.seeds=1", "scenario.max_turns=2",
+                 "models.smollm2_135m.litellm_id=openrouter/stand-in/smollm2_135m", "~models.smollm2_135m.weights",
+                 "executor.max_concurrent_trials=2",
+                 f"store.path={db}", f"report.output_dir={out}",
+                 "report.sections=[{type: summary}, {type: design}, {type: caveats}, "
+                 "{type: transcripts, rule: first_per_cell}]"]
+    _, summary, _ = run_study("model_size", overrides, show_progress=False,
+                              gateway_factory=lambda ex, store: Gateway(ex, store, call_fn=hostile_stand_in))
+    assert summary.errors == 0 and summary.done == summary.planned == 2
+    con = duckdb.connect(str(db), read_only=True)
+    stored = con.execute("SELECT reasoning FROM escalation_turns e JOIN trials t USING (trial_id)"
+                         " WHERE t.cell->>'agent' = 'smollm2_135m'").fetchall()
+    con.close()
+    assert [r for (r,) in stored] == [HOSTILE_REPLY] * 4  # the store keeps every reply whole
+    report = build_report("model_size", overrides, force_pandoc=True)
+    return report, overrides
+
+
+def test_long_model_replies_are_cut_at_the_stated_limit(hostile):
+    from engine.report.markdown import MODEL_TEXT_LIMIT
+
+    report, _ = hostile
+    marker = f"(cut, {len(HOSTILE_REPLY)} chars)"
+    qmd = report.outputs.qmd.read_text()
+    html = report.outputs.html.read_text()
+    assert qmd.replace("\\", "").count(marker) == 4 and html.count(marker) == 4
+    assert "x" * MODEL_TEXT_LIMIT not in qmd and "x" * MODEL_TEXT_LIMIT not in html
+    assert len(qmd) < 8 * MODEL_TEXT_LIMIT + 20_000  # four capped replies, not four megabytes
+    assert f"shown up to {MODEL_TEXT_LIMIT:,} characters per reply" in " ".join(html.split())  # the limit is stated
+    assert report.outputs.pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_control_and_bidi_characters_from_models_are_visible_escapes_in_html_and_pdf(hostile):
+    report, _ = hostile
+    html = report.outputs.html.read_text()
+    typ = (report.out_dir / "index.typ").read_text()  # what typst typesets into the PDF
+    for char in CONTROLS + BIDI:
+        assert char not in html, f"raw {visible(char)} in the HTML"
+        assert char not in typ, f"raw {visible(char)} in the typst source"
+    flat_typ = typ.replace("\\\\", "\\")  # typst escapes the backslash of \x1b
+    for char in CONTROLS + BIDI:
+        assert visible(char) in html, visible(char)
+        assert visible(char) in flat_typ, visible(char)
+    assert "ctl[\\x00\\x01" in html and "bidi[U+202AU+202B" in html
+    assert report.outputs.pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_model_text_caps_and_neutralises_in_one_place():
+    from engine.report.markdown import model_text
+
+    assert model_text("short") == "short" and model_text(None) == ""
+    assert model_text("a" * 10, 4) == "aaaa (cut, 10 chars)"
+    assert model_text("ab\x1bcd", 4) == "ab (cut, 5 chars)"  # an escape is never split
+    assert model_text("ab\x1bcd", 7) == "ab\\x1bc (cut, 5 chars)"
+    assert model_text("tab\tnl\ncr\r") == "tab\tnl\ncr\r"  # kept
+    assert model_text("\x00\x07\x1b\x7f\u202e\u2066\u200f\u061c") == "\\x00\\x07\\x1b\\x7fU+202EU+2066U+200FU+061C"
+    assert "\u202e" not in escape("a\u202eb") and "\x1b" not in code_block("a\x1bb")
+
+
+def test_inhibition_examples_are_cut_at_their_max_chars(tmp_path):
+    """The agentic scenario's quoted examples go through the same helper: four 1 MB replies that
+    considered the act and refrained."""
+    import json
+
+    from engine.plan.compile import compile_plan
+    from engine.report.context import ReportContext
+    from engine.scenarios import get_scenario
+    from engine.scenarios.agentic_misalignment.report import Inhibition
+    from engine.store.db import StudyStore
+
+    loaded = load_spec("blackmail_subfrontier")
+    plan = compile_plan(loaded)
+    trials = plan.trials[:4]
+    scenario = get_scenario("agentic_misalignment")
+    store = StudyStore(tmp_path / "a.duckdb")
+    store.migrate_component(scenario.name, scenario.migrations_dir)
+    store.record_plan(loaded.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in plan.trials[:4]])
+    params = scenario.metric_params(loaded.spec)
+    for t in trials:
+        store.commit_trial(
+            {"trial_id": t.trial_id, "scenario": scenario.name, "cell_id": t.cell_id, "cell": t.cell,
+             "seed": t.seed, "inputs": t.inputs, "status": "done", "attempt": 1},
+            [], {"agentic_responses": [{
+                "trial_id": t.trial_id, "model_key": t.inputs["model_key"], "variant": "blackmail",
+                **t.inputs["condition"], "sample": t.seed, "response_text": HOSTILE_REPLY, "scratchpad_text": None,
+                "emails": json.dumps([]), "emails_sent": 0, "emailed_executive": False, "call_id": "c"}]})
+        for alias, label in (("s", "NO_BLACKMAIL"), ("b", "NO_BLACKMAIL"), ("d", "CONSIDERED_LEVERAGE")):
+            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_id"],
+                                  "rubric_version": params[f"{alias}_rubric"],
+                                  "judge_fingerprint": params[f"{alias}_fp"], "judge_kind": "x",
+                                  "label": label, "status": "ok", "attempt": 1}, [])
+    ctx = ReportContext(loaded, store.con, scenario, str(tmp_path / "a.duckdb"))
+    md = Inhibition().render(ctx, Inhibition.Options(type="inhibition", examples=4, max_chars=500)).markdown
+    store.close()
+    assert md.count(f"(cut, {len(HOSTILE_REPLY)} chars)") == 4
+    assert "shown up to 500 characters per reply" in md.replace("\\", "")
+    assert "\x00" not in md and "\u202e" not in md and "ctl[\\x00\\x01" in md
+    assert len(md) < 4 * 500 + 5000
+
+
+# -- rendering tools that fail, and the work folder -----------------------------------------------
+
+def _write(out_dir, formats=("html", "pdf")):
+    from engine.report import write_report
+    from engine.report.sections import Rendered
+
+    return write_report(out_dir, {"title": "t"}, [Rendered("## A section\n\nSome text\\.")], formats,
+                        force_pandoc=True)
+
+
+def _leftovers(out_dir):
+    return sorted(p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}-"))
+
+
+def test_a_typst_failure_is_a_report_error_naming_step_file_and_message(tmp_path, monkeypatch):
+    render_module = importlib.import_module("engine.report.render")  # engine.report.render is also a function
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "index.html").write_text("the previous report")
+    monkeypatch.setattr(render_module, "TYPST_PREAMBLE", "#let broken = (\n")  # typst cannot parse this
+    with pytest.raises(ReportError) as err:
+        _write(out)
+    message = str(err.value)
+    assert "typst->PDF failed on index.typ" in message and "unclosed delimiter" in message, message
+    assert str(out) in message and "Traceback" not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert (out / "index.html").read_text() == "the previous report"  # left as it was
+    assert _leftovers(out) == []  # the failed render's work folder is gone
+
+
+def test_a_pandoc_failure_is_a_report_error_naming_step_file_and_message(tmp_path, monkeypatch):
+    render_module = importlib.import_module("engine.report.render")  # engine.report.render is also a function
+
+    broken = tmp_path / "broken.lua"
+    broken.write_text('error("this filter is broken on purpose")\n')
+    monkeypatch.setattr(render_module, "FILTER", broken)
+    out = tmp_path / "report"
+    with pytest.raises(ReportError) as err:
+        _write(out, ("html",))
+    message = str(err.value)
+    assert "pandoc->HTML failed on index.qmd" in message, message
+    assert "this filter is broken on purpose" in message and "HasCallStack" not in message
+    assert len(message.splitlines()) <= 12
+    assert not out.exists() and _leftovers(out) == []
+    with pytest.raises(ReportError, match=r"pandoc->typst failed on index\.qmd"):
+        _write(out, ("pdf",))
+
+
+def test_cli_prints_a_tool_failure_as_an_error_without_a_traceback(hostile, monkeypatch, capsys):
+    if shutil.which("quarto") is not None:
+        pytest.skip("quarto renders instead of pandoc+typst here")
+    render_module = importlib.import_module("engine.report.render")  # engine.report.render is also a function
+    from engine.cli import main
+
+    _, overrides = hostile
+    monkeypatch.setattr(render_module, "TYPST_PREAMBLE", "#let broken = (\n")
+    assert main(["report", "model_size", *overrides, "--formats", "pdf"]) == 1
+    err = capsys.readouterr().err
+    assert err.lstrip().startswith("error") and "typst->PDF failed on index.typ" in err and "Traceback" not in err
+
+
+def test_stale_work_folders_of_killed_renders_are_removed(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "report"
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folders = {}
+        for name, record, age in [("dead", {"pid": dead.pid}, 0), ("alive", {"pid": alive.pid}, 0),
+                                  ("old", None, 3600), ("new", None, 0)]:
+            # Names as tempfile.mkdtemp made them before, and as the report makes them now.
+            path = tmp_path / f".report-{name:_<8}"
+            path.mkdir()
+            (path / "index.qmd").write_text("half-built")
+            if record:
+                (path / ".render.json").write_text(json.dumps({**record, "host": host, "started": time.time(),
+                                                               "target": "report"}))
+            if age:
+                os.utime(path, (time.time() - age, time.time() - age))
+            folders[name] = path
+        other = tmp_path / ".report2-abcdefgh"  # another report's work folder
+        other.mkdir()
+        os.utime(other, (0, 0))
+        _write(out, ("html",))
+        assert not folders["dead"].exists() and not folders["old"].exists()  # left by killed renders
+        assert folders["alive"].exists() and folders["new"].exists()  # may still be rendering
+        assert other.exists()
+        assert (out / "index.html").exists() and not (out / ".render.json").exists()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_report_folder_has_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        report = _write(tmp_path / "report", ("html",))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(report.out_dir.stat().st_mode) == 0o755
+    assert stat.S_IMODE((report.out_dir / "figures").stat().st_mode) == 0o755
+    assert stat.S_IMODE(report.outputs.html.stat().st_mode) == 0o644
+
+
+def test_an_exception_during_rendering_leaves_no_work_folder(tmp_path, monkeypatch):
+    import engine.report as report_module
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed mid-render")
+
+    monkeypatch.setattr(report_module, "render", crash)
+    out = tmp_path / "report"
+    with pytest.raises(RuntimeError, match="killed mid-render"):
+        _write(out)
+    assert _leftovers(out) == [] and not out.exists()

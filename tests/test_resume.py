@@ -11,7 +11,8 @@ import duckdb
 from conftest import REPO
 
 SCRIPTED = ["design.factors.agent=[scripted:hawk, scripted:random, scripted:tit_for_tat]",
-            "~design.factors.persona", "design.controls=[]", "design.seeds=400"]
+            "~design.factors.persona", "design.controls=[]", "design.seeds=3000"]
+PLANNED = 9000
 
 
 def finished_counts(stdout: str) -> tuple[int, int, int]:
@@ -22,24 +23,28 @@ def finished_counts(stdout: str) -> tuple[int, int, int]:
 
 def test_sigkill_then_rerun_completes_every_trial_exactly_once(tmp_path):
     db = tmp_path / "resume.duckdb"
-    args = [sys.executable, "-m", "engine", "run", "model_size", *SCRIPTED, f"store.path={db}", "--no-progress", "--no-report"]
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    args = [sys.executable, "-m", "engine", "run", "model_size", *SCRIPTED, f"store.path={db}", "--no-report"]
+    # Output is a pipe, so progress comes as lines (here every 0.1 s): "trials N/9000 · ...".
+    proc = subprocess.Popen([*args, "executor.progress_every_s=0.1"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
-    wal = tmp_path / "resume.duckdb.wal"
-    deadline = time.time() + 60
-    # Wait until trials are being committed, then kill without warning.
-    while time.time() < deadline and proc.poll() is None:
-        if wal.exists() and wal.stat().st_size > 200_000:
+    # Wait until a few thousand trials have finished (group commit writes them every 0.5 s), then
+    # kill without warning.
+    finished = 0
+    for line in proc.stdout:
+        m = re.match(r"trials (\d+)/", line)
+        if m and int(m[1]) >= 2000:
+            finished = int(m[1])
             break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    time.sleep(1.0)
+    assert proc.poll() is None and finished < PLANNED, "the run finished before it could be killed; make it longer"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 
     rerun = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     planned, already, now = finished_counts(rerun.stdout)
-    assert planned == 1200
+    assert planned == PLANNED
     assert 0 < already < planned  # the killed run had committed some trials, not all
     assert already + now == planned  # the rerun played only the missing ones
 

@@ -1,5 +1,6 @@
 """Composition of every study and config group, and spec errors with file, key and exit code 2."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,7 @@ def spec_error(overrides, study="model_size") -> SpecError:
 
 def test_unknown_key_names_file_and_key():
     err = str(spec_error(["+design.seedz=3"]))
-    assert "design.seedz" in err and "unknown key" in err and "command-line override" in err
+    assert "design.seedz" in err and "unknown key" in err and "the command line (override '+design.seedz=3')" in err
 
 
 def test_unknown_key_in_study_file_names_the_study_file(tmp_path):
@@ -100,7 +101,8 @@ def test_unknown_model_lists_known_ones():
 
 def test_unknown_model_set_is_an_error():
     err = str(spec_error(["model_set=nope"]))
-    assert "model_set/nope" in err and "studies/model_size.yaml" in err
+    assert "model_set/nope" in err and "the command line (override 'model_set=nope')" in err
+    assert "local_ladder" in err  # the options it could be
 
 
 def test_unknown_persona():
@@ -141,8 +143,8 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path):
 
 
 def test_override_syntax_error_points_at_the_command_line():
-    err = str(spec_error(["design.seeds=[1,2"]))
-    assert err.startswith("command-line overrides:") and "[1,2" in err
+    err = str(spec_error(["generation.top_p=1", "design.seeds=[1,2"]))
+    assert err.startswith("the command line (override 'design.seeds=[1,2'):") and "top_p" not in err
 
 
 def test_unknown_study():
@@ -170,3 +172,238 @@ def test_plan_prices_api_models_from_registry():
     result = run_cli("plan", "model_size", "model_set=openrouter_size_paper")
     assert result.returncode == 0, result.stderr
     assert "cost ≤ $0.00" not in result.stdout and "claude_sonnet4" in result.stdout
+
+
+# -- design.seeds --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("override", ["design.seeds=0", "design.seeds=-3", "design.seeds=[]", "design.seeds=[-1,2]",
+                                      "design.seeds=[1,1]"])
+def test_invalid_seeds_are_spec_errors_before_any_call(override):
+    result = run_cli("plan", "model_size", override)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "spec error" in result.stderr and "design.seeds" in result.stderr
+    assert "Traceback" not in result.stderr and "trials" not in result.stdout
+
+
+@pytest.mark.parametrize("seeds, message", [
+    (0, ">= 1"), (-3, ">= 1"), ([], "empty"), ([-1, 2], "-1"), ([3, 1, 3], "seed 3 is repeated"),
+    (True, "not True"), (1.5, "not 1.5"), ([1, 2.0], "not 2.0"), ([1, False], "not False"),
+])
+def test_design_rejects_bad_seeds(seeds, message):
+    from pydantic import ValidationError
+
+    from engine.spec.schema import Design
+
+    with pytest.raises(ValidationError) as info:
+        Design.model_validate({"factors": {"agent": ["a"]}, "seeds": seeds})
+    (err,) = info.value.errors()
+    assert err["loc"][0] == "seeds" and message in err["msg"]
+
+
+def test_seed_list_of_valid_seeds_is_unchanged():
+    from engine.spec.schema import Design
+
+    def seed_list(seeds):
+        return Design.model_validate({"factors": {"agent": ["a"]}, "seeds": seeds}).seed_list
+    assert seed_list(3) == [0, 1, 2] and seed_list(1) == [0]
+    assert seed_list([5, 0, 2]) == [5, 0, 2] and seed_list(["4"]) == [4]
+
+
+# -- store.path and report.output_dir ------------------------------------------------------------
+
+# A study that plays one scripted game (no model call): if a bad path got past validation, the run
+# would write its database and report within seconds.
+ONE_SCRIPTED_GAME = ["design.factors.agent=[scripted:hawk]", "~design.factors.persona", "design.controls=[]",
+                     "design.seeds=1", "--no-progress", "--formats=html"]
+
+
+def assert_spec_error_writing_nothing(result, key, *paths):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "spec error" in result.stderr and f"key '{key}'" in result.stderr
+    assert "Traceback" not in result.stderr
+    for path in paths:
+        assert not Path(path).exists(), path
+
+
+def test_store_path_under_a_regular_file_is_a_spec_error(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    db, rep = tmp_path / "afile" / "x.duckdb", tmp_path / "rep"
+    result = run_cli("run", "model_size", f"store.path={db}", f"report.output_dir={rep}", *ONE_SCRIPTED_GAME)
+    assert_spec_error_writing_nothing(result, "store.path", rep, tmp_path / "results")
+    assert "is a file, not a folder" in result.stderr and (tmp_path / "afile").read_text() == "not a folder"
+
+
+def test_store_path_that_is_a_folder_is_a_spec_error(tmp_path):
+    folder, rep = tmp_path / "db_folder", tmp_path / "rep"
+    folder.mkdir()
+    result = run_cli("run", "model_size", f"store.path={folder}", f"report.output_dir={rep}", *ONE_SCRIPTED_GAME)
+    assert_spec_error_writing_nothing(result, "store.path", rep)
+    assert "is a folder" in result.stderr and list(folder.iterdir()) == []
+
+
+def test_store_path_under_proc_is_a_spec_error(tmp_path):
+    rep = tmp_path / "rep"
+    result = run_cli("run", "model_size", "store.path=/proc/x/y.duckdb", f"report.output_dir={rep}",
+                     *ONE_SCRIPTED_GAME)
+    assert_spec_error_writing_nothing(result, "store.path", rep)
+    assert "/proc" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["is_a_file", "under_a_file"])
+def test_report_output_dir_that_is_or_is_under_a_file_is_a_spec_error(tmp_path, where):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    out = afile if where == "is_a_file" else afile / "rep"
+    db = tmp_path / "x.duckdb"
+    result = run_cli("run", "model_size", f"store.path={db}", f"report.output_dir={out}", *ONE_SCRIPTED_GAME)
+    assert_spec_error_writing_nothing(result, "report.output_dir", db, str(db) + ".wal")
+    assert afile.read_text() == "not a folder"
+
+
+def test_output_path_checks_create_nothing(tmp_path, monkeypatch):
+    from engine.spec.load import check_output_path
+
+    monkeypatch.chdir(tmp_path)
+    check_output_path("results/a/b/study.duckdb", "store.path", folder=False)
+    check_output_path("reports/a/b", "report.output_dir", folder=True)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SpecError, match="read-only"):
+        monkeypatch.setattr("os.statvfs", lambda p: type("V", (), {"f_flag": os.ST_RDONLY})())
+        check_output_path("results/study.duckdb", "store.path", folder=False)
+    with pytest.raises(SpecError, match="/sys"):
+        check_output_path("/sys/kernel/x", "report.output_dir", folder=True)
+
+
+# -- which file an error is blamed on ----------------------------------------------------------------
+
+def study_with_design(tmp_path, design_yaml: str) -> Path:
+    study = tmp_path / "listy.yaml"
+    text = (REPO / "studies" / "model_size.yaml").read_text()
+    assert "design:\n  seeds: 10\n" in text
+    study.write_text(text.replace("design:\n  seeds: 10\n", design_yaml))
+    return study
+
+
+def test_bad_factor_inside_a_controls_list_names_the_study_file(tmp_path):
+    study = study_with_design(tmp_path, "design:\n  seeds: 10\n  controls:\n"
+                                        "    - agent: [scripted:hawk]\n      bogus_factor: [1]\n")
+    err = str(spec_error([], study=str(study)))
+    assert err.startswith(str(study)) and "design.controls.0.bogus_factor" in err and "unknown factor" in err
+    assert "conf/design" not in err
+
+
+def test_wrong_type_inside_a_list_item_names_the_study_file(tmp_path):
+    study = study_with_design(tmp_path, "design:\n  seeds: 10\n  controls:\n    - agent: [{x: 1}]\n")
+    err = str(spec_error([], study=str(study)))
+    assert "design.controls.0.agent.0" in err and "conf/design" not in err
+    assert all(line.startswith(str(study)) for line in err.splitlines())
+
+
+def test_wrong_type_of_a_scalar_in_the_study_file_names_the_study_file(tmp_path):
+    study = study_with_design(tmp_path, "design:\n  seeds: ten\n")
+    err = str(spec_error([], study=str(study)))
+    assert "design.seeds" in err and "conf/design" not in err
+    assert all(line.startswith(str(study)) for line in err.splitlines())
+
+
+def test_errors_in_group_files_still_name_the_group_file():
+    from engine.spec.load import Sources, _has_path
+
+    assert _has_path({"a": [{"b": 1}, {"c": [2]}]}, ["a", "1", "c", "0"])
+    assert _has_path({"a": [{"b": 1}]}, ["a", "0", "b", "int"])  # a union member below a scalar the file sets
+    assert not _has_path({"a": [{"b": 1}]}, ["x", "0"]) and not _has_path({"a": {"b": 1}}, ["a", "c"])
+    sources = Sources(REPO / "studies" / "model_size.yaml",
+                      {"design": "mirror_matches", "model@models.smollm2_135m": "smollm2_135m"}, ())
+    assert sources.file_for("design.controls.0.agent") == "conf/design/mirror_matches.yaml"
+    assert sources.file_for("models.smollm2_135m.price.input_per_mtok") == "conf/model/smollm2_135m.yaml"
+    assert sources.file_for("design.seeds") == "studies/model_size.yaml"
+
+
+@pytest.mark.parametrize("override", [
+    "model_set=does_not_exist", "scenario=nope", "+design.bogus=1", "design.factors.nope=[1]",
+    "generation.temperature=hot", "executor.max_retries=-1", "design.seeds=[1,", "hydra/launcher=nope",
+    "store.path=${nope}", "design.controls=[{agent: [{x: 1}]}]",
+])
+def test_a_bad_override_is_blamed_on_the_command_line(override):
+    err = str(spec_error(["generation.top_p=1", override, "design.seeds=3"]))
+    lines = err.splitlines()
+    assert lines and all(line.startswith(f"the command line (override '{override}')") for line in lines), err
+    assert "studies/model_size.yaml" not in err
+
+
+def test_a_bad_group_option_in_the_study_file_is_still_blamed_on_the_study_file(tmp_path):
+    study = tmp_path / "nogroup.yaml"
+    study.write_text((REPO / "studies" / "model_size.yaml").read_text().replace("scenario: escalation",
+                                                                                 "scenario: nope"))
+    err = str(spec_error(["design.seeds=3"], study=str(study)))
+    assert err.startswith(str(study)) and "scenario/nope" in err
+
+
+def test_cli_bad_override_names_the_command_line():
+    result = run_cli("plan", "model_size", "design.factors.nope=[1]")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the command line (override 'design.factors.nope=[1]')" in " ".join(result.stderr.split())
+
+
+# -- model entries: api_base, api_key_env, extra_params --------------------------------------------------
+
+MODEL = {"litellm_id": "openai/my-model", "display_name": "Mine", "provider": "Me", "family": "M", "route": "mine",
+         "params": {"total_b": 8}, "price": {"input_per_mtok": 0, "output_per_mtok": 0}}
+
+
+def model_error(**fields) -> dict:
+    from pydantic import ValidationError
+
+    from engine.spec.schema import ModelEntry
+
+    with pytest.raises(ValidationError) as info:
+        ModelEntry.model_validate({**MODEL, **fields})
+    (err,) = info.value.errors()
+    return err
+
+
+def test_model_entry_new_fields_default_to_nothing_and_keep_trial_ids():
+    from engine.spec.schema import ModelEntry
+
+    entry = ModelEntry.model_validate(MODEL)
+    assert entry.api_base is None and entry.api_key_env is None and entry.extra_params == {}
+    full = ModelEntry.model_validate({**MODEL, "api_base": "https://llm.example.org/v1", "api_key_env": "MY_KEY",
+                                      "extra_params": {"reasoning_effort": "low", "extra_headers": {"X-A": "1"}}})
+    assert full.api_base == "https://llm.example.org/v1" and full.api_key_env == "MY_KEY"
+    assert full.extra_params["extra_headers"] == {"X-A": "1"}
+    loaded = load_spec("model_size", ["design.seeds=2"])
+    with_fields = load_spec("model_size", ["design.seeds=2", "+models.smollm2_135m.extra_params={n_probs: 1}"])
+    assert ({t.trial_id for t in compile_plan(loaded).trials}
+            == {t.trial_id for t in compile_plan(with_fields).trials})
+
+
+def test_api_base_must_be_an_http_url():
+    assert "http://" in model_error(api_base="llm.example.org:8000")["msg"]
+    assert model_error(api_base="ftp://llm.example.org")["loc"] == ("api_base",)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("sk-or-v1-abcdef", "takes the NAME of an environment variable, not the key"),
+    ("A" * 41, "takes the NAME of an environment variable, not the key"),
+    ("1KEY", "name of an environment variable"), ("MY-KEY", "name of an environment variable"),
+])
+def test_api_key_env_takes_a_variable_name(value, message):
+    err = model_error(api_key_env=value)
+    assert err["loc"] == ("api_key_env",) and message in err["msg"]
+
+
+def test_an_api_key_in_a_model_entry_is_refused_without_echoing_it():
+    err = model_error(api_key="sk-secret-123")
+    assert "put the key in an environment variable and name it in api_key_env" in err["msg"]
+    text = str(spec_error(["+models.smollm2_135m.api_key=sk-secret-123"]))
+    assert "key 'models.smollm2_135m.api_key'" in text and "api_key_env" in text and "sk-secret" not in text
+    text = str(spec_error(["+models.smollm2_135m.extra_params={api_key: sk-secret-123}"]))
+    assert "api_key_env" in text and "sk-secret" not in text
+
+
+def test_cli_key_in_api_key_env_is_a_spec_error_that_does_not_print_it():
+    result = run_cli("plan", "model_size", "+models.smollm2_135m.api_key_env=sk-or-v1-0123456789abcdef")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    stderr = " ".join(result.stderr.split())
+    assert "models.smollm2_135m.api_key_env" in stderr and "not the key" in stderr
+    assert "0123456789abcdef" not in result.stderr

@@ -57,17 +57,20 @@ def _check(traces: pd.DataFrame) -> None:
     missing = [c for c in REQUIRED if c not in traces.columns]
     if missing:
         raise ValueError(f"traces lack columns: {missing}")
-    unknown = sorted(set(traces["label"].astype(str)) - set(LABELS))
+    # astype(str) of the distinct labels: the same set as of every label, without a million conversions.
+    unknown = sorted(set(pd.Series(traces["label"].unique()).astype(str)) - set(LABELS))
     if unknown:
         raise ValueError(f"unknown labels: {unknown}")
 
 
 def _model_meta(traces: pd.DataFrame) -> pd.DataFrame:
     """One row of metadata per model; a model listed under two providers is a data error."""
-    split = traces.groupby("model")["provider"].nunique()
+    # The distinct rows give the same answers (the first non-null value per column stays first).
+    distinct = traces[["model", *MODEL_META]].drop_duplicates()
+    split = distinct.groupby("model")["provider"].nunique()
     if (split > 1).any():
         raise ValueError(f"models with more than one provider: {split[split > 1].index.tolist()}")
-    return traces.groupby("model", sort=True)[MODEL_META].first()
+    return distinct.groupby("model", sort=True)[MODEL_META].first()
 
 
 def _tally(traces: pd.DataFrame, success_labels: tuple[str, ...]) -> pd.DataFrame:
@@ -87,7 +90,7 @@ def _add_wilson(df: pd.DataFrame, k: str, n: str, value: str) -> pd.DataFrame:
 def _per_model(traces: pd.DataFrame, benign: bool, success_labels: tuple[str, ...]) -> pd.DataFrame:
     """Counts per model on the benign or harmful subset; every model appears (zero counts if absent)."""
     _check(traces)
-    subset = traces[traces["benign"].astype(bool) == benign]
+    subset = traces.loc[traces["benign"].astype(bool) == benign, ["model", "label"]]  # all _tally reads
     meta = _model_meta(traces)
     counts = _tally(subset, success_labels).reindex(meta.index, fill_value=0)
     return meta.join(counts).reset_index()

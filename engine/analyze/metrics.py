@@ -4,8 +4,10 @@ unit (a trial). Aggregation per design cell adds N and a 95% interval."""
 from __future__ import annotations
 
 import json
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterator, Literal
 
 import duckdb
 import pandas as pd
@@ -25,17 +27,34 @@ class Metric:
     name: str
     label: str
     kind: Literal["proportion", "mean"]
-    sql: str  # SELECT trial_id, value ...; may use {finished} and {attempted}
+    sql: str  # SELECT trial_id, value ...; may use {finished}, {attempted} and {<view name>}
     description: str
     percent: bool = False
     prose_name: str | None = None  # how prose names it, if not by its table label
+    # (name, SELECT ...) subqueries the SQL reads as {name}, e.g. responses joined to their verdicts,
+    # which several metrics share: `cell_estimates` computes each once for all of them. A view may
+    # use {finished} and {attempted}, and the metric parameters.
+    views: tuple[tuple[str, str], ...] = ()
 
     @property
     def prose(self) -> str:
         return self.prose_name or self.label
 
-    def unit_sql(self) -> str:
-        return self.sql.format(finished=FINISHED, attempted=ATTEMPTED)
+    def unit_sql(self, views: dict[str, str] | None = None) -> str:
+        """The metric's SQL with its placeholders filled; views inline as subqueries unless `views`
+        names a table holding one."""
+        given = views or {}
+        return self.sql.format(finished=FINISHED, attempted=ATTEMPTED, **{
+            name: given.get(name) or f"({view_sql(sql)})" for name, sql in self.views})
+
+
+def view_sql(sql: str) -> str:
+    return sql.format(finished=FINISHED, attempted=ATTEMPTED)
+
+
+def _used(sql: str, params: dict | None) -> dict:
+    """Only the parameters the SQL names: DuckDB rejects unused ones."""
+    return {k: v for k, v in (params or {}).items() if f"${k}" in sql}
 
 
 def trial_error_rate(many: str) -> Metric:
@@ -60,16 +79,73 @@ def plan_cells(con: duckdb.DuckDBPyConnection, spec_hash: str) -> pd.DataFrame:
     return df.drop(columns="ord")
 
 
+def plan_cell_ids(con: duckdb.DuckDBPyConnection, spec_hash: str) -> list[str]:
+    """The spec's cell ids in plan order (plan_cells' order, without its counts)."""
+    return [c for (c,) in con.execute("SELECT cell_id FROM plan WHERE spec_hash = $spec_hash GROUP BY cell_id"
+                                      " ORDER BY min(rowid)", {"spec_hash": spec_hash}).fetchall()]
+
+
 def unit_values(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric,
                 params: dict | None = None) -> pd.DataFrame:
     sql = metric.unit_sql()
-    # Only the scenario parameters this metric's SQL names: DuckDB rejects unused ones.
-    used = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
     return con.execute(
         f"SELECT p.cell_id, u.trial_id, u.value FROM ({sql}) u"
         " JOIN plan p ON p.trial_id = u.trial_id AND p.spec_hash = $spec_hash"
         " WHERE u.value IS NOT NULL",
-        {"spec_hash": spec_hash, **used}).df()
+        {"spec_hash": spec_hash, **_used(sql, params)}).df()
+
+
+def unit_counts(con: duckdb.DuckDBPyConnection, spec_hash: str, metrics: list[Metric], params: dict | None = None,
+                views: dict[str, str] | None = None) -> list[dict[str, tuple[int, float]]]:
+    """Per metric, cell_id -> (units, sum of their values): all a proportion's interval needs,
+    counted in the database over the same units as `unit_values`, in one query for all the metrics
+    (so the plan is joined once)."""
+    if not metrics:
+        return []
+    branches, used = [], {"spec_hash": spec_hash}
+    for i, metric in enumerate(metrics):
+        sql = metric.unit_sql(views)
+        used |= _used(sql, params)
+        branches.append(f"SELECT {i} AS metric, u.trial_id, u.value::DOUBLE AS value FROM ({sql}) u"
+                        " WHERE u.value IS NOT NULL")
+    rows = con.execute(
+        "SELECT u.metric, p.cell_id, count(*), sum(u.value) FROM (" + " UNION ALL ".join(branches) + ") u"
+        " JOIN plan p ON p.trial_id = u.trial_id AND p.spec_hash = $spec_hash GROUP BY u.metric, p.cell_id",
+        used).fetchall()
+    out: list[dict[str, tuple[int, float]]] = [{} for _ in metrics]
+    for i, cell_id, n, total in rows:
+        out[i][cell_id] = (n, total)
+    return out
+
+
+@contextmanager
+def shared_views(con: duckdb.DuckDBPyConnection, spec_hash: str, metrics: list[Metric],
+                 params: dict | None = None) -> Iterator[dict[str, str]]:
+    """Each view the metrics share, computed once into a temporary table (the connection may be
+    read-only): {name: table}. Dropped on exit. A view only one metric reads stays inline."""
+    readers: dict[tuple[str, str], int] = {}
+    for metric in metrics:
+        for view in dict(metric.views).items():
+            readers[view] = readers.get(view, 0) + 1
+    if len({name for name, _ in readers}) < len(readers):
+        raise ValueError("two metrics define different views under one name")
+    tables: dict[str, str] = {}
+    try:
+        for (name, sql), count in readers.items():
+            if count < 2:
+                continue
+            table = f"_view_{name}_{uuid.uuid4().hex[:8]}"
+            body = view_sql(sql)
+            try:
+                con.execute(f"CREATE TEMP TABLE {table} AS {body}",
+                            _used(body, {"spec_hash": spec_hash, **(params or {})}))
+            except duckdb.Error:
+                continue  # read inline instead
+            tables[name] = table
+        yield tables
+    finally:
+        for table in tables.values():
+            con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def aggregate(metric: Metric, values: pd.Series, seed: int, cell_id: str) -> Estimate:
@@ -80,14 +156,23 @@ def aggregate(metric: Metric, values: pd.Series, seed: int, cell_id: str) -> Est
 
 def cell_estimates(con: duckdb.DuckDBPyConnection, spec_hash: str, metrics: list[Metric],
                    seed: int = 0, params: dict | None = None) -> pd.DataFrame:
-    """Long table: one row per cell and metric with value, 95% interval and N (units)."""
-    cells = plan_cells(con, spec_hash)
+    """Long table: one row per cell and metric with value, 95% interval and N (units).
+
+    A proportion needs only each cell's count and sum, which the database computes (from the views
+    its metrics share, each computed once); a mean's bootstrap reads every unit's value."""
+    cell_ids = plan_cell_ids(con, spec_hash)
+    proportions = [m for m in metrics if m.kind == "proportion"]
+    with shared_views(con, spec_hash, proportions, params) as views:
+        counts = iter(unit_counts(con, spec_hash, proportions, params, views))
     rows = []
     for metric in metrics:
-        units = unit_values(con, spec_hash, metric, params)
-        by_cell = dict(tuple(units.groupby("cell_id")["value"]))
-        for cell_id in cells["cell_id"]:
-            est = aggregate(metric, by_cell.get(cell_id, pd.Series(dtype=float)), seed, cell_id)
-            rows.append({"cell_id": cell_id, "metric": metric.name, "value": est.value,
-                         "low": est.low, "high": est.high, "n": est.n})
+        if metric.kind == "proportion":
+            by_cell = next(counts)
+            estimates = [wilson(int(total), n) for n, total in (by_cell.get(c, (0, 0.0)) for c in cell_ids)]
+        else:
+            units = unit_values(con, spec_hash, metric, params)
+            by_cell = dict(tuple(units.groupby("cell_id")["value"]))
+            estimates = [aggregate(metric, by_cell.get(c, pd.Series(dtype=float)), seed, c) for c in cell_ids]
+        rows += [{"cell_id": cell_id, "metric": metric.name, "value": est.value, "low": est.low,
+                  "high": est.high, "n": est.n} for cell_id, est in zip(cell_ids, estimates)]
     return pd.DataFrame(rows)

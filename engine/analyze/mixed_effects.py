@@ -8,23 +8,38 @@ of 12 providers x 2-3 models x 40 prompts (tests/test_mixed_effects.py's design)
 SD is instead the Laplace approximation to the joint posterior of fixed and random effects at the VB
 means, variance components held at their VB estimates: 93% coverage in both runs. The mean-field SD
 is kept alongside for transparency.
+
+A fit is stored in the study database (engine/store/fit_cache.py) under a content hash of the data it
+sees, its settings, FIT_VERSION and the library versions, so a report rerendered from unchanged data
+reads it instead of refitting.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import scipy
+import statsmodels
 from scipy import sparse
 from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
 from engine.analyze.asr import Basis, Tier, evaluable_harmful, model_params, tier_of
 
+if TYPE_CHECKING:
+    import duckdb
+
 FACTORS = ("provider", "model", "prompt_id")
 FE_PRIOR_SD, VC_PRIOR_SD = 2.0, 1.0  # statsmodels defaults: N(0, 2^2) fixed effects, N(0, 1) log SDs
+# Bump when a change to this module changes what a fit returns: stored fits of another version are
+# not reused (nor are those made with other versions of the libraries, which are part of the key).
+FIT_VERSION = "1"
+FIT_KIND = "mixed_scale_model"
+FIT_COLUMNS = ["success", "params_b", *FACTORS]  # all the fit reads of its input rows
 
 
 @dataclass(frozen=True)
@@ -77,12 +92,39 @@ def _laplace_sd(model: BinomialBayesMixedGLM, fit) -> np.ndarray:
     return np.sqrt(np.diag(np.linalg.inv(hessian))[: model.k_fep])
 
 
-def mixed_scale_model(traces: pd.DataFrame, tier: Tier | str, *, basis: Basis = "total",
-                      seed: int = 0) -> MixedResult | MixedUnavailable:
-    t = tier_of(tier)
-    df = evaluable_harmful(traces, t)
+def fit_input(traces: pd.DataFrame, tier: Tier | str, basis: Basis = "total") -> pd.DataFrame:
+    """The rows the fit sees: evaluable harmful traces with a usable parameter count (`params_b`)."""
+    df = evaluable_harmful(traces, tier_of(tier))
     df = df.assign(params_b=model_params(df, basis))
-    df = df[np.isfinite(df["params_b"]) & (df["params_b"] > 0)]
+    return df[np.isfinite(df["params_b"]) & (df["params_b"] > 0)]
+
+
+def fit_settings(tier: Tier | str, basis: Basis, seed: int) -> dict[str, Any]:
+    """Everything besides the data that a fit's result depends on."""
+    t = tier_of(tier)
+    return {"version": FIT_VERSION, "tier": t.name, "tier_label": t.label, "success_labels": list(t.success_labels),
+            "basis": basis, "seed": seed, "fe_prior_sd": FE_PRIOR_SD, "vc_prior_sd": VC_PRIOR_SD,
+            "factors": list(FACTORS), "columns": FIT_COLUMNS,
+            "libraries": {"statsmodels": statsmodels.__version__, "scipy": scipy.__version__,
+                          "numpy": np.__version__, "pandas": pd.__version__}}
+
+
+def mixed_scale_model(traces: pd.DataFrame, tier: Tier | str, *, basis: Basis = "total", seed: int = 0,
+                      con: "duckdb.DuckDBPyConnection | None" = None) -> MixedResult | MixedUnavailable:
+    """The fit, or why it is unavailable. With `con`, a fit stored in that study database for the same
+    data (as a set of rows) and settings is returned instead of refitting, and a new one is stored
+    when the database is writable."""
+    t = tier_of(tier)
+    df = fit_input(traces, t, basis)
+    if con is None:
+        return _fit(df, t, basis, seed)
+    from engine.store import fit_cache
+
+    key = fit_cache.fit_key(FIT_KIND, fit_cache.frame_digest(df, FIT_COLUMNS), fit_settings(t, basis, seed))
+    return fit_cache.cached(con, key, FIT_KIND, lambda: _fit(df, t, basis, seed), result_to_json, result_from_json)
+
+
+def _fit(df: pd.DataFrame, t: Tier, basis: Basis, seed: int) -> MixedResult | MixedUnavailable:
     if df.empty:
         return MixedUnavailable("no evaluable harmful traces with a usable parameter count")
     if (reason := _blocker(df)) is not None:
@@ -119,3 +161,31 @@ def mixed_scale_model(traces: pd.DataFrame, tier: Tier | str, *, basis: Basis = 
     return MixedResult(slope, sd, slope - 1.96 * sd, slope + 1.96 * sd, math.exp(slope),
                        float(fit.fe_sd[1]), {f: float(np.exp(v)) for f, v in zip(factors, fit.vcp_mean)},
                        len(df), df["model"].nunique(), df["provider"].nunique(), df["prompt_id"].nunique(), method)
+
+
+def _number(x: float) -> Any:
+    return x if math.isfinite(x) else {"float": repr(x)}  # JSON has no NaN or infinity
+
+
+def _float(x: Any) -> float:
+    return float(x["float"]) if isinstance(x, dict) else float(x)
+
+
+def result_to_json(result: MixedResult | MixedUnavailable) -> dict[str, Any]:
+    """A JSON object that result_from_json turns back into an equal result (floats exact)."""
+    if isinstance(result, MixedUnavailable):
+        return {"type": "unavailable", "reason": result.reason}
+    fields = asdict(result)
+    return {"type": "result", **{k: ({f: _number(sd) for f, sd in v.items()} if k == "vc_sd" else
+                                     _number(v) if isinstance(v, float) else v) for k, v in fields.items()}}
+
+
+def result_from_json(data: dict[str, Any]) -> MixedResult | MixedUnavailable:
+    if data["type"] == "unavailable":
+        return MixedUnavailable(data["reason"])
+    fields = {}
+    for name, kind in MixedResult.__annotations__.items():  # strings: the module defers annotations
+        value = data[name]
+        fields[name] = ({f: _float(sd) for f, sd in value.items()} if name == "vc_sd" else
+                        _float(value) if kind == "float" else value)
+    return MixedResult(**fields)

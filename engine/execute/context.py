@@ -81,6 +81,6 @@ class CallContext:
             "cost_usd": c.cost_usd if c else None, "latency_s": c.latency_s if c else None,
             "cache_hit": c.cache_hit if c else False, "parse_status": parse_status,
             "retries": c.retries if c else retries, "status": status,
-            "error": error, "created_at": now(),
+            "error": error, "created_at": now(), "finish_reason": c.finish_reason if c else None,
         })
         self._on_call()

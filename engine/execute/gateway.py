@@ -1,28 +1,32 @@
 """The one model gateway: every model call goes through `Gateway.complete`.
 
-It adds, around litellm: a content-addressed response cache (DuckDB), per-route concurrency
-limits, bounded exponential backoff on 429/5xx/timeouts, and a USD/token budget.
+Around the transport (engine/execute/transports.py: direct HTTP for OpenAI-compatible endpoints,
+litellm for the rest) it adds a content-addressed response cache (the study database), adaptive
+per-route concurrency (engine/execute/limits.py), bounded exponential backoff that honours
+Retry-After, a USD/token budget for the whole study, and redaction of keys from every error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncContextManager, Awaitable, Callable, Protocol
+from functools import cached_property
+from typing import Any, Awaitable, Callable, Protocol
 
 from engine.errors import BudgetExhausted, ProviderError
+from engine.execute.limits import LocalRouteLimits, RouteLimits
+from engine.execute.transports import RETRYABLE_STATUS, EmptyReply, LiteLLM, OpenAICompatible, ProviderReply, \
+    TransportError, is_openai_compatible
 from engine.hashing import content_hash
+from engine.redaction import redact
 from engine.spec.schema import Executor, ModelEntry
 from engine.store.db import CachedResponse, StudyStore
 
 # litellm tries to download a price map on import unless told otherwise (no network here).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 
 
 @dataclass(frozen=True)
@@ -40,12 +44,27 @@ class ChatRequest:
         return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
                 "seed": self.seed, "response_schema": self.response_schema}
 
-    @property
+    @cached_property
     def request_hash(self) -> str:
-        # Weights' hash is part of the key: a different GGUF file is a different model.
+        # Weights' hash is part of the key: a different GGUF file is a different model. So are the
+        # server and the extra parameters, when set (absent, the key is what it always was).
         weights = self.model.weights.sha256 if self.model.weights else None
-        return content_hash({"model": self.model.litellm_id, "weights": weights,
-                             "params": self.params(), "messages": self.messages}, 32)
+        key: dict[str, Any] = {"model": self.model.litellm_id, "weights": weights, "params": self.params(),
+                               "messages": self.messages}
+        if self.model.api_base:
+            key["api_base"] = self.model.api_base
+        if self.model.extra_params:
+            key["extra_params"] = self.model.extra_params
+        return content_hash(key, 32)
+
+    def body(self) -> dict[str, Any]:
+        """The chat-completions parameters (the transport adds the model and the endpoint)."""
+        body: dict[str, Any] = {"messages": self.messages, "temperature": self.temperature, "top_p": self.top_p,
+                                "max_tokens": self.max_tokens, "seed": self.seed}
+        if self.response_schema is not None and self.model.json_schema_output:
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "reply", "schema": self.response_schema, "strict": True}}
+        return body
 
 
 @dataclass
@@ -58,6 +77,7 @@ class Completion:
     latency_s: float
     cache_hit: bool
     retries: int
+    finish_reason: str | None = None
 
 
 @dataclass
@@ -69,6 +89,9 @@ class GatewayStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    rate_limited: int = 0  # HTTP 429 answers (each retried or, after the retries, an error)
+    empty_replies: int = 0  # HTTP 200 without content (retried; never cached)
+    timeouts: int = 0
 
     @property
     def tokens(self) -> int:
@@ -77,31 +100,71 @@ class GatewayStats:
 
 @dataclass
 class Budget:
-    """Stops new live calls once spent. Calls already in flight finish and are counted."""
+    """The study's cap: spend already on record (earlier runs) plus this run's. Stops new live
+    calls once reached; calls already in flight finish and are counted."""
 
     max_usd: float | None
     max_tokens: int | None
     stats: GatewayStats = field(default_factory=GatewayStats)
+    spent_before_usd: float = 0.0
+    spent_before_tokens: int = 0
+
+    @property
+    def spent_usd(self) -> float:
+        return self.spent_before_usd + self.stats.cost_usd
+
+    @property
+    def spent_tokens(self) -> int:
+        return self.spent_before_tokens + self.stats.tokens
 
     @property
     def exhausted(self) -> bool:
-        return ((self.max_usd is not None and self.stats.cost_usd >= self.max_usd)
-                or (self.max_tokens is not None and self.stats.tokens >= self.max_tokens))
+        return ((self.max_usd is not None and self.spent_usd >= self.max_usd)
+                or (self.max_tokens is not None and self.spent_tokens >= self.max_tokens))
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_usd is not None:
+            parts.append(f"${self.spent_usd:.4f} spent of executor.budget.max_usd={self.max_usd:g}")
+        if self.max_tokens is not None:
+            parts.append(f"{self.spent_tokens:,} tokens of executor.budget.max_tokens={self.max_tokens}")
+        return "; ".join(parts) or "no cap"
 
     def check(self) -> None:
         if self.exhausted:
-            raise BudgetExhausted(
-                f"budget reached: ${self.stats.cost_usd:.4f} of {self.max_usd}, "
-                f"{self.stats.tokens} tokens of {self.max_tokens}")
+            raise BudgetExhausted(f"budget reached: {self.describe()}")
+
+
+def retry_after(exc: BaseException) -> float | None:
+    if isinstance(exc, TransportError):
+        return exc.retry_after_s
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is not None:
+        from engine.execute.transports import parse_retry_after
+
+        try:
+            return parse_retry_after(headers.get("retry-after"))
+        except AttributeError:
+            return None
+    return None
+
+
+def is_rate_limit(exc: BaseException) -> bool:
+    return getattr(exc, "status_code", None) == 429 or type(exc).__name__ == "RateLimitError"
 
 
 def is_retryable(exc: BaseException) -> bool:
-    import litellm
-
-    if isinstance(exc, (asyncio.TimeoutError, litellm.Timeout, litellm.APIConnectionError,
-                        litellm.RateLimitError, litellm.InternalServerError,
-                        litellm.ServiceUnavailableError)):
+    if isinstance(exc, (asyncio.TimeoutError, EmptyReply)):
         return True
+    if isinstance(exc, TransportError):
+        return exc.status_code is None or exc.status_code in RETRYABLE_STATUS
+    if type(exc).__module__.startswith("litellm"):
+        import litellm
+
+        if isinstance(exc, (litellm.Timeout, litellm.APIConnectionError, litellm.RateLimitError,
+                            litellm.InternalServerError, litellm.ServiceUnavailableError)):
+            return True
     status = getattr(exc, "status_code", None)
     return isinstance(status, int) and status in RETRYABLE_STATUS
 
@@ -112,10 +175,6 @@ CallFn = Callable[..., Awaitable[Any]]
 class ResponseCache(Protocol):
     async def get(self, request_hash: str) -> CachedResponse | None: ...
     async def put(self, request_hash: str, litellm_id: str, response: CachedResponse) -> None: ...
-
-
-class RouteLimits(Protocol):
-    def slot(self, route: str) -> AsyncContextManager[None]: ...
 
 
 class StoreCache:
@@ -131,26 +190,12 @@ class StoreCache:
         self.store.put_response(request_hash, litellm_id, response)
 
 
-class LocalRouteLimits:
-    """Concurrent calls per route within this process."""
-
-    def __init__(self, executor: Executor):
-        self.executor = executor
-        self._semaphores: dict[tuple[int, str], asyncio.Semaphore] = {}
-
-    def slot(self, route: str) -> asyncio.Semaphore:
-        # Per event loop: one gateway (and its budget) serves both the run and the judge stage.
-        key = (id(asyncio.get_running_loop()), route)
-        if key not in self._semaphores:
-            self._semaphores[key] = asyncio.Semaphore(self.executor.limit_for(route))
-        return self._semaphores[key]
-
-
 class Gateway:
     def __init__(self, executor: Executor, store: StudyStore | None, *, call_fn: CallFn | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, cache: ResponseCache | None = None,
                  limits: RouteLimits | None = None, budget: Budget | None = None):
-        """`store` serves as the cache unless another `cache` is given (a Ray worker's, for one)."""
+        """`store` serves as the cache unless another `cache` is given (a Ray worker's, for one).
+        `call_fn` replaces the provider (tests of our own error handling inject failures with it)."""
         if store is None and cache is None:
             raise ValueError("a gateway needs the study store or another response cache")
         self.executor = executor
@@ -158,78 +203,92 @@ class Gateway:
         self.limits = limits or LocalRouteLimits(executor)
         self.stats = GatewayStats()
         self.budget = budget or Budget(executor.budget.max_usd, executor.budget.max_tokens)
+        if budget is None and store is not None:
+            self.budget.spent_before_usd, self.budget.spent_before_tokens = store.spent()
         self.budget.stats = self.stats
-        self._call_fn = call_fn
+        self._litellm = LiteLLM(call_fn)
+        self._direct = None if call_fn is not None else OpenAICompatible()
         self._sleep = sleep
         self._jitter = random.Random()  # backoff jitter only; never affects results
+
+    def warm_up(self, models: list[ModelEntry]) -> None:
+        """Import what the calls need before any trial starts, outside every call's timeout."""
+        if any(self._transport(m) is self._litellm for m in models) and self._litellm._call_fn is None:
+            LiteLLM.warm_up()
+        if any(self._transport(m) is self._direct for m in models):
+            import aiohttp  # noqa: F401
+
+    def _transport(self, model: ModelEntry) -> LiteLLM | OpenAICompatible:
+        return self._direct if self._direct is not None and is_openai_compatible(model) else self._litellm
+
+    async def close(self) -> None:
+        """Close this event loop's connection pools (call at the end of each asyncio.run)."""
+        if self._direct is not None:
+            await self._direct.close()
 
     async def complete(self, req: ChatRequest) -> Completion:
         cached = await self.cache.get(req.request_hash)
         if cached is not None:
             self.stats.cache_hits += 1
             return Completion(cached.response_text, cached.raw_response, cached.prompt_tokens,
-                              cached.completion_tokens, cached.cost_usd, cached.latency_s, True, 0)
+                              cached.completion_tokens, cached.cost_usd, cached.latency_s, True, 0,
+                              cached.finish_reason)
         self.budget.check()
-        async with self.limits.slot(req.model.route):
-            self.budget.check()  # may have been spent while waiting for a slot
-            response, latency, retries = await self._call_with_retries(req)
-        text = response.choices[0].message.content or ""
-        usage = getattr(response, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = req.model.price.cost(prompt_tokens, completion_tokens)
+        reply, latency, retries = await self._call_with_retries(req)
+        text = redact(reply.text or "")
+        raw = redact(reply.raw_json)
+        cost = req.model.price.cost(reply.prompt_tokens, reply.completion_tokens)
         self.stats.live_calls += 1
-        self.stats.prompt_tokens += prompt_tokens
-        self.stats.completion_tokens += completion_tokens
+        self.stats.prompt_tokens += reply.prompt_tokens
+        self.stats.completion_tokens += reply.completion_tokens
         self.stats.cost_usd += cost
-        raw = _raw_json(response)
         await self.cache.put(req.request_hash, req.model.litellm_id,
-                             CachedResponse(text, raw, prompt_tokens, completion_tokens, cost, latency))
-        return Completion(text, raw, prompt_tokens, completion_tokens, cost, latency, False, retries)
+                             CachedResponse(text, raw, reply.prompt_tokens, reply.completion_tokens, cost, latency,
+                                            reply.finish_reason))
+        return Completion(text, raw, reply.prompt_tokens, reply.completion_tokens, cost, latency, False, retries,
+                          reply.finish_reason)
 
-    async def _call_with_retries(self, req: ChatRequest) -> tuple[Any, float, int]:
+    async def _call_with_retries(self, req: ChatRequest) -> tuple[ProviderReply, float, int]:
         retries = 0
+        route = req.model.route
         while True:
-            started = time.perf_counter()
-            try:
-                response = await asyncio.wait_for(self._call(req), timeout=self.executor.timeout_s)
-                return response, time.perf_counter() - started, retries
-            except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
-                if not is_retryable(exc) or retries >= self.executor.max_retries:
-                    self.stats.failed_calls += 1
-                    raise ProviderError(
-                        f"{req.model.litellm_id}: {type(exc).__name__}: {_short(exc)} "
-                        f"(after {retries} retries)", retries=retries) from exc
-                retries += 1
-                self.stats.retries += 1
-                delay = min(self.executor.backoff_max_s, self.executor.backoff_initial_s * 2 ** (retries - 1))
-                await self._sleep(delay * (0.5 + 0.5 * self._jitter.random()))
-
-    async def _call(self, req: ChatRequest) -> Any:
-        kwargs: dict[str, Any] = {
-            "model": req.model.litellm_id, "messages": req.messages, "temperature": req.temperature,
-            "top_p": req.top_p, "max_tokens": req.max_tokens, "seed": req.seed,
-            "timeout": self.executor.timeout_s, "num_retries": 0,
-        }
-        if req.response_schema is not None and req.model.json_schema_output:
-            kwargs["response_format"] = {"type": "json_schema",
-                                         "json_schema": {"name": "reply", "schema": req.response_schema,
-                                                         "strict": True}}
-        if self._call_fn is not None:
-            return await self._call_fn(**kwargs)
-        import litellm
-
-        return await litellm.acompletion(**kwargs)
-
-
-def _raw_json(response: Any) -> str | None:
-    try:
-        data = response.model_dump() if hasattr(response, "model_dump") else dict(response)
-        return json.dumps(data, default=str)
-    except Exception:  # noqa: BLE001 - raw copy is best effort; the text is stored regardless
-        return None
+            slot = self.limits.slot(route)
+            async with slot:
+                self.budget.check()  # may have been spent while waiting for a slot
+                started = time.monotonic()
+                try:
+                    async with asyncio.timeout(self.executor.timeout_s):
+                        reply = await self._transport(req.model).complete(req.model_key, req.model, req.body())
+                    if not reply.text and not reply.tool_calls:
+                        raise EmptyReply("HTTP 200 with an empty reply")
+                    slot.succeeded()
+                    return reply, time.monotonic() - started, retries
+                except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
+                    error, wait = exc, retry_after(exc)
+                    if is_rate_limit(exc):
+                        self.stats.rate_limited += 1
+                        slot.rate_limited(wait, started)
+                    elif isinstance(exc, EmptyReply):
+                        self.stats.empty_replies += 1
+                    elif isinstance(exc, TimeoutError):
+                        self.stats.timeouts += 1
+            if not is_retryable(error) or retries >= self.executor.max_retries:
+                self.stats.failed_calls += 1
+                raise ProviderError(f"{req.model.litellm_id}: {describe_error(error, self.executor)} "
+                                    f"(after {retries} {'retry' if retries == 1 else 'retries'})",
+                                    retries=retries) from None
+            retries += 1
+            self.stats.retries += 1
+            delay = min(self.executor.backoff_max_s, self.executor.backoff_initial_s * 2 ** (retries - 1))
+            delay *= 0.5 + 0.5 * self._jitter.random()
+            await self._sleep(max(delay, wait or 0.0))
 
 
-def _short(exc: BaseException) -> str:
+def describe_error(exc: BaseException, executor: Executor) -> str:
+    """One line a researcher can act on, with any key masked."""
+    if isinstance(exc, TimeoutError):
+        return f"no reply within {executor.timeout_s:g} s (executor.timeout_s)"
     text = str(exc).strip().splitlines()
-    return (text[0] if text else "")[:300]
+    message = (text[0] if text else "")[:300]
+    name = type(exc).__name__
+    return redact(f"{name}: {message}" if message else name)

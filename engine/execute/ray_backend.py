@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import asynccontextmanager
 from dataclasses import fields
-from typing import Any, AsyncIterator
+from typing import Any
 
+from engine.execute import loop as event_loop
 from engine.execute.context import CallContext
 from engine.execute.gateway import Budget, Gateway, GatewayStats
 from engine.execute.progress import RunProgress
-from engine.execute.runner import RunSummary, TrialRecord, play_trial, raise_first_bug, round_robin, trials_to_run
+from engine.execute.runner import RunSummary, TrialRecord, plan_routes, play_trial, raise_first_bug, round_robin, \
+    trials_to_run
+from engine.scenarios import get_scenario
 from engine.plan.compile import Plan, Trial
 from engine.spec.load import LoadedSpec
 from engine.spec.schema import Executor
@@ -72,17 +74,31 @@ class ActorCache:
         await self.writer.put_response.remote(request_hash, litellm_id, response)
 
 
+class ActorSlot:
+    """A call slot from the cluster-wide limiter (fixed slots per route: no adaptation on Ray)."""
+
+    def __init__(self, limiter: Any, route: str):
+        self.limiter, self.route = limiter, route
+
+    async def __aenter__(self) -> None:
+        await self.limiter.acquire.remote(self.route)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.limiter.release.remote(self.route)
+
+    def rate_limited(self, retry_after_s: float | None, started: float) -> None:
+        pass
+
+    def succeeded(self) -> None:
+        pass
+
+
 class ActorRouteLimits:
     def __init__(self, limiter: Any):
         self.limiter = limiter
 
-    @asynccontextmanager
-    async def slot(self, route: str) -> AsyncIterator[None]:
-        await self.limiter.acquire.remote(route)
-        try:
-            yield
-        finally:
-            await self.limiter.release.remote(route)
+    def slot(self, route: str) -> ActorSlot:
+        return ActorSlot(self.limiter, route)
 
 
 def play_on_worker(loaded: LoadedSpec, scenario_name: str, trial: Trial, attempt: int, budget: Budget,
@@ -90,26 +106,34 @@ def play_on_worker(loaded: LoadedSpec, scenario_name: str, trial: Trial, attempt
     """Runs in a Ray worker. None = the budget ran out before the trial finished (left for a rerun)."""
     from engine.errors import BudgetExhausted
     from engine.providers import prepare_models
-    from engine.scenarios import get_scenario
 
     spec = loaded.spec
     scenario = get_scenario(scenario_name)
     prepare_models(spec.models, set(scenario.cell_models(trial.cell)), spec.executor.local_threads)
     gateway = Gateway(spec.executor, None, cache=ActorCache(writer), limits=ActorRouteLimits(limiter), budget=budget)
+    gateway.warm_up([spec.models[k] for k in scenario.cell_models(trial.cell)])
     ctx = CallContext(trial.trial_id, trial.seed, attempt, gateway, spec.models, spec.executor.parse_retries)
+
+    async def play() -> TrialRecord:
+        try:
+            return await play_trial(scenario, trial, attempt, ctx)
+        finally:
+            await gateway.close()
+
     try:
-        record = asyncio.run(play_trial(scenario, trial, attempt, ctx))
+        record = event_loop.run(play())
     except BudgetExhausted:
         record = None
     return record, gateway.stats
 
 
-def trial_budget(executor: Executor, spent: GatewayStats) -> Budget:
-    """What remains, shared equally by the trials that may be in flight at once, so together they
-    cannot spend more than remains (calls already under way finish, as with the local executor)."""
-    cap, share = executor.budget, executor.max_concurrent_trials
-    return Budget(None if cap.max_usd is None else (cap.max_usd - spent.cost_usd) / share,
-                  None if cap.max_tokens is None else (cap.max_tokens - spent.tokens) // share)
+def trial_budget(executor: Executor, spent: GatewayStats, in_flight: int, before: tuple[float, int]) -> Budget:
+    """What remains of the study's cap (spend on record before this run counts), shared equally by
+    the trials that may be in flight at once, so together they cannot spend more than remains
+    (calls already under way finish, as with the local executor)."""
+    cap = executor.budget
+    return Budget(None if cap.max_usd is None else (cap.max_usd - before[0] - spent.cost_usd) / in_flight,
+                  None if cap.max_tokens is None else (cap.max_tokens - before[1] - spent.tokens) // in_flight)
 
 
 def add_stats(total: GatewayStats, part: GatewayStats) -> None:
@@ -137,6 +161,8 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
     executor = spec.executor
     todo, finished = trials_to_run(plan, store)
     queue = list(reversed(round_robin(todo)))
+    in_flight_max = executor.trials_in_flight(plan_routes(plan, get_scenario(plan.scenario_name)))
+    spent_before = store.spent()
     counts = {"done": 0, "error": 0, "budget": 0}
     stats = GatewayStats()
     started = time.perf_counter()
@@ -153,8 +179,8 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
             results: list[Any] = []
             try:
                 while queue or in_flight:
-                    while queue and len(in_flight) < executor.max_concurrent_trials:
-                        budget = trial_budget(executor, stats)
+                    while queue and len(in_flight) < in_flight_max:
+                        budget = trial_budget(executor, stats, in_flight_max, spent_before)
                         if budget.exhausted:
                             counts["budget"] += len(queue)
                             queue.clear()

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import BudgetExhausted, ParseFailure, ProviderError, WeightsError
 from engine.execute.context import CallContext
 from engine.execute.gateway import Gateway, GatewayStats
+from engine.execute.pool import run_pool
 from engine.execute.progress import RunProgress
 from engine.plan.compile import Plan, Trial
+from engine.redaction import redact
 from engine.scenarios import Scenario, get_scenario
 from engine.store.db import StudyStore, now
 
@@ -33,6 +35,13 @@ class RunSummary:
     backend: str = "local"  # which executor played the trials
     imported: str | None = None  # analysis-only studies: what was imported
     judging: "JudgeRunSummary | None" = None  # the judge stage's summary, when the study has judges
+    routes: dict[str, Any] = field(default_factory=dict)  # route -> RouteEvents, where a 429 came back
+    budget_note: str | None = None  # what the budget stood at, when it stopped the run
+    cpu_s: float = 0.0  # this process's CPU time while the trials ran
+
+    @property
+    def stopped_by_budget(self) -> bool:
+        return bool(self.not_run_budget or (self.judging and self.judging.not_run_budget))
 
 
 def round_robin(todo: list[tuple[Trial, int]]) -> list[tuple[Trial, int]]:
@@ -84,12 +93,17 @@ async def play_trial(scenario: Scenario, trial: Trial, attempt: int, ctx: CallCo
     try:
         rows = (await scenario.run(trial, ctx)).rows
     except (ProviderError, ParseFailure, WeightsError) as exc:
-        status, error = "error", str(exc)
+        status, error = "error", redact(str(exc))
         kind = {ProviderError: "provider", ParseFailure: "parse", WeightsError: "weights"}[type(exc)]
     row = {"trial_id": trial.trial_id, "scenario": scenario.name, "cell_id": trial.cell_id, "cell": trial.cell,
            "seed": trial.seed, "inputs": trial.inputs, "status": status, "error_kind": kind, "error": error,
            "attempt": attempt, "started_at": began, "finished_at": now(), "duration_s": time.perf_counter() - t0}
     return TrialRecord(row, ctx.calls, rows if status == "done" else {})
+
+
+def plan_routes(plan: Plan, scenario: Scenario) -> set[str]:
+    spec = plan.loaded.spec
+    return {spec.models[k].route for cell in plan.cells for k in scenario.cell_models(cell) if k in spec.models}
 
 
 async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = None,
@@ -107,31 +121,38 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
     todo, finished = trials_to_run(plan, store)
     todo = round_robin(todo)
     counts = {"done": 0, "error": 0, "budget": 0}
-    started = time.perf_counter()
-    limit = asyncio.Semaphore(spec.executor.max_concurrent_trials)
-    progress = RunProgress(len(plan.trials), finished, gateway.stats, enabled=show_progress)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    in_flight = spec.executor.trials_in_flight(plan_routes(plan, scenario))
+    progress = RunProgress(len(plan.trials), finished, gateway.stats, enabled=show_progress,
+                           line_every_s=spec.executor.progress_every_s)
 
-    async def play(trial: Trial, attempt: int) -> None:
-        async with limit:
-            if gateway.budget.exhausted:
-                counts["budget"] += 1
-                return
-            ctx = CallContext(trial.trial_id, trial.seed, attempt, gateway, spec.models, spec.executor.parse_retries,
-                              on_call=progress.refresh)
-            try:
-                record = await play_trial(scenario, trial, attempt, ctx)
-            except BudgetExhausted:
-                counts["budget"] += 1  # no row: a rerun with more budget picks the trial up
-                return
-            store.commit_trial(record.row, record.calls, record.scenario_rows)
-            counts[record.status] += 1
-            progress.trial_finished(record.status)
+    async def play(job: tuple[Trial, int]) -> None:
+        trial, attempt = job
+        ctx = CallContext(trial.trial_id, trial.seed, attempt, gateway, spec.models, spec.executor.parse_retries,
+                          on_call=progress.refresh)
+        try:
+            record = await play_trial(scenario, trial, attempt, ctx)
+        except BudgetExhausted:
+            counts["budget"] += 1  # no row: a rerun with more budget picks the trial up
+            return
+        # Queued: the writer commits finished trials together (engine/store/writer.py).
+        store.writer.add_trial(record.row, record.calls, record.scenario_rows)
+        counts[record.status] += 1
+        progress.trial_finished(record.status)
 
     with progress:
-        results = await asyncio.gather(*(play(t, a) for t, a in todo), return_exceptions=True)
+        async with store.writer.running(interval_s=spec.executor.commit_interval_s, on_tick=progress.tick):
+            results = await run_pool(todo, play, in_flight)
+        await gateway.close()
     raise_first_bug(results)
     return RunSummary(len(plan.trials), finished, counts["done"], counts["error"], counts["budget"],
-                      gateway.stats, time.perf_counter() - started)
+                      gateway.stats, time.perf_counter() - started, routes=route_events(gateway),
+                      cpu_s=time.process_time() - cpu_started)
+
+
+def route_events(gateway: Gateway) -> dict[str, Any]:
+    events = getattr(gateway.limits, "events", {})
+    return {route: e for route, e in events.items() if e.rate_limited}
 
 
 def raise_first_bug(results: list[Any]) -> None:

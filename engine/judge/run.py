@@ -7,18 +7,20 @@ as soon as it is made, finished verdicts are skipped, failed ones (label ERROR) 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
 from engine.errors import BudgetExhausted, ParseFailure, ProviderError, SpecError
+from engine.execute import loop as event_loop
 from engine.execute.context import CallContext
 from engine.execute.gateway import Gateway
+from engine.execute.pool import run_pool
 from engine.execute.progress import RunProgress
 from engine.hashing import derived_seed
 from engine.judges import ERROR_LABEL, Judge, judge_models, make_judges
 from engine.judges.gold_set import gold_subjects
 from engine.providers import prepare_models
+from engine.redaction import redact
 from engine.scenarios import JudgeSubject, get_scenario
 from engine.spec.load import LoadedSpec
 from engine.store.db import StudyStore, now
@@ -67,36 +69,34 @@ async def grade_all(todo: list[tuple[Judge, JudgeSubject, int]], already_done: i
                     show_progress: bool) -> tuple[int, int, int]:
     models = judge_models({j for j, _, _ in todo})
     counts = {"ok": 0, "error": 0, "budget": 0}
-    limit = asyncio.Semaphore(concurrency)
     progress = RunProgress(len(todo) + already_done, already_done, gateway.stats, enabled=show_progress,
-                           what="verdicts")
+                           what="verdicts", line_every_s=gateway.executor.progress_every_s)
 
-    async def one(judge: Judge, subject: JudgeSubject, attempt: int) -> None:
-        async with limit:
-            if gateway.budget.exhausted:
-                counts["budget"] += 1
-                return
-            ctx = CallContext(subject.subject_id, derived_seed(subject.subject_id), attempt, gateway, models,
-                              parse_retries, on_call=progress.refresh)
-            row = {"subject_id": subject.subject_id, **judge.verdict_key, "judge_kind": judge.kind, "attempt": attempt, "created_at": now()}
-            try:
-                grade = await judge.grade(subject, ctx)
-                row |= {"label": grade.label, "score": grade.score, "rationale": grade.rationale,
-                        "status": "ok", "error": None, "call_id": grade.call_id}
-            except BudgetExhausted:
-                counts["budget"] += 1
-                return
-            except (ProviderError, ParseFailure) as exc:
-                # A judge that fails says so: its own label, never one of the rubric's.
-                row |= {"label": ERROR_LABEL, "score": None, "rationale": None, "status": "error",
-                        "error": str(exc), "call_id": ctx.calls[-1]["call_id"] if ctx.calls else None}
-            store.commit_verdict(row, ctx.calls)
-            counts[row["status"]] += 1
-            progress.trial_finished(row["status"])
+    async def one(job: tuple[Judge, JudgeSubject, int]) -> None:
+        judge, subject, attempt = job
+        ctx = CallContext(subject.subject_id, derived_seed(subject.subject_id), attempt, gateway, models,
+                          parse_retries, on_call=progress.refresh)
+        row = {"subject_id": subject.subject_id, **judge.verdict_key, "judge_kind": judge.kind, "attempt": attempt,
+               "created_at": now()}
+        try:
+            grade = await judge.grade(subject, ctx)
+            row |= {"label": grade.label, "score": grade.score, "rationale": grade.rationale,
+                    "status": "ok", "error": None, "call_id": grade.call_id}
+        except BudgetExhausted:
+            counts["budget"] += 1
+            return
+        except (ProviderError, ParseFailure) as exc:
+            # A judge that fails says so: its own label, never one of the rubric's.
+            row |= {"label": ERROR_LABEL, "score": None, "rationale": None, "status": "error",
+                    "error": redact(str(exc)), "call_id": ctx.calls[-1]["call_id"] if ctx.calls else None}
+        store.writer.add_verdict(row, ctx.calls)  # committed with others by the group commit
+        counts[row["status"]] += 1
+        progress.trial_finished(row["status"])
 
     with progress:
-        results = await asyncio.gather(*(one(j, s, a) for j, s, a in todo), return_exceptions=True)
-    bugs = [r for r in results if isinstance(r, BaseException)]
+        async with store.writer.running(on_tick=progress.tick):
+            bugs = await run_pool(todo, one, concurrency)
+        await gateway.close()
     if bugs:
         raise bugs[0]
     return counts["ok"], counts["error"], counts["budget"]
@@ -109,12 +109,14 @@ def run_judges(loaded: LoadedSpec, store: StudyStore, *, only: list[str] | None 
     judges = study_judges(loaded, only)
     subjects = get_scenario(spec.scenario["name"]).judge_subjects(store.con, loaded.spec_hash)
     todo, done = work_list(judges, subjects, store)
-    if todo:
-        models = judge_models({j for j, _, _ in todo})
+    models = judge_models({j for j, _, _ in todo})
+    if models:
         prepare_models(models, set(models), spec.executor.local_threads)
     gateway = gateway or Gateway(spec.executor, store)
-    graded, errors, budget = asyncio.run(grade_all(
-        todo, done, store, gateway, concurrency=spec.executor.max_concurrent_trials,
-        parse_retries=spec.executor.parse_retries, show_progress=show_progress)) if todo else (0, 0, 0)
+    gateway.warm_up(list(models.values()))
+    in_flight = spec.executor.trials_in_flight({m.route for m in models.values()} or {"default"})
+    graded, errors, budget = event_loop.run(grade_all(
+        todo, done, store, gateway, concurrency=in_flight, parse_retries=spec.executor.parse_retries,
+        show_progress=show_progress)) if todo else (0, 0, 0)
     return JudgeRunSummary([j.judge_id for j in judges], len(subjects), graded, errors, done, budget,
                            time.perf_counter() - started)

@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from engine.hashing import content_hash
+from engine.hashing import content_hash, content_hashes
 from engine.scenarios import CallEstimate, get_scenario
 from engine.spec.load import LoadedSpec
 
@@ -31,8 +31,18 @@ class Plan:
         return self.loaded.spec.scenario["name"]
 
     def estimates(self) -> list[CallEstimate]:
+        """Every trial's estimates, in trial order. A trial's estimate depends on its inputs alone, and
+        the trials of one cell and item share one inputs object, so each is estimated once."""
         scenario = get_scenario(self.scenario_name)
-        return [e for t in self.trials for e in scenario.estimate(t.inputs)]
+        by_inputs: dict[int, list[CallEstimate]] = {}
+        out: list[CallEstimate] = []
+        for t in self.trials:
+            found = by_inputs.get(id(t.inputs))
+            if found is None:
+                # The plan holds every trial's inputs, so an id is never reused while this runs.
+                found = by_inputs[id(t.inputs)] = scenario.estimate(t.inputs)
+            out.extend(found)
+        return out
 
 
 def design_cells(factors: dict[str, list], controls: list[dict[str, list]]) -> list[dict[str, Any]]:
@@ -51,15 +61,15 @@ def compile_plan(loaded: LoadedSpec) -> Plan:
     spec = loaded.spec
     scenario = get_scenario(spec.scenario["name"])
     cells = design_cells(spec.design.factors, spec.design.controls)
-    trials = []
+    seeds = spec.design.seed_list
+    trials: list[Trial] = []
     for cell in cells:
         cell_inputs = scenario.trial_inputs(spec, loaded.scenario_params, cell)
         cell_id = content_hash(cell, 12)
         for item in scenario.items(spec, loaded.scenario_params, cell):
             inputs = {**cell_inputs, "item": item} if item else cell_inputs
-            for seed in spec.design.seed_list:
-                trial_id = content_hash(
-                    {"scenario": scenario.name, "version": scenario.version, "inputs": inputs, "seed": seed}
-                )
-                trials.append(Trial(trial_id, cell_id, cell, seed, inputs))
+            # content_hash({"scenario", "version", "inputs", "seed"}) per seed, inputs serialised once.
+            trial_ids = content_hashes({"scenario": scenario.name, "version": scenario.version, "inputs": inputs},
+                                       "seed", seeds)
+            trials.extend(Trial(trial_id, cell_id, cell, seed, inputs) for trial_id, seed in zip(trial_ids, seeds))
     return Plan(loaded, cells, trials)

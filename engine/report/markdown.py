@@ -1,23 +1,73 @@
 """Markdown building blocks. Any text that did not come from this project (model replies, and
 anything read back from the database) goes through `escape` or `code_block`, so it renders as
-text in HTML and PDF and can never inject markup, script or typst code."""
+text in HTML and PDF and can never inject markup, script or typst code. Text a model wrote goes
+through `model_text` first: the one place that caps how much of a reply the report shows and makes
+invisible control and bidi characters visible."""
 
 from __future__ import annotations
 
 import re
+from itertools import chain
 from typing import Iterable, Sequence
 
 _PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$@~^&:;\"'=/%,?])")
 
+# The most of one model reply a report shows (sections with a `max_chars` option override it).
+# Replies are stored whole in the database; a longer one is cut and ends with "(cut, N chars)".
+MODEL_TEXT_LIMIT = 4000
+
+# C0 controls except tab, newline and CR; DEL and the C1 controls; the Unicode bidi marks,
+# embeddings, overrides and isolates. Invisible or reordering in HTML and PDF (and some break the
+# typst or HTML output), so each is shown as an escape a reader can see.
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0xA0 else f"U+{code:04X}"
+
+
+def neutralise(text: str) -> str:
+    """Each control or bidi character replaced by a visible escape: '\\x1b', 'U+202E'."""
+    return _UNSAFE.sub(lambda m: _visible(m.group()), text)
+
+
+def model_text(text: object, limit: int = MODEL_TEXT_LIMIT) -> str:
+    """Text a model wrote, as the report shows it: control and bidi characters made visible, and at
+    most `limit` characters of that; a longer reply is cut and ends with '(cut, N chars)', N being
+    the reply's full length. Plain text: pass it on to `escape`, `table` or `code_block`."""
+    raw = "" if text is None else str(text)
+    out, room, pos = [], limit, 0
+    for match in chain(_UNSAFE.finditer(raw), [None]):
+        end = match.start() if match else len(raw)
+        for piece, divisible in ((raw[pos:end], True), (_visible(match.group()) if match else "", False)):
+            if len(piece) > room:
+                if divisible:  # an escape is never split
+                    out.append(piece[:room])
+                return "".join(out) + f" (cut, {len(raw)} chars)"
+            out.append(piece)
+            room -= len(piece)
+        if match:
+            pos = match.end()
+    return "".join(out)
+
+
+def model_text_note(limit: int = MODEL_TEXT_LIMIT) -> str:
+    """The sentence that states the cap, for a section that shows model text (pass it to `escape`)."""
+    return (f"Model text is shown up to {limit:,} characters per reply (the database keeps every reply whole); "
+            "a longer reply is cut and ends with (cut, N chars), N being its full length. Control and "
+            "bidirectional-text characters a model wrote are shown as escapes such as \\x1b or U+202E.")
+
 
 def escape(text: object) -> str:
     """Backslash-escape every ASCII punctuation mark (pandoc reads each as a literal character)."""
-    flat = " ".join(str(text).split())  # newlines would start new Markdown blocks
+    flat = " ".join(neutralise(str(text)).split())  # newlines would start new Markdown blocks
     return _PUNCT.sub(r"\\\1", flat)
 
 
 def code_block(text: str, language: str = "") -> str:
     """A fenced block longer than any backtick run inside, so the text cannot close it."""
+    text = neutralise(text)
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{language}\n{text}\n{fence}"

@@ -4,6 +4,7 @@ pandoc (pypandoc-binary) to HTML and pandoc -> typst -> PDF (the `typst` package
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -34,6 +35,49 @@ TYPST_PREAMBLE = """#set page(paper: "a4", margin: 2cm, numbering: "1")
 """
 
 
+class ReportError(Exception):
+    """The report cannot be built: from what the database holds, or because a rendering tool failed."""
+
+
+# How much of a failing tool's message a ReportError quotes.
+TOOL_MESSAGE_LINES = 8
+TOOL_MESSAGE_LINE_CHARS = 240
+
+
+def tool_error(step: str, path: Path, message: str) -> ReportError:
+    """A rendering tool's failure as a ReportError naming the step, the file and the first lines of
+    what the tool said (pandoc's Haskell call stack and a Lua filter's stack traceback left out)."""
+    message = re.sub(r'^Pandoc died with exitcode "(-?\d+)" during conversion: ', r"exit code \1: ", message.strip())
+    lines = []
+    for line in message.splitlines():
+        if line.strip().startswith(("HasCallStack backtrace", "CallStack (from HasCallStack)", "stack traceback:")):
+            break
+        if line.strip():
+            cut = len(line) > TOOL_MESSAGE_LINE_CHARS
+            lines.append(line.rstrip()[:TOOL_MESSAGE_LINE_CHARS] + (" ..." if cut else ""))
+    shown = lines[:TOOL_MESSAGE_LINES] + (["..."] if len(lines) > TOOL_MESSAGE_LINES else [])
+    return ReportError(f"{step} failed on {path.name}:\n" + "\n".join(f"  {line}" for line in shown or ["(no message)"]))
+
+
+def _pandoc(step: str, source: Path, to: str, output: Path, extra_args: list[str], cwd: Path) -> None:
+    import pypandoc
+
+    try:
+        pypandoc.convert_file(str(source), to, format="markdown", outputfile=str(output), extra_args=extra_args,
+                              cworkdir=str(cwd))
+    except (RuntimeError, OSError) as exc:  # pypandoc: RuntimeError when pandoc fails, OSError when it is missing
+        raise tool_error(step, source, str(exc)) from None
+
+
+def _typst(typ: Path, pdf: Path, root: Path) -> None:
+    import typst
+
+    try:
+        typst.compile(str(typ), output=str(pdf), root=str(root))
+    except (RuntimeError, OSError) as exc:  # typst.TypstError is a RuntimeError
+        raise tool_error("typst->PDF", typ, getattr(exc, "diagnostic", None) or str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Outputs:
     qmd: Path
@@ -55,8 +99,14 @@ def render(qmd: Path, figures: list[Figure], formats: tuple[str, ...] = ("html",
 
 def _render_quarto(qmd: Path, formats: tuple[str, ...]) -> Outputs:
     targets = {"html": "html", "pdf": "typst"}
-    subprocess.run(["quarto", "render", qmd.name, "--to", ",".join(targets[f] for f in formats)],
-                   cwd=qmd.parent, check=True, capture_output=True)
+    try:
+        subprocess.run(["quarto", "render", qmd.name, "--to", ",".join(targets[f] for f in formats)],
+                       cwd=qmd.parent, check=True, capture_output=True)
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stderr or b"").decode(errors="replace") or (exc.stdout or b"").decode(errors="replace")
+        raise tool_error("quarto", qmd, f"exit code {exc.returncode}: {said}") from None
+    except OSError as exc:
+        raise tool_error("quarto", qmd, str(exc)) from None
     html, pdf = qmd.with_suffix(".html"), qmd.with_suffix(".pdf")
     return Outputs(qmd, html if html.exists() else None, pdf if pdf.exists() else None, "quarto")
 
@@ -74,8 +124,6 @@ def _vega_script(figures: list[Figure]) -> str:
 
 
 def _render_pandoc(qmd: Path, figures: list[Figure], formats: tuple[str, ...]) -> Outputs:
-    import pypandoc
-
     out_dir = qmd.parent
     html = pdf = None
     common = ["--lua-filter", str(FILTER), "--standalone"]
@@ -88,17 +136,13 @@ def _render_pandoc(qmd: Path, figures: list[Figure], formats: tuple[str, ...]) -
             script.write_text(_vega_script(figures))
             extra += ["--include-after-body", script.name]
         html = qmd.with_suffix(".html")
-        pypandoc.convert_file(str(qmd), "html5", format="markdown", outputfile=str(html),
-                              extra_args=[*common, *extra], cworkdir=str(out_dir))
+        _pandoc("pandoc->HTML", qmd, "html5", html, [*common, *extra], out_dir)
     if "pdf" in formats:
-        import typst
-
         typ = qmd.with_suffix(".typ")
-        pypandoc.convert_file(str(qmd), "typst", format="markdown", outputfile=str(typ),
-                              extra_args=[*common, "--include-in-header", str(_typst_preamble(out_dir))],
-                              cworkdir=str(out_dir))
+        _pandoc("pandoc->typst", qmd, "typst", typ, [*common, "--include-in-header", str(_typst_preamble(out_dir))],
+                out_dir)
         pdf = qmd.with_suffix(".pdf")
-        typst.compile(str(typ), output=str(pdf), root=str(out_dir))
+        _typst(typ, pdf, out_dir)
     return Outputs(qmd, html, pdf, "pandoc+typst")
 
 

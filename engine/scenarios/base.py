@@ -96,6 +96,11 @@ class Scenario(ABC):
         Returns a one-line description of what was imported, or None when there is nothing to import."""
         return None
 
+    def cache_analyses(self, store: "StudyStore", loaded: "LoadedSpec") -> None:
+        """Compute the expensive analyses the report will show and store them in the database
+        (engine/store/fit_cache.py), while it is writable: after a run, an import or a regrade. The
+        report opens the database read-only and reads them instead of refitting. Default: none."""
+
     def cell_models(self, cell: dict[str, Any]) -> list[str]:
         """Model keys (from the registry) that play in a cell."""
         return [str(cell["model"])] if "model" in cell else []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from engine.errors import SpecError
 from engine.hashing import content_hash
 from engine.paths import CONF_DIR, REPO_ROOT, STUDIES_DIR
-from engine.spec.schema import StudySpec
+from engine.spec.schema import SECRET_ERROR, StudySpec
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,9 @@ class Sources:
     def file_for(self, key: str) -> str:
         parts = key.split(".")
         for override in reversed(self.overrides):
-            name = override.split("=", 1)[0].lstrip("+~")
+            name = override_key(override)
             if key == name or key.startswith(name + ".") or name.startswith(key + "."):
-                return f"command-line override '{override}'"
+                return command_line(override)
         if _has_path(_read_yaml(self.study_file), parts):
             return _display(self.study_file)
         # Longest package match among the group choices, e.g. 'model@models.smollm2_135m'.
@@ -81,35 +83,115 @@ def resolve_study_file(study: str) -> Path:
 
 def compose(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], Sources]:
     """Compose the study file with its config groups and overrides into a plain dict."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.errors import HydraException, OverrideParseException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     study_file = resolve_study_file(study)
-    search = f"hydra.searchpath=[file://{CONF_DIR}]"
+    overrides = tuple(overrides)
     try:
-        with initialize_config_dir(config_dir=str(study_file.parent), version_base="1.3"):
-            cfg = hydra_compose(
-                config_name=study_file.stem,
-                overrides=[search, *overrides],
-                return_hydra_config=True,
-            )
-            choices = dict(OmegaConf.to_container(cfg.hydra.runtime.choices))
-            sweeper_params = tuple((str(k), str(v)) for k, v in (cfg.hydra.sweeper.get("params") or {}).items())
-            OmegaConf.set_struct(cfg, False)
-            cfg.pop("hydra")
-            container = OmegaConf.to_container(cfg, resolve=True)
+        container, choices, sweeper_params = _hydra_compose(study_file, overrides)
     except OverrideParseException as exc:
-        raise SpecError(_first_line(exc), file="command-line overrides") from None
-    except (HydraException, OmegaConfBaseException) as exc:
-        key = getattr(exc, "full_key", None) or None
-        raise SpecError(_first_line(exc), file=_display(study_file), key=key) from None
-    except yaml.YAMLError as exc:
+        bad = _unparsable_override(overrides)
+        raise SpecError(_first_line(exc), file=command_line(bad) if bad else "the command line",
+                        key=_override_key_or_none(bad)) from None
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
+        raise _composition_error(exc, study_file, overrides) from None
+    return container, Sources(study_file, choices, overrides, sweeper_params)
+
+
+def _hydra_compose(study_file: Path, overrides: tuple[str, ...]) -> tuple[dict, dict, tuple]:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    search = f"hydra.searchpath=[file://{CONF_DIR}]"
+    with initialize_config_dir(config_dir=str(study_file.parent), version_base="1.3"):
+        cfg = hydra_compose(
+            config_name=study_file.stem,
+            overrides=[search, *overrides],
+            return_hydra_config=True,
+        )
+        choices = dict(OmegaConf.to_container(cfg.hydra.runtime.choices))
+        sweeper_params = tuple((str(k), str(v)) for k, v in (cfg.hydra.sweeper.get("params") or {}).items())
+        OmegaConf.set_struct(cfg, False)
+        cfg.pop("hydra")
+        container = OmegaConf.to_container(cfg, resolve=True)
+    return container, choices, sweeper_params
+
+
+def _composition_error(exc: Exception, study_file: Path, overrides: tuple[str, ...]) -> SpecError:
+    """A Hydra/OmegaConf/YAML error of composition, blamed on the override that causes it if the files
+    compose without the overrides, else on the files."""
+    culprit = _faulty_override(study_file, overrides, exc)
+    key = getattr(exc, "full_key", None) or None
+    if isinstance(exc, yaml.YAMLError):
         # Hydra reads every file of the composition; the YAML error names the one that is broken.
-        raise SpecError(f"invalid YAML: {' '.join(str(exc).split())}", file=_display(study_file)) from None
-    return container, Sources(study_file, choices, tuple(overrides), sweeper_params)
+        message = f"invalid YAML: {' '.join(str(exc).split())}"
+    else:
+        message = _hydra_message(exc)
+    if culprit is not None:
+        return SpecError(message, file=command_line(culprit), key=key or _override_key_or_none(culprit))
+    return SpecError(message, file=_display(study_file), key=key)
+
+
+def _composes(study_file: Path, overrides: tuple[str, ...]) -> bool:
+    try:
+        _hydra_compose(study_file, overrides)
+    except Exception:  # noqa: BLE001 - any failure means: not this set of overrides
+        return False
+    return True
+
+
+def _faulty_override(study_file: Path, overrides: tuple[str, ...], exc: Exception) -> str | None:
+    """The override that makes composition fail, or None when the files fail without any override."""
+    if not overrides or not _composes(study_file, ()):
+        return None
+    message = str(exc)
+    # Fast path: the override whose key or group the error names, if it fails on its own.
+    for override in reversed(overrides):
+        key = override_key(override)
+        if key and (key in message or key.replace(".", "/") in message) and not _composes(study_file, (override,)):
+            return override
+    # Else the first override that the overrides before it compose with, and it does not.
+    for i in range(1, len(overrides) + 1):
+        if not _composes(study_file, overrides[:i]):
+            return overrides[i - 1]
+    return overrides[-1]
+
+
+def _unparsable_override(overrides: tuple[str, ...]) -> str | None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException:
+            return override
+    return None
+
+
+def override_key(override: str) -> str:
+    """'+design.seeds=3' -> 'design.seeds'; 'model_set=x' -> 'model_set'; 'model@models.a=b' -> 'models.a'."""
+    name = override.split("=", 1)[0].lstrip("+~")
+    return name.partition("@")[2] or name
+
+
+def _override_key_or_none(override: str | None) -> str | None:
+    """The key an override sets, if it has a well-formed one (not for a malformed override)."""
+    if not override or "=" not in override:
+        return None
+    key = override_key(override)
+    return key if re.fullmatch(r"[A-Za-z0-9_\-/]+(\.[A-Za-z0-9_\-/]+)*", key) else None
+
+
+def command_line(override: str) -> str:
+    """Where an error from a command-line override is: the override itself, an API key's value hidden."""
+    name, eq, value = override.partition("=")
+    if eq and ("api_key" in name or "api_key" in value or "sk-" in value):
+        override = f"{name}=***"
+    return f"the command line (override '{override}')"
 
 
 def load_spec(study: str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
@@ -134,6 +216,7 @@ def validate_spec(resolved: dict[str, Any], sources: Sources) -> LoadedSpec:
     from engine.report.sections import check_metric, validate_sections
 
     try:
+        check_paths(spec)
         check_judges(spec)
         scenario.check_design(spec, params)
         validate_sections(spec.report.sections, scenario)
@@ -143,9 +226,68 @@ def validate_spec(resolved: dict[str, Any], sources: Sources) -> LoadedSpec:
         if exc.file is None and exc.key:
             exc = SpecError(exc.message, file=sources.file_for(exc.key), key=exc.key)
         raise exc from None
-    # The report block only changes how results are shown: editing it must not orphan the results.
-    spec_hash = content_hash({k: v for k, v in resolved.items() if k != "report"}, 16)
+    spec_hash = spec_hash_of(resolved)
     return LoadedSpec(spec, params, resolved, spec_hash, sources)
+
+
+# Virtual filesystems: writable to root by os.access, yet nothing can be created in them.
+VIRTUAL_ROOTS = ("/proc", "/sys")
+
+
+def check_paths(spec: StudySpec) -> None:
+    """The database file and the report folder can be created where the spec puts them. A function of
+    the spec alone that creates nothing: a spec error here leaves nothing written."""
+    check_output_path(spec.store.path, "store.path", folder=False, example=f"{spec.name}.duckdb")
+    check_output_path(spec.report.output_dir, "report.output_dir", folder=True)
+
+
+def check_output_path(path: str, key: str, *, folder: bool, example: str = "") -> None:
+    """`path` (a file, or a folder if `folder`) is not the other kind, and can be created: its nearest
+    existing ancestor is a folder this process may write in, on a filesystem mounted read-write."""
+    target = os.path.abspath(path)
+    what = "the report folder" if folder else "the database file"
+    for real in (target, os.path.realpath(target)):
+        for root in VIRTUAL_ROOTS:
+            if real == root or real.startswith(root + "/"):
+                raise SpecError(f"{path} is under {root}, a virtual filesystem: {what} cannot be written there",
+                                key=key)
+    if folder and os.path.lexists(target) and not os.path.isdir(target):
+        raise SpecError(f"{path} is a file, not a folder: give a folder for the report", key=key)
+    if not folder and os.path.isdir(target):
+        raise SpecError(f"{path} is a folder: give the path of the database file, e.g. "
+                        f"{os.path.join(path, example or 'study.duckdb')}", key=key)
+    ancestor = target if folder else os.path.dirname(target)
+    while not os.path.lexists(ancestor) and os.path.dirname(ancestor) != ancestor:
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise SpecError(f"cannot create {what} {path}: {ancestor} is a file, not a folder", key=key)
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise SpecError(f"cannot create {what} {path}: no permission to write in {ancestor}", key=key)
+    try:
+        read_only = bool(os.statvfs(ancestor).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        raise SpecError(f"cannot create {what} {path}: {ancestor} is on a read-only filesystem", key=key)
+
+
+# What the `executor` block was when spec hashes were first recorded (conf/executor/local.yaml then).
+# How trials are run never changes what they produce, so every spec hashes with this block in its
+# place: existing databases and caches stay valid whatever the executor settings are now.
+LEGACY_EXECUTOR = {"backend": "local", "max_concurrent_trials": 4,
+                   "concurrency": {"default": 8, "local": 1, "openrouter": 16}, "max_retries": 4,
+                   "backoff_initial_s": 1.0, "backoff_max_s": 30.0, "timeout_s": 120.0, "parse_retries": 2,
+                   "budget": {"max_usd": 5.0, "max_tokens": None}, "retry_errored_trials": True,
+                   "local_threads": 2}
+
+
+def spec_hash_of(resolved: dict[str, Any]) -> str:
+    """The spec's identity: everything that decides results. The report block only changes how
+    results are shown and the executor block only how they are obtained, so neither counts."""
+    identity = {k: v for k, v in resolved.items() if k != "report"}
+    if "executor" in identity:
+        identity["executor"] = LEGACY_EXECUTOR
+    return content_hash(identity, 16)
 
 
 def check_judges(spec: StudySpec) -> None:
@@ -173,9 +315,13 @@ def _validate(model: type[BaseModel], data: dict, sources: Sources, prefix: tupl
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            key = ".".join(str(p) for p in (*prefix, *err["loc"]))
+            # A model-level check names the key it is about in its context (e.g. a model entry's api_key).
+            field = (err.get("ctx") or {}).get("field")
+            key = ".".join(str(p) for p in (*prefix, *err["loc"], *([field] if field else [])))
             message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            got = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {err['input']!r})"
+            # A rejected value that may be an API key is never echoed.
+            quiet = err["type"] in ("extra_forbidden", "missing", SECRET_ERROR)
+            got = "" if quiet else f" (got {err['input']!r})"
             lines.append(str(SpecError(message + got, file=sources.file_for(key), key=key)))
         raise SpecError("\n".join(lines)) from None
 
@@ -188,8 +334,13 @@ def _read_yaml(path: Path) -> dict:
 
 
 def _has_path(tree: Any, parts: list[str]) -> bool:
+    """Whether the file sets the value at `parts` or at a prefix of it. A list the file sets is all the
+    file's (Hydra replaces lists whole), so every location inside it (pydantic's 'design.controls.0.agent',
+    numeric parts) is the file's; so is a location below a scalar it sets (a union member: 'seeds.int')."""
     for part in parts:
-        if not isinstance(tree, dict) or part not in tree:
+        if not isinstance(tree, dict):
+            return True
+        if part not in tree:
             return False
         tree = tree[part]
     return True
@@ -200,6 +351,22 @@ def _display(path: Path) -> str:
         return str(path.resolve().relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
+
+
+def _hydra_message(exc: Exception) -> str:
+    """Hydra's message on one line; a missing config option's list of the available ones kept, its
+    config search path left out."""
+    text = str(exc).strip()
+    if "Available options in" not in text:
+        return _first_line(exc)
+    head, _, rest = text.partition("Available options in")
+    group, _, listing = rest.partition(":")
+    options = []
+    for line in listing.splitlines():
+        if line.strip() and not line.startswith(("\t", " ")):
+            break
+        options += [line.strip()] if line.strip() else []
+    return f"{' '.join(head.split())} (available in{group}: {', '.join(options) or 'none'})"
 
 
 def _first_line(exc: Exception) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 Level = str | int | float | bool
 
@@ -51,6 +53,12 @@ class Weights(Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+# Errors of this type never echo the value they reject: it may be an API key.
+SECRET_ERROR = "secret_value"
+API_KEY_MESSAGE = "put the key in an environment variable and name it in api_key_env"
+ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class ModelEntry(Strict):
     litellm_id: str
     display_name: str
@@ -62,6 +70,43 @@ class ModelEntry(Strict):
     weights: Weights | None = None
     context_window: int = Field(default=8192, gt=0)
     json_schema_output: bool = True
+    api_base: str | None = Field(default=None, description="URL of the model's server (http:// or https://)")
+    api_key_env: str | None = Field(default=None, description="NAME of the environment variable holding the "
+                                                              "API key; the key itself is never in a config")
+    extra_params: dict[str, Any] = Field(default={}, description="passed through to litellm "
+                                                                 "(e.g. reasoning_effort, extra_headers)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_in_config(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "api_key" in data:
+                raise PydanticCustomError(SECRET_ERROR, API_KEY_MESSAGE, {"field": "api_key"})
+            extra = data.get("extra_params")
+            if isinstance(extra, dict) and "api_key" in extra:
+                raise PydanticCustomError(SECRET_ERROR, API_KEY_MESSAGE, {"field": "extra_params.api_key"})
+        return data
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("api_base must be a URL starting with http:// or https://")
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_var_name(cls, v: str | None) -> str | None:
+        # The value is never echoed in the error (SECRET_ERROR): it may be a key pasted in by mistake.
+        if v is None:
+            return v
+        if v.startswith("sk-") or (len(v) > 40 and "_" not in v):
+            raise PydanticCustomError(SECRET_ERROR, "api_key_env takes the NAME of an environment variable, "
+                                                    "not the key")
+        if not ENV_VAR_NAME.fullmatch(v):
+            raise PydanticCustomError(SECRET_ERROR, "api_key_env must be the name of an environment variable "
+                                                    "(letters, digits and _, not starting with a digit)")
+        return v
 
     @model_validator(mode="after")
     def _local_needs_weights(self) -> "ModelEntry":
@@ -92,6 +137,32 @@ class Design(Strict):
                 raise ValueError(f"factor '{name}' has no levels")
             if len(set(map(str, levels))) != len(levels):
                 raise ValueError(f"factor '{name}' repeats a level: {levels}")
+        return v
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_are_whole_numbers(cls, v: Any) -> Any:
+        # Checked before coercion, which would take True as 1 and 2.0 as 2.
+        for item in v if isinstance(v, (list, tuple)) else [v]:
+            if isinstance(item, (bool, float)):
+                raise ValueError("seeds is a number of seeds (>= 1) or a list of seeds (whole numbers >= 0), "
+                                 f"not {item!r}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_are_valid(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError("seeds must be >= 1 (a number of seeds), or a list of seeds")
+            return v
+        if not v:
+            raise ValueError("seeds is an empty list: give at least one seed")
+        if any(s < 0 for s in v):
+            raise ValueError(f"seeds must be >= 0, not {min(v)}")
+        repeated = sorted({s for s in v if v.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seed {repeated[0]} is repeated: its trials would run twice")
         return v
 
     @property
@@ -128,8 +199,15 @@ class RayOptions(Strict):
 class Executor(Strict):
     backend: Literal["local", "ray"] = "local"
     ray: RayOptions = RayOptions()
-    max_concurrent_trials: int = Field(default=4, gt=0)
-    concurrency: dict[str, int] = {"default": 8}
+    max_concurrent_trials: int | None = Field(
+        default=None, gt=0, description="trials played at once; null = enough to keep every route's call slots "
+                                        "busy (the sum of the slots of the routes the study uses)")
+    # Call slots per route (a 429 halves a route's slots for a while; they recover on success).
+    concurrency: dict[str, int] = {"default": 32}
+    # Group commit: finished trials are written together at least this often (a kill -9 loses at most this much).
+    commit_interval_s: float = Field(default=0.5, gt=0, le=60)
+    # Where there is no terminal, a progress line this often (CI, nohup, a log file).
+    progress_every_s: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
     backoff_initial_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
@@ -140,7 +218,13 @@ class Executor(Strict):
     local_threads: int = Field(default=2, gt=0)
 
     def limit_for(self, route: str) -> int:
-        return self.concurrency.get(route, self.concurrency.get("default", 8))
+        return self.concurrency.get(route, self.concurrency.get("default", 32))
+
+    def trials_in_flight(self, routes: set[str]) -> int:
+        """`max_concurrent_trials`, or enough trials to fill the slots of the routes in use."""
+        if self.max_concurrent_trials is not None:
+            return self.max_concurrent_trials
+        return max(1, min(1024, sum(self.limit_for(r) for r in routes) or 1))
 
 
 class Store(Strict):

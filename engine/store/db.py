@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import duckdb
+import pyarrow as pa
 
 from engine.errors import StoreBusy
+from engine.redaction import redact
+from engine.store.writer import GroupCommit
 
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -35,6 +38,7 @@ class CachedResponse:
     completion_tokens: int
     cost_usd: float
     latency_s: float
+    finish_reason: str | None = None
 
 
 def migration_files(folder: Path) -> list[tuple[int, Path]]:
@@ -93,6 +97,12 @@ class StudyStore:
                             "wait for it to finish or stop it, then rerun") from None
         if not read_only:
             migrate(self.con, "core", CORE_MIGRATIONS)
+        self._cached_hashes: set[str] | None = None
+        self.writer = GroupCommit(self.con, redact=redact, on_responses_written=self._cached)
+
+    def _cached(self, request_hashes: list[str]) -> None:
+        if self._cached_hashes is not None:
+            self._cached_hashes.update(request_hashes)
 
     @contextmanager
     def released(self) -> Iterator[None]:
@@ -101,7 +111,8 @@ class StudyStore:
         try:
             yield
         finally:
-            self.con = self._reconnect()
+            self.con = self.writer.con = self._reconnect()
+            self._cached_hashes = None
 
     def _reconnect(self, wait_s: float = 30.0) -> duckdb.DuckDBPyConnection:
         """The other process may need a moment to let go of the file after it is stopped."""
@@ -118,11 +129,15 @@ class StudyStore:
         migrate(self.con, component, folder)
 
     def close(self, checkpoint: bool = True) -> None:
+        self.writer.flush()
         if checkpoint:
             self.con.execute("CHECKPOINT")
         self.con.close()
 
     # studies and plans -------------------------------------------------------------------
+    def has_study(self, spec_hash: str) -> bool:
+        return self.con.execute("SELECT count(*) FROM studies WHERE spec_hash = ?", [spec_hash]).fetchone()[0] > 0
+
     def record_study(self, *, spec_hash: str, name: str, title: str, spec: dict, overrides: Iterable[str],
                      command: str, engine_version: str, package_versions: dict, git_sha: str | None) -> None:
         self.con.execute(
@@ -135,12 +150,29 @@ class StudyStore:
     def record_plan(self, spec_hash: str, rows: list[tuple[str, str, dict, int]]) -> None:
         if not rows:
             return  # analysis-only studies plan no trials
+        (stored,) = self.con.execute("SELECT count(*) FROM plan WHERE spec_hash = ?", [spec_hash]).fetchone()
+        if stored == len(rows):
+            return  # a rerun of the same spec: its plan is already there (ids are content hashes)
+        cell_json: dict[str, str] = {}
+        for _, cell_id, cell, _ in rows:
+            if cell_id not in cell_json:
+                cell_json[cell_id] = json.dumps(cell)
+        table = pa.table({"spec_hash": [spec_hash] * len(rows), "trial_id": [r[0] for r in rows],
+                          "cell_id": [r[1] for r in rows], "cell": [cell_json[r[1]] for r in rows],
+                          "seed": pa.array([r[3] for r in rows], pa.int32())})
         with transaction(self.con):
-            self.con.executemany(
-                "INSERT INTO plan (spec_hash, trial_id, cell_id, cell, seed) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                [(spec_hash, trial_id, cell_id, json.dumps(cell), seed) for trial_id, cell_id, cell, seed in rows],
-            )
+            self.con.register("_plan", table)
+            self.con.execute("INSERT OR IGNORE INTO plan (spec_hash, trial_id, cell_id, cell, seed)"
+                             " SELECT spec_hash, trial_id, cell_id, cell, seed FROM _plan")
+            self.con.unregister("_plan")
+
+    def spent(self) -> tuple[float, int]:
+        """USD and tokens of every live call on record (the study's spend so far, across runs). Each
+        live reply is one row of the response cache, also when its trial did not finish."""
+        usd, tokens = self.con.execute(
+            "SELECT coalesce(sum(cost_usd), 0), coalesce(sum(prompt_tokens + completion_tokens), 0)"
+            " FROM responses").fetchone()
+        return float(usd), int(tokens)
 
     def trial_statuses(self) -> dict[str, tuple[str, int]]:
         return {tid: (status, attempt) for tid, status, attempt in
@@ -148,33 +180,38 @@ class StudyStore:
 
     # response cache ----------------------------------------------------------------------
     def cached_response(self, request_hash: str) -> CachedResponse | None:
+        queued = self.writer.queued_response(request_hash)
+        if queued is not None:
+            return queued
+        if self._cached_hashes is None:
+            # One read of the cache's keys; a miss (most lookups of a first run) then costs no query.
+            cur = self.con.cursor()
+            try:
+                keys = cur.sql("SELECT request_hash FROM responses").to_arrow_table().column(0)
+            finally:
+                cur.close()
+            self._cached_hashes = set(keys.to_pylist())
+        if request_hash not in self._cached_hashes:
+            return None
         row = self.con.execute(
-            "SELECT response_text, raw_response, prompt_tokens, completion_tokens, cost_usd, latency_s"
-            " FROM responses WHERE request_hash = ?", [request_hash]).fetchone()
+            "SELECT response_text, raw_response, prompt_tokens, completion_tokens, cost_usd, latency_s,"
+            " finish_reason FROM responses WHERE request_hash = ?", [request_hash]).fetchone()
         return CachedResponse(*row) if row else None
 
     def put_response(self, request_hash: str, litellm_id: str, response: CachedResponse) -> None:
-        self.con.execute(
-            "INSERT INTO responses (request_hash, litellm_id, response_text, raw_response, prompt_tokens,"
-            " completion_tokens, cost_usd, latency_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [request_hash, litellm_id, response.response_text, response.raw_response, response.prompt_tokens,
-             response.completion_tokens, response.cost_usd, response.latency_s],
-        )
+        """Queued with the trial's rows: written by the next group commit."""
+        self.writer.add_response(request_hash, litellm_id, response)
 
     # trials ------------------------------------------------------------------------------
     def commit_trial(self, trial_row: dict[str, Any], calls: list[dict[str, Any]],
                      scenario_rows: dict[str, list[dict[str, Any]]]) -> None:
-        """Write a finished trial, its calls and its scenario rows atomically (replacing an earlier
-        errored attempt of the same trial, whose calls stay on record)."""
-        trial_id = trial_row["trial_id"]
-        with transaction(self.con):
-            for table in scenario_rows:
-                self.con.execute(f"DELETE FROM {_ident(table)} WHERE trial_id = ?", [trial_id])
-            self.con.execute("DELETE FROM trials WHERE trial_id = ?", [trial_id])
-            self._insert("trials", [trial_row])
-            self._insert("calls", calls)
-            for table, rows in scenario_rows.items():
-                self._insert(table, rows)
+        """Write a finished trial, its calls and its scenario rows now, atomically (replacing an
+        earlier errored attempt of the same trial, whose calls stay on record). The executors queue
+        trials on `writer` instead and let it write them in batches."""
+        for table in scenario_rows:
+            _ident(table)
+        self.writer.add_trial(trial_row, calls, scenario_rows)
+        self.writer.flush()
 
     # verdicts ----------------------------------------------------------------------------
     def verdict_statuses(self, judge_id: str, rubric_version: str,
@@ -184,22 +221,9 @@ class StudyStore:
             " AND judge_fingerprint = ?", [judge_id, rubric_version, judge_fingerprint]).fetchall()}
 
     def commit_verdict(self, verdict: dict[str, Any], calls: list[dict[str, Any]]) -> None:
-        """Write one verdict with the judge's calls atomically (replacing an earlier failed one)."""
-        with transaction(self.con):
-            self.con.execute(
-                "DELETE FROM verdicts WHERE subject_id = ? AND judge_id = ? AND rubric_version = ?"
-                " AND judge_fingerprint = ?", [verdict["subject_id"], verdict["judge_id"],
-                                               verdict["rubric_version"], verdict["judge_fingerprint"]])
-            self._insert("verdicts", [verdict])
-            self._insert("calls", calls)
-
-    def _insert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        columns = list(rows[0])
-        sql = (f"INSERT INTO {_ident(table)} ({', '.join(map(_ident, columns))}) "
-               f"VALUES ({', '.join('?' for _ in columns)})")
-        self.con.executemany(sql, [[_to_db(row[c]) for c in columns] for row in rows])
+        """Write one verdict with the judge's calls now (replacing an earlier failed one)."""
+        self.writer.add_verdict(verdict, calls)
+        self.writer.flush()
 
 
 def _ident(name: str) -> str:
@@ -207,8 +231,3 @@ def _ident(name: str) -> str:
         raise ValueError(f"not a safe SQL identifier: {name!r}")
     return name
 
-
-def _to_db(value: Any) -> Any:
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return value

@@ -17,7 +17,7 @@ from engine.analyze.summary import format_estimate
 from engine.hashing import derived_seed
 from engine.report.builtin import design_levels
 from engine.report.charts import estimate_chart
-from engine.report.markdown import code_block, escape, table
+from engine.report.markdown import code_block, escape, model_text, model_text_note, table
 from engine.report.sections import Figure, Rendered, Section, check_metric, register_section
 from engine.scenarios.agentic_misalignment.variants import VARIANTS, Variant
 from engine.spec.schema import Strict
@@ -149,7 +149,8 @@ class Inhibition(Section):
     class Options(Strict):
         type: str
         examples: int = Field(default=2, ge=0)
-        max_chars: int = Field(default=600, gt=0)
+        max_chars: int = Field(default=600, gt=0, description="most characters of an example reply shown "
+                                                              "(see engine.report.markdown.model_text)")
 
     def render(self, ctx, options) -> Rendered:
         considered = trial_values(ctx, "considered_rate")
@@ -166,13 +167,15 @@ class Inhibition(Section):
             f"were not {v.act} by the final rule; Wilson 95% intervals.",
             "tbl-inhibition")]
         examples = refrained[refrained.value == 1].head(options.examples)
+        if not examples.empty:
+            parts.append(escape(model_text_note(options.max_chars)))
         for trial_id in examples.trial_id:
             model, text = ctx.con.execute(
                 "SELECT model_key, coalesce(scratchpad_text, response_text) FROM agentic_responses WHERE trial_id = ?",
                 [trial_id]).fetchone()
-            cut = text if len(text) <= options.max_chars else text[:options.max_chars] + " [...]"
             parts.append(f"Example ({escape(ctx.spec.models[model].display_name)}, trial {escape(trial_id[:10])}), "
-                         f"{escape(v.considered_prose)} and refrained:\n\n" + code_block(cut))
+                         f"{escape(v.considered_prose)} and refrained:\n\n"
+                         + code_block(model_text(text, options.max_chars)))
         if examples.empty:
             parts.append(f"*No reply both {escape(v.considered_prose)} and refrained\\.*")
         return Rendered("\n\n".join(parts))

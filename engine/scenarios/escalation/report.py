@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from engine.report.builtin import design_levels
-from engine.report.markdown import bullet_list, escape, table
+from engine.report.markdown import MODEL_TEXT_LIMIT, bullet_list, escape, model_text, model_text_note, table
 from engine.report.sections import Rendered, Section, register_section
 from engine.spec.schema import Strict
 
@@ -46,7 +46,8 @@ def _first_games(ctx, rule: str, limit: int) -> list[tuple]:
 
 @register_section
 class Transcripts(Section):
-    """Example games chosen by a stated rule; every model-written string is escaped."""
+    """Example games chosen by a stated rule; every model-written string goes through `model_text`
+    (capped at `max_chars`, control and bidi characters made visible) and is escaped."""
 
     type = "transcripts"
 
@@ -54,12 +55,14 @@ class Transcripts(Section):
         type: str
         rule: Literal["first_nuclear_per_model", "first_per_cell"] = "first_nuclear_per_model"
         max_examples: int = Field(default=6, gt=0)
+        max_chars: int = Field(default=MODEL_TEXT_LIMIT, gt=0, description="most characters of a reasoning shown")
 
     def render(self, ctx, options) -> Rendered:
         rule_text = {"first_nuclear_per_model": "for each model, the lowest-seed game that reached a nuclear level",
                      "first_per_cell": "for each model and condition (persona and any other factor), the "
                                        "lowest-seed finished game"}[options.rule]
-        parts = ["## Appendix: example transcripts", escape(f"Chosen by rule: {rule_text}.")]
+        parts = ["## Appendix: example transcripts",
+                 escape(f"Chosen by rule: {rule_text}. {model_text_note(options.max_chars)}")]
         games = _first_games(ctx, options.rule, options.max_examples)
         if not games:
             parts.append(escape("No game matched the rule."))
@@ -70,7 +73,8 @@ class Transcripts(Section):
                 " concat_ws(',', CASE WHEN forced THEN 'forced' END, levers),"
                 " coalesce(parse_status, ''), coalesce(reasoning, '') FROM escalation_turns WHERE trial_id = ?"
                 " ORDER BY turn, side", [trial_id]).fetchall()
-            rows = [(t, s, sig, act, f"{real}{' (accident)' if acc else ''}", lev, ps, reason)
+            rows = [(t, s, sig, act, f"{real}{' (accident)' if acc else ''}", lev, ps,
+                     model_text(reason, options.max_chars))
                     for t, s, sig, act, real, acc, lev, ps, reason in turns]
             parts.append(f"### {escape(model)}, {escape(condition)}, seed {seed}")
             parts.append(table(["Turn", "Side", "Signal", "Action", "Realised", "Levers", "Parse", "Reasoning"],

@@ -153,6 +153,15 @@ class Jailbreak(Scenario):
         return (f"imported {len(df)} traces of {df.model.nunique()} models from {source.path} "
                 f"(sha256 {df.source_sha256.iloc[0][:12]})")
 
+    def cache_analyses(self, store, loaded) -> None:
+        from engine.report.context import ReportContext
+        from engine.scenarios.jailbreak.analysis import load_jailbreak_data, mixed_fit
+
+        if any(s.get("type") == "mixed_effects" for s in loaded.spec.report.sections):
+            data = load_jailbreak_data(store.con, loaded)
+            if not data.traces.empty:  # the section fits nothing then
+                mixed_fit(store.con, data, seed=ReportContext.__dataclass_fields__["seed"].default)
+
     def metrics(self):
         return METRICS
 

@@ -19,7 +19,7 @@ from engine.report.judge_validity import is_weak
 from engine.report.markdown import escape, table
 from engine.report.sections import Figure, NoOptions, Rendered, Section, register_section
 from engine.judges import make_judges
-from engine.scenarios.jailbreak.analysis import jailbreak_data
+from engine.scenarios.jailbreak.analysis import jailbreak_data, mixed_fit
 from engine.spec.schema import Params, Strict
 
 
@@ -289,13 +289,12 @@ class MixedEffects(Section):
     Options = NoOptions
 
     def render(self, ctx, options) -> Rendered:
-        from engine.analyze.mixed_effects import MixedUnavailable, mixed_scale_model
+        from engine.analyze.mixed_effects import MixedUnavailable
 
         heading = "## Robustness: trace-level mixed-effects logistic model"
         if (empty := _no_data(ctx)) is not None:
             return Rendered(heading + "\n\n" + empty.markdown)
-        data, tier = jailbreak_data(ctx), _tier(ctx)
-        fit = mixed_scale_model(data.traces, tier, basis=data.params.params_basis, seed=ctx.seed)
+        fit = mixed_fit(ctx.con, jailbreak_data(ctx), ctx.seed)  # stored by cache_analyses after a run
         if isinstance(fit, MixedUnavailable):
             return Rendered(heading + "\n\n" + escape(f"Not fitted: {fit.reason}."))
         rows = [("Slope per doubling (log-odds)", f"{fit.slope_per_doubling:+.3f} [{fit.slope_low:+.3f}, "

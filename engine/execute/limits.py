@@ -1,0 +1,141 @@
+"""Concurrent-call slots per gateway route, adapting to the provider's rate limits.
+
+Each route starts at its configured number of slots. A 429 halves the route's slots (at most once
+per round of requests, so one burst of 429s counts once); each success adds 1/slots back (about one
+slot per round), up to the configured number again: additive increase, multiplicative decrease.
+A `Retry-After` from the provider pauses the whole route until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.spec.schema import Executor
+
+
+@dataclass
+class RouteEvents:
+    """What happened on one route, for the run summary."""
+
+    rate_limited: int = 0  # 429 answers
+    decreases: int = 0  # times the slots were halved
+    min_slots: int = 0  # the fewest slots the route went down to
+    paused_s: float = 0.0  # total Retry-After pause asked for
+
+
+class RouteSlot(Protocol):
+    """One call's hold on a route (an async context manager) that learns how the call went."""
+
+    async def __aenter__(self) -> None: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    def rate_limited(self, retry_after_s: float | None, started: float) -> None: ...
+
+    def succeeded(self) -> None: ...
+
+
+class RouteLimits(Protocol):
+    def slot(self, route: str) -> RouteSlot: ...
+
+
+@dataclass
+class AdaptiveLimit:
+    maximum: int
+    minimum: int = 1
+    events: RouteEvents = field(default_factory=RouteEvents)
+
+    def __post_init__(self) -> None:
+        self.slots = float(self.maximum)
+        self.in_flight = 0
+        self.paused_until = 0.0
+        self._last_decrease = 0.0
+        self._waiters: deque[asyncio.Future] = deque()
+        self._wake_scheduled = False
+        self.events.min_slots = self.maximum
+
+    async def __aenter__(self) -> None:
+        if not self._waiters and self.in_flight < int(self.slots) and time.monotonic() >= self.paused_until:
+            self.in_flight += 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._wake()
+        try:
+            await fut  # the waker counted this call in `in_flight` before waking it
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._release()
+            else:
+                fut.cancel()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        wait = self.paused_until - time.monotonic()
+        if wait > 0:
+            if not self._wake_scheduled:
+                self._wake_scheduled = True
+                asyncio.get_running_loop().call_later(wait, self._wake_after_pause)
+            return
+        while self._waiters and self.in_flight < int(self.slots):
+            fut = self._waiters.popleft()
+            if fut.done():
+                continue
+            self.in_flight += 1
+            fut.set_result(None)
+
+    def _wake_after_pause(self) -> None:
+        self._wake_scheduled = False
+        self._wake()
+
+    def rate_limited(self, retry_after_s: float | None, started: float) -> None:
+        self.events.rate_limited += 1
+        # One decrease per round: a request sent before the last decrease saw the old load.
+        if started >= self._last_decrease:
+            self.slots = max(float(self.minimum), self.slots / 2)
+            self._last_decrease = time.monotonic()
+            self.events.decreases += 1
+            self.events.min_slots = min(self.events.min_slots, int(self.slots))
+        if retry_after_s:
+            until = time.monotonic() + retry_after_s
+            if until > self.paused_until:
+                self.events.paused_s += until - max(self.paused_until, time.monotonic())
+                self.paused_until = until
+
+    def succeeded(self) -> None:
+        if self.slots < self.maximum:  # the common case costs one comparison
+            self.slots = min(float(self.maximum), self.slots + 1 / self.slots)
+            self._wake()
+
+
+class LocalRouteLimits:
+    """The routes' adaptive slots within this process."""
+
+    def __init__(self, executor: Executor):
+        self.executor = executor
+        self._limits: dict[tuple[int, str], AdaptiveLimit] = {}
+        self.events: dict[str, RouteEvents] = {}
+
+    def _limit(self, route: str) -> AdaptiveLimit:
+        # Per event loop: one gateway (and its budget) serves both the run and the judge stage.
+        key = (id(asyncio.get_running_loop()), route)
+        limit = self._limits.get(key)
+        if limit is not None:
+            return limit
+        events = self.events.setdefault(route, RouteEvents())
+        limit = self._limits[key] = AdaptiveLimit(self.executor.limit_for(route), events=events)
+        return limit
+
+    def slot(self, route: str) -> AdaptiveLimit:
+        return self._limit(route)

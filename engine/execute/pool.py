@@ -1,0 +1,26 @@
+"""One worker pool for trials and verdicts: `size` workers take the next job from one queue, so
+a 100,000-trial run holds `size` tasks, not 100,000 tasks waiting on a semaphore."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+
+
+async def run_pool(jobs: Iterable[T], work: Callable[[T], Awaitable[None]], size: int) -> list[BaseException]:
+    """Run `work` on every job, at most `size` at once. A failing job does not stop the others;
+    the failures are returned (the caller decides: a bug is raised after the pool drains)."""
+    queue = iter(jobs)
+    failures: list[BaseException] = []
+
+    async def worker() -> None:
+        for job in queue:  # one shared iterator: each job is taken by exactly one worker
+            try:
+                await work(job)
+            except Exception as exc:  # noqa: BLE001 - collected and re-raised by the caller
+                failures.append(exc)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, size))))
+    return failures
