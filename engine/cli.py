@@ -184,6 +184,10 @@ def _judge(args, console) -> int:
 
     loaded, summary = regrade(args.study, args.overrides, only=args.judges, show_progress=not args.no_progress)
     _print_judging(console, summary)
+    if summary.not_run_budget:
+        console.print("[bold yellow]budget reached[/]: the verdicts made are stored; raise executor.budget.max_usd "
+                      "(or executor.budget.max_tokens) and rerun to grade the rest")
+        return EXIT_BUDGET
     console.print(f"re-render the report with: python -m engine report {args.study} {' '.join(args.overrides)}")
     return 0
 

@@ -27,6 +27,11 @@ class Redactor:
         # Longest first, so a key that contains another is masked whole.
         self.secrets = sorted((v for v in values if len(v) >= _MIN_SECRET), key=len, reverse=True)
 
+    def add(self, secret: str) -> None:
+        """Mask this value too (a key read from a variable with an unusual name)."""
+        if len(secret) >= _MIN_SECRET and secret not in self.secrets:
+            self.secrets = sorted([*self.secrets, secret], key=len, reverse=True)
+
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:

@@ -159,7 +159,8 @@ def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: li
     """Judge the stored responses again (with the spec's judges, or some of them): calls the judges'
     models only, never the models under test."""
     loaded = load_spec(study, overrides)
-    study_judges(loaded, only)  # a study without judges, or an unknown --judge, fails before anything opens
+    # A study without judges, an unknown --judge or a missing key variable fails before anything opens.
+    check_credentials(judge_models(study_judges(loaded, only)))
     path = store_path(loaded)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run the study first")

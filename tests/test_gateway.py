@@ -183,3 +183,30 @@ def test_a_reply_written_by_an_earlier_batch_of_the_same_run_is_a_cache_hit(stor
     store.writer.flush()  # written: no longer queued
     again = asyncio.run(gw.complete(request("first")))
     assert again.cache_hit and provider.calls == 1
+
+
+def test_a_bad_row_costs_only_its_own_trial_and_stops_the_run(store):
+    """A batch that fails is written again trial by trial: the good trials and the cached replies
+    are kept, and the failure is raised (a bug is never an outcome, nor silently dropped)."""
+    from engine.store.db import CachedResponse
+
+    def trial(tid, attempt=1):
+        return {"trial_id": tid, "scenario": "s", "cell_id": "c", "cell": {}, "seed": 0, "inputs": {},
+                "status": "done", "error_kind": None, "error": None, "attempt": attempt}
+
+    store.commit_trial(trial("a"), [], {})
+    store.writer.add_response("h1", "m", CachedResponse("r", None, 1, 1, 0.0, 0.1))
+    store.writer.add_trial(trial("a"), [], {})  # a duplicate of a stored trial: a bug
+    store.writer.add_trial(trial("b"), [], {})
+
+    async def run():
+        async with store.writer.running(interval_s=0.01):
+            await asyncio.sleep(0.1)
+            with pytest.raises(Exception):
+                store.writer.check()  # the executors stop playing at once
+
+    with pytest.raises(Exception):
+        asyncio.run(run())
+    ids = sorted(r[0] for r in store.con.execute("SELECT trial_id FROM trials").fetchall())
+    assert ids == ["a", "b"]
+    assert store.con.execute("SELECT count(*) FROM responses").fetchone()[0] == 1

@@ -234,10 +234,82 @@ def test_provider_library_is_imported_before_trials_start():
     code = ("import os, sys; os.environ['LITELLM_LOCAL_MODEL_COST_MAP']='True'\n"
             "from engine.execute.gateway import Gateway\n"
             "from engine.spec.schema import Executor, ModelEntry, Params, Price\n"
-            "m = ModelEntry(litellm_id='openrouter/x/y', display_name='x', provider='p', family='f', route='r',"
+            "m = ModelEntry(litellm_id='anthropic/claude-x', display_name='x', provider='p', family='f', route='r',"
             " params=Params(total_b=1), price=Price(input_per_mtok=0, output_per_mtok=0))\n"
             "assert 'litellm' not in sys.modules\n"
             "Gateway(Executor(), None, cache=object()).warm_up([m])\n"
             "print('litellm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_a_key_in_a_variable_of_any_name_is_masked(tmp_path):
+    """api_key_env may name any variable (here not ending in _KEY): its value is masked too."""
+    db = tmp_path / "s.duckdb"
+    secret = "tok-4f9a8b7c6d5e4f3a2b1c"
+    with loopback_server(0.01, "--echo-auth") as server:
+        result = run_cli(*study_args(server, db, "executor.max_retries=0", "models.loopback.api_key_env=VLLM_AUTH"),
+                         env={"VLLM_AUTH": secret})
+    assert result.returncode == 1 and secret not in result.stdout + result.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_an_empty_reply_cut_by_max_tokens_is_billed_and_not_retried(tmp_path):
+    from engine.errors import ProviderError
+    from engine.execute.gateway import ChatRequest, Gateway
+    from engine.spec.schema import Executor, ModelEntry, Params, Price
+    from engine.store.db import StudyStore
+    from types import SimpleNamespace
+
+    calls = []
+
+    async def provider(**kwargs):
+        calls.append(kwargs)
+        choice = SimpleNamespace(message=SimpleNamespace(content=None, tool_calls=None), finish_reason="length")
+        return SimpleNamespace(choices=[choice], usage=SimpleNamespace(prompt_tokens=100, completion_tokens=500))
+
+    model = ModelEntry(litellm_id="anthropic/x", display_name="x", provider="p", family="f", route="r",
+                       params=Params(total_b=1), price=Price(input_per_mtok=1.0, output_per_mtok=2.0))
+    store = StudyStore(tmp_path / "g.duckdb")
+    gw = Gateway(Executor(max_retries=4), store, call_fn=provider)
+    with pytest.raises(ProviderError) as info:
+        asyncio.run(gw.complete(ChatRequest("m", model, [{"role": "user", "content": "q"}], 0.0, 1.0, 500, 1)))
+    assert len(calls) == 1  # the same request would stop the same way: not paid for again
+    assert "finish_reason=length" in str(info.value) and "generation.max_tokens" in str(info.value)
+    assert gw.stats.completion_tokens == 500 and gw.stats.cost_usd == pytest.approx(0.0011)
+    store.close()
+
+
+def test_retry_after_waits_are_capped():
+    from engine.errors import ProviderError
+    from engine.execute.gateway import ChatRequest, Gateway
+    from engine.execute.transports import TransportError
+    from engine.spec.schema import Executor, ModelEntry, Params, Price
+
+    sleeps = []
+
+    async def provider(**kwargs):
+        raise TransportError("HTTP 429: quota", 429, retry_after_s=3600)
+
+    async def sleep(s):
+        sleeps.append(s)
+
+    class NoCache:
+        async def get(self, h):
+            return None
+
+        async def put(self, *a):
+            pass
+
+    model = ModelEntry(litellm_id="anthropic/x", display_name="x", provider="p", family="f", route="r",
+                       params=Params(total_b=1), price=Price(input_per_mtok=0, output_per_mtok=0))
+    gw = Gateway(Executor(max_retries=2, retry_after_max_s=0.2, backoff_initial_s=0.01, backoff_max_s=0.01), None, call_fn=provider, sleep=sleep, cache=NoCache())
+
+    async def run():
+        with pytest.raises(ProviderError):
+            await gw.complete(ChatRequest("m", model, [{"role": "user", "content": "q"}], 0.0, 1.0, 5, 1))
+
+    asyncio.run(run())
+    assert sleeps == [0.2, 0.2] and gw.stats.rate_limited == 3  # 3600 s asked, 0.2 s waited

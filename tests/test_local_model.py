@@ -101,8 +101,9 @@ def test_token_budget_stops_the_run_and_a_rerun_resumes_from_cache(tmp_path):
             "design.controls=[]", "design.seeds=3", "scenario.max_turns=3", "executor.max_concurrent_trials=1",
             f"store.path={db}", "--no-progress", "--no-report"]
     capped = run_cli(*args, "executor.budget.max_tokens=1500")
-    assert capped.returncode == 0, capped.stderr
+    assert capped.returncode == 3, capped.stderr  # stopped by the budget: says so, names the key, exits 3
     assert "0 done now" in capped.stdout and "3 not run (budget)" in capped.stdout
+    assert "budget reached" in capped.stdout and "executor.budget.max_tokens=1500" in capped.stdout
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 0  # nothing half-counted
     spent = con.execute("SELECT count(*), sum(prompt_tokens + completion_tokens) FROM responses").fetchone()

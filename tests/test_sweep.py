@@ -210,3 +210,23 @@ def test_unknown_sweep_metric_and_ray_client_are_spec_errors_naming_the_key():
         load_spec("model_size", ["+report.sweep_metrics=[nope]"])
     with pytest.raises(SpecError, match="executor.ray.address.*Ray Client"):
         load_spec("model_size", ["executor=ray", "executor.ray.address=ray://head:10001"])
+
+
+def test_the_study_budget_is_shared_by_the_jobs_of_a_sweep(tmp_path):
+    """Each job runs into its own shard, blind to its siblings' spend: at launch every job gets its
+    part of what the study has left, on top of the spend its shard already holds."""
+    from engine.execute.gateway import Gateway
+    from engine.store.db import CachedResponse, StudyStore
+    from engine.sweep.launch import seed
+
+    study = StudyStore(tmp_path / "study.duckdb")
+    study.put_response("h", "openai/x", CachedResponse("r", None, 10, 10, 2.0, 0.1))  # $2 already spent
+    study.close()
+    sweep = expand_sweep("model_size", sweep_args(tmp_path, "executor.budget.max_usd=5", "scenario.max_turns=3,6"))
+    seed(sweep)
+    for job in sweep.jobs:
+        shard = StudyStore(sweep.shard(job))
+        gateway = Gateway(job.loaded.spec.executor, shard)
+        # $3 left, two jobs: each may spend $1.50 past the $2 its seeded cache holds
+        assert gateway.budget.max_usd == pytest.approx(3.5) and gateway.budget.spent_usd == pytest.approx(2.0)
+        shard.close()

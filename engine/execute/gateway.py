@@ -155,7 +155,9 @@ def is_rate_limit(exc: BaseException) -> bool:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, (asyncio.TimeoutError, EmptyReply)):
+    if isinstance(exc, EmptyReply):
+        return not exc.final
+    if isinstance(exc, asyncio.TimeoutError):
         return True
     if isinstance(exc, TransportError):
         return exc.status_code is None or exc.status_code in RETRYABLE_STATUS
@@ -205,6 +207,10 @@ class Gateway:
         self.budget = budget or Budget(executor.budget.max_usd, executor.budget.max_tokens)
         if budget is None and store is not None:
             self.budget.spent_before_usd, self.budget.spent_before_tokens = store.spent()
+            share = store.budget_share()  # a sweep job gets its share of what the study had left
+            if share is not None:
+                self.budget.max_usd = _tighter(self.budget.max_usd, share[0])
+                self.budget.max_tokens = _tighter(self.budget.max_tokens, share[1])
         self.budget.stats = self.stats
         self._litellm = LiteLLM(call_fn)
         self._direct = None if call_fn is not None else OpenAICompatible()
@@ -222,9 +228,12 @@ class Gateway:
         return self._direct if self._direct is not None and is_openai_compatible(model) else self._litellm
 
     async def close(self) -> None:
-        """Close this event loop's connection pools (call at the end of each asyncio.run)."""
+        """Close this event loop's connection pools and route limits (at the end of each run)."""
         if self._direct is not None:
             await self._direct.close()
+        forget = getattr(self.limits, "forget_loop", None)
+        if forget is not None:
+            forget()
 
     async def complete(self, req: ChatRequest) -> Completion:
         cached = await self.cache.get(req.request_hash)
@@ -237,16 +246,20 @@ class Gateway:
         reply, latency, retries = await self._call_with_retries(req)
         text = redact(reply.text or "")
         raw = redact(reply.raw_json)
-        cost = req.model.price.cost(reply.prompt_tokens, reply.completion_tokens)
+        cost = self._account(req, reply)
         self.stats.live_calls += 1
-        self.stats.prompt_tokens += reply.prompt_tokens
-        self.stats.completion_tokens += reply.completion_tokens
-        self.stats.cost_usd += cost
         await self.cache.put(req.request_hash, req.model.litellm_id,
                              CachedResponse(text, raw, reply.prompt_tokens, reply.completion_tokens, cost, latency,
                                             reply.finish_reason))
         return Completion(text, raw, reply.prompt_tokens, reply.completion_tokens, cost, latency, False, retries,
                           reply.finish_reason)
+
+    def _account(self, req: ChatRequest, reply: ProviderReply) -> float:
+        cost = req.model.price.cost(reply.prompt_tokens, reply.completion_tokens)
+        self.stats.prompt_tokens += reply.prompt_tokens
+        self.stats.completion_tokens += reply.completion_tokens
+        self.stats.cost_usd += cost
+        return cost
 
     async def _call_with_retries(self, req: ChatRequest) -> tuple[ProviderReply, float, int]:
         retries = 0
@@ -260,11 +273,19 @@ class Gateway:
                     async with asyncio.timeout(self.executor.timeout_s):
                         reply = await self._transport(req.model).complete(req.model_key, req.model, req.body())
                     if not reply.text and not reply.tool_calls:
+                        self._account(req, reply)  # an empty reply is still billed
+                        if reply.finish_reason in ("length", "content_filter"):
+                            # The same request would stop the same way: retrying only pays again.
+                            raise EmptyReply(f"empty reply: the model stopped (finish_reason={reply.finish_reason})"
+                                             + (" before any text; raise generation.max_tokens"
+                                                if reply.finish_reason == "length" else ""), final=True)
                         raise EmptyReply("HTTP 200 with an empty reply")
                     slot.succeeded()
                     return reply, time.monotonic() - started, retries
                 except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
                     error, wait = exc, retry_after(exc)
+                    if wait is not None:  # a provider may ask for an hour; we wait at most this long
+                        wait = min(wait, self.executor.retry_after_max_s)
                     if is_rate_limit(exc):
                         self.stats.rate_limited += 1
                         slot.rate_limited(wait, started)
@@ -284,11 +305,15 @@ class Gateway:
             await self._sleep(max(delay, wait or 0.0))
 
 
+def _tighter(cap, share):
+    return share if cap is None else cap if share is None else min(cap, share)
+
+
 def describe_error(exc: BaseException, executor: Executor) -> str:
     """One line a researcher can act on, with any key masked."""
     if isinstance(exc, TimeoutError):
         return f"no reply within {executor.timeout_s:g} s (executor.timeout_s)"
-    text = str(exc).strip().splitlines()
+    text = redact(str(exc)).strip().splitlines()  # redacted before it is cut: no half key survives
     message = (text[0] if text else "")[:300]
     name = type(exc).__name__
-    return redact(f"{name}: {message}" if message else name)
+    return f"{name}: {message}" if message else name

@@ -56,7 +56,7 @@ class AdaptiveLimit:
         self._last_decrease = 0.0
         self._waiters: deque[asyncio.Future] = deque()
         self._wake_scheduled = False
-        self.events.min_slots = self.maximum
+        self.events.min_slots = min(self.events.min_slots or self.maximum, self.maximum)
 
     async def __aenter__(self) -> None:
         if not self._waiters and self.in_flight < int(self.slots) and time.monotonic() >= self.paused_until:
@@ -139,3 +139,9 @@ class LocalRouteLimits:
 
     def slot(self, route: str) -> AdaptiveLimit:
         return self._limit(route)
+
+    def forget_loop(self) -> None:
+        """Drop the running loop's limits (its timers die with it; a later loop may reuse its id)."""
+        loop_id = id(asyncio.get_running_loop())
+        for key in [k for k in self._limits if k[0] == loop_id]:
+            del self._limits[key]

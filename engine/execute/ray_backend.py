@@ -180,7 +180,9 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
             try:
                 while queue or in_flight:
                     while queue and len(in_flight) < in_flight_max:
-                        budget = trial_budget(executor, stats, in_flight_max, spent_before)
+                        # shared by the trials that can still be in flight, not by every slot
+                        share = max(1, min(in_flight_max, len(queue) + len(in_flight)))
+                        budget = trial_budget(executor, stats, share, spent_before)
                         if budget.exhausted:
                             counts["budget"] += len(queue)
                             queue.clear()

@@ -128,6 +128,7 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
 
     async def play(job: tuple[Trial, int]) -> None:
         trial, attempt = job
+        store.writer.check()  # a failed write is a bug: play nothing more
         ctx = CallContext(trial.trial_id, trial.seed, attempt, gateway, spec.models, spec.executor.parse_retries,
                           on_call=progress.refresh)
         try:
@@ -141,9 +142,11 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
         progress.trial_finished(record.status)
 
     with progress:
-        async with store.writer.running(interval_s=spec.executor.commit_interval_s, on_tick=progress.tick):
-            results = await run_pool(todo, play, in_flight)
-        await gateway.close()
+        try:
+            async with store.writer.running(interval_s=spec.executor.commit_interval_s, on_tick=progress.tick):
+                results = await run_pool(todo, play, in_flight)
+        finally:
+            await gateway.close()
     raise_first_bug(results)
     return RunSummary(len(plan.trials), finished, counts["done"], counts["error"], counts["budget"],
                       gateway.stats, time.perf_counter() - started, routes=route_events(gateway),

@@ -20,11 +20,16 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from engine.errors import SpecError
+from engine.redaction import redactor
 from engine.spec.schema import ModelEntry
 
-# litellm providers that speak the OpenAI chat-completions protocol over HTTP.
-OPENAI_COMPATIBLE = {"openai": "https://api.openai.com/v1", "hosted_vllm": None}
-DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "hosted_vllm": "HOSTED_VLLM_API_KEY"}
+# litellm providers that speak the OpenAI chat-completions protocol over HTTP, with their endpoints.
+OPENAI_COMPATIBLE = {"openai": "https://api.openai.com/v1", "hosted_vllm": None,
+                     "openrouter": "https://openrouter.ai/api/v1"}
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "hosted_vllm": "HOSTED_VLLM_API_KEY",
+                   "openrouter": "OPENROUTER_API_KEY"}
+# Providers whose default variable holds a key meant for whatever server api_base names.
+OWN_KEY_VARIABLE = {"hosted_vllm"}
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 
 
@@ -48,7 +53,12 @@ class TransportError(Exception):
 
 
 class EmptyReply(TransportError):
-    """HTTP 200 with no content: retried like a provider error, never cached."""
+    """HTTP 200 with no content: retried like a provider error (unless the model stopped on its own
+    account: `final`), never cached."""
+
+    def __init__(self, message: str, final: bool = False):
+        super().__init__(message)
+        self.final = final
 
 
 def provider_of(model: ModelEntry) -> str:
@@ -63,13 +73,17 @@ def api_key(model: ModelEntry, model_key: str) -> str | None:
     """The key from the environment variable the model entry names (never from a config). The
     provider's default variable (OPENAI_API_KEY) is used only for the provider's own endpoint: a
     key is never sent to another server unless its entry names the variable."""
-    name = model.api_key_env or (DEFAULT_KEY_ENV.get(provider_of(model)) if model.api_base is None else None)
+    provider = provider_of(model)
+    default = DEFAULT_KEY_ENV.get(provider) if model.api_base is None or provider in OWN_KEY_VARIABLE else None
+    name = model.api_key_env or default
     if name is None:
         return None
     value = os.environ.get(name)
     if value is None and model.api_key_env:
         raise SpecError(f"the environment variable {name} named by api_key_env is not set",
                         key=f"models.{model_key}.api_key_env")
+    if value:
+        redactor().add(value)  # whatever the variable is called, its value is masked everywhere
     return value
 
 
@@ -79,6 +93,8 @@ def check_credentials(models: dict[str, ModelEntry]) -> None:
         if model.api_key_env and not os.environ.get(model.api_key_env):
             raise SpecError(f"the environment variable {model.api_key_env} named by api_key_env is not set "
                             f"(export it with the key of {model.display_name})", key=f"models.{key}.api_key_env")
+        if model.api_key_env:
+            redactor().add(os.environ[model.api_key_env])
 
 
 def endpoint(model: ModelEntry, model_key: str) -> str:
@@ -146,7 +162,8 @@ class OpenAICompatible:
         headers = {"Content-Type": "application/json", **extra.pop("extra_headers", {})}
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        payload = {**body, "model": model.litellm_id.split("/", 1)[1], **extra}
+        # As litellm does: extra_body's keys go into the request body itself (vLLM's chat_template_kwargs).
+        payload = {**body, "model": model.litellm_id.split("/", 1)[1], **extra.pop("extra_body", {}), **extra}
         try:
             async with self._session(url).post(url, data=orjson.dumps(payload, default=str), headers=headers) as response:
                 text = (await response.read()).decode("utf-8", errors="replace")
@@ -168,15 +185,18 @@ class OpenAICompatible:
 
 
 def _error_text(body: str) -> str:
+    """The provider's error message, redacted before it is cut (a cut key would escape the mask)."""
+    from engine.redaction import redact
+
     try:
         error = json.loads(body).get("error")
         if isinstance(error, dict):
-            return str(error.get("message") or error)[:300]
+            return redact(str(error.get("message") or error))[:300]
         if error:
-            return str(error)[:300]
+            return redact(str(error))[:300]
     except (ValueError, AttributeError):
         pass
-    return body.strip()[:300]
+    return redact(body.strip())[:300]
 
 
 class LiteLLM:

@@ -74,6 +74,7 @@ async def grade_all(todo: list[tuple[Judge, JudgeSubject, int]], already_done: i
 
     async def one(job: tuple[Judge, JudgeSubject, int]) -> None:
         judge, subject, attempt = job
+        store.writer.check()  # a failed write is a bug: grade nothing more
         ctx = CallContext(subject.subject_id, derived_seed(subject.subject_id), attempt, gateway, models,
                           parse_retries, on_call=progress.refresh)
         row = {"subject_id": subject.subject_id, **judge.verdict_key, "judge_kind": judge.kind, "attempt": attempt,
@@ -94,9 +95,11 @@ async def grade_all(todo: list[tuple[Judge, JudgeSubject, int]], already_done: i
         progress.trial_finished(row["status"])
 
     with progress:
-        async with store.writer.running(on_tick=progress.tick):
-            bugs = await run_pool(todo, one, concurrency)
-        await gateway.close()
+        try:
+            async with store.writer.running(on_tick=progress.tick):
+                bugs = await run_pool(todo, one, concurrency)
+        finally:
+            await gateway.close()
     if bugs:
         raise bugs[0]
     return counts["ok"], counts["error"], counts["budget"]

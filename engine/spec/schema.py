@@ -211,6 +211,8 @@ class Executor(Strict):
     max_retries: int = Field(default=4, ge=0)
     backoff_initial_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
+    # The longest wait a provider's Retry-After can impose on one retry (some ask for an hour).
+    retry_after_max_s: float = Field(default=120.0, ge=0)
     timeout_s: float = Field(default=120.0, gt=0)
     parse_retries: int = Field(default=2, ge=0)
     budget: Budget = Budget()

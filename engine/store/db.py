@@ -150,9 +150,8 @@ class StudyStore:
     def record_plan(self, spec_hash: str, rows: list[tuple[str, str, dict, int]]) -> None:
         if not rows:
             return  # analysis-only studies plan no trials
-        (stored,) = self.con.execute("SELECT count(*) FROM plan WHERE spec_hash = ?", [spec_hash]).fetchone()
-        if stored == len(rows):
-            return  # a rerun of the same spec: its plan is already there (ids are content hashes)
+        # Insert-or-ignore in bulk: a rerun adds nothing, and a changed corpus or scenario version
+        # under the same spec hash adds its new trial ids.
         cell_json: dict[str, str] = {}
         for _, cell_id, cell, _ in rows:
             if cell_id not in cell_json:
@@ -165,6 +164,17 @@ class StudyStore:
             self.con.execute("INSERT OR IGNORE INTO plan (spec_hash, trial_id, cell_id, cell, seed)"
                              " SELECT spec_hash, trial_id, cell_id, cell, seed FROM _plan")
             self.con.unregister("_plan")
+
+    def set_budget_share(self, max_usd: float | None, max_tokens: int | None, sweep_id: str, jobs: int) -> None:
+        with transaction(self.con):
+            self.con.execute("DELETE FROM budget_share")
+            self.con.execute("INSERT INTO budget_share (max_usd, max_tokens, sweep_id, jobs) VALUES (?, ?, ?, ?)",
+                             [max_usd, max_tokens, sweep_id, jobs])
+
+    def budget_share(self) -> tuple[float | None, int | None] | None:
+        """A sweep job's cap (its share of what the study had left), if this is a job's shard."""
+        row = self.con.execute("SELECT max_usd, max_tokens FROM budget_share").fetchone()
+        return (row[0], row[1]) if row else None
 
     def spent(self) -> tuple[float, int]:
         """USD and tokens of every live call on record (the study's spend so far, across runs). Each

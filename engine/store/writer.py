@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 import orjson
 import pyarrow as pa
 
-if TYPE_CHECKING:
-    import duckdb
+import duckdb
 
+if TYPE_CHECKING:
     from engine.store.db import CachedResponse
 
 _ARROW = {"VARCHAR": pa.string(), "JSON": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
@@ -41,6 +41,8 @@ class Batch:
     scenario_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     responses: dict[str, tuple[str, "CachedResponse"]] = field(default_factory=dict)
+
+    done: bool = False  # written (or salvaged)
 
     @property
     def rows(self) -> int:
@@ -63,6 +65,7 @@ class GroupCommit:
         self._types: dict[str, dict[str, pa.DataType]] = {}
         self._json: dict[str, set[str]] = {}
         self._full: asyncio.Event | None = None  # exists while `running`
+        self.failure: Exception | None = None
 
     # queueing (event-loop thread) -----------------------------------------------------------
     def add_trial(self, row: dict[str, Any], calls: list[dict[str, Any]],
@@ -95,18 +98,35 @@ class GroupCommit:
     def flush(self) -> None:
         """Write what is queued now (synchronously, in the calling thread)."""
         batch, self.pending = self.pending, Batch()
+        self._writing = batch
         self._write(batch)
 
     async def flush_async(self) -> None:
         batch, self.pending = self.pending, Batch()
-        if batch.rows:
+        if not batch.rows:
+            return
+        self._writing = batch  # cache lookups see it until it is written
+        try:
             await asyncio.to_thread(self._write, batch)
+        except asyncio.CancelledError:
+            with self._lock:  # a write already under way in the thread finishes first
+                pass
+            if not batch.done:  # cancelled before the thread took it (Ctrl-C): write it here
+                self._write(batch)
+            raise
+
+    def check(self) -> None:
+        """Raise the failure that stopped the writer, if any (a bug: nothing more should be played)."""
+        if self.failure is not None:
+            raise self.failure
 
     @asynccontextmanager
     async def running(self, interval_s: float | None = None,
                       on_tick: Callable[[], None] | None = None) -> AsyncIterator[None]:
         """Write batches in the background while the body runs; the rest when it ends (also on error).
-        `on_tick` runs after each interval (the progress line where there is no terminal)."""
+        `on_tick` runs after each interval (the progress line where there is no terminal). A write
+        that fails stops the loop and is raised by `check()` (which the executors call before each
+        trial) and again when the body ends."""
         self._full = asyncio.Event()
         stop = asyncio.Event()
         interval = interval_s or self.interval_s
@@ -118,7 +138,11 @@ class GroupCommit:
                 except asyncio.TimeoutError:
                     pass
                 self._full.clear()
-                await self.flush_async()
+                try:
+                    await self.flush_async()
+                except Exception as exc:  # noqa: BLE001 - kept, and raised by check() and at the end
+                    self.failure = exc
+                    return
                 if on_tick is not None:
                     on_tick()
 
@@ -132,28 +156,64 @@ class GroupCommit:
                 await task
             finally:
                 self._full = None
-                await self.flush_async()
+                if self.failure is None:
+                    await self.flush_async()
+        self.check()
 
     def _write(self, batch: Batch) -> None:
         if not batch.rows:
             return
         with self._lock:
-            self._writing = batch
             try:
-                cur = self.con.cursor()
                 try:
-                    cur.execute("BEGIN TRANSACTION")
-                    try:
-                        self._write_batch(cur, batch)
-                    except BaseException:
-                        cur.execute("ROLLBACK")
-                        raise
-                    cur.execute("COMMIT")
-                finally:
-                    cur.close()
+                    self._transaction(lambda cur: self._write_batch(cur, batch))
+                except duckdb.Error as exc:
+                    self._salvage(batch, exc)
+                batch.done = True
                 self.on_responses_written(list(batch.responses))
             finally:
-                self._writing = None
+                if self._writing is batch:
+                    self._writing = None
+
+    def _transaction(self, write: Callable[["duckdb.DuckDBPyConnection"], None]) -> None:
+        cur = self.con.cursor()
+        try:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                write(cur)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+        finally:
+            cur.close()
+
+    def _salvage(self, batch: Batch, error: Exception) -> None:
+        """One bad row must not cost the whole batch: the cached replies alone, then each owner's
+        rows (a trial or a graded subject, with its calls and scenario rows) in a transaction of
+        its own. The first failure is raised: it is a bug, never an outcome."""
+        failures: list[Exception] = []
+        groups: dict[str, Batch] = {}
+
+        def group(owner: str) -> Batch:
+            return groups.setdefault(owner, Batch())
+
+        for row in batch.trials:
+            group(row["trial_id"]).trials.append(row)
+        for row in batch.verdicts:
+            group(row["subject_id"]).verdicts.append(row)
+        for row in batch.calls:
+            group(row["trial_id"]).calls.append(row)
+        for table, rows in batch.scenario_rows.items():
+            for row in rows:
+                group(row["trial_id"]).scenario_rows.setdefault(table, []).append(row)
+        for part in [Batch(responses=batch.responses), *groups.values()]:
+            try:
+                self._transaction(lambda cur, part=part: self._write_batch(cur, part))
+            except duckdb.Error as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0] from error
 
     def _write_batch(self, cur: "duckdb.DuckDBPyConnection", batch: Batch) -> None:
         if batch.responses:
@@ -175,7 +235,6 @@ class GroupCommit:
                 cur.register("_again", pa.table({k: [a[i] for a in again] for i, k in enumerate(VERDICT_KEY)}))
                 cur.execute("DELETE FROM verdicts WHERE (subject_id, judge_id, rubric_version, judge_fingerprint)"
                             " IN (SELECT (subject_id, judge_id, rubric_version, judge_fingerprint) FROM _again)")
-                cur.unregister("_again")
             self._insert(cur, "verdicts", batch.verdicts)
         self._insert(cur, "calls", batch.calls)
         for table, rows in batch.scenario_rows.items():
@@ -187,18 +246,20 @@ class GroupCommit:
             return
         types = self._column_types(cur, table)
         columns = list(rows[0])
+        every = set().union(*rows)  # a key only later rows have is a column too
+        if len(every) != len(columns):
+            columns += sorted(every - set(columns))
         unknown = [c for c in columns if c not in types]
         if unknown:
             raise ValueError(f"table {table} has no column(s) {', '.join(unknown)}")
         arrays = [_array(values, types[c], c in self._json[table], self.redact if c in REDACTED_COLUMNS else None)
                   for c, values in zip(columns, _columns(rows, columns))]
+        # Registered on this transaction's own cursor, which is closed after it (no unregister: inside
+        # an aborted transaction it would raise and hide the real error).
         cur.register("_batch", pa.Table.from_arrays(arrays, names=columns))
-        try:
-            names = ", ".join(columns)
-            verb = "INSERT OR IGNORE INTO" if or_ignore else "INSERT INTO"
-            cur.execute(f"{verb} {table} ({names}) SELECT {names} FROM _batch")
-        finally:
-            cur.unregister("_batch")
+        names = ", ".join(columns)
+        verb = "INSERT OR IGNORE INTO" if or_ignore else "INSERT INTO"
+        cur.execute(f"{verb} {table} ({names}) SELECT {names} FROM _batch")
 
     def _column_types(self, cur: "duckdb.DuckDBPyConnection", table: str) -> dict[str, pa.DataType]:
         if table not in self._types:
@@ -262,7 +323,4 @@ def _array(values: tuple[Any, ...], kind: pa.DataType, is_json: bool,
 
 def _delete_in(cur: "duckdb.DuckDBPyConnection", table: str, column: str, ids: list[str]) -> None:
     cur.register("_ids", pa.table({"id": ids}))
-    try:
-        cur.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT id FROM _ids)")
-    finally:
-        cur.unregister("_ids")
+    cur.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT id FROM _ids)")

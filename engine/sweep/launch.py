@@ -55,17 +55,38 @@ def seed(sweep: Sweep) -> None:
     from engine.plan.compile import compile_plan
     from engine.study import open_store
 
-    if not sweep.store_path.exists():
-        return
+    spent_usd, spent_tokens = study_spend(sweep.store_path)
     for job in sweep.jobs:
         shard = open_store(job.loaded, sweep.shard(job))
         try:
-            copy_results(shard.con, sweep.store_path.resolve(),
-                         only_trials=[t.trial_id for t in compile_plan(job.loaded).trials])
+            if sweep.store_path.exists():
+                copy_results(shard.con, sweep.store_path.resolve(),
+                             only_trials=[t.trial_id for t in compile_plan(job.loaded).trials])
+            # The study's budget is shared: each job may spend its part of what is left, on top of
+            # the spend its shard already holds (the study's, copied in with the response cache).
+            cap = job.loaded.spec.executor.budget
+            jobs = len(sweep.jobs)
+            shard.set_budget_share(
+                None if cap.max_usd is None else shard.spent()[0] + max(0.0, cap.max_usd - spent_usd) / jobs,
+                None if cap.max_tokens is None else shard.spent()[1] + max(0, cap.max_tokens - spent_tokens) // jobs,
+                sweep.sweep_id, jobs)
         except MergeError as exc:
             raise SweepFailed(str(exc)) from None
         finally:
             shard.close()
+
+
+def study_spend(path: Path) -> tuple[float, int]:
+    """What the study database has spent so far (nothing when it does not exist yet)."""
+    from engine.store.db import StudyStore
+
+    if not path.exists():
+        return 0.0, 0
+    store = StudyStore(path, read_only=True)
+    try:
+        return store.spent()
+    finally:
+        store.close(checkpoint=False)
 
 
 def merge(sweep: Sweep) -> dict[str, int]:

@@ -17,6 +17,8 @@ from engine.store.db import transaction
 VERDICT_KEY = ("subject_id", "judge_id", "rubric_version", "judge_fingerprint")
 # Bookkeeping of spec versions: copied back to the study database, never seeded into a shard.
 SPEC_TABLES = ("studies", "plan", "sweep_jobs")
+# A database's own bookkeeping, never copied: its migrations, and a sweep job's budget share.
+LOCAL_TABLES = ("schema_migrations", "budget_share")
 
 
 class MergeError(Exception):
@@ -26,7 +28,7 @@ class MergeError(Exception):
 def tables(con: duckdb.DuckDBPyConnection, catalog: str) -> list[str]:
     return [t for (t,) in con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'main'"
-        " AND table_type = 'BASE TABLE' ORDER BY table_name", [catalog]).fetchall() if t != "schema_migrations"]
+        " AND table_type = 'BASE TABLE' ORDER BY table_name", [catalog]).fetchall() if t not in LOCAL_TABLES]
 
 
 def has_column(con: duckdb.DuckDBPyConnection, catalog: str, table: str, column: str) -> bool:
