@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import gc
 import subprocess
 import sys
 from collections import defaultdict
@@ -119,6 +119,9 @@ def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_p
 def run_loaded(loaded: LoadedSpec, *, store_at: Path | None = None, show_progress: bool = True,
                gateway_factory=None, judge: bool = True) -> tuple[RunSummary, pd.DataFrame]:
     """Plan, execute and judge a validated spec into its database (or `store_at`: a sweep job's shard)."""
+    # Everything imported and composed so far lives until the process ends: keep it out of every
+    # later garbage collection (a full one over it cost 0.1 s, half of a cached rerun).
+    gc.freeze()
     plan = compile_plan(loaded)
     spec = loaded.spec
     scenario = get_scenario(spec.scenario["name"])
@@ -129,16 +132,16 @@ def run_loaded(loaded: LoadedSpec, *, store_at: Path | None = None, show_progres
     try:
         # Only models with trials left to play are checked and loaded (a finished study loads none,
         # and does not even import litellm).
-        todo, _ = trials_to_run(plan, store)
-        used = {key for t, _ in todo for key in scenario.cell_models(t.cell)}
+        todo = trials_to_run(plan, store)
+        used = {key for t, _ in todo[0] for key in scenario.cell_models(t.cell)}
         prepare_models(spec.models, used, spec.executor.local_threads)
         record(store, loaded, plan)
         imported = scenario.ingest(store, loaded)
         gateway = gateway_factory(spec.executor, store) if gateway_factory else Gateway(spec.executor, store)
-        if todo:
+        if todo[0]:
             # Import the provider libraries now: a first call must not spend its timeout importing.
             gateway.warm_up([spec.models[k] for k in sorted(used)])
-        summary = event_loop.run(execute(plan, store, gateway=gateway, show_progress=show_progress))
+        summary = event_loop.run(execute(plan, store, gateway=gateway, show_progress=show_progress, todo=todo))
         summary.imported = imported
         if spec.judges and judge:
             # Judges grade what is stored; a rerun grades only what has no verdict yet. Judges that

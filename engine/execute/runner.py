@@ -106,8 +106,9 @@ def plan_routes(plan: Plan, scenario: Scenario) -> set[str]:
     return {spec.models[k].route for cell in plan.cells for k in scenario.cell_models(cell) if k in spec.models}
 
 
-async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = None,
-                  show_progress: bool = True) -> RunSummary:
+async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = None, show_progress: bool = True,
+                  todo: tuple[list[tuple[Trial, int]], int] | None = None) -> RunSummary:
+    """Play the plan's unfinished trials (`todo`: `trials_to_run`'s answer, when the caller has it)."""
     spec = plan.loaded.spec
     if spec.executor.backend == "ray":
         from engine.execute.ray_backend import add_stats, execute_on_ray
@@ -118,7 +119,7 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
         return summary
     scenario = get_scenario(plan.scenario_name)
     gateway = gateway or Gateway(spec.executor, store)
-    todo, finished = trials_to_run(plan, store)
+    todo, finished = todo or trials_to_run(plan, store)
     todo = round_robin(todo)
     counts = {"done": 0, "error": 0, "budget": 0}
     started, cpu_started = time.perf_counter(), time.process_time()

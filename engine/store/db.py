@@ -130,13 +130,14 @@ class StudyStore:
 
     def close(self, checkpoint: bool = True) -> None:
         self.writer.flush()
-        if checkpoint:
+        wal = self.path.with_name(self.path.name + ".wal")
+        if checkpoint and wal.exists() and wal.stat().st_size > 0:  # nothing written, nothing to fold in
             self.con.execute("CHECKPOINT")
         self.con.close()
 
     # studies and plans -------------------------------------------------------------------
     def has_study(self, spec_hash: str) -> bool:
-        return self.con.execute("SELECT count(*) FROM studies WHERE spec_hash = ?", [spec_hash]).fetchone()[0] > 0
+        return self.con.execute("SELECT count(*) FROM studies WHERE spec_hash = ?", [spec_hash]).fetchall()[0][0] > 0
 
     def record_study(self, *, spec_hash: str, name: str, title: str, spec: dict, overrides: Iterable[str],
                      command: str, engine_version: str, package_versions: dict, git_sha: str | None) -> None:
@@ -150,8 +151,17 @@ class StudyStore:
     def record_plan(self, spec_hash: str, rows: list[tuple[str, str, dict, int]]) -> None:
         if not rows:
             return  # analysis-only studies plan no trials
-        # Insert-or-ignore in bulk: a rerun adds nothing, and a changed corpus or scenario version
-        # under the same spec hash adds its new trial ids.
+        # A rerun of the same spec finds every id already there and writes nothing; a changed corpus
+        # or scenario version under the same spec hash adds its new trial ids.
+        cur = self.con.cursor()
+        try:
+            cur.register("_ids", pa.table({"trial_id": [r[0] for r in rows]}))
+            ((new,),) = cur.execute("SELECT count(*) FROM _ids WHERE trial_id NOT IN"
+                                    " (SELECT trial_id FROM plan WHERE spec_hash = ?)", [spec_hash]).fetchall()
+        finally:
+            cur.close()
+        if not new:
+            return
         cell_json: dict[str, str] = {}
         for _, cell_id, cell, _ in rows:
             if cell_id not in cell_json:
@@ -173,15 +183,15 @@ class StudyStore:
 
     def budget_share(self) -> tuple[float | None, int | None] | None:
         """A sweep job's cap (its share of what the study had left), if this is a job's shard."""
-        row = self.con.execute("SELECT max_usd, max_tokens FROM budget_share").fetchone()
-        return (row[0], row[1]) if row else None
+        rows = self.con.execute("SELECT max_usd, max_tokens FROM budget_share").fetchall()
+        return (rows[0][0], rows[0][1]) if rows else None
 
     def spent(self) -> tuple[float, int]:
         """USD and tokens of every live call on record (the study's spend so far, across runs). Each
         live reply is one row of the response cache, also when its trial did not finish."""
         usd, tokens = self.con.execute(
             "SELECT coalesce(sum(cost_usd), 0), coalesce(sum(prompt_tokens + completion_tokens), 0)"
-            " FROM responses").fetchone()
+            " FROM responses").fetchall()[0]
         return float(usd), int(tokens)
 
     def trial_statuses(self) -> dict[str, tuple[str, int]]:
@@ -205,8 +215,8 @@ class StudyStore:
             return None
         row = self.con.execute(
             "SELECT response_text, raw_response, prompt_tokens, completion_tokens, cost_usd, latency_s,"
-            " finish_reason FROM responses WHERE request_hash = ?", [request_hash]).fetchone()
-        return CachedResponse(*row) if row else None
+            " finish_reason FROM responses WHERE request_hash = ?", [request_hash]).fetchall()
+        return CachedResponse(*row[0]) if row else None
 
     def put_response(self, request_hash: str, litellm_id: str, response: CachedResponse) -> None:
         """Queued with the trial's rows: written by the next group commit."""
