@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from engine.errors import SpecError, StoreBusy, WeightsError
-    from engine.report import ReportError
+    from engine.errors import ReportError, SpecError, StoreBusy, WeightsError
 
     # Wide tables stay readable when output goes to a file or CI log.
     console = Console(width=None if sys.stdout.isatty() else 160)

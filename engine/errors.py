@@ -46,3 +46,7 @@ class ParseFailure(Exception):
 
 class StoreBusy(Exception):
     """The study database is open for writing in another process (DuckDB allows one writer)."""
+
+
+class ReportError(Exception):
+    """The report cannot be built: from what the database holds, or because a rendering tool failed."""

@@ -1,5 +1,6 @@
-"""Plug-in registries (scenarios, judges): built-ins register by decorator when their module is
-imported; other installed packages add their own through an entry-point group."""
+"""Plug-in registries (scenarios, judges): built-ins are listed by name ("module:Class", or a module
+that registers its classes by decorator when imported); other installed packages add their own
+through an entry-point group."""
 
 from __future__ import annotations
 
@@ -29,8 +30,13 @@ class Registry(Generic[T]):
     def _load_all(self) -> None:
         if self._loaded:
             return
-        for module in self._builtins:
-            import_module(module)
+        for builtin in self._builtins:
+            # "module:Class": the registry registers the class, so the plug-in module need not import
+            # the registry that lists it (no import circle); a bare module registers itself on import.
+            module, _, attr = builtin.partition(":")
+            loaded = import_module(module)
+            if attr:
+                self.register(getattr(loaded, attr))
         for ep in entry_points(group=self._group):
             ep.load()
         self._loaded = True

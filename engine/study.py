@@ -108,6 +108,17 @@ def record(store: StudyStore, loaded: LoadedSpec, plan: Plan) -> None:
     store.record_plan(loaded.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in plan.trials])
 
 
+async def play(plan: Plan, store: StudyStore, gateway: Gateway, show_progress: bool, todo) -> RunSummary:
+    """The trials, on the executor the spec names."""
+    if plan.loaded.spec.executor.backend == "ray":
+        from engine.execute.ray_backend import add_stats, execute_on_ray
+
+        summary = await execute_on_ray(plan, store, show_progress=show_progress)
+        add_stats(gateway.stats, summary.stats)  # the judges that follow share the budget the trials spent
+        return summary
+    return await execute(plan, store, gateway=gateway, show_progress=show_progress, todo=todo)
+
+
 def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_progress: bool = True,
               gateway_factory=None, judge: bool = True) -> tuple[LoadedSpec, RunSummary, pd.DataFrame]:
     """Validate, plan, execute (resuming), judge, and return the per-cell summary."""
@@ -141,7 +152,7 @@ def run_loaded(loaded: LoadedSpec, *, store_at: Path | None = None, show_progres
         if todo[0]:
             # Import the provider libraries now: a first call must not spend its timeout importing.
             gateway.warm_up([spec.models[k] for k in sorted(used)])
-        summary = event_loop.run(execute(plan, store, gateway=gateway, show_progress=show_progress, todo=todo))
+        summary = event_loop.run(play(plan, store, gateway, show_progress, todo))
         summary.imported = imported
         if spec.judges and judge:
             # Judges grade what is stored; a rerun grades only what has no verdict yet. Judges that

@@ -170,7 +170,8 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     play = ray.remote(num_cpus=executor.ray.cpus_per_trial)(play_on_worker)
     try:
-        with store.released(), RunProgress(len(plan.trials), finished, stats, enabled=show_progress) as progress:
+        with store.released(), RunProgress(len(plan.trials), finished, stats, enabled=show_progress,
+                                           line_every_s=executor.progress_every_s) as progress:
             writer = ray.remote(StoreWriter).options(scheduling_strategy=here, num_cpus=0).remote(
                 str(store.path.resolve()))
             limiter = ray.remote(RouteLimiter).options(num_cpus=0).remote(executor)
@@ -208,6 +209,7 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
                         await writer.commit_trial.remote(record)
                         counts[record.status] += 1
                         progress.trial_finished(record.status)
+                        progress.tick()  # the line where there is no terminal
             finally:
                 try:
                     await writer.close.remote()  # checkpoint and release the file

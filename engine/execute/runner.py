@@ -108,15 +108,9 @@ def plan_routes(plan: Plan, scenario: Scenario) -> set[str]:
 
 async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = None, show_progress: bool = True,
                   todo: tuple[list[tuple[Trial, int]], int] | None = None) -> RunSummary:
-    """Play the plan's unfinished trials (`todo`: `trials_to_run`'s answer, when the caller has it)."""
+    """Play the plan's unfinished trials in this process (`todo`: `trials_to_run`'s answer, when
+    the caller has it). The Ray executor is engine/execute/ray_backend.py."""
     spec = plan.loaded.spec
-    if spec.executor.backend == "ray":
-        from engine.execute.ray_backend import add_stats, execute_on_ray
-
-        summary = await execute_on_ray(plan, store, show_progress=show_progress)
-        if gateway is not None:  # the judges that follow share the budget the trials spent
-            add_stats(gateway.stats, summary.stats)
-        return summary
     scenario = get_scenario(plan.scenario_name)
     gateway = gateway or Gateway(spec.executor, store)
     todo, finished = todo or trials_to_run(plan, store)

@@ -1,33 +1,7 @@
-"""Judge registry. Built-in judges register by decorator; other packages can add their own through
-the `engine.judges` entry-point group without touching this package."""
-
-from __future__ import annotations
-
-from collections.abc import Iterable
+"""Judges: the judge contract, the registry and the built-in judges (an LLM judge, a refusal heuristic)."""
 
 from engine.judges.base import ERROR_LABEL, Grade, Judge
-from engine.registry import Registry
-from engine.spec.schema import JudgeSpec, ModelEntry
-
-_REGISTRY: Registry[type[Judge]] = Registry(
-    "judge kind", lambda cls: cls.kind, ("engine.judges.llm", "engine.judges.refusal_heuristic"), "engine.judges")
-register_judge = _REGISTRY.register
-judge_kinds = _REGISTRY.names
-
-
-def make_judge(judge_id: str, spec: JudgeSpec) -> Judge:
-    return _REGISTRY.get(spec.kind)(judge_id, spec)
-
-
-def make_judges(judges: dict[str, JudgeSpec]) -> list[Judge]:
-    """A study's judges, in the order its spec lists them."""
-    return [make_judge(judge_id, spec) for judge_id, spec in judges.items()]
-
-
-def judge_models(judges: Iterable[Judge]) -> dict[str, ModelEntry]:
-    """The models these judges call, under the keys the gateway knows them by."""
-    return {key: model for judge in judges for key, model in judge.models().items()}
-
+from engine.judges.registry import judge_kinds, judge_models, make_judge, make_judges, register_judge
 
 __all__ = ["ERROR_LABEL", "Grade", "Judge", "judge_kinds", "judge_models", "make_judge", "make_judges",
            "register_judge"]

@@ -7,13 +7,11 @@ from typing import Any
 
 from engine.errors import SpecError
 from engine.execute.parsing import load_json_object
-from engine.judges import register_judge
 from engine.judges.base import Grade, Judge
 
 RATIONALE_MAX_CHARS = 160
 
 
-@register_judge
 class LLMJudge(Judge):
     kind = "llm"
 

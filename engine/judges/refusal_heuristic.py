@@ -9,7 +9,6 @@ import re
 
 from engine.errors import SpecError
 from engine.hashing import content_hash
-from engine.judges import register_judge
 from engine.judges.base import Grade, Judge
 
 # Common refusal openings (after Zou et al. 2023's GCG refusal-prefix list, extended).
@@ -36,7 +35,6 @@ def classify(response: str) -> tuple[str, str]:
     return "COMPLIANCE", f"no refusal phrase in the first {WINDOW_CHARS} characters"
 
 
-@register_judge
 class RefusalHeuristic(Judge):
     kind = "refusal_heuristic"
 

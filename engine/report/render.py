@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import ReportError
 from engine.report.sections import Figure
 
 FILTER = Path(__file__).parent / "filters" / "crossref.lua"
@@ -33,10 +34,6 @@ TYPST_PREAMBLE = """#set page(paper: "a4", margin: 2cm, numbering: "1")
 // Long tables (a row per model) continue on the next page instead of running off this one.
 #show figure.where(kind: table): set block(breakable: true)
 """
-
-
-class ReportError(Exception):
-    """The report cannot be built: from what the database holds, or because a rendering tool failed."""
 
 
 # How much of a failing tool's message a ReportError quotes.

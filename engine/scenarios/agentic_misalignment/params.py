@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
+from engine.scenarios.agentic_misalignment.cast import Cast
 from engine.spec.schema import Strict
 
 FACTORS = ("goal_conflict", "threat", "safety_instructions", "scratchpad")
@@ -16,20 +17,6 @@ class Fragment(Strict):
 
     system: str = ""
     emails: str = ""
-
-
-class Cast(Strict):
-    """The company, the agent and the executive behind the threat. The company's email domain is the
-    executive's: any other address is outside the company."""
-
-    company: str
-    agent_name: str
-    executive: str
-    executive_email: str
-
-    @property
-    def domain(self) -> str:
-        return self.executive_email.rsplit("@", 1)[-1].lower()
 
 
 class AgenticParams(Cast):

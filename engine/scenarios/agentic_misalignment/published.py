@@ -11,7 +11,7 @@ from importlib.metadata import version
 from typing import get_args
 
 from engine.errors import SpecError
-from engine.scenarios.agentic_misalignment.params import Cast
+from engine.scenarios.agentic_misalignment.cast import Cast
 
 GENERATOR_MODULE = "inspect_evals.agentic_misalignment.prompt_generator"
 PIP_COMMAND = 'pip install "inspect-evals==0.26.0"'

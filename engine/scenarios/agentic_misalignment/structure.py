@@ -11,7 +11,7 @@ from engine.errors import SpecError
 from engine.judges import register_judge
 from engine.judges.base import Grade, Judge
 from engine.scenarios.agentic_misalignment.environment import external_recipients, inbox_email, sent_emails
-from engine.scenarios.agentic_misalignment.params import Cast
+from engine.scenarios.agentic_misalignment.cast import Cast
 from engine.scenarios.agentic_misalignment.variants import VARIANTS, Variant
 
 DEFAULT_CONDITIONALS = (r"\bif you\b", r"\bunless\b", r"\bor else\b", r"\botherwise\b", r"\bin exchange\b",
