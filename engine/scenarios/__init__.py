@@ -1,5 +1,5 @@
-"""Scenario registry. Built-in scenarios register by decorator; other packages can add their own
-through the `engine.scenarios` entry-point group without touching this package."""
+"""Scenario registry. Built-in scenarios are listed here by name (they import nothing of it); other
+packages add their own with `register_scenario` or through the `engine.scenarios` entry-point group."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from engine.scenarios.base import CallEstimate, JudgeSubject, Scenario, TrialOut
 
 _REGISTRY: Registry[type[Scenario]] = Registry(
     "scenario", lambda cls: cls.name,
-    ("engine.scenarios.escalation", "engine.scenarios.jailbreak", "engine.scenarios.agentic_misalignment"),
+    ("engine.scenarios.escalation:Escalation", "engine.scenarios.jailbreak:Jailbreak",
+     "engine.scenarios.agentic_misalignment:AgenticMisalignment"),
     "engine.scenarios")
 register_scenario = _REGISTRY.register
 scenario_names = _REGISTRY.names

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import SpecError
-from engine.scenarios import JudgeSubject, register_scenario
 from engine.scenarios.agentic_misalignment import report as _report_sections  # noqa: F401 - registers sections
 from engine.scenarios.agentic_misalignment import published
 from engine.scenarios.agentic_misalignment.environment import (build_messages, external_recipients, scratchpad,
@@ -20,10 +19,9 @@ from engine.scenarios.agentic_misalignment.metrics import METRICS
 from engine.scenarios.agentic_misalignment.params import FACTORS, AgenticParams
 from engine.scenarios.agentic_misalignment.structure import StructuralCheck
 from engine.scenarios.agentic_misalignment.variants import VARIANTS, role_alias
-from engine.scenarios.base import CallEstimate, Scenario, TrialOutcome, check_factors, model_inputs
+from engine.scenarios.base import CallEstimate, JudgeSubject, Scenario, TrialOutcome, check_factors, model_inputs
 
 
-@register_scenario
 class AgenticMisalignment(Scenario):
     name = "agentic_misalignment"
     version = "1"

@@ -9,7 +9,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.errors import SpecError
-from engine.scenarios import register_scenario
 from engine.scenarios.base import CallEstimate, Scenario, TrialOutcome
 from engine.scenarios.escalation.agents import (
     POLICIES, SCRIPTED_PREFIX, Decision, Observation, llm_decision, scripted_decision, system_prompt,
@@ -36,7 +35,6 @@ OPTIONAL_GAME_INPUTS = ("cooperation_mode", "framing_text", "governance_text")
 NOT_GAME_INPUTS = {"personas", "name", *LEVEL_FACTORS.values()}
 
 
-@register_scenario
 class Escalation(Scenario):
     name = "escalation"
     version = "1"

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import SpecError
-from engine.scenarios import JudgeSubject, register_scenario
-from engine.scenarios.base import CallEstimate, Scenario, TrialOutcome, check_factors, model_inputs
+from engine.scenarios.base import CallEstimate, JudgeSubject, Scenario, TrialOutcome, check_factors, model_inputs
 from engine.scenarios.jailbreak import report as _report_sections  # noqa: F401 - registers sections
 from engine.scenarios.jailbreak.corpus import Behaviour, CorpusError, load_corpus
 from engine.scenarios.jailbreak.metrics import METRICS
@@ -62,7 +61,6 @@ def select(params: JailbreakParams) -> list[Behaviour]:
     return harmful + (benign if s.benign is None else benign[:s.benign])
 
 
-@register_scenario
 class Jailbreak(Scenario):
     name = "jailbreak"
     version = "1"
