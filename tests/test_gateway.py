@@ -210,3 +210,35 @@ def test_a_bad_row_costs_only_its_own_trial_and_stops_the_run(store):
     ids = sorted(r[0] for r in store.con.execute("SELECT trial_id FROM trials").fetchall())
     assert ids == ["a", "b"]
     assert store.con.execute("SELECT count(*) FROM responses").fetchone()[0] == 1
+
+
+def test_openai_compatible_routes_take_the_direct_path_and_keys_stay_with_their_server(monkeypatch):
+    from engine.execute.transports import api_key, endpoint, is_openai_compatible
+
+    def entry(litellm_id, **kw):
+        return ModelEntry(litellm_id=litellm_id, display_name="m", provider="p", family="f", route="r",
+                          params=Params(total_b=1), price=Price(input_per_mtok=0, output_per_mtok=0), **kw)
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-0123456789")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-0123456789")
+    monkeypatch.setenv("HOSTED_VLLM_API_KEY", "vllm-key-0123")
+    router = entry("openrouter/meta-llama/llama-3.1-8b-instruct")
+    assert is_openai_compatible(router) and not is_openai_compatible(entry("anthropic/claude"))
+    assert endpoint(router, "m") == "https://openrouter.ai/api/v1/chat/completions"
+    assert api_key(router, "m") == "sk-or-0123456789"
+    # an openai/ entry pointed at another server never carries OPENAI_API_KEY there
+    assert api_key(entry("openai/local", api_base="http://127.0.0.1:8080/v1"), "m") is None
+    assert api_key(entry("openai/gpt-4o"), "m") == "sk-openai-0123456789"
+    # hosted_vllm's own variable is meant for the vLLM server
+    assert api_key(entry("hosted_vllm/llama", api_base="http://gpu:8000/v1"), "m") == "vllm-key-0123"
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    from email.utils import format_datetime
+    from datetime import datetime, timedelta, timezone
+
+    from engine.execute.transports import parse_retry_after
+
+    assert parse_retry_after("7") == 7.0 and parse_retry_after(None) is None and parse_retry_after("soon") is None
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= parse_retry_after(later) <= 31

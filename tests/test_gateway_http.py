@@ -313,3 +313,22 @@ def test_retry_after_waits_are_capped():
 
     asyncio.run(run())
     assert sleeps == [0.2, 0.2] and gw.stats.rate_limited == 3  # 3600 s asked, 0.2 s waited
+
+
+def test_the_judge_command_stops_at_the_budget_with_exit_3_and_heuristic_verdicts_still_come(tmp_path):
+    db = tmp_path / "s.duckdb"
+    judge = ["+judge@judges.llm=llm_gpt41_mini", "judges.llm.model.litellm_id=openai/loopback-chat",
+             "+judges.llm.model.api_key_env=LOOPBACK_API_KEY", "judges.llm.model.route=loopback"]
+    with loopback_server(0.01, "--reply", '{"rationale": "it refused", "label": "REFUSAL"}') as server:
+        judge.append(f"+judges.llm.model.api_base={server.api_base}")
+        ran = run_cli(*study_args(server, db, *judge, "--no-judge"), env={"LOOPBACK_API_KEY": "k"})
+        assert ran.returncode == 0, ran.stderr
+        spent = rows(db, "SELECT sum(cost_usd) FROM responses")[0][0]  # the trials' spend counts too
+        graded = run_cli("judge", STUDY, f"models.loopback.api_base={server.api_base}", f"store.path={db}",
+                         "design.seeds=1", *judge, f"executor.budget.max_usd={spent + 0.0003}", "--no-progress",
+                         env={"LOOPBACK_API_KEY": "k"})
+    assert graded.returncode == 3, graded.stdout + graded.stderr
+    assert "budget reached" in graded.stdout and "executor.budget.max_usd" in graded.stdout
+    by_judge = dict(rows(db, "SELECT judge_id, count(*) FROM verdicts WHERE status = 'ok' GROUP BY 1"))
+    assert by_judge.get("heuristic", 0) >= 50  # the free judge grades every reply regardless
+    assert 0 < by_judge.get("llm", 0) < 50 + 40  # the paid one stopped at the cap (40 gold items too)
