@@ -201,7 +201,10 @@ def test_a_bad_row_costs_only_its_own_trial_and_stops_the_run(store):
 
     async def run():
         async with store.writer.running(interval_s=0.01):
-            await asyncio.sleep(0.1)
+            for _ in range(1000):  # the writer's thread fails the batch, then records the failure
+                if store.writer.failure is not None:
+                    break
+                await asyncio.sleep(0.01)
             with pytest.raises(Exception):
                 store.writer.check()  # the executors stop playing at once
 

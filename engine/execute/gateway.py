@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Protocol
 from engine.errors import BudgetExhausted, ProviderError
 from engine.execute.limits import LocalRouteLimits, RouteLimits
 from engine.execute.transports import RETRYABLE_STATUS, EmptyReply, LiteLLM, OpenAICompatible, ProviderReply, \
-    TransportError, is_openai_compatible
+    TransportError, is_openai_compatible, parse_retry_after
 from engine.hashing import content_hash
 from engine.redaction import redact
 from engine.spec.schema import Executor, ModelEntry
@@ -141,8 +141,6 @@ def retry_after(exc: BaseException) -> float | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if headers is not None:
-        from engine.execute.transports import parse_retry_after
-
         try:
             return parse_retry_after(headers.get("retry-after"))
         except AttributeError:

@@ -4,8 +4,8 @@ litellm for every other provider (and for our own `local/` llama.cpp models).
 OpenAI-compatible endpoints (`openai/...`, `hosted_vllm/...`: vLLM, llama.cpp's server, Ollama's
 /v1, OpenAI itself) take the direct path: one pooled aiohttp session per endpoint, the request body
 the chat-completions JSON, the reply parsed once. Measured against a loopback server (200 ms,
-64 slots): 0.3 ms of CPU per call, where the openai SDK over httpx took 17 ms and litellm more; see
-the README's throughput section. Both paths return the same `ProviderReply` and raise
+64 slots): 0.3 ms of CPU per call, where the openai SDK over httpx took 17 ms (measured with other
+work on the machine); see the README's throughput section. Both paths return the same `ProviderReply` and raise
 `TransportError` (or litellm's exceptions) that the gateway classifies the same way.
 """
 
@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from engine.errors import SpecError
-from engine.redaction import redactor
+from engine.redaction import redact, redactor
 from engine.spec.schema import ModelEntry
 
 # litellm providers that speak the OpenAI chat-completions protocol over HTTP, with their endpoints.
@@ -186,8 +186,6 @@ class OpenAICompatible:
 
 def _error_text(body: str) -> str:
     """The provider's error message, redacted before it is cut (a cut key would escape the mask)."""
-    from engine.redaction import redact
-
     try:
         error = json.loads(body).get("error")
         if isinstance(error, dict):
