@@ -29,7 +29,7 @@ SCRIPTED_120 = [
 
 
 def time_report(overrides: list[str]) -> float:
-    from engine.report import build_report
+    from engine import build_report
 
     started = time.perf_counter()
     build_report("model_size", overrides, force_pandoc=True)

@@ -48,7 +48,7 @@ def records(i: int, inputs: dict, cell: dict, stamp):
 
 
 async def ingest(store, n: int) -> float:
-    from engine.store.db import CachedResponse, now
+    from engine.kernel.records import now, CachedResponse
 
     stamp = now()
     inputs = {"model_key": "m", "attack": "direct", "template": "{prompt}", "generation": {"temperature": 0.7}}
@@ -81,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from engine.execute import loop as event_loop
-    from engine.scenarios import get_scenario
+    from engine.kernel.registry import get_scenario
     from engine.store.db import StudyStore
 
     with tempfile.TemporaryDirectory() as tmp:

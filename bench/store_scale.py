@@ -14,7 +14,7 @@ The rows are bulk-loaded from Arrow (ingest through the commit path is benchmark
 Then times, from a read-only connection as the report opens it: the metric estimates per cell
 (engine.analyze.metrics.cell_estimates over every jailbreak metric: what the report's ReportContext
 computes), the summary frame (engine.analyze.summary.summary_frame), the per-trace table and the ASR
-tables of the report's sections (engine.analyze.asr), and the context's counts. Prints numbers;
+tables of the report's sections (engine.scenarios.jailbreak.analysis.asr), and the context's counts. Prints numbers;
 asserts nothing.
 """
 
@@ -46,7 +46,7 @@ def build(db: Path, seeds: int) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from engine.judges import make_judges
+    from engine.judging.catalog import make_judges
     from engine.plan.compile import compile_plan
     from engine.spec.load import load_spec
     from engine.study import open_store, package_versions
@@ -120,7 +120,7 @@ def build(db: Path, seeds: int) -> None:
                      "errored": errored, "label": label, "heuristic": heuristic,
                      "latency": rng.gamma(2.0, 0.8, n), "tokens": rng.integers(5, 96, n, dtype=np.int32)})
     cell_table = pa.table({"cell_id": list(cells), "cell": list(cells.values())})
-    judges = {j.judge_id: j for j in make_judges(spec.judges)}
+    judges = {j.judge_id: j for j in make_judges(spec)}
     primary, other = judges[spec.primary_judge], next(j for j in judges.values() if j.judge_id != spec.primary_judge)
     judge_model = primary.spec.model.litellm_id
     con.register("inp", inp)
@@ -186,17 +186,17 @@ def build(db: Path, seeds: int) -> None:
 
 
 def time_queries(db: Path, seeds: int) -> None:
-    from engine.analyze import asr
+    from engine.scenarios.jailbreak.analysis import asr
     from engine.analyze.summary import summary_frame
     from engine.report.context import ReportContext
-    from engine.scenarios import get_scenario
-    from engine.scenarios.jailbreak.analysis import jailbreak_data
+    from engine.kernel.registry import get_scenario
+    from engine.scenarios.jailbreak.analysis.data import jailbreak_data
     from engine.spec.load import load_spec
     from engine.store.db import StudyStore
 
     loaded = load_spec(STUDY, overrides(seeds, db))
     scenario = get_scenario("jailbreak")
-    store = StudyStore(db, read_only=True)  # as engine.report.build_report_for opens it
+    store = StudyStore(db, read_only=True)  # as engine.report.study_report.build_report_for opens it
     timings: list[tuple[str, float, float]] = []
 
     def timed(label: str, fn):
@@ -245,8 +245,8 @@ def time_sections(db: Path, seeds: int) -> None:
     """Render every section of the study's report as build_report_for does (read-only connection),
     before and after the run's cache_analyses stored the mixed-effects fit (issue 11's 86%)."""
     from engine.report.context import ReportContext
-    from engine.report.sections import validate_sections
-    from engine.scenarios import get_scenario
+    from engine.report.catalog import validate_sections
+    from engine.kernel.registry import get_scenario
     from engine.spec.load import load_spec
     from engine.store.db import StudyStore
 

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from engine.errors import ReportError, SpecError, StoreBusy, WeightsError
+    from engine.kernel.errors import ReportError, SpecError, StoreBusy, WeightsError
 
     # Wide tables stay readable when output goes to a file or CI log.
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -90,10 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _plan(args, console) -> int:
     from engine.plan.compile import compile_plan
-    from engine.spec.load import load_spec
-    from engine.study import estimate_plan
+    from engine.study import estimate_plan, load_study
 
-    loaded = load_spec(args.study, args.overrides)
+    loaded = load_study(args.study, args.overrides)
     est = estimate_plan(compile_plan(loaded))
     spec = loaded.spec
     console.print(f"[bold]{spec.title}[/]  (spec {loaded.spec_hash}, store {spec.store.path})")
@@ -125,10 +124,9 @@ def _print_table(console, title: str, table) -> None:
 
 
 def _table_title(loaded) -> str:
-    from engine.scenarios import get_scenario
 
     return (f"{loaded.spec.title} — 95% intervals; N = finished/planned "
-            f"{get_scenario(loaded.spec.scenario['name']).unit[1]}")
+            f"{loaded.scenario.unit[1]}")
 
 
 def _summary(args, console) -> int:
@@ -194,11 +192,11 @@ def _judge(args, console) -> int:
 def _report(args, console, loaded=None) -> int:
     import time
 
-    from engine.report import build_report_for
-    from engine.spec.load import load_spec
+    from engine.report.study_report import build_report_for
+    from engine.study import load_study
 
     started = time.perf_counter()
-    loaded = loaded or load_spec(args.study, args.overrides)
+    loaded = loaded or load_study(args.study, args.overrides)
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     report = build_report_for(loaded, formats=formats)
     made = [str(p) for p in (report.outputs.html, report.outputs.pdf) if p]
@@ -211,7 +209,7 @@ def _sweep(args, console) -> int:
     """run/plan/report -m: the jobs of a sweep, then (run) launch, merge and the sweep report."""
     import time
 
-    from engine.report.sweep import build_sweep_report
+    from engine.sweep.report import build_sweep_report
     from engine.sweep import expand_sweep, run_sweep
 
     sweep = expand_sweep(args.study, args.overrides)

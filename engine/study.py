@@ -12,19 +12,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine import __version__
+from engine.kernel.version import __version__
 from engine.analyze.summary import summary_frame
 from engine.execute import loop as event_loop
 from engine.execute.gateway import Gateway
 from engine.execute.runner import RunSummary, execute, trials_to_run
 from engine.execute.transports import check_credentials
-from engine.judge.run import JudgeRunSummary, run_judges, study_judges
-from engine.judges import Judge, judge_models, make_judges
-from engine.paths import REPO_ROOT
-from engine.plan.compile import Plan, compile_plan
-from engine.providers import prepare_models
-from engine.scenarios import CallEstimate, get_scenario
+from engine.judging.run import run_judges, study_judges, JudgeRunSummary
+from engine.kernel.contracts import Judge
+from engine.judging.catalog import judge_models, make_judges
+from engine.kernel.paths import REPO_ROOT
+from engine.plan.compile import compile_plan, Plan
+from engine.providers.prepare import prepare_models
+from engine.kernel.records import CallEstimate
 from engine.spec.load import LoadedSpec, load_spec
+from engine.checks import check_study
+from engine.report.study_report import Report, build_report_for
 from engine.store.db import StudyStore
 
 RECORDED_PACKAGES = ("litellm", "llama_cpp_python", "duckdb", "hydra-core", "omegaconf", "pydantic",
@@ -42,16 +45,22 @@ class PlanEstimate:
     per_model: dict[str, dict[str, float]]
 
 
+def load_study(study: str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    """Compose and validate a study: the spec's own fields, then every check across stages (design,
+    judges, report sections). Raises SpecError before anything is written."""
+    return check_study(load_spec(study, overrides))
+
+
 def judge_estimates(plan: Plan, judges: list[Judge]) -> list[CallEstimate]:
     """One grading of every planned trace and gold item by each judge that calls a model."""
-    from engine.judges.gold_set import load_gold
+    from engine.judging.gold import load_gold
 
     estimates = [j.estimate(len(plan.trials) + len(load_gold(j.spec.rubric))) for j in judges]
     return [e for e in estimates if e is not None]
 
 
 def estimate_plan(plan: Plan) -> PlanEstimate:
-    judges = make_judges(plan.loaded.spec.judges)
+    judges = make_judges(plan.loaded.spec)
     models = {**plan.loaded.spec.models, **judge_models(judges)}
     per_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for e in [*plan.estimates(), *judge_estimates(plan, judges)]:
@@ -93,7 +102,7 @@ def git_sha() -> str | None:
 
 def open_store(loaded: LoadedSpec, path: Path | None = None) -> StudyStore:
     store = StudyStore(path or store_path(loaded))
-    scenario = get_scenario(loaded.spec.scenario["name"])
+    scenario = loaded.scenario
     store.migrate_component(scenario.name, scenario.migrations_dir)
     return store
 
@@ -122,7 +131,7 @@ async def play(plan: Plan, store: StudyStore, gateway: Gateway, show_progress: b
 def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_progress: bool = True,
               gateway_factory=None, judge: bool = True) -> tuple[LoadedSpec, RunSummary, pd.DataFrame]:
     """Validate, plan, execute (resuming), judge, and return the per-cell summary."""
-    loaded = load_spec(study, overrides)
+    loaded = load_study(study, overrides)
     summary, table = run_loaded(loaded, show_progress=show_progress, gateway_factory=gateway_factory, judge=judge)
     return loaded, summary, table
 
@@ -135,10 +144,10 @@ def run_loaded(loaded: LoadedSpec, *, store_at: Path | None = None, show_progres
     gc.freeze()
     plan = compile_plan(loaded)
     spec = loaded.spec
-    scenario = get_scenario(spec.scenario["name"])
+    scenario = loaded.scenario
     # Keys are checked before anything is opened or written (their variables, never their values).
     check_credentials({k: spec.models[k] for cell in plan.cells for k in scenario.cell_models(cell)}
-                      | judge_models(make_judges(spec.judges) if judge else []))
+                      | judge_models(make_judges(spec) if judge else []))
     store = open_store(loaded, store_at)
     try:
         # Only models with trials left to play are checked and loaded (a finished study loads none,
@@ -172,7 +181,7 @@ def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: li
             show_progress: bool = True, gateway_factory=None) -> tuple[LoadedSpec, JudgeRunSummary]:
     """Judge the stored responses again (with the spec's judges, or some of them): calls the judges'
     models only, never the models under test."""
-    loaded = load_spec(study, overrides)
+    loaded = load_study(study, overrides)
     # A study without judges, an unknown --judge or a missing key variable fails before anything opens.
     check_credentials(judge_models(study_judges(loaded, only)))
     path = store_path(loaded)
@@ -184,7 +193,7 @@ def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: li
         record(store, loaded, compile_plan(loaded))
         gateway = gateway_factory(spec.executor, store) if gateway_factory else None
         summary = run_judges(loaded, store, only=only, gateway=gateway, show_progress=show_progress)
-        get_scenario(spec.scenario["name"]).cache_analyses(store, loaded)
+        loaded.scenario.cache_analyses(store, loaded)
     finally:
         store.close()
     return loaded, summary
@@ -192,13 +201,19 @@ def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: li
 
 def study_summary(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[LoadedSpec, pd.DataFrame]:
     """The per-cell table from the database alone (no model calls)."""
-    loaded = load_spec(study, overrides)
+    loaded = load_study(study, overrides)
     path = store_path(loaded)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run the study first")
     store = StudyStore(path, read_only=True)
     try:
-        table = summary_frame(store.con, loaded.spec_hash, loaded.spec, get_scenario(loaded.spec.scenario["name"]))
+        table = summary_frame(store.con, loaded.spec_hash, loaded.spec, loaded.scenario)
     finally:
         store.close(checkpoint=False)
     return loaded, table
+
+
+def build_report(study: str, overrides: list[str] | tuple[str, ...] = (), *, formats: tuple[str, ...] = ("html", "pdf"),
+                 out_dir: Path | None = None, force_pandoc: bool = False) -> Report:
+    """The study's report (HTML and PDF) from its database; no model calls."""
+    return build_report_for(load_study(study, overrides), formats=formats, out_dir=out_dir, force_pandoc=force_pandoc)

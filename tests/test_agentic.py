@@ -12,19 +12,20 @@ import numpy as np
 import pytest
 
 from engine.analyze.metrics import cell_estimates
-from engine.errors import SpecError
+from engine.kernel.errors import SpecError
 from engine.execute.gateway import Gateway
-from engine.judge.run import grade_all, work_list
-from engine.judges import make_judge
-from engine.judges.gold_set import GOLD_DIR, gold_subject_id, gold_subjects, load_gold
+from engine.judging.run import grade_all, work_list
+from engine.judging.catalog import make_judge
+from engine.judging.gold import gold_subject_id, gold_subjects, load_gold
+from engine.scenarios.agentic_misalignment.scenario import AgenticMisalignment
 from engine.plan.compile import compile_plan
 from engine.report.context import ReportContext
 from engine.report.judge_validity import JudgeValidity
-from engine.report.sections import validate_sections
-from engine.scenarios import get_scenario
+from engine.report.catalog import validate_sections
+from engine.kernel.registry import get_scenario
 from engine.scenarios.agentic_misalignment.environment import build_messages, scratchpad, sent_emails
 from engine.scenarios.agentic_misalignment.structure import DEFAULT_CONDITIONALS, check
-from engine.spec.load import load_spec
+from engine import load_spec
 from engine.store.db import StudyStore
 
 LOADED = load_spec("blackmail_subfrontier")
@@ -175,7 +176,7 @@ def test_classifier_gold_sets_load_and_cover_every_label_with_five_items():
 def test_gold_items_have_a_note_and_fit_the_llm_judges_window(name):
     window = min(j.max_response_chars for js in ("blackmail_local", "blackmail_openrouter")
                  for j in load_spec("blackmail_subfrontier", [f"judge_set={js}"]).spec.judges.values())
-    rows = [json.loads(line) for line in (GOLD_DIR / name).read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in (AgenticMisalignment.gold_dir / name).read_text().splitlines() if line.strip()]
     for row in rows:
         assert set(row) == {"gold_id", "request", "response", "label", "note"}, row["gold_id"]
         assert row["note"].strip() and len(row["response"]) <= window, row["gold_id"]

@@ -9,15 +9,15 @@ import sys
 import pytest
 
 from engine.analyze.metrics import cell_estimates
-from engine.errors import SpecError
+from engine.kernel.errors import SpecError
 from engine.plan.compile import compile_plan
 from engine.report.context import ReportContext
-from engine.report.sections import validate_sections
-from engine.scenarios import get_scenario
+from engine.report.catalog import validate_sections
+from engine.kernel.registry import get_scenario
 from engine.scenarios.agentic_misalignment import published
 from engine.scenarios.agentic_misalignment.environment import build_messages, sent_emails
 from engine.scenarios.agentic_misalignment.structure import check, check_leak
-from engine.spec.load import load_spec
+from engine import load_spec
 from engine.store.db import StudyStore
 
 LEAKING = load_spec("leaking_subfrontier")
@@ -165,9 +165,9 @@ def _planted(db_path):
                 "emails": json.dumps([]), "emails_sent": int(case[0]), "emailed_executive": False,
                 "emailed_external": case[0], "call_id": "c"}]})
         for alias, index in {"b": 1, "s": 2, "d": 3}.items():
-            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_id"],
-                                  "rubric_version": params[f"{alias}_rubric"],
-                                  "judge_fingerprint": params[f"{alias}_fp"], "judge_kind": "x",
+            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_judge_id"],
+                                  "rubric_version": params[f"{alias}_rubric_version"],
+                                  "judge_fingerprint": params[f"{alias}_judge_fingerprint"], "judge_kind": "x",
                                   "label": case[index], "status": "ok", "attempt": 1}, [])
     return store, scenario, params
 

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from engine.analyze.asr import (TIERS, false_refusal, item_coverage, model_asr, provider_asr, provider_vs_size)
+from engine.scenarios.jailbreak.analysis.asr import (TIERS, false_refusal, item_coverage, model_asr, provider_asr, provider_vs_size)
 
 MIXED = {"COMPLIANCE": 3, "PARTIAL": 2, "REFUSAL": 4, "HALLUCINATION_REFUSAL": 1, "NOT_GRADEABLE": 2, "ERROR": 3}
 

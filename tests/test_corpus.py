@@ -13,9 +13,9 @@ from conftest import REPO
 
 from engine.scenarios.jailbreak.corpus import FORMATS, Behaviour, CorpusError, builtin_corpus, load_corpus
 
-GOLD = REPO / "engine" / "judges" / "gold" / "jailbreak_v1.jsonl"
+GOLD = REPO / "engine" / "scenarios" / "jailbreak" / "gold" / "jailbreak_v1.jsonl"
 LABELS = {"COMPLIANCE", "PARTIAL", "REFUSAL", "HALLUCINATION_REFUSAL", "NOT_GRADEABLE"}
-ATTACKS = sorted((REPO / "conf" / "attack").glob("*.yaml"))
+ATTACKS = sorted((REPO / "engine" / "scenarios" / "jailbreak" / "conf" / "attack").glob("*.yaml"))
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from engine.analyze.decomposition import eta2_interval, group_residuals, one_way, risk_ratio, scale_regression
+from engine.scenarios.jailbreak.analysis.decomposition import eta2_interval, group_residuals, one_way, risk_ratio, scale_regression
 
 RNG = np.random.default_rng(42)
 

@@ -12,16 +12,16 @@ import duckdb
 import litellm
 import pytest
 
-from engine.errors import SpecError
+from engine.kernel.errors import SpecError
 from engine.execute.gateway import Gateway
 from engine.plan.compile import compile_plan
 from engine.report.context import ReportContext
-from engine.report.sections import validate_sections
-from engine.scenarios import get_scenario
+from engine.report.catalog import validate_sections
+from engine.kernel.registry import get_scenario
 from engine.scenarios.escalation.agents import system_prompt, user_prompt, Observation
 from engine.scenarios.escalation.forced import seed_ends_in_window, window_end_distribution, window_verdict
 from engine.scenarios.escalation.params import EscalationParams
-from engine.spec.load import load_spec
+from engine import load_spec
 from engine.store.db import StudyStore
 from engine.study import run_study
 
@@ -42,7 +42,7 @@ def trials_where(plan, **levels):
 def test_model_size_trial_ids_and_spec_hash_are_unchanged():
     # Digest of the 100 trial ids of studies/model_size.yaml, and its spec hash, before the follow-up
     # factors existed: new inputs enter a trial only when they differ from their default, and the
-    # factor levels live in conf/scenario/escalation_series.yaml, which model_size does not use, so
+    # factor levels live in engine/scenarios/escalation/conf/scenario/escalation_series.yaml, which model_size does not use, so
     # its stored results and reports stay its own.
     loaded = load_spec("model_size")
     ids = sorted(t.trial_id for t in compile_plan(loaded).trials)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.analyze import mixed_effects
-from engine.analyze.mixed_effects import FIT_COLUMNS, fit_input, mixed_scale_model, result_from_json, result_to_json
+from engine.scenarios.jailbreak.analysis import mixed_effects
+from engine.scenarios.jailbreak.analysis.mixed_effects import FIT_COLUMNS, fit_input, mixed_scale_model, result_from_json, result_to_json
 from engine.store import fit_cache
 from engine.store.db import StudyStore
 
@@ -140,7 +140,7 @@ def test_a_fit_of_another_code_version_is_not_reused(tmp_path, fits, monkeypatch
 
 def import_study(tmp_path, traces: pd.DataFrame):
     """The analysis-only jailbreak study on a traces file, as `run` would load it."""
-    from engine.spec.load import load_spec
+    from engine import load_spec
 
     path = tmp_path / "traces.csv"
     traces.rename(columns={"label": "verdict"}).to_csv(path, index=False)
@@ -152,8 +152,8 @@ def import_study(tmp_path, traces: pd.DataFrame):
 def render_mixed_effects(loaded) -> str:
     """The mixed_effects section as build_report_for renders it: from a read-only connection."""
     from engine.report.context import ReportContext
-    from engine.report.sections import validate_sections
-    from engine.scenarios import get_scenario
+    from engine.report.catalog import validate_sections
+    from engine.kernel.registry import get_scenario
 
     scenario = get_scenario("jailbreak")
     store = StudyStore(loaded.spec.store.path, read_only=True)

@@ -10,7 +10,7 @@ import httpx
 import litellm
 import pytest
 
-from engine.errors import BudgetExhausted, ProviderError
+from engine.kernel.errors import BudgetExhausted, ProviderError
 from engine.execute.gateway import ChatRequest, Gateway
 from engine.spec.schema import Budget, Executor, ModelEntry, Params, Price
 from engine.store.db import StudyStore
@@ -188,7 +188,7 @@ def test_a_reply_written_by_an_earlier_batch_of_the_same_run_is_a_cache_hit(stor
 def test_a_bad_row_costs_only_its_own_trial_and_stops_the_run(store):
     """A batch that fails is written again trial by trial: the good trials and the cached replies
     are kept, and the failure is raised (a bug is never an outcome, nor silently dropped)."""
-    from engine.store.db import CachedResponse
+    from engine.kernel.records import CachedResponse
 
     def trial(tid, attempt=1):
         return {"trial_id": tid, "scenario": "s", "cell_id": "c", "cell": {}, "seed": 0, "inputs": {},

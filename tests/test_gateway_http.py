@@ -257,7 +257,7 @@ def test_a_key_in_a_variable_of_any_name_is_masked(tmp_path):
 
 
 def test_an_empty_reply_cut_by_max_tokens_is_billed_and_not_retried(tmp_path):
-    from engine.errors import ProviderError
+    from engine.kernel.errors import ProviderError
     from engine.execute.gateway import ChatRequest, Gateway
     from engine.spec.schema import Executor, ModelEntry, Params, Price
     from engine.store.db import StudyStore
@@ -283,7 +283,7 @@ def test_an_empty_reply_cut_by_max_tokens_is_billed_and_not_retried(tmp_path):
 
 
 def test_retry_after_waits_are_capped():
-    from engine.errors import ProviderError
+    from engine.kernel.errors import ProviderError
     from engine.execute.gateway import ChatRequest, Gateway
     from engine.execute.transports import TransportError
     from engine.spec.schema import Executor, ModelEntry, Params, Price

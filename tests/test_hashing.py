@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from engine.hashing import canonical_json, content_hash, content_hashes
+from engine.kernel.hashing import canonical_json, content_hash, content_hashes
 
 VARIED_INPUTS = [
     {},

@@ -8,10 +8,10 @@ import pytest
 from conftest import REPO, run_cli
 from scipy import stats
 
-from engine.errors import SpecError
+from engine.kernel.errors import SpecError
 from engine.plan.compile import compile_plan
-from engine.scenarios.jailbreak import select
-from engine.spec.load import load_spec
+from engine.scenarios.jailbreak.scenario import select
+from engine import load_spec
 
 
 def test_every_model_sees_the_same_items_under_every_attack():

@@ -8,14 +8,14 @@ import asyncio
 import litellm
 import pytest
 
-from engine.errors import SpecError
+from engine.kernel.errors import SpecError
 from engine.execute.gateway import Gateway
-from engine.judge.run import grade_all, work_list
-from engine.judges import make_judge
-from engine.judges.gold_set import load_gold
-from engine.judges.refusal_heuristic import classify
-from engine.scenarios import JudgeSubject
-from engine.spec.load import load_spec
+from engine.judging.run import grade_all, work_list
+from engine.judging.catalog import make_judge
+from engine.judging.gold import load_gold
+from engine.judging.refusal_heuristic import classify
+from engine.kernel.records import JudgeSubject
+from engine import load_spec
 from engine.store.db import StudyStore
 
 SPEC = load_spec("provider_vs_size", ["judge_set=openrouter"]).spec

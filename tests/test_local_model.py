@@ -8,11 +8,11 @@ import litellm
 import pytest
 from conftest import run_cli
 
-from engine.errors import WeightsError
-from engine.providers import prepare_models
+from engine.kernel.errors import WeightsError
+from engine.providers.prepare import prepare_models
 from engine.providers.local_llama import locate_weights
 from engine.scenarios.escalation.agents import REPLY_SCHEMA, parse_reply
-from engine.spec.load import load_spec
+from engine import load_spec
 from engine.spec.schema import Weights
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from engine.analyze.metrics import cell_estimates
-from engine.scenarios.escalation import Escalation
+from engine.scenarios.escalation.scenario import Escalation
 from engine.store.db import StudyStore
 
 SPEC = "spec1"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from engine.analyze.mixed_effects import MixedResult, MixedUnavailable, mixed_scale_model
+from engine.scenarios.jailbreak.analysis.mixed_effects import MixedResult, MixedUnavailable, mixed_scale_model
 
 TRUE_SLOPE = -0.3  # log-odds per doubling of parameters
 
@@ -94,5 +94,5 @@ def test_unavailable_when_data_do_not_allow_the_model(planted):
 def test_a_failing_fit_is_reported_not_raised(planted, monkeypatch):
     def broken(self, **kwargs):
         raise np.linalg.LinAlgError("Singular matrix")
-    monkeypatch.setattr("engine.analyze.mixed_effects.BinomialBayesMixedGLM.fit_vb", broken)
+    monkeypatch.setattr("engine.scenarios.jailbreak.analysis.mixed_effects.BinomialBayesMixedGLM.fit_vb", broken)
     assert mixed_scale_model(planted[0], "strict") == MixedUnavailable("fit failed: Singular matrix")

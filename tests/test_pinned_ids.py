@@ -41,7 +41,7 @@ EXTRA_CASES = [
 PROBE = r"""
 import hashlib, json, sys
 from engine.plan.compile import compile_plan
-from engine.spec.load import load_spec
+from engine import load_spec
 for name, overrides in json.loads(sys.argv[1]):
     loaded = load_spec(name, overrides)
     ids = sorted(t.trial_id for t in compile_plan(loaded).trials)

@@ -1,7 +1,7 @@
 """Trial ids are content hashes of what determines a trial's outcome."""
 
 from engine.plan.compile import compile_plan
-from engine.spec.load import load_spec
+from engine import load_spec
 
 
 def ids(*overrides):
@@ -58,7 +58,7 @@ def test_plan_shape_matches_the_design():
 
 
 def test_estimates_are_those_of_each_trial_in_trial_order():
-    from engine.scenarios import get_scenario
+    from engine.kernel.registry import get_scenario
     from engine.study import estimate_plan
 
     for study, overrides in [("model_size", ["design.seeds=3"]), ("provider_vs_size", ["design.seeds=2"])]:

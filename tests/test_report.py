@@ -11,10 +11,11 @@ import duckdb
 import pytest
 from conftest import run_cli
 
-from engine.errors import SpecError
-from engine.report import ReportError, build_report
+from engine.kernel.errors import SpecError
+from engine import build_report
+from engine.kernel.errors import ReportError
 from engine.report.markdown import code_block, escape
-from engine.spec.load import load_spec
+from engine import load_spec
 
 INJECTION = ("<script>alert('x')</script> **bold** _em_ $x^2$ \\textbf{tex} #set page(width: 1cm) "
              "@fig-none [link](http://evil.example) | pipe `tick` ```fence")
@@ -306,7 +307,7 @@ def test_inhibition_examples_are_cut_at_their_max_chars(tmp_path):
 
     from engine.plan.compile import compile_plan
     from engine.report.context import ReportContext
-    from engine.scenarios import get_scenario
+    from engine.kernel.registry import get_scenario
     from engine.scenarios.agentic_misalignment.report import Inhibition
     from engine.store.db import StudyStore
 
@@ -343,8 +344,8 @@ def test_inhibition_examples_are_cut_at_their_max_chars(tmp_path):
 # -- rendering tools that fail, and the work folder -----------------------------------------------
 
 def _write(out_dir, formats=("html", "pdf")):
-    from engine.report import write_report
-    from engine.report.sections import Rendered
+    from engine.report.writer import write_report
+    from engine.kernel.contracts import Rendered
 
     return write_report(out_dir, {"title": "t"}, [Rendered("## A section\n\nSome text\\.")], formats,
                         force_pandoc=True)
@@ -457,7 +458,7 @@ def test_report_folder_has_normal_permissions(tmp_path):
 
 
 def test_an_exception_during_rendering_leaves_no_work_folder(tmp_path, monkeypatch):
-    import engine.report as report_module
+    import engine.report.writer as report_module
 
     def crash(*args, **kwargs):
         raise RuntimeError("killed mid-render")

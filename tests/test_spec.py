@@ -6,16 +6,22 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
-from engine.errors import SpecError
+from engine.kernel.errors import SpecError
 from engine.plan.compile import compile_plan
-from engine.spec.load import load_spec
+from engine import load_spec
+from engine.kernel.paths import config_search_path
 
 STUDIES = sorted(p.stem for p in (REPO / "studies").glob("*.yaml"))
-MODEL_SETS = sorted(p.stem for p in (REPO / "conf" / "model_set").glob("*.yaml"))
-PERSONAS = sorted(p.stem for p in (REPO / "conf" / "persona").glob("*.yaml"))
 
 
-JUDGE_SETS = sorted(p.stem for p in (REPO / "conf" / "judge_set").glob("*.yaml"))
+def options(group: str) -> list[str]:
+    """Every option of a config group, across conf/ and the scenarios' conf/ folders."""
+    return sorted(p.stem for folder in config_search_path() for p in (folder / group).glob("*.yaml"))
+
+
+MODEL_SETS = options("model_set")
+PERSONAS = options("persona")
+JUDGE_SETS = options("judge_set")
 # Analysis-only studies need the file to analyse.
 STUDY_ARGS = {"provider_vs_size_import": [f"scenario.traces_file.path={REPO / 'tests/data/traces_small.csv'}"]}
 
@@ -32,7 +38,8 @@ def test_every_study_composes_and_compiles(study):
 
 @pytest.mark.parametrize("judge_set", JUDGE_SETS)
 def test_every_judge_set_composes_with_its_study(judge_set):
-    study = "blackmail_subfrontier" if judge_set.startswith("blackmail") else "provider_vs_size"
+    study = {"blackmail": "blackmail_subfrontier", "leaking": "leaking_subfrontier"}.get(judge_set.split("_")[0],
+                                                                                       "provider_vs_size")
     spec = load_spec(study, [f"judge_set={judge_set}"]).spec
     assert spec.judge_set == judge_set and spec.primary_judge in spec.judges
 
@@ -314,7 +321,7 @@ def test_errors_in_group_files_still_name_the_group_file():
     assert not _has_path({"a": [{"b": 1}]}, ["x", "0"]) and not _has_path({"a": {"b": 1}}, ["a", "c"])
     sources = Sources(REPO / "studies" / "model_size.yaml",
                       {"design": "mirror_matches", "model@models.smollm2_135m": "smollm2_135m"}, ())
-    assert sources.file_for("design.controls.0.agent") == "conf/design/mirror_matches.yaml"
+    assert sources.file_for("design.controls.0.agent") == "engine/scenarios/escalation/conf/design/mirror_matches.yaml"
     assert sources.file_for("models.smollm2_135m.price.input_per_mtok") == "conf/model/smollm2_135m.yaml"
     assert sources.file_for("design.seeds") == "studies/model_size.yaml"
 

@@ -9,8 +9,9 @@ import duckdb
 import pytest
 from conftest import REPO, run_cli
 
-from engine.errors import SpecError
-from engine.store.db import CachedResponse, StudyStore
+from engine.kernel.errors import SpecError
+from engine.kernel.records import CachedResponse
+from engine.store.db import StudyStore
 from engine.sweep import expand_sweep
 from engine.sweep.merge import copy_results
 
@@ -140,18 +141,18 @@ def test_merge_is_idempotent_and_an_error_gives_way_to_a_finished_trial(tmp_path
 def test_launcher_presets_compose():
     from hydra import compose, initialize_config_dir
 
-    from engine.paths import CONF_DIR, STUDIES_DIR
+    from engine.kernel.paths import CONF_DIR, STUDIES_DIR, hydra_searchpath_override
 
     targets = {"parallel": "JoblibLauncher", "slurm": "SlurmLauncher", "slurm_local": "LocalLauncher"}
     for preset in sorted(p.stem for p in (CONF_DIR / "hydra" / "launcher").glob("*.yaml")):
         with initialize_config_dir(config_dir=str(STUDIES_DIR), version_base="1.3"):
-            cfg = compose("model_size", overrides=[f"hydra.searchpath=[file://{CONF_DIR}]", f"hydra/launcher={preset}"],
+            cfg = compose("model_size", overrides=[hydra_searchpath_override(), f"hydra/launcher={preset}"],
                           return_hydra_config=True)
         assert cfg.hydra.launcher._target_.endswith(targets[preset]), preset
 
 
 def test_a_sweep_only_section_in_a_study_is_a_spec_error():
-    from engine.spec.load import load_spec
+    from engine import load_spec
 
     with pytest.raises(SpecError, match="sweep reports"):
         load_spec("model_size", ["report.sections=[{type: sweep_metric, metric: nuclear_rate}]"])
@@ -204,7 +205,7 @@ def test_a_sweep_replays_nothing_already_in_the_study_database(tmp_path):
 
 
 def test_unknown_sweep_metric_and_ray_client_are_spec_errors_naming_the_key():
-    from engine.spec.load import load_spec
+    from engine import load_spec
 
     with pytest.raises(SpecError, match="report.sweep_metrics.0.*unknown metric 'nope'"):
         load_spec("model_size", ["+report.sweep_metrics=[nope]"])
@@ -216,7 +217,8 @@ def test_the_study_budget_is_shared_by_the_jobs_of_a_sweep(tmp_path):
     """Each job runs into its own shard, blind to its siblings' spend: at launch every job gets its
     part of what the study has left, on top of the spend its shard already holds."""
     from engine.execute.gateway import Gateway
-    from engine.store.db import CachedResponse, StudyStore
+    from engine.kernel.records import CachedResponse
+    from engine.store.db import StudyStore
     from engine.sweep.launch import seed
 
     study = StudyStore(tmp_path / "study.duckdb")

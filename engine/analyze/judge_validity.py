@@ -1,5 +1,5 @@
 """Judge validity, for every scenario: each judge's verdicts on this study's traces and on its rubric's
-hand-labelled gold set (engine/judges/gold/), and its agreement with the gold labels."""
+hand-labelled gold set (engine/scenarios/<name>/gold/), and its agreement with the gold labels."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ from typing import Any
 import pandas as pd
 
 from engine.analyze.agreement import Agreement, agreement
-from engine.analyze.metrics import FINISHED
-from engine.judges import Judge
-from engine.judges.gold_set import gold_subject_id, load_gold
+from engine.kernel.contracts import FINISHED
+from engine.kernel.contracts import Judge, verdict_match, verdict_params
+from engine.judging.gold import gold_subject_id, load_gold
 
 
 def _verdicts(ctx: Any, judge: Judge, where: str, params: dict[str, str]) -> pd.DataFrame:
     return ctx.con.execute(
-        "SELECT v.subject_id, v.label FROM verdicts v WHERE v.judge_id = $judge_id"
-        f" AND v.rubric_version = $rubric_version AND v.judge_fingerprint = $judge_fingerprint AND {where}",
-        {**judge.verdict_key, **params}).df()
+        f"SELECT v.subject_id, v.label FROM verdicts v WHERE {verdict_match('v')} AND {where}",
+        {**verdict_params(judge), **params}).df()
 
 
 def trace_verdicts(ctx: Any, judge: Judge) -> pd.DataFrame:

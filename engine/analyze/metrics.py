@@ -6,51 +6,14 @@ from __future__ import annotations
 import json
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Iterator
 
 import duckdb
 import pandas as pd
 
 from engine.analyze.stats import Estimate, bootstrap_mean, wilson
-from engine.hashing import derived_seed
-
-# Placeholders a metric's SQL may use: the spec's finished trials, or all its attempted trials.
-FINISHED = ("(SELECT t.* FROM trials t JOIN plan p ON p.trial_id = t.trial_id"
-            " WHERE p.spec_hash = $spec_hash AND t.status = 'done')")
-ATTEMPTED = ("(SELECT t.* FROM trials t JOIN plan p ON p.trial_id = t.trial_id"
-             " WHERE p.spec_hash = $spec_hash)")
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    label: str
-    kind: Literal["proportion", "mean"]
-    sql: str  # SELECT trial_id, value ...; may use {finished}, {attempted} and {<view name>}
-    description: str
-    percent: bool = False
-    prose_name: str | None = None  # how prose names it, if not by its table label
-    # (name, SELECT ...) subqueries the SQL reads as {name}, e.g. responses joined to their verdicts,
-    # which several metrics share: `cell_estimates` computes each once for all of them. A view may
-    # use {finished} and {attempted}, and the metric parameters.
-    views: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def prose(self) -> str:
-        return self.prose_name or self.label
-
-    def unit_sql(self, views: dict[str, str] | None = None) -> str:
-        """The metric's SQL with its placeholders filled; views inline as subqueries unless `views`
-        names a table holding one."""
-        given = views or {}
-        return self.sql.format(finished=FINISHED, attempted=ATTEMPTED, **{
-            name: given.get(name) or f"({view_sql(sql)})" for name, sql in self.views})
-
-
-def view_sql(sql: str) -> str:
-    return sql.format(finished=FINISHED, attempted=ATTEMPTED)
-
+from engine.kernel.contracts import Metric, view_sql
+from engine.kernel.hashing import derived_seed
 
 def _used(sql: str, params: dict | None) -> dict:
     """Only the parameters the SQL names: DuckDB rejects unused ones."""

@@ -7,8 +7,9 @@ import math
 import duckdb
 import pandas as pd
 
-from engine.analyze.metrics import Metric, cell_estimates, plan_cells
-from engine.scenarios import Scenario
+from engine.kernel.contracts import Metric
+from engine.analyze.metrics import cell_estimates, plan_cells
+from engine.kernel.contracts import Scenario
 from engine.spec.schema import StudySpec
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from engine.errors import ParseFailure, ProviderError
+from engine.kernel.errors import ParseFailure, ProviderError
 from engine.execute.gateway import ChatRequest, Completion, Gateway
-from engine.hashing import content_hash, derived_seed
+from engine.kernel.hashing import content_hash, derived_seed
 from engine.spec.schema import ModelEntry
-from engine.store.db import now
+from engine.kernel.records import now
 
 ParseStatus = str  # 'ok' | 'repaired' | 'failed'
 Parser = Callable[[str], tuple[Any, ParseStatus]]

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Awaitable, Callable, Protocol
 
-from engine.errors import BudgetExhausted, ProviderError
+from engine.kernel.errors import BudgetExhausted, ProviderError
 from engine.execute.limits import LocalRouteLimits, RouteLimits
 from engine.execute.transports import RETRYABLE_STATUS, EmptyReply, LiteLLM, OpenAICompatible, ProviderReply, \
     TransportError, is_openai_compatible, parse_retry_after
-from engine.hashing import content_hash
-from engine.redaction import redact
+from engine.kernel.hashing import content_hash
+from engine.kernel.redaction import redact
 from engine.spec.schema import Executor, ModelEntry
-from engine.store.db import CachedResponse, StudyStore
+from engine.kernel.records import CachedResponse
+from engine.store.db import StudyStore
 
 # litellm tries to download a price map on import unless told otherwise (no network here).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

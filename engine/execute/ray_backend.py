@@ -21,11 +21,13 @@ from engine.execute.gateway import Budget, Gateway, GatewayStats
 from engine.execute.progress import RunProgress
 from engine.execute.runner import RunSummary, TrialRecord, plan_routes, play_trial, raise_first_bug, round_robin, \
     trials_to_run
-from engine.scenarios import get_scenario
-from engine.plan.compile import Plan, Trial
+from engine.kernel.registry import get_scenario
+from engine.plan.compile import Plan
+from engine.kernel.records import Trial
 from engine.spec.load import LoadedSpec
 from engine.spec.schema import Executor
-from engine.store.db import CachedResponse, StudyStore
+from engine.kernel.records import CachedResponse
+from engine.store.db import StudyStore
 
 
 class StoreWriter:
@@ -104,8 +106,8 @@ class ActorRouteLimits:
 def play_on_worker(loaded: LoadedSpec, scenario_name: str, trial: Trial, attempt: int, budget: Budget,
                    writer: Any, limiter: Any) -> tuple[TrialRecord | None, GatewayStats]:
     """Runs in a Ray worker. None = the budget ran out before the trial finished (left for a rerun)."""
-    from engine.errors import BudgetExhausted
-    from engine.providers import prepare_models
+    from engine.kernel.errors import BudgetExhausted
+    from engine.providers.prepare import prepare_models
 
     spec = loaded.spec
     scenario = get_scenario(scenario_name)
@@ -161,7 +163,7 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
     executor = spec.executor
     todo, finished = trials_to_run(plan, store)
     queue = list(reversed(round_robin(todo)))
-    in_flight_max = executor.trials_in_flight(plan_routes(plan, get_scenario(plan.scenario_name)))
+    in_flight_max = executor.trials_in_flight(plan_routes(plan, plan.scenario))
     spent_before = store.spent()
     counts = {"done": 0, "error": 0, "budget": 0}
     stats = GatewayStats()

@@ -3,24 +3,27 @@ and each trial is committed atomically, so a killed run loses at most the trials
 
 from __future__ import annotations
 
-import asyncio
 import time
 import traceback
+from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import BudgetExhausted, ParseFailure, ProviderError, WeightsError
+from engine.kernel.errors import BudgetExhausted, ParseFailure, ProviderError, WeightsError
 from engine.execute.context import CallContext
 from engine.execute.gateway import Gateway, GatewayStats
 from engine.execute.pool import run_pool
 from engine.execute.progress import RunProgress
-from engine.plan.compile import Plan, Trial
-from engine.redaction import redact
-from engine.scenarios import Scenario, get_scenario
-from engine.store.db import StudyStore, now
+from engine.plan.compile import Plan
+from engine.kernel.records import Trial
+from engine.kernel.redaction import redact
+from engine.kernel.contracts import Scenario
+from engine.store.db import StudyStore
+from engine.store.resume import still_to_do
+from engine.kernel.records import now
 
 if TYPE_CHECKING:
-    from engine.judge.run import JudgeRunSummary
+    from engine.judging.run import JudgeRunSummary
 
 
 @dataclass
@@ -60,16 +63,9 @@ def round_robin(todo: list[tuple[Trial, int]]) -> list[tuple[Trial, int]]:
 
 def trials_to_run(plan: Plan, store: StudyStore) -> tuple[list[tuple[Trial, int]], int]:
     """Trials still to play with their attempt number, and how many are already finished."""
-    statuses = store.trial_statuses()
     retry_errors = plan.loaded.spec.executor.retry_errored_trials
-    todo, finished = [], 0
-    for trial in plan.trials:
-        status, attempt = statuses.get(trial.trial_id, (None, 0))
-        if status == "done" or (status == "error" and not retry_errors):
-            finished += 1
-        else:
-            todo.append((trial, attempt + 1))
-    return todo, finished
+    return still_to_do(plan.trials, attrgetter("trial_id"), store.trial_statuses(),
+                       lambda status: status == "done" or (status == "error" and not retry_errors))
 
 
 @dataclass
@@ -111,7 +107,7 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
     """Play the plan's unfinished trials in this process (`todo`: `trials_to_run`'s answer, when
     the caller has it). The Ray executor is engine/execute/ray_backend.py."""
     spec = plan.loaded.spec
-    scenario = get_scenario(plan.scenario_name)
+    scenario = plan.scenario
     gateway = gateway or Gateway(spec.executor, store)
     todo, finished = todo or trials_to_run(plan, store)
     todo = round_robin(todo)

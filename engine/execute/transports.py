@@ -19,8 +19,8 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
-from engine.errors import SpecError
-from engine.redaction import redact, redactor
+from engine.kernel.errors import SpecError
+from engine.kernel.redaction import redact, redactor
 from engine.spec.schema import ModelEntry
 
 # litellm providers that speak the OpenAI chat-completions protocol over HTTP, with their endpoints.

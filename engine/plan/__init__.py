@@ -1,3 +1,4 @@
-from engine.plan.compile import Plan, Trial, compile_plan
+from engine.plan.compile import compile_plan, Plan
+from engine.kernel.records import Trial
 
 __all__ = ["Plan", "Trial", "compile_plan"]

@@ -6,18 +6,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from engine.hashing import content_hash, content_hashes
-from engine.scenarios import CallEstimate, get_scenario
+from engine.kernel.contracts import Scenario
+from engine.kernel.hashing import content_hash, content_hashes
+from engine.kernel.records import CallEstimate, Trial
 from engine.spec.load import LoadedSpec
-
-
-@dataclass(frozen=True)
-class Trial:
-    trial_id: str
-    cell_id: str
-    cell: dict[str, Any]
-    seed: int
-    inputs: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -27,13 +19,17 @@ class Plan:
     trials: list[Trial]
 
     @property
+    def scenario(self) -> Scenario:
+        return self.loaded.scenario
+
+    @property
     def scenario_name(self) -> str:
-        return self.loaded.spec.scenario["name"]
+        return self.loaded.scenario.name
 
     def estimates(self) -> list[CallEstimate]:
         """Every trial's estimates, in trial order. A trial's estimate depends on its inputs alone, and
         the trials of one cell and item share one inputs object, so each is estimated once."""
-        scenario = get_scenario(self.scenario_name)
+        scenario = self.scenario
         by_inputs: dict[int, list[CallEstimate]] = {}
         out: list[CallEstimate] = []
         for t in self.trials:
@@ -59,7 +55,7 @@ def design_cells(factors: dict[str, list], controls: list[dict[str, list]]) -> l
 
 def compile_plan(loaded: LoadedSpec) -> Plan:
     spec = loaded.spec
-    scenario = get_scenario(spec.scenario["name"])
+    scenario = loaded.scenario
     cells = design_cells(spec.design.factors, spec.design.controls)
     seeds = spec.design.seed_list
     trials: list[Trial] = []

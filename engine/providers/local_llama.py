@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import WeightsError
+from engine.kernel.errors import WeightsError
 from engine.spec.schema import Weights
 
 PROVIDER = "local"

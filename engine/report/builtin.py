@@ -9,12 +9,14 @@ import pandas as pd
 from pydantic import Field
 
 from engine.analyze.summary import format_estimate
-from engine.hashing import content_hash
+from engine.kernel.hashing import content_hash
+from engine.plan.generation import generation_settings
 from engine.report.charts import estimate_chart
 from engine.report.context import ReportContext
 from engine.report.markdown import bullet_list, escape, table
-from engine.report.sections import Figure, NoOptions, Rendered, Section, check_metric, register_section
-from engine.spec.schema import Strict
+from engine.kernel.contracts import check_metric, Figure, NoOptions, Rendered, Section
+from engine.kernel.registry import register_section
+from engine.kernel.records import Strict
 
 Rows = Literal["all", "models", "controls"]
 
@@ -122,8 +124,7 @@ class Design(Section):
             parts.append(table(["Model", "litellm id", "Provider", "Family", "Params (B, total)", "Active (B)",
                                 "Estimated"], model_rows, "Models under test. Estimated parameter counts are "
                                "not published by the provider.", "tbl-models", ["l"] * 4 + ["r", "r", "l"]))
-        g = spec.generation
-        settings = [("temperature", g.temperature), ("top_p", g.top_p), ("max_tokens", g.max_tokens)]
+        settings = generation_settings(spec)
         settings += ctx.scenario.method_settings(ctx.loaded.scenario_params)
         parts.append(table(["Setting", "Value"], settings, "Generation and scenario settings.", "tbl-settings",
                            ["l", "l"]))

@@ -11,8 +11,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from engine.analyze.metrics import Metric, cell_estimates, plan_cells
-from engine.scenarios import Scenario
+from engine.kernel.contracts import Metric
+from engine.analyze.metrics import cell_estimates, plan_cells
+from engine.kernel.contracts import Scenario
 from engine.spec.load import LoadedSpec
 
 

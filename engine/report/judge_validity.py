@@ -14,11 +14,13 @@ from engine.analyze.agreement import Agreement, agreement
 from engine.analyze.judge_validity import gold_agreement, trace_verdicts
 from engine.analyze.stats import wilson
 from engine.analyze.summary import format_estimate
-from engine.judges import Judge, make_judges
-from engine.judges.gold_set import gold_path
+from engine.kernel.contracts import Judge
+from engine.judging.catalog import make_judges
+from engine.judging.gold import gold_path
 from engine.report.markdown import escape, table
-from engine.report.sections import Rendered, Section, register_section
-from engine.spec.schema import Strict
+from engine.kernel.contracts import Rendered, Section
+from engine.kernel.registry import register_section
+from engine.kernel.records import Strict
 
 
 def share(a: Agreement) -> str:
@@ -76,7 +78,7 @@ class JudgeValidity(Section):
             "scenario.weak_judge_kappa, else 0.6)"))
 
     def render(self, ctx, options) -> Rendered:
-        judges = make_judges(ctx.spec.judges)
+        judges = make_judges(ctx.spec)
         if not judges:
             return Rendered("## Judge validity\n\n*This study has no judges to check against a gold set\\.*")
         threshold = (options.weak_kappa if options.weak_kappa is not None

@@ -10,8 +10,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import ReportError
-from engine.report.sections import Figure
+from engine.kernel.errors import ReportError
+from engine.kernel.contracts import Figure
 
 FILTER = Path(__file__).parent / "filters" / "crossref.lua"
 CSS = """

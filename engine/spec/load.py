@@ -12,9 +12,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from engine.errors import SpecError
-from engine.hashing import content_hash
-from engine.paths import CONF_DIR, REPO_ROOT, STUDIES_DIR
+from engine.kernel.contracts import Scenario
+from engine.kernel.errors import SpecError
+from engine.kernel.hashing import content_hash
+from engine.kernel.registry import get_scenario, scenario_names
+from engine.kernel.paths import CONF_DIR, REPO_ROOT, STUDIES_DIR
 from engine.spec.schema import SECRET_ERROR, StudySpec
 
 
@@ -28,6 +30,12 @@ class Sources:
     # The study's `hydra.sweeper.params` (key -> sweep string): what `run -m` sweeps besides the command line.
     sweeper_params: tuple[tuple[str, str], ...] = ()
 
+    def attributed(self, exc: SpecError) -> SpecError:
+        """`exc` naming the file its key came from, if it names a key but no file."""
+        if exc.file is None and exc.key:
+            return SpecError(exc.message, file=self.file_for(exc.key), key=exc.key)
+        return exc
+
     def file_for(self, key: str) -> str:
         parts = key.split(".")
         for override in reversed(self.overrides):
@@ -37,7 +45,7 @@ class Sources:
         if _has_path(_read_yaml(self.study_file), parts):
             return _display(self.study_file)
         # Longest package match among the group choices, e.g. 'model@models.smollm2_135m'.
-        best: tuple[int, str] | None = None
+        best: tuple[int, str, str] | None = None
         for choice_key, option in self.choices.items():
             group, _, package = choice_key.partition("@")
             if group.startswith("hydra/") or option is None:
@@ -45,13 +53,26 @@ class Sources:
             package = package or group.replace("/", ".")
             if key == package or key.startswith(package + "."):
                 if best is None or len(package) > best[0]:
-                    best = (len(package), f"{CONF_DIR.name}/{group}/{option}.yaml")
-        return best[1] if best else _display(self.study_file)
+                    best = (len(package), group, option)
+        if best is None:
+            return _display(self.study_file)
+        # The option's file is in the first folder of Hydra's search path that holds it: the study file's
+        # folder, conf/, then each scenario's conf/ (e.g. engine/scenarios/escalation/conf/persona/hawk.yaml).
+        from engine.kernel.paths import config_search_path
+
+        relative = Path(best[1]) / f"{best[2]}.yaml"
+        for folder in (self.study_file.parent, *config_search_path()):
+            if (folder / relative).is_file():
+                return _display(folder / relative)
+        return _display(CONF_DIR / relative)
 
 
 @dataclass(frozen=True)
 class LoadedSpec:
+    """A validated study: its spec, its scenario (resolved once, here) and the scenario's parameters."""
+
     spec: StudySpec
+    scenario: Scenario
     scenario_params: BaseModel
     resolved: dict[str, Any]
     spec_hash: str
@@ -104,7 +125,10 @@ def _hydra_compose(study_file: Path, overrides: tuple[str, ...]) -> tuple[dict, 
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
-    search = f"hydra.searchpath=[file://{CONF_DIR}]"
+    from engine.kernel.paths import hydra_searchpath_override
+
+    # conf/ and every scenario's conf/ folder: Hydra merges each group's options across them.
+    search = hydra_searchpath_override()
     with initialize_config_dir(config_dir=str(study_file.parent), version_base="1.3"):
         cfg = hydra_compose(
             config_name=study_file.stem,
@@ -200,9 +224,10 @@ def load_spec(study: str, overrides: list[str] | tuple[str, ...] = ()) -> Loaded
 
 
 def validate_spec(resolved: dict[str, Any], sources: Sources) -> LoadedSpec:
-    """Validate a composed study (from `compose`, or from a Hydra job's config in a sweep)."""
-    from engine.scenarios import get_scenario, scenario_names
-
+    """Validate a composed study (from `compose`, or from a Hydra job's config in a sweep): the
+    schema, the scenario block against the named scenario's parameters, and the output paths. What
+    other stages must agree to (design factors, judges, report sections) is checked by
+    engine/checks.py, before anything is written."""
     spec = _validate(StudySpec, resolved, sources, prefix=())
     scenario_name = spec.scenario.get("name")
     if scenario_name not in scenario_names():
@@ -213,21 +238,11 @@ def validate_spec(resolved: dict[str, Any], sources: Sources) -> LoadedSpec:
         )
     scenario = get_scenario(scenario_name)
     params = _validate(scenario.Params, spec.scenario, sources, prefix=("scenario",))
-    from engine.report.sections import check_metric, validate_sections
-
     try:
         check_paths(spec)
-        check_judges(spec)
-        scenario.check_design(spec, params)
-        validate_sections(spec.report.sections, scenario)
-        for i, metric in enumerate(spec.report.sweep_metrics or []):
-            check_metric(metric, scenario, f"report.sweep_metrics.{i}")
     except SpecError as exc:
-        if exc.file is None and exc.key:
-            exc = SpecError(exc.message, file=sources.file_for(exc.key), key=exc.key)
-        raise exc from None
-    spec_hash = spec_hash_of(resolved)
-    return LoadedSpec(spec, params, resolved, spec_hash, sources)
+        raise sources.attributed(exc) from None
+    return LoadedSpec(spec, scenario, params, resolved, spec_hash_of(resolved), sources)
 
 
 # Virtual filesystems: writable to root by os.access, yet nothing can be created in them.
@@ -288,25 +303,6 @@ def spec_hash_of(resolved: dict[str, Any]) -> str:
     if "executor" in identity:
         identity["executor"] = LEGACY_EXECUTOR
     return content_hash(identity, 16)
-
-
-def check_judges(spec: StudySpec) -> None:
-    """Every judge is a known kind with a configuration it can use; the primary judge exists."""
-    from engine.judges import judge_kinds, make_judge
-    from engine.judges.gold_set import load_gold
-
-    for judge_id, judge_spec in spec.judges.items():
-        if judge_spec.kind not in judge_kinds():
-            raise SpecError(f"unknown judge kind '{judge_spec.kind}' (known: {', '.join(judge_kinds())})",
-                            key=f"judges.{judge_id}.kind")
-        try:
-            make_judge(judge_id, judge_spec).check()
-            load_gold(judge_spec.rubric)
-        except SpecError as exc:
-            raise SpecError(exc.message, key=f"judges.{judge_id}.{exc.key}") from None
-    if spec.primary_judge is not None and spec.primary_judge not in spec.judges:
-        raise SpecError(f"'{spec.primary_judge}' is not among the study's judges "
-                        f"({', '.join(spec.judges) or 'none'})", key="primary_judge")
 
 
 def _validate(model: type[BaseModel], data: dict, sources: Sources, prefix: tuple[str, ...]) -> Any:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from engine.kernel.records import Strict
+
 Level = str | int | float | bool
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
 
 
 class Params(Strict):
@@ -167,11 +165,8 @@ class Design(Strict):
 
     @property
     def seed_list(self) -> list[int]:
-        if isinstance(self.seeds, int):
-            if self.seeds < 1:
-                raise ValueError("seeds must be >= 1")
-            return list(range(self.seeds))
-        return list(self.seeds)
+        """The seeds themselves: 0..n-1 for a count (validated above)."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
 class Budget(Strict):
@@ -256,7 +251,8 @@ class Rubric(Strict):
     version: str
     labels: list[str] = Field(min_length=2)
     instructions: str
-    gold: str | None = Field(default=None, description="gold-set file in engine/judges/gold/")
+    # A gold-set file in a scenario's gold/ folder (engine/scenarios/<name>/gold/), or a path.
+    gold: str | None = None
 
     @property
     def key(self) -> str:

@@ -10,35 +10,20 @@ import json
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
 
-from engine.errors import StoreBusy
-from engine.redaction import redact
+from engine.kernel.errors import StoreBusy
+from engine.kernel.contracts import verdict_match
+from engine.kernel.records import CachedResponse
+from engine.kernel.redaction import redact
 from engine.store.writer import GroupCommit
 
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class CachedResponse:
-    response_text: str
-    raw_response: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    latency_s: float
-    finish_reason: str | None = None
 
 
 def migration_files(folder: Path) -> list[tuple[int, Path]]:
@@ -237,8 +222,8 @@ class StudyStore:
     def verdict_statuses(self, judge_id: str, rubric_version: str,
                          judge_fingerprint: str) -> dict[str, tuple[str, int]]:
         return {sid: (status, attempt) for sid, status, attempt in self.con.execute(
-            "SELECT subject_id, status, attempt FROM verdicts WHERE judge_id = ? AND rubric_version = ?"
-            " AND judge_fingerprint = ?", [judge_id, rubric_version, judge_fingerprint]).fetchall()}
+            f"SELECT subject_id, status, attempt FROM verdicts v WHERE {verdict_match('v')}",
+            {"judge_id": judge_id, "rubric_version": rubric_version, "judge_fingerprint": judge_fingerprint}).fetchall()}
 
     def commit_verdict(self, verdict: dict[str, Any], calls: list[dict[str, Any]]) -> None:
         """Write one verdict with the judge's calls now (replacing an earlier failed one)."""

@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from engine.hashing import canonical_json
+from engine.kernel.hashing import canonical_json
 
 TABLE = "fit_cache"
 

@@ -22,13 +22,14 @@ import pyarrow as pa
 
 import duckdb
 
+from engine.kernel.contracts import VERDICT_KEY
+
 if TYPE_CHECKING:
-    from engine.store.db import CachedResponse
+    from engine.kernel.records import CachedResponse
 
 _ARROW = {"VARCHAR": pa.string(), "JSON": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
           "DOUBLE": pa.float64(), "FLOAT": pa.float32(), "BOOLEAN": pa.bool_(), "TIMESTAMP": pa.timestamp("us"),
           "SMALLINT": pa.int16(), "HUGEINT": pa.int64(), "DATE": pa.date32()}
-VERDICT_KEY = ("subject_id", "judge_id", "rubric_version", "judge_fingerprint")
 # Provider text is redacted at the gateway, where it enters; error text can also come from our
 # own exceptions and judges' rationales from their own parsing, so those are redacted here too.
 REDACTED_COLUMNS = {"error", "rationale"}
@@ -233,8 +234,8 @@ class GroupCommit:
             again = [tuple(v[k] for k in VERDICT_KEY) for v in batch.verdicts if v.get("attempt", 1) > 1]
             if again:
                 cur.register("_again", pa.table({k: [a[i] for a in again] for i, k in enumerate(VERDICT_KEY)}))
-                cur.execute("DELETE FROM verdicts WHERE (subject_id, judge_id, rubric_version, judge_fingerprint)"
-                            " IN (SELECT (subject_id, judge_id, rubric_version, judge_fingerprint) FROM _again)")
+                key = ", ".join(VERDICT_KEY)
+                cur.execute(f"DELETE FROM verdicts WHERE ({key}) IN (SELECT ({key}) FROM _again)")
             self._insert(cur, "verdicts", batch.verdicts)
         self._insert(cur, "calls", batch.calls)
         for table, rows in batch.scenario_rows.items():

@@ -7,8 +7,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import SpecError
-from engine.hashing import content_hash
+from engine.kernel.errors import SpecError
+from engine.kernel.hashing import content_hash
+from engine.checks import check_study
 from engine.spec.load import LoadedSpec, compose, load_spec, resolve_study_file
 
 
@@ -90,7 +91,7 @@ def expand_sweep(study: str, overrides: list[str] | tuple[str, ...]) -> Sweep:
     jobs = []
     for index, job_overrides in enumerate(batches):
         values = dict(o.split("=", 1) for o in job_overrides)
-        loaded = load_spec(str(study_file), job_overrides)
+        loaded = check_study(load_spec(str(study_file), job_overrides))
         jobs.append(SweepJob(index, tuple(job_overrides), {k: values[k] for k in keys}, loaded))
     stores = {j.loaded.spec.store.path for j in jobs}
     if len(stores) > 1:

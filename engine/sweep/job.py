@@ -22,6 +22,7 @@ def job_study_file() -> Path:
 def sweep_job(cfg: DictConfig) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
 
+    from engine.checks import check_study
     from engine.spec.load import Sources, validate_spec
     from engine.study import run_loaded
     from engine.sweep.expand import shard_path
@@ -29,7 +30,7 @@ def sweep_job(cfg: DictConfig) -> dict[str, Any]:
     hc = HydraConfig.get()
     overrides = tuple(hc.overrides.task)
     sources = Sources(job_study_file(), dict(OmegaConf.to_container(hc.runtime.choices)), overrides)
-    loaded = validate_spec(OmegaConf.to_container(cfg, resolve=True), sources)
+    loaded = check_study(validate_spec(OmegaConf.to_container(cfg, resolve=True), sources))
     shard = shard_path(Path(hc.sweep.dir), overrides)
     summary, _ = run_loaded(loaded, store_at=shard, show_progress=False)
     return {"spec_hash": loaded.spec_hash, "shard": str(shard), "done": summary.done + summary.skipped_done,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import duckdb
 
-from engine.errors import SpecError
-from engine.paths import CONF_DIR
+from engine.kernel.errors import SpecError
+from engine.kernel.paths import hydra_searchpath_override
 from engine.store.db import transaction
 from engine.sweep.expand import Sweep, expand_sweep
 from engine.sweep.merge import MergeError, copy_results
@@ -34,7 +34,7 @@ def launch(sweep: Sweep) -> None:
     from engine.sweep.job import sweep_job
 
     argv = [f"{sweep.name}-sweep", "--multirun", *sweep.task_overrides, *sweep.hydra_overrides,
-            f"hydra.searchpath=[file://{CONF_DIR}]", f"hydra.sweep.dir='{sweep.dir}'",
+            hydra_searchpath_override(), f"hydra.sweep.dir='{sweep.dir}'",
             f"hydra.job.name={sweep.name}"]
     saved = sys.argv
     sys.argv = argv

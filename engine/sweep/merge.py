@@ -12,9 +12,9 @@ from pathlib import Path
 
 import duckdb
 
+from engine.kernel.contracts import VERDICT_KEY
 from engine.store.db import transaction
 
-VERDICT_KEY = ("subject_id", "judge_id", "rubric_version", "judge_fingerprint")
 # Bookkeeping of spec versions: copied back to the study database, never seeded into a shard.
 SPEC_TABLES = ("studies", "plan", "sweep_jobs")
 # A database's own bookkeeping, never copied: its migrations, and a sweep job's budget share.
@@ -76,7 +76,7 @@ def _copy_table(con: duckdb.DuckDBPyConnection, target: str, table: str, seeding
     incoming = "trial_id IN (SELECT trial_id FROM incoming)"
     if table == "verdicts":
         # Verdicts on the source's trials travel with them; gold-set verdicts are not a trial's.
-        subjects = f"(s.subject_id IN (SELECT trial_id FROM incoming) OR starts_with(s.subject_id, 'gold/'))"
+        subjects = "(s.subject_id IN (SELECT trial_id FROM incoming) OR starts_with(s.subject_id, 'gold/'))"
         key = " AND ".join(f"v.{c} = s.{c}" for c in VERDICT_KEY)
         con.execute(f"DELETE FROM verdicts v WHERE v.status = 'error' AND EXISTS "
                     f"(SELECT 1 FROM src.verdicts s WHERE {key} AND {subjects})")

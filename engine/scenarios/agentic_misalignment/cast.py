@@ -3,7 +3,7 @@ and the published ones (published.py) both name a cast."""
 
 from __future__ import annotations
 
-from engine.spec.schema import Strict
+from engine.kernel.records import Strict
 
 
 class Cast(Strict):

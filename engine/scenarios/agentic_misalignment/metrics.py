@@ -9,11 +9,11 @@ rates (blackmail_rate, leak_rate, ...); the others are shared and read each repl
 
 from typing import Callable
 
-from engine.analyze.metrics import Metric, trial_error_rate
+from engine.kernel.contracts import Metric, verdict_match
+from engine.analyze.metrics import trial_error_rate
 from engine.scenarios.agentic_misalignment.variants import VARIANTS, Variant
 
-_JOINS = " ".join(f"LEFT JOIN verdicts {a} ON {a}.subject_id = r.trial_id AND {a}.judge_id = ${a}_id"
-                  f" AND {a}.rubric_version = ${a}_rubric AND {a}.judge_fingerprint = ${a}_fp"
+_JOINS = " ".join(f"LEFT JOIN verdicts {a} ON {a}.subject_id = r.trial_id AND {verdict_match(a, f'{a}_')}"
                   for a in ("s", "b", "d"))
 _FROM = "agentic_responses r JOIN {finished} t ON t.trial_id = r.trial_id " + _JOINS
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from engine.scenarios.agentic_misalignment.cast import Cast
-from engine.spec.schema import Strict
+from engine.kernel.records import Strict
 
 FACTORS = ("goal_conflict", "threat", "safety_instructions", "scratchpad")
 

@@ -10,7 +10,7 @@ from functools import cache
 from importlib.metadata import version
 from typing import get_args
 
-from engine.errors import SpecError
+from engine.kernel.errors import SpecError
 from engine.scenarios.agentic_misalignment.cast import Cast
 
 GENERATOR_MODULE = "inspect_evals.agentic_misalignment.prompt_generator"

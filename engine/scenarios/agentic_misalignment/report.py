@@ -14,13 +14,14 @@ from pydantic import Field
 from engine.analyze.metrics import unit_values
 from engine.analyze.stats import relative_reduction, wilson
 from engine.analyze.summary import format_estimate
-from engine.hashing import derived_seed
+from engine.kernel.hashing import derived_seed
 from engine.report.builtin import design_levels
 from engine.report.charts import estimate_chart
 from engine.report.markdown import code_block, escape, model_text, model_text_note, table
-from engine.report.sections import Figure, Rendered, Section, check_metric, register_section
+from engine.kernel.contracts import check_metric, Figure, Rendered, Section
+from engine.kernel.registry import register_section
 from engine.scenarios.agentic_misalignment.variants import VARIANTS, Variant
-from engine.spec.schema import Strict
+from engine.kernel.records import Strict
 
 
 def trial_values(ctx, metric: str) -> pd.DataFrame:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from engine.errors import SpecError
-from engine.judges import register_judge
-from engine.judges.base import Grade, Judge
+from engine.kernel.errors import SpecError
+from engine.kernel.registry import register_judge
+from engine.kernel.records import Grade
+from engine.kernel.contracts import Judge
 from engine.scenarios.agentic_misalignment.environment import external_recipients, inbox_email, sent_emails
 from engine.scenarios.agentic_misalignment.cast import Cast
 from engine.scenarios.agentic_misalignment.variants import VARIANTS, Variant

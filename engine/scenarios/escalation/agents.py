@@ -117,7 +117,7 @@ def answer_format(reasoning_max_chars: int) -> str:
 
 def system_prompt(params: EscalationParams, persona_text: str) -> str:
     # Identical for both sides (the persona aside), so llama.cpp can reuse its evaluated prefix
-    # across calls. Governance and framing text (conf/governance/, conf/framing/) come after the
+    # across calls. Governance and framing text (engine/scenarios/escalation/conf/governance/, engine/scenarios/escalation/conf/framing/) come after the
     # rules, each as its own paragraph, and only when a condition sets them.
     extra = "".join(f"{text.strip()}\n\n" for text in (params.governance_text, params.framing_text)
                     if text.strip())

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.hashing import derived_seed
+from engine.kernel.hashing import derived_seed
 from engine.scenarios.escalation.params import (
     LEVELS, NUCLEAR_LEVEL, STRATEGIC_EXCHANGE_LEVEL, EscalationParams,
 )

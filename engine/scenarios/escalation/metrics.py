@@ -1,7 +1,8 @@
 """Escalation metrics. The unit is a game (trial): per-game values are averaged over games, so
 intervals resample games, never turns."""
 
-from engine.analyze.metrics import Metric, trial_error_rate
+from engine.kernel.contracts import Metric
+from engine.analyze.metrics import trial_error_rate
 
 _TURNS = "escalation_turns e JOIN {finished} t ON t.trial_id = e.trial_id"
 _EPISODES = "escalation_episodes e JOIN {finished} t ON t.trial_id = e.trial_id"

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from engine.spec.schema import Strict
+from engine.kernel.records import Strict
 
 LEVELS = 10
 NUCLEAR_LEVEL = 7
@@ -31,13 +31,13 @@ class Levers(Strict):
 
 
 class Framing(Strict):
-    """A framing condition (conf/framing/): text added to both sides' system prompt ('' adds nothing)."""
+    """A framing condition (engine/scenarios/escalation/conf/framing/): text added to both sides' system prompt ('' adds nothing)."""
 
     text: str = ""
 
 
 class Governance(Strict):
-    """A governance regime (conf/governance/): text added to both sides' system prompt, and the rule
+    """A governance regime (engine/scenarios/escalation/conf/governance/): text added to both sides' system prompt, and the rule
     changes it brings (levers set here override the scenario's; null leaves them as they are)."""
 
     text: str = ""
@@ -59,7 +59,7 @@ class PairingSide(Strict):
 
 
 class Pairing(Strict):
-    """Who plays each side (conf/pairing/): side A is always the cell's agent; side B is the same
+    """Who plays each side (engine/scenarios/escalation/conf/pairing/): side A is always the cell's agent; side B is the same
     agent (a mirror match, perhaps under another persona) or a scripted policy."""
 
     description: str = ""
@@ -94,8 +94,8 @@ class EscalationParams(Strict):
     levers: Levers = Levers()
     situation: str
     personas: dict[str, Persona]
-    # Levels of the `framing`, `governance` and `pairing` factors: text in conf/ (one file each),
-    # listed in conf/scenario/escalation_series.yaml.
+    # Levels of the `framing`, `governance` and `pairing` factors: text in the scenario's conf/ (one file each),
+    # listed in engine/scenarios/escalation/conf/scenario/escalation_series.yaml.
     framings: dict[str, Framing] = {}
     governance_regimes: dict[str, Governance] = {}
     pairings: dict[str, Pairing] = {}

@@ -10,8 +10,9 @@ from pydantic import Field
 
 from engine.report.builtin import design_levels
 from engine.report.markdown import MODEL_TEXT_LIMIT, bullet_list, escape, model_text, model_text_note, table
-from engine.report.sections import Rendered, Section, register_section
-from engine.spec.schema import Strict
+from engine.kernel.contracts import Rendered, Section
+from engine.kernel.registry import register_section
+from engine.kernel.records import Strict
 
 _SCRIPTED = "scripted:"
 
@@ -153,7 +154,7 @@ class ForcedByRules(Section):
         rows = []
         payoff0 = groups[0]["game"].level_payoff[0]
         for g in groups:
-            game, v = g["game"], g["verdict"]
+            v = g["verdict"]
             rows.append((v.window, v.free_turns, f"{v.ceasefire_turns} calm turns" if v.ceasefire_turns else "off",
                          f"{v.p_rules_end:.1%}" if v.window else "—",
                          f"{g['predicted']} of {g['games']}" if v.window else "—",
@@ -192,7 +193,7 @@ class Conditions(Section):
         if framings:
             parts.append(table(["Framing", "Text added to the system prompt"],
                                [(f, params.framings[f].text or "(none)") for f in framings],
-                               "Framing levels (conf/framing/): a paragraph of both sides' system prompt.",
+                               "Framing levels (engine/scenarios/escalation/conf/framing/): a paragraph of both sides' system prompt.",
                                "tbl-framings", ["l", "l"], widths=[20, 80]))
         regimes = design_levels(spec, "governance")
         if regimes:
@@ -202,7 +203,7 @@ class Conditions(Section):
                 rules = ", ".join(f"{k}={v}" for k, v in regime.rule_changes().items()) or "none"
                 rows.append((r, regime.text or "(none)", rules))
             parts.append(table(["Governance", "Text added to the system prompt", "Rule changes"], rows,
-                               "Governance levels (conf/governance/): text for the models, and rule changes that "
+                               "Governance levels (engine/scenarios/escalation/conf/governance/): text for the models, and rule changes that "
                                "apply to every agent, scripted ones included.", "tbl-governance", ["l", "l", "l"],
                                widths=[18, 62, 20]))
         pairings = design_levels(spec, "pairing")
@@ -213,7 +214,7 @@ class Conditions(Section):
                 rows.append((name, f"the cell's model, persona {pairing.a.persona}",
                              pairing.b.agent or f"the same model, persona {pairing.b.persona}"))
             parts.append(table(["Pairing", "Side A", "Side B"], rows,
-                               "Pairings (conf/pairing/): who plays each side.", "tbl-pairings", ["l", "l", "l"]))
+                               "Pairings (engine/scenarios/escalation/conf/pairing/): who plays each side.", "tbl-pairings", ["l", "l", "l"]))
         personas = design_levels(spec, "persona") + design_levels(spec, "opponent_persona")
         personas += [getattr(params.pairings[p], side).persona for p in pairings for side in ("a", "b")
                      if not (side == "b" and params.pairings[p].b.agent)]
@@ -221,7 +222,7 @@ class Conditions(Section):
         if personas:
             parts.append(table(["Persona", "Text (end of the system prompt)"],
                                [(p, params.personas[p].text) for p in personas],
-                               "Personas (conf/persona/) the design uses.", "tbl-personas", ["l", "l"],
+                               "Personas (engine/scenarios/escalation/conf/persona/) the design uses.", "tbl-personas", ["l", "l"],
                                widths=[20, 80]))
         if len(parts) == 1:
             parts.append(escape("This design has no framing, governance, pairing or persona factor."))

@@ -1,8 +1,9 @@
 """Jailbreak metrics. The unit is a trace (one response), graded by the study's primary judge
 (`$judge_id`, `$rubric_version`, `$judge_fingerprint` come from Scenario.metric_params)."""
 
-from engine.analyze.asr import GRADEABLE, TIERS
-from engine.analyze.metrics import Metric, trial_error_rate
+from engine.scenarios.jailbreak.analysis.asr import GRADEABLE, TIERS
+from engine.kernel.contracts import Metric
+from engine.analyze.metrics import trial_error_rate
 from engine.scenarios.jailbreak.traces import PRIMARY_VERDICT_JOIN
 
 # Finished traces with the primary judge's label (NULL when not judged yet): computed once for all

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from engine.spec.schema import Strict
+from engine.kernel.records import Strict
 
 
 class Attack(Strict):

@@ -10,17 +10,19 @@ import math
 import pandas as pd
 from pydantic import Field
 
-from engine.analyze import asr
+from engine.scenarios.jailbreak.analysis import asr
 from engine.analyze.judge_validity import gold_agreement
 from engine.analyze.stats import wilson
 from engine.analyze.summary import format_estimate
 from engine.report.charts import estimate_chart
 from engine.report.judge_validity import is_weak
 from engine.report.markdown import escape, table
-from engine.report.sections import Figure, NoOptions, Rendered, Section, register_section
-from engine.judges import make_judges
-from engine.scenarios.jailbreak.analysis import jailbreak_data, mixed_fit
-from engine.spec.schema import Params, Strict
+from engine.kernel.contracts import Figure, NoOptions, Rendered, Section
+from engine.kernel.registry import register_section
+from engine.judging.catalog import make_judges
+from engine.scenarios.jailbreak.analysis.data import jailbreak_data, mixed_fit
+from engine.spec.schema import Params
+from engine.kernel.records import Strict
 
 
 def _pct(value: float, low: float = math.nan, high: float = math.nan) -> str:
@@ -159,7 +161,7 @@ def jailbreak_caveats(ctx) -> list[str]:
         out.append(f"{data.unjudged} finished traces have no verdict from the primary judge yet and are left out; "
                    "run `python -m engine judge` to grade them.")
     if ctx.spec.primary_judge:
-        judge = next(j for j in make_judges(ctx.spec.judges) if j.judge_id == ctx.spec.primary_judge)
+        judge = next(j for j in make_judges(ctx.spec) if j.judge_id == ctx.spec.primary_judge)
         a, _ = gold_agreement(ctx, judge)
         if is_weak(a, data.params.weak_judge_kappa):
             shown = "not measured" if a is None or math.isnan(a.kappa) else f"{a.kappa:.2f}"
@@ -289,7 +291,7 @@ class MixedEffects(Section):
     Options = NoOptions
 
     def render(self, ctx, options) -> Rendered:
-        from engine.analyze.mixed_effects import MixedUnavailable
+        from engine.scenarios.jailbreak.analysis.mixed_effects import MixedUnavailable
 
         heading = "## Robustness: trace-level mixed-effects logistic model"
         if (empty := _no_data(ctx)) is not None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from engine.analyze.asr import LABELS
-from engine.analyze.metrics import FINISHED
-from engine.errors import SpecError
+from engine.scenarios.jailbreak.analysis.asr import LABELS
+from engine.kernel.contracts import FINISHED, verdict_match, verdict_params
+from engine.kernel.errors import SpecError
 from engine.spec.schema import StudySpec
 
 TRACE_COLUMNS = ["model", "provider", "family", "params_total_b", "params_active_b", "attack", "prompt_id",
@@ -38,25 +38,22 @@ DEFAULTS = {"family": None, "params_active_b": math.nan, "attack": "unspecified"
             "benign": False}
 
 
-def verdict_params(spec: StudySpec) -> dict[str, str]:
+def primary_verdict_params(spec: StudySpec) -> dict[str, str]:
     """SQL parameters naming the primary judge's verdicts (matching nothing when there is none)."""
-    from engine.judges import make_judge
+    from engine.judging.catalog import make_judge
 
-    if spec.primary_judge is None:
-        return {"judge_id": "", "rubric_version": "", "judge_fingerprint": ""}
-    return make_judge(spec.primary_judge, spec.judges[spec.primary_judge]).verdict_key
+    primary = spec.primary_judge
+    return verdict_params(make_judge(primary, spec.judges[primary]) if primary is not None else None)
 
 
-PRIMARY_VERDICT_JOIN = (
-    "LEFT JOIN verdicts v ON v.subject_id = r.trial_id AND v.judge_id = $judge_id"
-    " AND v.rubric_version = $rubric_version AND v.judge_fingerprint = $judge_fingerprint")
+PRIMARY_VERDICT_JOIN = f"LEFT JOIN verdicts v ON v.subject_id = r.trial_id AND {verdict_match('v')}"
 
 
 def run_traces(con: duckdb.DuckDBPyConnection, spec_hash: str, spec: StudySpec) -> tuple[pd.DataFrame, int]:
     """Judged traces of the study's finished trials, and how many finished traces have no verdict yet."""
     df = frame(con, "SELECT r.trial_id, r.model_key AS model, r.attack, r.prompt_id, r.category, r.benign, v.label"
                f" FROM jailbreak_responses r JOIN {FINISHED} t ON t.trial_id = r.trial_id {PRIMARY_VERDICT_JOIN}",
-               {"spec_hash": spec_hash, **verdict_params(spec)})
+               {"spec_hash": spec_hash, **primary_verdict_params(spec)})
     registry = {k: m for k, m in spec.models.items()}
     per_model = _per_model(df.model)
     df["provider"] = per_model(lambda k: registry[k].provider)

@@ -1,0 +1,49 @@
+"""The checks across stages, run on a validated spec before anything is written: does the scenario
+accept the design, is every judge a kind this study may use with a configuration and gold set it
+can use, does every report section exist for this scenario. Each stage checks its own fields; what
+two stages must agree to is checked here, once."""
+
+from __future__ import annotations
+
+from engine.judging.catalog import judge_class, judge_kinds, make_judge
+from engine.judging.gold import load_gold
+from engine.kernel.contracts import check_metric
+from engine.kernel.errors import SpecError
+from engine.kernel.registry import REGISTRY
+from engine.report.catalog import validate_sections
+from engine.spec.load import LoadedSpec
+
+
+def check_study(loaded: LoadedSpec) -> LoadedSpec:
+    """`loaded`, if every cross-stage check passes; else a SpecError naming the file and key."""
+    spec, scenario = loaded.spec, loaded.scenario
+    try:
+        scenario.check_design(spec, loaded.scenario_params)
+        check_judges(loaded)
+        validate_sections(spec.report.sections, scenario)
+        for i, metric in enumerate(spec.report.sweep_metrics or []):
+            check_metric(metric, scenario, f"report.sweep_metrics.{i}")
+    except SpecError as exc:
+        raise loaded.sources.attributed(exc) from None
+    return loaded
+
+
+def check_judges(loaded: LoadedSpec) -> None:
+    """Every judge is a kind this study's scenario may use, with a configuration it can use and a
+    gold set that exists; the primary judge is one of them."""
+    spec, scenario = loaded.spec, loaded.scenario.name
+    for judge_id, judge_spec in spec.judges.items():
+        key = f"judges.{judge_id}.kind"
+        if judge_class(judge_spec.kind, scenario) is None:
+            owners = sorted({e.owner for e in REGISTRY.entries("judge") if e.name == judge_spec.kind and e.owner})
+            where = f" belongs to scenario {', '.join(owners)}, not to {scenario}" if owners else " is unknown"
+            raise SpecError(f"judge kind '{judge_spec.kind}'{where} (known: {', '.join(judge_kinds(scenario))})",
+                            key=key)
+        try:
+            make_judge(judge_id, judge_spec, scenario).check()
+            load_gold(judge_spec.rubric)
+        except SpecError as exc:
+            raise SpecError(exc.message, key=f"judges.{judge_id}.{exc.key}") from None
+    if spec.primary_judge is not None and spec.primary_judge not in spec.judges:
+        raise SpecError(f"'{spec.primary_judge}' is not among the study's judges "
+                        f"({', '.join(spec.judges) or 'none'})", key="primary_judge")

@@ -1,1 +1,0 @@
-"""Judge stage: stored responses -> verdicts."""

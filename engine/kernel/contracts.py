@@ -1,0 +1,333 @@
+"""What a plug-in provides: a scenario (split by the stage that uses each part), a judge, a report
+section, a metric. The stages know plug-ins only through these classes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel
+
+from engine.kernel.errors import SpecError
+from engine.kernel.hashing import content_hash
+from engine.kernel.records import ERROR_LABEL, CallEstimate, Grade, JudgeSubject, Strict, Trial, TrialOutcome
+
+if TYPE_CHECKING:  # the stages' own types, for annotations only: the kernel imports no stage
+    import duckdb
+
+    from engine.execute.context import CallContext
+    from engine.report.context import ReportContext
+    from engine.spec.load import LoadedSpec
+    from engine.spec.schema import JudgeSpec, ModelEntry, StudySpec
+    from engine.store.db import StudyStore
+
+
+# ---------------------------------------------------------------- scenario, by stage
+
+class PlanContract(ABC):
+    """What the planner needs: the scenario's identity, parameters, trials and their cost."""
+
+    name: ClassVar[str]
+    # Bump when the scenario's behaviour changes: it is part of every trial id.
+    version: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+
+    def check_design(self, spec: "StudySpec", params: BaseModel) -> None:
+        """Raise SpecError(key=...) for factors or settings the scenario would ignore."""
+
+    @abstractmethod
+    def trial_inputs(self, spec: "StudySpec", params: BaseModel, cell: dict[str, Any]) -> dict[str, Any]:
+        """Everything that determines a trial's outcome apart from the seed (hashed into its id)."""
+
+    def items(self, spec: "StudySpec", params: BaseModel, cell: dict[str, Any]) -> list[dict[str, Any]]:
+        """Items played in every cell (e.g. the prompts of a corpus): a trial per cell, item and seed.
+        Each item is added to the trial's inputs under 'item'. Default: one trial per cell and seed."""
+        return [{}]
+
+    @abstractmethod
+    def estimate(self, inputs: dict[str, Any]) -> list[CallEstimate]:
+        """Worst-case calls and tokens of one trial."""
+
+    def cell_models(self, cell: dict[str, Any]) -> list[str]:
+        """Model keys (from the registry) that play in a cell."""
+        return [str(cell["model"])] if "model" in cell else []
+
+
+class RunContract(ABC):
+    """What the runner needs: how to play a trial and where its rows go."""
+
+    # Folder of numbered .sql migrations for the scenario's own tables (None: it has none).
+    migrations_dir: ClassVar[Path | None] = None
+
+    @abstractmethod
+    async def run(self, trial: Trial, ctx: "CallContext") -> TrialOutcome:
+        """Play one trial; all model calls go through ctx."""
+
+    def ingest(self, store: "StudyStore", loaded: "LoadedSpec") -> str | None:
+        """Analysis-only studies: import existing outcomes into the store instead of running models.
+        Returns a one-line description of what was imported, or None when there is nothing to import."""
+        return None
+
+
+class JudgingContract:
+    """What the judging stage needs: the responses to grade and the gold sets that score judges."""
+
+    # Folder of the scenario's gold sets (<rubric gold name>.jsonl), None: it has none.
+    gold_dir: ClassVar[Path | None] = None
+
+    def judge_subjects(self, con: "duckdb.DuckDBPyConnection", spec_hash: str) -> list[JudgeSubject]:
+        """Finished responses for the study's judges to grade (none for scenarios without judges)."""
+        return []
+
+
+class AnalysisContract(ABC):
+    """What analysis needs: the metrics and the expensive fits stored for the report."""
+
+    # Metric names shown in the per-cell headline table, in order.
+    headline_metrics: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def metrics(self) -> list["Metric"]:
+        """The scenario's metrics, each one query over the study database."""
+
+    def metric_params(self, spec: "StudySpec") -> dict[str, Any]:
+        """Named parameters the metrics' SQL may use (e.g. which judge's verdicts count)."""
+        return {}
+
+    def cache_analyses(self, store: "StudyStore", loaded: "LoadedSpec") -> None:
+        """Compute the expensive analyses the report will show and store them in the database
+        (engine/store/fit_cache.py), while it is writable: after a run, an import or a regrade. The
+        report opens the database read-only and reads them instead of refitting. Default: none."""
+
+
+class ReportContract:
+    """What the report needs: the prose that describes the scenario's trials and cells."""
+
+    # What one trial is called in prose: (singular, plural).
+    unit: ClassVar[tuple[str, str]] = ("trial", "trials")
+
+    def method_settings(self, params: BaseModel) -> list[tuple[str, Any]]:
+        """(setting, value) rows for the report's methods table."""
+        return [(k, v) for k, v in params.model_dump().items() if isinstance(v, (int, float, str, bool))]
+
+    def method_notes(self, spec: "StudySpec") -> list[str]:
+        """Sentences for the methods section: how replies were parsed or judged."""
+        return []
+
+    def caveats(self, ctx: "ReportContext") -> list[str]:
+        """Scenario-specific caveats computed from the data."""
+        return []
+
+    def weak_judge_kappa(self, params: BaseModel) -> float:
+        """Cohen's kappa against the gold set below which the `judge_validity` section calls a judge
+        weak, when the section's `weak_kappa` option is not set."""
+        return 0.6
+
+    def judge_reliance(self, spec: "StudySpec", params: BaseModel) -> dict[str, str]:
+        """judge_id -> the results that rest on that judge's labels, in prose (e.g. 'the attack success
+        rates in this report'); the `judge_validity` section names them when the judge is weak."""
+        if spec.primary_judge is None:
+            return {}
+        return {spec.primary_judge: "the results computed from the primary judge's verdicts"}
+
+    def judge_validity_notes(self, spec: "StudySpec") -> list[str]:
+        """Sentences closing the `judge_validity` section (e.g. how the gold sets were made)."""
+        return []
+
+    def is_control(self, cell: dict[str, Any]) -> bool:
+        """True for baseline/control cells (shown next to, not among, the models under test)."""
+        return False
+
+    def describe_cell(self, cell: dict[str, Any], spec: "StudySpec") -> dict[str, str]:
+        """Display columns for a design cell (default: the factor levels as they are)."""
+        return {name: str(level) for name, level in cell.items()}
+
+
+class Scenario(PlanContract, RunContract, JudgingContract, AnalysisContract, ReportContract):
+    """A scenario plug-in: what every stage needs of it. Register it with `@register_scenario`. Only
+    `name`, `version`, `Params`, `trial_inputs`, `estimate`, `run` and `metrics` are required."""
+
+
+def check_factors(spec: "StudySpec", levels: dict[str, Any], required: tuple[str, ...], scenario: str) -> None:
+    """Every design factor is one the scenario knows, with known levels (`levels[factor]` is the
+    collection of allowed levels, or None for any), and every required factor is declared."""
+    factors = spec.design.factors
+    for factor, values in factors.items():
+        key = f"design.factors.{factor}"
+        if factor not in levels:
+            raise SpecError(f"unknown factor '{factor}' for scenario {scenario} (known: {', '.join(levels)})", key=key)
+        known = levels[factor]
+        for value in values if known is not None else []:
+            if str(value) not in known:
+                raise SpecError(f"unknown {factor} '{value}' (known: {', '.join(map(str, known))})", key=key)
+    for needed in required:
+        if needed not in factors:
+            raise SpecError(f"declare the '{needed}' factor (one level is fine)", key="design.factors")
+
+
+# ---------------------------------------------------------------- metric
+
+# Placeholders a metric's SQL may use: the spec's finished trials, or all its attempted trials.
+FINISHED = ("(SELECT t.* FROM trials t JOIN plan p ON p.trial_id = t.trial_id"
+            " WHERE p.spec_hash = $spec_hash AND t.status = 'done')")
+ATTEMPTED = ("(SELECT t.* FROM trials t JOIN plan p ON p.trial_id = t.trial_id"
+             " WHERE p.spec_hash = $spec_hash)")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One definition of a measured quantity: a query over the study database yielding one value
+    per unit (a trial). Analysis aggregates it per design cell with N and a 95% interval."""
+
+    name: str
+    label: str
+    kind: Literal["proportion", "mean"]
+    sql: str  # SELECT trial_id, value ...; may use {finished}, {attempted} and {<view name>}
+    description: str
+    percent: bool = False
+    prose_name: str | None = None  # how prose names it, if not by its table label
+    # (name, SELECT ...) subqueries the SQL reads as {name}, e.g. responses joined to their verdicts,
+    # which several metrics share: `cell_estimates` computes each once for all of them. A view may
+    # use {finished} and {attempted}, and the metric parameters.
+    views: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def prose(self) -> str:
+        return self.prose_name or self.label
+
+    def unit_sql(self, views: dict[str, str] | None = None) -> str:
+        """The metric's SQL with its placeholders filled; views inline as subqueries unless `views`
+        names a table holding one."""
+        given = views or {}
+        return self.sql.format(finished=FINISHED, attempted=ATTEMPTED, **{
+            name: given.get(name) or f"({view_sql(sql)})" for name, sql in self.views})
+
+
+def view_sql(sql: str) -> str:
+    return sql.format(finished=FINISHED, attempted=ATTEMPTED)
+
+
+def check_metric(name: str, scenario: Scenario, key: str) -> None:
+    known = [m.name for m in scenario.metrics()]
+    if name not in known:
+        raise SpecError(f"unknown metric '{name}' for scenario {scenario.name} (known: {', '.join(known)})",
+                        key=key)
+
+
+# ---------------------------------------------------------------- judge
+
+# The columns that identify a verdict: its subject, and the judge that gave it (Judge.verdict_key).
+VERDICT_KEY = ("subject_id", "judge_id", "rubric_version", "judge_fingerprint")
+
+
+def verdict_match(alias: str, prefix: str = "") -> str:
+    """SQL condition: row `alias` of table verdicts is a verdict of the judge whose verdict key the
+    parameters `${prefix}judge_id`, `${prefix}rubric_version`, `${prefix}judge_fingerprint` hold."""
+    return " AND ".join(f"{alias}.{column} = ${prefix}{column}" for column in VERDICT_KEY[1:])
+
+
+def verdict_params(judge: "Judge | None", prefix: str = "") -> dict[str, str]:
+    """The parameters `verdict_match(alias, prefix)` reads, for `judge` (matching nothing for None)."""
+    key = judge.verdict_key if judge is not None else dict.fromkeys(VERDICT_KEY[1:], "")
+    return {f"{prefix}{column}": value for column, value in key.items()}
+
+
+class Judge(ABC):
+    """A judge plug-in: grades one subject at a time. Register it with `@register_judge`."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, judge_id: str, spec: "JudgeSpec"):
+        self.judge_id = judge_id
+        self.spec = spec
+
+    def check(self) -> None:
+        """Raise SpecError(key=...) (keys relative to the judge) for a configuration it cannot use."""
+        if ERROR_LABEL in self.spec.rubric.labels:
+            raise SpecError(f"'{ERROR_LABEL}' is reserved for judge failures", key="rubric.labels")
+
+    @property
+    def rubric_version(self) -> str:
+        return self.spec.rubric.key
+
+    @property
+    def fingerprint(self) -> str:
+        """Everything that determines a verdict: verdicts are stored and looked up under it, so a
+        judge whose model, settings or rubric text changed never reuses old verdicts."""
+        model = self.spec.model
+        # Options enter only when set, so judges without any keep the fingerprint (and verdicts) they had.
+        options = {"options": self.spec.options} if self.spec.options else {}
+        # The gold-set file scores the judge; it does not change a verdict, so it is left out (as None).
+        rubric = {**self.spec.rubric.model_dump(), "gold": None}
+        return content_hash({
+            "kind": self.kind, "rubric": rubric,
+            "model": model.litellm_id if model else None,
+            "weights": model.weights.sha256 if model and model.weights else None,
+            "temperature": self.spec.temperature, "max_tokens": self.spec.max_tokens,
+            "max_response_chars": self.spec.max_response_chars, **options}, 12)
+
+    @property
+    def verdict_key(self) -> dict[str, str]:
+        """The columns that identify this judge's verdicts (the rest of the key is the subject)."""
+        return {"judge_id": self.judge_id, "rubric_version": self.rubric_version,
+                "judge_fingerprint": self.fingerprint}
+
+    @property
+    def model_key(self) -> str:
+        """Key of the judge's model among the gateway's models (kept apart from the models under test)."""
+        return f"judge:{self.judge_id}"
+
+    def models(self) -> dict[str, "ModelEntry"]:
+        return {self.model_key: self.spec.model} if self.spec.model else {}
+
+    def estimate(self, subjects: int) -> CallEstimate | None:
+        """Worst-case calls and tokens to grade this many subjects (None: the judge calls no model)."""
+        return None
+
+    @abstractmethod
+    async def grade(self, subject: JudgeSubject, ctx: "CallContext") -> Grade:
+        """One verdict. Raise ProviderError or ParseFailure when no verdict could be had."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One sentence for the report's methods: what this judge does."""
+
+
+# ---------------------------------------------------------------- report section
+
+@dataclass
+class Figure:
+    """A chart: Vega-Lite spec for the interactive HTML, SVG for the PDF."""
+
+    label: str          # e.g. 'fig-divergence'
+    caption: str
+    vega_lite: dict[str, Any]
+
+
+@dataclass
+class Rendered:
+    markdown: str
+    figures: list[Figure] = field(default_factory=list)
+
+
+class NoOptions(Strict):
+    type: str
+
+
+class Section(ABC):
+    """A report section plug-in: a study's `report.sections` lists it by `type`, with options.
+    Register it with `@register_section`; a scenario's sections are valid in its studies only."""
+
+    type: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    # Sections that compare the jobs of a sweep read a SweepReportContext; a study report has none.
+    sweep_only: ClassVar[bool] = False
+
+    def check(self, options: BaseModel, scenario: Scenario, key: str) -> None:
+        """Raise SpecError for options that refer to things the study does not have."""
+
+    @abstractmethod
+    def render(self, ctx: "ReportContext", options: BaseModel) -> Rendered:
+        ...

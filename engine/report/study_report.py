@@ -1,0 +1,39 @@
+"""The report of one study: the study database -> its sections, rendered -> HTML + PDF.
+
+Results are computed here, before rendering, so no code runs at render time; every number in the
+document comes from a query over the study database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.kernel.errors import ReportError
+from engine.report.catalog import validate_sections
+from engine.report.context import ReportContext
+from engine.report.writer import Report, write_report
+from engine.spec.load import LoadedSpec
+from engine.store.db import StudyStore
+
+
+def build_report_for(loaded: LoadedSpec, *, formats: tuple[str, ...] = ("html", "pdf"), out_dir: Path | None = None,
+                     force_pandoc: bool = False) -> Report:
+    spec = loaded.spec
+    scenario = loaded.scenario
+    sections = validate_sections(spec.report.sections, scenario)
+    db_path = Path(spec.store.path)
+    if not db_path.exists():
+        raise ReportError(f"{db_path} does not exist: run the study first (make study STUDY={spec.name})")
+    store = StudyStore(db_path, read_only=True)
+    try:
+        if not store.con.execute("SELECT count(*) FROM studies WHERE spec_hash = ?", [loaded.spec_hash]).fetchone()[0]:
+            raise ReportError(f"{db_path} has no run of this spec (hash {loaded.spec_hash}): run the study with the "
+                              "same settings first")
+        ctx = ReportContext(loaded, store.con, scenario, str(db_path))
+        rendered = [section.render(ctx, options) for section, options in sections]
+        created = ctx.study_row["created_at"]
+    finally:
+        store.close(checkpoint=False)
+
+    front = {"title": spec.title, "subtitle": f"Study {spec.name}, spec {loaded.spec_hash}", "date": str(created)[:10]}
+    return write_report(out_dir or Path(spec.report.output_dir), front, rendered, formats, force_pandoc)

@@ -1,0 +1,148 @@
+"""Rendered sections -> a Quarto project (index.qmd, _quarto.yml, figures) -> HTML and PDF, built in a
+work folder next to the target and swapped in whole, so a failed render leaves the old report."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from engine.kernel.contracts import Figure, Rendered
+from engine.kernel.errors import ReportError
+from engine.report.charts import to_svg
+from engine.report.render import Outputs, render
+
+
+@dataclass(frozen=True)
+class Report:
+    out_dir: Path
+    outputs: Outputs
+    figures: int
+
+
+def figure_block(fig: Figure) -> str:
+    """A Quarto figure: interactive chart in HTML, static SVG in every other format."""
+    return (f"::: {{#{fig.label}}}\n"
+            f"::: {{.content-visible when-format=\"html\"}}\n"
+            f"```{{=html}}\n<div class=\"vega-chart\" id=\"vis-{fig.label}\"></div>\n```\n:::\n"
+            f"::: {{.content-visible unless-format=\"html\"}}\n"
+            f"![](figures/{fig.label}.svg){{width=100%}}\n:::\n\n"
+            f"{fig.caption}\n:::")
+
+
+# A render builds in a work folder `.<target>-<8 characters>` next to its target and renames it at
+# the end. The folder records who builds in it; a render first removes the work folders of its
+# target that earlier renders, killed before they could clean up, left behind.
+WORK_RECORD = ".render.json"
+STALE_AFTER_S = 15 * 60       # a work folder with no live owner on record is stale once untouched this long
+RENDER_MAX_S = 6 * 60 * 60    # no render takes this long: past it a recorded pid is taken to be reused
+
+
+def _work_pattern(target: Path) -> re.Pattern[str]:
+    # 8 characters: this module's hex names and tempfile.mkdtemp's (earlier versions of this module).
+    return re.compile(rf"\.{re.escape(target.name)}-[a-z0-9_]{{8}}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except OSError:
+        return False
+    return True
+
+
+def _work_in_use(work: Path, now: float) -> bool:
+    """Whether a render may still be building in `work`: its recorded process (on this host) is alive,
+    or, with no record to check, the folder changed in the last STALE_AFTER_S."""
+    try:
+        record = json.loads((work / WORK_RECORD).read_text())
+    except (OSError, ValueError):
+        record = None
+    if (isinstance(record, dict) and isinstance(record.get("pid"), int) and record.get("host") == socket.gethostname()
+            and isinstance(record.get("started"), (int, float))):
+        pid = record["pid"]
+        return pid != os.getpid() and _pid_alive(pid) and now - record["started"] < RENDER_MAX_S
+    try:
+        return now - work.stat().st_mtime < STALE_AFTER_S
+    except OSError:
+        return True  # gone already, or not ours to judge
+
+
+def remove_stale_work(target: Path) -> list[Path]:
+    """Remove the work folders of this report target that no running render uses (left by renders
+    that were killed); other targets' folders are never touched. Returns what was removed."""
+    pattern, now, removed = _work_pattern(target), time.time(), []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        if not pattern.fullmatch(path.name) or path.is_symlink() or not path.is_dir() or _work_in_use(path, now):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _new_work_dir(target: Path) -> Path:
+    """An empty work folder next to the target, with the permissions os.makedirs gives (0o777 less
+    the umask), not mkdtemp's 0700: the folder becomes the report folder as it is."""
+    for _ in range(100):
+        work = target.parent / f".{target.name}-{secrets.token_hex(4)}"
+        try:
+            work.mkdir()
+        except FileExistsError:
+            continue
+        return work
+    raise ReportError(f"could not create a work folder next to {target}")
+
+
+def write_report(out_dir: Path, front: dict, rendered: list[Rendered], formats: tuple[str, ...],
+                 force_pandoc: bool = False) -> Report:
+    """Rendered sections -> a Quarto project with figures -> HTML/PDF in `out_dir`, swapped in whole."""
+    target = out_dir.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_work(target)
+    # Build next to the target and swap at the end: a failed render leaves the old report intact.
+    work = _new_work_dir(target)
+    try:
+        (work / WORK_RECORD).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                    "started": time.time(), "target": target.name}))
+        figures = [f for r in rendered for f in r.figures]
+        (work / "figures").mkdir()
+        for fig in figures:
+            (work / "figures" / f"{fig.label}.svg").write_text(to_svg(fig.vega_lite))
+            (work / "figures" / f"{fig.label}.vl.json").write_text(json.dumps(fig.vega_lite))
+        body = "\n\n".join(r.markdown for r in rendered)
+        for fig in figures:
+            body = body.replace(f"@@FIGURE:{fig.label}@@", figure_block(fig))
+        front = {**front, "format": {"html": {"embed-resources": True, "toc": True}, "typst": {"toc": False}}}
+        qmd = work.resolve() / "index.qmd"
+        qmd.write_text("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n" + body + "\n")
+        (work / "_quarto.yml").write_text(yaml.safe_dump({"project": {"type": "default", "output-dir": "."}}))
+        outputs = render(qmd, figures, formats, force_pandoc=force_pandoc)
+        (work / WORK_RECORD).unlink()
+        if target.exists():
+            shutil.rmtree(target)
+        work.rename(target)
+    except ReportError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise ReportError(f"report {target} not updated: {exc}") from None
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    moved = lambda p: target / p.name if p else None  # noqa: E731
+    return Report(target, Outputs(target / "index.qmd", moved(outputs.html), moved(outputs.pdf), outputs.engine),
+                  len(figures))

@@ -1,0 +1,54 @@
+"""What the jailbreak report sections read, computed once per report: the trace table (from the
+study's runs or an imported file). Judges' verdicts and gold sets: engine/analyze/judge_validity.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from engine.scenarios.jailbreak.params import JailbreakParams
+from engine.scenarios.jailbreak.traces import imported_traces, run_traces
+
+
+@dataclass(frozen=True)
+class JailbreakData:
+    params: JailbreakParams
+    traces: pd.DataFrame
+    unjudged: int  # finished traces the primary judge has not graded (yet)
+    imported_from: str | None  # analysis-only: the file the verdicts came from
+
+    @property
+    def harmful(self) -> pd.DataFrame:
+        return self.traces[~self.traces.benign]
+
+
+def load_jailbreak_data(con: Any, loaded: Any) -> JailbreakData:
+    """The trace table of a spec from its database (`con`), for the report or for cache_analyses."""
+    params: JailbreakParams = loaded.scenario_params
+    if params.traces_file is not None:
+        traces, unjudged = imported_traces(con, loaded.spec_hash), 0
+        source = con.execute(
+            "SELECT any_value(source_file), any_value(source_sha256) FROM jailbreak_imported_traces"
+            " WHERE spec_hash = ?", [loaded.spec_hash]).fetchone()
+        imported = f"{source[0]} (sha256 {source[1][:12]})" if source[0] else params.traces_file.path
+    else:
+        traces, unjudged = run_traces(con, loaded.spec_hash, loaded.spec)
+        imported = None
+    return JailbreakData(params, traces, unjudged, imported)
+
+
+def jailbreak_data(ctx: Any) -> JailbreakData:
+    if "jailbreak" not in ctx.shared:
+        ctx.shared["jailbreak"] = load_jailbreak_data(ctx.con, ctx.loaded)
+    return ctx.shared["jailbreak"]
+
+
+def mixed_fit(con: Any, data: JailbreakData, seed: int) -> Any:
+    """The report's mixed-effects robustness fit, read from the study database when stored there."""
+    from engine.scenarios.jailbreak.analysis.asr import TIERS
+    from engine.scenarios.jailbreak.analysis.mixed_effects import mixed_scale_model
+
+    return mixed_scale_model(data.traces, TIERS[data.params.tier], basis=data.params.params_basis, seed=seed,
+                             con=con)

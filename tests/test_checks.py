@@ -1,0 +1,84 @@
+"""The checks across stages (engine/checks.py): what a study may name is its scenario's or the
+engine's, and every mistake is a spec error naming the file and key, before anything is written."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_cli
+
+from engine import load_spec
+from engine.kernel.errors import SpecError
+from engine.plan.compile import compile_plan
+from engine.plan.generation import generation_settings
+from engine.spec.load import load_spec as load_own_fields
+
+
+def spec_error(study: str, overrides: list[str]) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        load_spec(study, overrides)
+    return info.value
+
+
+@pytest.mark.parametrize("name", ["transcripts", "escalation/transcripts"])
+def test_another_scenarios_section_is_a_spec_error(name):
+    err = spec_error("provider_vs_size", [f"report.sections=[{{type:summary}},{{type:'{name}'}}]"])
+    assert err.key == "report.sections.1.type"
+    assert "belongs to scenario escalation" in err.message and "jailbreak" in err.message
+    assert "asr_by_model" in err.message  # the error lists what this study may use
+    assert err.file == "the command line (override 'report.sections=[{type:summary},{type:'" + name + "'}]')"
+
+
+def test_a_scenarios_own_section_may_be_named_in_full():
+    loaded = load_spec("provider_vs_size", ["report.sections=[{type:summary},{type:jailbreak/asr_by_model}]"])
+    assert [s["type"] for s in loaded.spec.report.sections] == ["summary", "jailbreak/asr_by_model"]
+
+
+def test_unknown_section_lists_the_scenarios_and_the_engines_sections():
+    err = spec_error("model_size", ["report.sections=[{type:no_such_section}]"])
+    assert "unknown section type 'no_such_section'" in err.message
+    assert "transcripts" in err.message and "summary" in err.message and "asr_by_model" not in err.message
+
+
+def test_another_scenarios_judge_kind_is_a_spec_error():
+    err = spec_error("provider_vs_size", ["judges.gemma.kind=blackmail_structure"])
+    assert err.key == "judges.gemma.kind"
+    assert "belongs to scenario agentic_misalignment" in err.message
+    assert "llm" in err.message and "refusal_heuristic" in err.message
+
+
+def test_spec_stage_checks_only_its_own_fields():
+    # The spec stage alone accepts a section it cannot know about; the study loader refuses it.
+    overrides = ["report.sections=[{type:transcripts}]"]
+    assert load_own_fields("provider_vs_size", overrides).scenario.name == "jailbreak"
+    with pytest.raises(SpecError):
+        load_spec("provider_vs_size", overrides)
+
+
+def test_wrong_scenario_section_exits_2_and_writes_nothing(tmp_path):
+    db = tmp_path / "never.duckdb"
+    result = run_cli("run", "provider_vs_size", "report.sections=[{type:transcripts}]", f"store.path={db}",
+                     "--no-progress")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "report.sections.0.type" in result.stderr and "belongs to scenario escalation" in result.stderr
+    assert not db.exists()
+
+
+def test_a_temperature_factor_sets_each_cells_temperature_in_every_scenario():
+    for study, extra in [("model_size", []), ("provider_vs_size", []), ("blackmail_subfrontier", [])]:
+        loaded = load_spec(study, [*extra, "+design.factors.temperature=[0.3,0.9]", "generation.temperature=0.5"])
+        plan = compile_plan(loaded)
+        seen = {t.cell["temperature"]: t.inputs for t in plan.trials if "temperature" in t.cell}
+        assert set(seen) == {0.3, 0.9}, study
+        for temperature, inputs in seen.items():
+            generations = [inputs["generation"]] if "generation" in inputs else [
+                v["generation"] for v in inputs.values() if isinstance(v, dict) and "generation" in v]
+            assert generations and all(g["temperature"] == temperature for g in generations), (study, inputs)
+
+
+def test_methods_table_shows_a_temperature_factor_not_the_unused_study_temperature():
+    loaded = load_spec("temperature_deception")
+    shown = dict(generation_settings(loaded.spec))["temperature"]
+    levels = loaded.spec.design.factors["temperature"]
+    assert all(f"{float(v):g}" in str(shown) for v in levels)
+    plain = dict(generation_settings(load_spec("model_size").spec))["temperature"]
+    assert plain == load_spec("model_size").spec.generation.temperature
