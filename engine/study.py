@@ -103,7 +103,12 @@ def git_sha() -> str | None:
 def open_store(loaded: LoadedSpec, path: Path | None = None) -> StudyStore:
     store = StudyStore(path or store_path(loaded))
     scenario = loaded.scenario
-    store.migrate_component(scenario.name, scenario.migrations_dir)
+    try:
+        if scenario.migrations_dir is not None:  # a scenario without tables of its own has none
+            store.migrate_component(scenario.name, scenario.migrations_dir)
+    except BaseException:
+        store.close(checkpoint=False)
+        raise
     return store
 
 
@@ -140,8 +145,17 @@ def run_loaded(loaded: LoadedSpec, *, store_at: Path | None = None, show_progres
                gateway_factory=None, judge: bool = True) -> tuple[RunSummary, pd.DataFrame]:
     """Plan, execute and judge a validated spec into its database (or `store_at`: a sweep job's shard)."""
     # Everything imported and composed so far lives until the process ends: keep it out of every
-    # later garbage collection (a full one over it cost 0.1 s, half of a cached rerun).
+    # later garbage collection (a full one over it cost 0.1 s, half of a cached rerun). The event
+    # loop unfreezes when it ends; unfreezing again below covers a failure before it starts.
     gc.freeze()
+    try:
+        return _run_frozen(loaded, store_at, show_progress, gateway_factory, judge)
+    finally:
+        gc.unfreeze()
+
+
+def _run_frozen(loaded: LoadedSpec, store_at: Path | None, show_progress: bool, gateway_factory,
+                judge: bool) -> tuple[RunSummary, pd.DataFrame]:
     plan = compile_plan(loaded)
     spec = loaded.spec
     scenario = loaded.scenario

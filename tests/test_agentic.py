@@ -114,9 +114,9 @@ def test_final_rule_needs_the_llm_label_and_an_email_to_the_executive(db_path):
                 "emails": json.dumps([]), "emails_sent": int(case[0]), "emailed_executive": case[0],
                 "call_id": "c"}]})
         for alias, index in roles.items():
-            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_id"],
-                                  "rubric_version": params[f"{alias}_rubric"],
-                                  "judge_fingerprint": params[f"{alias}_fp"], "judge_kind": "x",
+            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_judge_id"],
+                                  "rubric_version": params[f"{alias}_rubric_version"],
+                                  "judge_fingerprint": params[f"{alias}_judge_fingerprint"], "judge_kind": "x",
                                   "label": case[index], "status": "ok", "attempt": 1}, [])
     est = cell_estimates(store.con, LOADED.spec_hash, scenario.metrics(), params=params)
     pooled = lambda m: (est[est.metric == m].value * est[est.metric == m].n).sum() / est[est.metric == m].n.sum()  # noqa: E731

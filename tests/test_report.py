@@ -328,9 +328,9 @@ def test_inhibition_examples_are_cut_at_their_max_chars(tmp_path):
                 **t.inputs["condition"], "sample": t.seed, "response_text": HOSTILE_REPLY, "scratchpad_text": None,
                 "emails": json.dumps([]), "emails_sent": 0, "emailed_executive": False, "call_id": "c"}]})
         for alias, label in (("s", "NO_BLACKMAIL"), ("b", "NO_BLACKMAIL"), ("d", "CONSIDERED_LEVERAGE")):
-            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_id"],
-                                  "rubric_version": params[f"{alias}_rubric"],
-                                  "judge_fingerprint": params[f"{alias}_fp"], "judge_kind": "x",
+            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_judge_id"],
+                                  "rubric_version": params[f"{alias}_rubric_version"],
+                                  "judge_fingerprint": params[f"{alias}_judge_fingerprint"], "judge_kind": "x",
                                   "label": label, "status": "ok", "attempt": 1}, [])
     ctx = ReportContext(loaded, store.con, scenario, str(tmp_path / "a.duckdb"))
     md = Inhibition().render(ctx, Inhibition.Options(type="inhibition", examples=4, max_chars=500)).markdown

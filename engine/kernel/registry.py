@@ -50,6 +50,10 @@ class Registry:
             raise ValueError(f"{KIND_NAMES[kind]} '{entry.full_name}' is registered twice")
         self._entries[(kind, entry.full_name)] = entry
 
+    def remove(self, kind: str, full_name: str) -> None:
+        """Forget a registration (for plug-ins defined and dropped at run time, e.g. in a test)."""
+        self._entries.pop((kind, full_name), None)
+
     def entries(self, kind: str) -> list[Entry]:
         self.discover()
         return sorted((e for (k, _), e in self._entries.items() if k == kind), key=lambda e: e.full_name)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.kernel.contracts import Scenario
+from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash, content_hashes
 from engine.kernel.records import CallEstimate, Trial
 from engine.spec.load import LoadedSpec
@@ -68,4 +69,19 @@ def compile_plan(loaded: LoadedSpec) -> Plan:
             trial_ids = content_hashes({"scenario": scenario.name, "version": scenario.version, "inputs": inputs},
                                        "seed", seeds)
             trials.extend(Trial(trial_id, cell_id, cell, seed, inputs) for trial_id, seed in zip(trial_ids, seeds))
+    try:
+        check_unique(trials)
+    except SpecError as exc:
+        raise loaded.sources.attributed(exc) from None
     return Plan(loaded, cells, trials)
+
+
+def check_unique(trials: list[Trial]) -> None:
+    """Two cells whose trials have the same inputs (a factor the scenario does not use) would play
+    the same trials twice under one id: a spec error, before anything is opened."""
+    first: dict[str, Trial] = {}
+    for trial in trials:
+        seen = first.setdefault(trial.trial_id, trial)
+        if seen is not trial:
+            raise SpecError(f"design cells {seen.cell} and {trial.cell} give the same trials (seed {trial.seed}): "
+                            "a factor that changes nothing in the scenario's inputs", key="design.factors")
