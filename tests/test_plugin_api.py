@@ -298,3 +298,21 @@ def test_a_scenario_without_migrations_runs(plain_plugin, tmp_path):
     _, summary, table = engine.run_study(str(path), show_progress=False)
     share = f"{sum(seed % 2 == 0 for seed in range(3)) / 3:.0%}"
     assert summary.done == 6 and [v.split()[0] for v in table["Even seed"]] == [share] * 2
+
+
+def test_a_factor_the_scenario_ignores_is_a_spec_error_before_anything_is_written(plain_plugin, tmp_path):
+    # coin_plain checks no design (the default check_design), and its trials depend on `side` alone:
+    # a second factor would give two cells the same trials under one id.
+    study = {"defaults": ["base", {"executor": "local"}, "_self_"], "name": "coin_plain", "title": "Plain",
+             "model_set": "none", "models": {}, "scenario": {"name": "coin_plain"},
+             "design": {"factors": {"side": ["a", "b"], "colour": ["red", "blue"]}, "seeds": 2},
+             "store": {"path": str(tmp_path / "plain.duckdb")},
+             "report": {"output_dir": str(tmp_path / "report"), "sections": [{"type": "summary"}]}}
+    path = tmp_path / "coin_plain.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    with pytest.raises(engine.SpecError) as info:
+        engine.run_study(str(path), show_progress=False)
+    assert info.value.key == "design.factors" and "give the same trials" in info.value.message
+    assert "'colour': 'red'" in info.value.message and "'colour': 'blue'" in info.value.message
+    assert info.value.file is not None and info.value.file.endswith("coin_plain.yaml")
+    assert not (tmp_path / "plain.duckdb").exists()

@@ -3,8 +3,8 @@
 tests/data/pinned_ids.json was written from a pristine copy of the code before the plan was made
 faster (issue 11), so a change to how ids are computed, however it is optimised, shows here:
 
-    git archive HEAD | tar -x -C /tmp/headcopy && cp tests/test_pinned_ids.py /tmp/headcopy/tests/
-    cd /tmp/headcopy && .venv/bin/python tests/test_pinned_ids.py --write /work/main/tests/data/pinned_ids.json
+    git archive HEAD | tar -x -C /tmp/headcopy && cp tests/plan/test_pinned_ids.py /tmp/headcopy/tests/plan/
+    cd /tmp/headcopy && .venv/bin/python tests/plan/test_pinned_ids.py --write /work/main/tests/data/pinned_ids.json
 
 Only ever regenerate it from code whose ids are known to be right (the point is that they never move).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "data" / "pinned_ids.json"
 
 # Studies that cannot be composed with no overrides at all: the analysis-only study needs its file.
@@ -97,7 +97,7 @@ def test_100k_trial_bench_plans_keep_their_ids():
 
 
 if __name__ == "__main__":
-    # python tests/test_pinned_ids.py --write PATH: pin the values of the code this file sits in.
+    # python tests/plan/test_pinned_ids.py --write PATH: pin the values of the code this file sits in.
     if len(sys.argv) != 3 or sys.argv[1] != "--write":
         sys.exit(__doc__)
     cases = shipped_cases()
@@ -106,6 +106,6 @@ if __name__ == "__main__":
         result["large"] = large
     Path(sys.argv[2]).write_text(json.dumps({
         "note": "Spec hashes and trial ids of the shipped studies, pinned from the code before issue 11 "
-                "(see tests/test_pinned_ids.py). Never regenerate from code whose ids may have moved.",
+                "(see tests/plan/test_pinned_ids.py). Never regenerate from code whose ids may have moved.",
         "cases": results}, indent=1) + "\n")
     print(f"pinned {len(results)} cases to {sys.argv[2]}")

@@ -13,10 +13,6 @@ def llm_keys(table):
     return {k for k in table if "scripted:" not in k[0]}
 
 
-def test_same_spec_gives_same_ids():
-    assert ids() == ids()
-
-
 def test_settings_that_do_not_change_outcomes_keep_ids():
     base = ids()
     assert ids("executor.max_concurrent_trials=1", "executor.budget.max_usd=1") == base

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Analysis-only studies plan no trials (their outcomes are imported); every other shipped study is
 # compared, so a new study is covered without editing this list.
 ANALYSIS_ONLY = {"provider_vs_size_import"}
