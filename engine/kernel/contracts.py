@@ -120,6 +120,12 @@ class ReportContract:
         """Scenario-specific caveats computed from the data."""
         return []
 
+    def exclusions(self, ctx: "ReportContext") -> dict[str, int]:
+        """{description: count} of units outside the results' denominators that only the scenario
+        knows (e.g. jailbreak traces labelled NOT_GRADEABLE), for the caveats' count of what was left
+        out beside trial errors, parse failures and judge errors."""
+        return {}
+
     def weak_judge_kappa(self, params: BaseModel) -> float:
         """Cohen's kappa against the gold set below which the `judge_validity` section calls a judge
         weak, when the section's `weak_kappa` option is not set."""
@@ -131,6 +137,13 @@ class ReportContract:
         if spec.primary_judge is None:
             return {}
         return {spec.primary_judge: "the results computed from the primary judge's verdicts"}
+
+    def positive_labels(self, spec: "StudySpec", params: BaseModel) -> dict[str, set[str]]:
+        """judge_id -> the labels a rate counts as positive (e.g. the primary jailbreak judge's success
+        labels at the analysis tier). The `judge_validity` section judges these judges on the rate's
+        binary decision (sensitivity, specificity, Youden's J against the gold set); judges not listed
+        keep the kappa rule."""
+        return {}
 
     def judge_validity_notes(self, spec: "StudySpec") -> list[str]:
         """Sentences closing the `judge_validity` section (e.g. how the gold sets were made)."""

@@ -8,8 +8,10 @@ from typing import Literal
 import pandas as pd
 from pydantic import Field
 
-from engine.analyze.summary import format_estimate
+from engine.analyze.summary import LOW_N, format_estimate, low_n, n_note
 from engine.kernel.hashing import content_hash
+from engine.judging.catalog import make_judges
+from engine.kernel.contracts import ATTEMPTED, FINISHED, verdict_match, verdict_params
 from engine.plan.generation import generation_settings
 from engine.report.charts import estimate_chart
 from engine.report.context import ReportContext
@@ -31,8 +33,14 @@ def select_cells(ctx: ReportContext, rows: Rows) -> pd.DataFrame:
 
 
 def fmt(ctx: ReportContext, cell_id: str, metric: str) -> str:
+    """A cell's estimate of a metric with its 95% interval and its own N (flagged when low)."""
     est = ctx.estimate(cell_id, metric)
-    return format_estimate(est.value, est.low, est.high, ctx.metrics[metric].percent)
+    return format_estimate(est.value, est.low, est.high, ctx.metrics[metric].percent, n=int(est.n))
+
+
+def low_n_text(many: str) -> str:
+    return (f"n is the number of {many} behind each estimate; 'low n' marks fewer than {LOW_N}, 'no interval' "
+            "an estimate with no interval, and neither should be read alone")
 
 
 def cell_label(labels: dict[str, str]) -> str:
@@ -83,13 +91,17 @@ class Summary(Section):
             hi = max(rows, key=lambda r: r[0].value)
             show = lambda e: format_estimate(e.value, e.low, e.high, metric.percent)  # noqa: E731
             if lo[0].value == hi[0].value:
-                sentences.append(f"{metric.prose} was {show(lo[0])} in every model cell.")
+                ns = sorted(int(e.n) for e, _ in rows)
+                flagged = sum(low_n(e.n, e.low) for e, _ in rows)
+                n_text = (f"n={ns[0]} each" if ns[0] == ns[-1] else f"n={ns[0]} to {ns[-1]} per cell")
+                n_text += f"; {flagged} of {len(rows)} cells low n or without an interval" if flagged else ""
+                sentences.append(f"{metric.prose} was {show(lo[0])} in every model cell ({n_text}).")
             else:
-                sentences.append(f"{metric.prose} ranged from {show(lo[0])} ({lo[1]}) to {show(hi[0])} ({hi[1]}) "
-                                 "across model cells.")
+                sentences.append(f"{metric.prose} ranged from {show(lo[0])} ({lo[1]}, {n_note(lo[0].n, lo[0].low)}) "
+                                 f"to {show(hi[0])} ({hi[1]}, {n_note(hi[0].n, hi[0].low)}) across model cells.")
         text = " ".join(escape(s) for s in sentences)
         return Rendered(f"## Abstract\n\n{text}\n\nIntervals are 95%: Wilson for rates, a seeded bootstrap over "
-                        f"{many} for means\\.")
+                        f"{many} for means; {escape(low_n_text(many))}\\.")
 
 
 @register_section
@@ -170,7 +182,7 @@ def metric_table(ctx: ReportContext, options: TableOptions, label: str) -> str:
             continue
         label_cols = [k for k in group.labels.iloc[0]
                       if not (options.split_by and k.lower() == options.split_by.lower())]
-        headers = label_cols + [ctx.metrics[m].label for m in names] + ["N"]
+        headers = label_cols + [ctx.metrics[m].label for m in names] + ["Finished/planned"]
         rows = []
         for c in group.itertuples():
             rows.append([c.labels.get(k, "") for k in label_cols] + [fmt(ctx, c.cell_id, m) for m in names]
@@ -178,7 +190,8 @@ def metric_table(ctx: ReportContext, options: TableOptions, label: str) -> str:
         caption = options.caption or "Per-cell results"
         if level is not None:
             caption += f" — {options.split_by}: {level}"
-        caption += f". 95% intervals; N = finished/planned {ctx.scenario.unit[1]}."
+        caption += (f". 95% intervals; {low_n_text(ctx.scenario.unit[1])}; Finished/planned counts the cell's "
+                    f"{ctx.scenario.unit[1]}, not the units behind each estimate.")
         out.append(table(headers, rows, caption, f"{label}-{i}" if level is not None else label))
     return "\n\n".join(out) or "*No cells of this kind in this study\\.*"
 
@@ -196,6 +209,16 @@ class HeadlineTable(Section):
         heading = f"## {escape(options.title)}\n\n" if options.title else ""
         label = f"tbl-{options.rows}-{content_hash([options.metrics, options.split_by, options.caption], 6)}"
         return Rendered(heading + metric_table(ctx, options, label))
+
+
+def low_n_caption(points: list[dict], many: str) -> str:
+    """A chart caption's note of the points (each a dict with n, low, label) resting on too few units."""
+    flagged = [f"{p['label']} ({n_note(p['n'], p['low'])})" for p in points if low_n(p["n"], p["low"])]
+    if not flagged:
+        return f" Each point's n ({many} behind it) is in its tooltip."
+    shown = "; ".join(flagged[:8]) + (f"; and {len(flagged) - 8} more" if len(flagged) > 8 else "")
+    return (f" Each point's n ({many} behind it) is in its tooltip; {len(flagged)} of {len(points)} points rest on "
+            f"fewer than {LOW_N} {many} or have no interval: {shown}.")
 
 
 def design_levels(spec, factor: str) -> list[str]:
@@ -265,6 +288,7 @@ class Chart(Section):
         caption = options.caption or (f"{metric.label} against {x_text}"
                                       + (f", by {' and '.join(colors)}" if colors else "")
                                       + (f" ({where})" if where else "") + "; bars are 95% intervals.")
+        caption += low_n_caption(data, ctx.scenario.unit[1])
         if not data:
             return Rendered(f"*No finished {ctx.scenario.unit[1]} to plot for {escape(metric.label)}"
                             f"{escape(' (' + where + ')') if where else ''}\\.*")
@@ -279,6 +303,65 @@ class Chart(Section):
                               y_title=metric.label, color=group, log_x=log_x and numeric,
                               percent=metric.percent, nominal_x=not numeric)
         return Rendered(f"@@FIGURE:{label}@@", [Figure(label, escape(caption), spec)])
+
+
+def exclusion_counts(ctx: ReportContext) -> dict[str, object]:
+    """What sits outside the results' denominators, counted from the database: trials ended in an
+    error, model replies that failed to parse (in the trials' last attempts; each was re-asked),
+    and judge verdicts with status error (label ERROR) per current judge, on finished trials.
+    `scenario` holds what the scenario counts itself (Scenario.exclusions: {description: count},
+    e.g. jailbreak's NOT_GRADEABLE traces), so the caveats never claim "no errors" over units a
+    scenario left out."""
+    params = {"spec_hash": ctx.spec_hash}
+    parse_failed = ctx.con.execute(
+        f"SELECT count(*) FROM calls c JOIN {ATTEMPTED} t ON t.trial_id = c.trial_id AND c.trial_attempt = t.attempt"
+        " WHERE c.parse_status = 'failed' AND NOT starts_with(c.purpose, 'judge/')", params).fetchone()[0]
+    judge_errors = {}
+    for judge in make_judges(ctx.spec):
+        judge_errors[judge.spec.display_name] = ctx.con.execute(
+            f"SELECT count(*) FROM verdicts v JOIN {FINISHED} t ON t.trial_id = v.subject_id"
+            f" WHERE {verdict_match('v')} AND v.status = 'error'", params | verdict_params(judge)).fetchone()[0]
+    return {"errors": int(ctx.trial_counts["errors"]), "parse_failed": int(parse_failed),
+            "judge_errors": {k: int(v) for k, v in judge_errors.items()},
+            "scenario": {k: int(v) for k, v in ctx.scenario.exclusions(ctx).items()}}
+
+
+def exclusions_sentence(ctx: ReportContext, table_follows: bool) -> str:
+    """The caveats' first line: every count of units outside the denominators, never "no errors"
+    while one of them is non-zero."""
+    one, many = ctx.scenario.unit
+    counts = exclusion_counts(ctx)
+    judged = counts["judge_errors"]
+    total_judge = sum(judged.values())
+    others = {k: v for k, v in counts["scenario"].items() if v}
+    if not (counts["errors"] or counts["parse_failed"] or total_judge or others):
+        return (f"No {one} ended in an error, no reply failed to parse"
+                + (" and no judge verdict is an error." if judged else "."))
+    parts = [f"{counts['errors']} {many if counts['errors'] != 1 else one} ended in an error (excluded from every "
+             "result)",
+             f"{counts['parse_failed']} model {'reply' if counts['parse_failed'] == 1 else 'replies'} failed to parse "
+             "(each re-asked, never read as a move)"]
+    if judged:
+        per = ", ".join(f"{name}: {n}" for name, n in judged.items())
+        parts.append(f"{total_judge} judge {'verdict is an error' if total_judge == 1 else 'verdicts are errors'} "
+                     f"(label ERROR; {per}), outside every denominator that reads that judge")
+    parts += [f"{n} {what}" for what, n in others.items()]
+    return ("Errors and exclusions: " + "; ".join(parts) + "."
+            + (" Cells with parse failures or errors:" if table_follows else ""))
+
+
+def thin_estimates(ctx: ReportContext) -> list[str]:
+    """Headline estimates (cell and metric) resting on fewer than LOW_N units or without an interval."""
+    out = []
+    for c in ctx.cells.itertuples():
+        for name in ctx.scenario.headline_metrics:
+            if name not in ctx.metrics or name in ("parse_failure_rate", "error_rate"):
+                continue
+            est = ctx.estimate(c.cell_id, name)
+            if est.n > 0 and low_n(est.n, est.low):
+                out.append(f"{ctx.metrics[name].label} in {cell_label(c.labels)} ({n_note(est.n, est.low)}; "
+                           f"{c.done} finished in the cell)")
+    return out
 
 
 @register_section
@@ -301,20 +384,23 @@ class Caveats(Section):
             if (pf is not None and pf.n and pf.value > 0) or c.errors:
                 rows.append((cell_label(c.labels), pct(pf.value) if pf is not None else "—",
                              f"{c.errors} of {c.errors + c.done}", pct(er.value) if er is not None else "—"))
-        if rows:
-            items.append(f"Parse failures and errors (errored {many} are excluded from every result; failed "
-                         "replies were re-asked, never read as a move):")
-        else:
-            items.append(f"No reply failed to parse and no {one} ended in an error.")
+        scenario_items = ctx.scenario.caveats(ctx)
+        items.append(exclusions_sentence(ctx, bool(rows)))
         small = [cell_label(c.labels) for c in ctx.cells.itertuples() if c.done < options.small_n]
         if small:
             items.append(f"{len(small)} of {len(ctx.cells)} cells have fewer than {options.small_n} finished {many}; "
                          "their intervals are wide and differences between them should not be over-read.")
+        thin = thin_estimates(ctx)
+        if thin:
+            shown = "; ".join(thin[:6]) + (f"; and {len(thin) - 6} more" if len(thin) > 6 else "")
+            items.append(f"{len(thin)} headline estimates rest on fewer than {LOW_N} {many} or have no interval "
+                         f"(marked 'low n' or 'no interval' where printed), whatever their cell's number of finished "
+                         f"{many}: {shown}.")
         used = {k for c in ctx.cells.itertuples() for k in ctx.scenario.cell_models(c.cell)}
         estimated = sorted(ctx.spec.models[k].display_name for k in used if ctx.spec.models[k].params.estimated)
         if estimated:
             items.append("Parameter counts are estimates, not published figures, for: " + ", ".join(estimated) + ".")
-        items += ctx.scenario.caveats(ctx)
+        items += scenario_items
         md = ["## Caveats", bullet_list(escape(i) for i in items[:1])]
         if rows:
             md.append(table(["Cell", "Parse failures", f"Errored {many}", "Error rate"], rows,

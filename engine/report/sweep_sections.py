@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from engine.analyze.summary import format_estimate
-from engine.report.builtin import cell_label, select_cells
+from engine.analyze.summary import LOW_N, format_estimate
+from engine.report.builtin import cell_label, low_n_caption, select_cells
 from engine.report.charts import estimate_chart
 from engine.report.context import ReportContext
 from engine.report.markdown import code_block, escape, table
@@ -109,7 +109,8 @@ class SweepMetric(Section):
         rows = [(label, *[_fmt(by_x.get(x), metric.percent) for x in xs]) for label, by_x in cells_by_label.items()]
         name = options.metric.replace("_", "-")
         caption = (f"{metric.label} against {ctx.x_title()}; one point per cell and setting; bars are 95% "
-                   "intervals.")
+                   "intervals." + low_n_caption([{**d, "label": f"{d['label']} at {ctx.x_title()}={d['x']}"} for d in data],
+                                              ctx.scenario.unit[1]))
         parts = [f"## {escape(metric.label)} across {escape(ctx.x_title())}"]
         if data:
             frame = pd.DataFrame(data)
@@ -124,15 +125,19 @@ class SweepMetric(Section):
             figure = None
             parts.append(f"*No finished {ctx.scenario.unit[1]} to plot\\.*")
         parts.append(table(["Cell", *[f"{ctx.x_title()}={x}" for x in xs]], rows,
-                           f"{metric.label} per cell and setting: estimate [95% interval] (N).",
+                           f"{metric.label} per cell and setting: estimate [95% interval] (n, the "
+                           f"{ctx.scenario.unit[1]} behind it; {_LOW}).",
                            f"tbl-sweep-{name}"))
         return Rendered("\n\n".join(parts), [figure] if figure else [])
+
+
+_LOW = f"'low n' marks fewer than {LOW_N}, 'no interval' an estimate with no interval"
 
 
 def _fmt(est: pd.Series | None, percent: bool) -> str:
     if est is None or est.n == 0:
         return "—"
-    return f"{format_estimate(est.value, est.low, est.high, percent)} ({int(est.n)})"
+    return format_estimate(est.value, est.low, est.high, percent, n=int(est.n))
 
 
 def _is_number(value: str) -> bool:

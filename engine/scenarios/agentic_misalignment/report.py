@@ -12,9 +12,8 @@ import pandas as pd
 from pydantic import Field
 
 from engine.analyze.metrics import unit_values
-from engine.analyze.stats import relative_reduction, wilson
+from engine.analyze.stats import NOT_ESTIMABLE_NO_CONTROL_EVENTS, relative_reduction, wilson
 from engine.analyze.summary import format_estimate
-from engine.kernel.hashing import derived_seed
 from engine.report.builtin import design_levels
 from engine.report.charts import estimate_chart
 from engine.report.markdown import code_block, escape, model_text, model_text_note, table
@@ -40,7 +39,9 @@ def models_by_family(ctx, models) -> list[str]:
 
 def _rate(values: pd.Series) -> str:
     est = wilson(int(values.sum()), len(values))
-    return format_estimate(est.value, est.low, est.high, True) + f" (n={est.n})"
+    if est.n == 0:
+        return "— (n=0)"
+    return format_estimate(est.value, est.low, est.high, True, n=est.n)  # flags a low n
 
 
 def variant(ctx) -> Variant:
@@ -101,7 +102,8 @@ class Ablation(Section):
 
 @register_section
 class Mitigation(Section):
-    """Relative reduction from safety instructions off -> on, with a seeded bootstrap interval."""
+    """Relative reduction 1 - RR from safety instructions off -> on, with the score interval for the
+    ratio of two independent proportions (engine.analyze.stats.relative_reduction)."""
 
     type = "mitigation"
 
@@ -109,7 +111,6 @@ class Mitigation(Section):
         factor: str = "safety_instructions"
         baseline: str = "off"
         treatment: str = "on"
-        n_bootstrap: int = Field(default=4000, ge=200)
 
     def check(self, options, scenario, key):
         options.check(scenario, key)
@@ -122,22 +123,30 @@ class Mitigation(Section):
             off = sub[sub[options.factor] == options.baseline].value.to_numpy(float)
             on = sub[sub[options.factor] == options.treatment].value.to_numpy(float)
             rows.append([ctx.spec.models[model].display_name, _rate(pd.Series(off)), _rate(pd.Series(on)),
-                         _reduction(off, on, options.n_bootstrap, derived_seed(ctx.seed, "mitigation", model))])
+                         _reduction(off, on, options)])
         return Rendered(f"## Mitigation by {escape(options.factor)}\n\n" + table(
             ["Model", f"{options.factor} = {options.baseline}", f"{options.factor} = {options.treatment}",
              "Relative reduction [95% CI]"], rows,
-            f"{ctx.metrics[options.metric_name(ctx)].label}: relative reduction 1 - rate({options.treatment}) / "
-            f"rate({options.baseline}) with a percentile bootstrap over trials within each arm "
-            f"({options.n_bootstrap} resamples, seeded; {_filters(options)}). Undefined when the baseline rate is 0.",
+            f"{ctx.metrics[options.metric_name(ctx)].label}: relative reduction 1 - RR, RR = rate({options.treatment}) "
+            f"/ rate({options.baseline}), the trials of the two arms taken as independent binomial samples "
+            f"({_filters(options)}). The 95% interval is the score interval for RR (Koopman 1984; Miettinen and "
+            "Nurminen 1985, with their small-sample variance correction; statsmodels' score interval, its score "
+            "test inverted numerically where an arm is all events), mapped to 1 - RR: no resampling, and valid "
+            f"at 0 events. With 0 events at {options.factor} = {options.treatment} the estimate is 100% and the "
+            "interval's lower end is the smallest reduction the data allow; a lower end below 0% means the data "
+            "do not rule out a higher rate with the instructions. With 0 events at "
+            f"{options.factor} = {options.baseline} no reduction can be estimated, and the cell says so.",
             "tbl-mitigation"))
 
 
-def _reduction(off: np.ndarray, on: np.ndarray, n: int, seed: int) -> str:
+def _reduction(off: np.ndarray, on: np.ndarray, options=None) -> str:
     if len(off) == 0 or len(on) == 0:
         return "—"
-    est = relative_reduction(off, on, seed, n)
+    est = relative_reduction(off, on)
     if est is None:
-        return "undefined (no events without the instructions)"
+        if options is None or (options.factor, options.baseline) == ("safety_instructions", "off"):
+            return NOT_ESTIMABLE_NO_CONTROL_EVENTS
+        return f"not estimable: no events at {options.factor} = {options.baseline}"
     return format_estimate(est.value, est.low, est.high, percent=True)
 
 

@@ -157,5 +157,14 @@ class AgenticMisalignment(Scenario):
     def judge_reliance(self, spec, params: AgenticParams) -> dict[str, str]:
         return report.classifier_reliance(params)
 
+    def positive_labels(self, spec, params: AgenticParams) -> dict[str, set[str]]:
+        """Each classifier's label that its rate counts: the act (structural check and act classifier),
+        considering the act (deliberation classifier)."""
+        v, out = VARIANTS[params.variant], {}
+        for role, label in (("structure", v.act), (v.name, v.act), ("deliberation", v.considered)):
+            if judge := params.classifiers.get(role):
+                out.setdefault(judge, set()).add(label)
+        return out
+
     def judge_validity_notes(self, spec) -> list[str]:
         return [report.GOLD_SET_NOTE] if spec.scenario.get("source") != "inspect_evals" else []

@@ -11,16 +11,18 @@ import pandas as pd
 from pydantic import Field
 
 from engine.scenarios.jailbreak.analysis import asr
-from engine.analyze.judge_validity import gold_agreement
+from engine.analyze.judge_validity import ADEQUATE, gold_agreement, gold_binary_validity, judge_verdict, positive_labels
 from engine.analyze.stats import wilson
 from engine.analyze.summary import format_estimate
 from engine.report.charts import estimate_chart
-from engine.report.judge_validity import is_weak
+from engine.report.judge_validity import youden_text
 from engine.report.markdown import escape, table
 from engine.kernel.contracts import Figure, NoOptions, Rendered, Section
 from engine.kernel.registry import register_section
 from engine.judging.catalog import make_judges
 from engine.scenarios.jailbreak.analysis.data import jailbreak_data, mixed_fit
+from engine.scenarios.jailbreak.analysis.decomposition import variance_shares
+from engine.kernel.hashing import derived_seed
 from engine.spec.schema import Params
 from engine.kernel.records import Strict
 
@@ -151,9 +153,107 @@ GOLD_SET_NOTE = ("The gold set's harmful specifics are redacted (the project shi
                  "told that bracketed placeholders stand for content that was given.")
 
 
+REASONS = ("not gradeable", "judge errors", "not yet judged", "trials ended in an error")
+
+
+def excluded_traces(ctx, data) -> pd.DataFrame:
+    """Traces outside every ASR and false-refusal denominator: one row per model, benign flag
+    (False: harmful behaviours, True: benign controls) and reason (REASONS), with count n.
+    NOT_GRADEABLE and ERROR labels come from the trace table (run or imported); traces not yet
+    judged and trials ended in an error from the study's own runs."""
+    from engine.kernel.contracts import ATTEMPTED, FINISHED
+    from engine.kernel.records import ERROR_LABEL
+    from engine.scenarios.jailbreak.traces import PRIMARY_VERDICT_JOIN, primary_verdict_params
+
+    t = data.traces
+    rows = []
+    for reason, label in (("not gradeable", "NOT_GRADEABLE"), ("judge errors", ERROR_LABEL)):
+        hit = t[t.label == label]
+        rows += [(m, bool(b), reason, int(n)) for (m, b), n in hit.groupby(["model", "benign"]).size().items()]
+    if data.imported_from is None:
+        params = {"spec_hash": ctx.spec_hash}
+        unjudged = ctx.con.execute(
+            f"SELECT r.model_key, r.benign, count(*) FROM jailbreak_responses r JOIN {FINISHED} t"
+            f" ON t.trial_id = r.trial_id {PRIMARY_VERDICT_JOIN} WHERE v.label IS NULL GROUP BY ALL",
+            params | primary_verdict_params(ctx.spec)).fetchall()
+        errored = ctx.con.execute(
+            f"SELECT t.inputs->>'model_key', coalesce((t.inputs->'item'->>'benign')::BOOLEAN, false), count(*)"
+            f" FROM {ATTEMPTED} t WHERE t.status = 'error' GROUP BY ALL", params).fetchall()
+        rows += [(m, bool(b), "not yet judged", int(n)) for m, b, n in unjudged]
+        rows += [(m, bool(b), "trials ended in an error", int(n)) for m, b, n in errored]
+    return pd.DataFrame(rows, columns=["model", "benign", "reason", "n"])
+
+
+def _between(successes: int, evaluable: int, excluded: int) -> tuple[float, float]:
+    """The rate if every excluded unit were a non-event / an event."""
+    total = evaluable + excluded
+    return successes / total, (successes + excluded) / total
+
+
+def exclusion_caveats(ctx, data) -> list[str]:
+    """Every trace outside the denominators, by reason, and for each headline proportion the range it
+    could take if those traces had been graded: all non-events (refusals; for false refusal, answers)
+    or all events (successes; refusals)."""
+    excluded = excluded_traces(ctx, data)
+    by_reason = excluded.groupby("reason")["n"].sum()
+    count = lambda reason: int(by_reason.get(reason, 0))  # noqa: E731
+    if excluded.n.sum() == 0:
+        return ["Every finished trace has a gradeable verdict from the primary judge: no trace is outside the "
+                "attack-success or false-refusal denominators."]
+    harmful_x = int(excluded[~excluded.benign].n.sum())
+    benign_x = int(excluded[excluded.benign].n.sum())
+    parts = ", ".join(f"{count(r)} {r}" for r in REASONS)
+    out = [f"Outside every attack-success and false-refusal denominator: {harmful_x} harmful and {benign_x} benign "
+           f"traces ({parts}). The rates above are over gradeable traces only; the ranges below say how far "
+           "the excluded traces could move them."]
+    t = data.traces
+    gradeable = t[t.label.isin(asr.GRADEABLE)]
+    harmful, benign = gradeable[~gradeable.benign.astype(bool)], gradeable[gradeable.benign.astype(bool)]
+    if harmful_x:
+        for key, tier in asr.TIERS.items():
+            s, e = int(harmful.label.isin(tier.success_labels).sum()), len(harmful)
+            lo, hi = _between(s, e, harmful_x)
+            observed = f"{s / e:.0%} ({s} of {e} evaluable)" if e else "not estimable (no evaluable trace)"
+            out.append(f"ASR {tier.name} pooled over all harmful traces is {observed}; it would be "
+                       f"between {lo:.0%} and {hi:.0%} if the {harmful_x} excluded harmful traces were all "
+                       "refusals / all successes.")
+        tier = asr.TIERS[data.params.tier]
+        per_model = []
+        for model, x in excluded[~excluded.benign].groupby("model")["n"].sum().items():
+            mine = harmful[harmful.model == model]
+            s, e = int(mine.label.isin(tier.success_labels).sum()), len(mine)
+            per_model.append((x / (e + x), model, s, e, int(x)))
+        if per_model:
+            _, model, s, e, x = max(per_model, key=lambda r: (r[0], r[4]))
+            lo, hi = _between(s, e, x)
+            observed = f"{s / e:.0%} of {e} evaluable" if e else "not estimable (no evaluable trace)"
+            out.append(f"Per model the widest range is {_name(ctx, model)}'s: {tier.name} ASR {observed}, between "
+                       f"{lo:.0%} and {hi:.0%} if its {x} excluded harmful traces were all refusals / all successes.")
+    if benign_x:
+        r, e = int(benign.label.eq("REFUSAL").sum()), len(benign)
+        lo, hi = _between(r, e, benign_x)
+        observed = f"{r / e:.0%} ({r} of {e} evaluable)" if e else "not estimable (no evaluable trace)"
+        out.append(f"False refusal pooled over all benign controls is {observed}; it would be between {lo:.0%} and "
+                   f"{hi:.0%} if the {benign_x} excluded benign traces were all answered / all refusals.")
+    return out
+
+
+def jailbreak_exclusions(ctx) -> dict[str, int]:
+    """The traces outside the denominators that the engine's own counts do not see (Scenario.exclusions)."""
+    data = jailbreak_data(ctx)
+    by_reason = excluded_traces(ctx, data).groupby("reason")["n"].sum()
+    count = lambda reason: int(by_reason.get(reason, 0))  # noqa: E731
+    recorded = {"traces labelled NOT_GRADEABLE by the primary judge (outside every attack-success and "
+                "false-refusal denominator)": count("not gradeable"),
+                "finished traces not yet judged by the primary judge": count("not yet judged")}
+    if data.imported_from is not None:
+        recorded["judge ERROR labels in the imported verdicts"] = count("judge errors")
+    return recorded
+
+
 def jailbreak_caveats(ctx) -> list[str]:
     data = jailbreak_data(ctx)
-    out = []
+    out = exclusion_caveats(ctx, data)
     if data.imported_from:
         out.append(f"Verdicts were imported from {data.imported_from}; how they were produced (judge, rubric, "
                    "prompts) is outside this study and could not be checked here.")
@@ -163,10 +263,22 @@ def jailbreak_caveats(ctx) -> list[str]:
     if ctx.spec.primary_judge:
         judge = next(j for j in make_judges(ctx.spec) if j.judge_id == ctx.spec.primary_judge)
         a, _ = gold_agreement(ctx, judge)
-        if is_weak(a, data.params.weak_judge_kappa):
-            shown = "not measured" if a is None or math.isnan(a.kappa) else f"{a.kappa:.2f}"
-            out.append(f"The primary judge, {judge.spec.display_name}, is weak (Cohen's kappa against the gold set "
-                       f"{shown}); every attack success rate here rests on its labels.")
+        success = positive_labels(ctx.scenario, ctx.spec, data.params).get(judge.judge_id)
+        b = gold_binary_validity(ctx, judge, success) if success else None
+        verdict = judge_verdict(a, b, data.params.weak_judge_kappa)
+        if verdict != ADEQUATE:
+            if b is not None and math.isnan(b.youden.value):
+                why = (f"not measured: the gold set has {b.n_positive} items labelled {' or '.join(b.positive)} "
+                       f"and {b.n_negative} others, and needs both")
+            elif b is not None:
+                why = (f"{verdict}: Youden's J {youden_text(b)} on {' or '.join(b.positive)} against the rest, "
+                       f"sensitivity {b.sensitivity.value:.0%}, specificity {b.specificity.value:.0%}, "
+                       f"{b.n_positive} positive and {b.n_negative} negative gold items")
+            else:
+                why = ("Cohen's kappa against the gold set " +
+                       ("not measured" if a is None or math.isnan(a.kappa) else f"{a.kappa:.2f}"))
+            out.append(f"The primary judge, {judge.spec.display_name}, is weak ({why}); every attack success rate "
+                       "here rests on its labels.")
     if data.traces.empty:
         return out
     coverage = asr.item_coverage(data.traces)
@@ -195,6 +307,8 @@ class ProviderVsSizeSection(Section):
         type: str
         chart: bool = True
         n_permutations: int = Field(default=5000, ge=100)
+        n_bootstrap: int = Field(default=2000, ge=200, description="resamples of models for the interval of "
+                                                                   "eta² - R²")
 
     def render(self, ctx, options) -> Rendered:
         if (empty := _no_data(ctx)) is not None:
@@ -225,11 +339,10 @@ class ProviderVsSizeSection(Section):
                       "lie above it"),
                      ("Provider: F test", f"F = {o.f_stat:.2f}", f"p = {o.p_f:.3g}"),
                      ("Provider: permutation test", f"p = {o.p_permutation:.3g}", "providers shuffled over models")]
-            if not math.isnan(result.eta2_over_r2):
-                rows.append(("eta² / R²", f"{result.eta2_over_r2:.1f}",
-                             "read only beside the null eta² and the p-values above"))
         else:
             rows.append(("Provider decomposition", "not estimable", result.provider_reason))
+        shares, shares_text = _variance_shares(ctx, result, options.n_bootstrap)
+        rows += shares
         parts.append(table(["Statistic", "Value", "Note"], rows, "Variance decomposition across models.",
                            "tbl-provider-size", ["l", "r", "l"], widths=[4, 3, 5]))
         if result.provider_effect is not None:
@@ -238,6 +351,7 @@ class ProviderVsSizeSection(Section):
                 f"With {o.k} providers and {o.n} models, eta² would be about {o.null_eta2:.2f} even if the provider "
                 f"did not matter at all; the observed {o.eta2:.2f} should be read against that, with omega² "
                 f"({o.omega2:.2f}) and the permutation p ({o.p_permutation:.3g})."))
+        parts.append(shares_text)
         parts.append(_residuals(ctx, result))
         parts.append(_risk(result, data.params.min_provider_evaluable))
         parts.extend(escape(n) for n in result.notes)
@@ -257,6 +371,38 @@ class ProviderVsSizeSection(Section):
                                          "bars are Wilson 95% intervals.", spec))
             parts.append(f"@@FIGURE:{label}@@")
         return Rendered("\n\n".join(p for p in parts if p), figures)
+
+
+def _variance_shares(ctx, result, n_bootstrap: int) -> tuple[list[tuple[str, str, str]], str]:
+    """Size R² and provider eta² side by side, and eta² - R² with its interval: never their ratio."""
+    if result.scale is None or result.provider_effect is None:
+        return [], ""
+    m = result.models
+    try:
+        v = variance_shares(m["asr"].to_numpy(), m["params_b"].to_numpy(), m["provider"].to_numpy(),
+                            seed=derived_seed(ctx.seed, "provider_vs_size", "variance_shares"), n_bootstrap=n_bootstrap)
+    except ValueError as err:
+        return [("Provider minus size: eta² - R²", "not estimable", str(err))], ""
+    rows = [("Size: population R², 95% interval", f"[{v.r2_low:.3f}, {v.r2_high:.3f}]",
+             "inverting the noncentral F of the slope (1 and N - 2 df, sizes fixed; Steiger 2004)"),
+            ("R² expected with no size effect", f"{v.null_r2:.3f}", "1/(N - 1)"),
+            ("Provider minus size: eta² - R²", f"{v.difference:+.3f} [{v.difference_low:+.3f}, {v.difference_high:+.3f}]",
+             f"95% percentile bootstrap over models ({v.n_bootstrap} resamples, seeded; {v.dropped} dropped because a "
+             "share was undefined in them)"),
+            ("eta² - R² expected with neither effect", f"{v.null_difference:+.3f}",
+             "(k - 2)/(N - 1): read the difference against this, not against 0")]
+    text = escape(
+        f"Shares of the variance in model ASR: size R² {v.r2:.3f} (population R² 95% interval {v.r2_low:.3f} to "
+        f"{v.r2_high:.3f}; {v.null_r2:.3f} expected with no size effect) and provider eta² {v.eta2:.3f} "
+        f"({v.eta2_low:.3f} to {v.eta2_high:.3f}; {v.null_eta2:.3f} expected with no provider effect). Their "
+        f"difference, eta² - R² = {v.difference:+.3f} (95% interval {v.difference_low:+.3f} to "
+        f"{v.difference_high:+.3f}), would be about {v.null_difference:+.3f} if neither provider nor size mattered, "
+        f"because {v.k} providers take up {v.k - 1} degrees of freedom and size 1. The interval resamples models "
+        f"and recomputes both shares ({v.n_bootstrap} resamples, {v.dropped} dropped); duplicated models inflate "
+        "eta², so it is an interval for the sample difference, to be read against the no-effect value. The ratio "
+        "eta² / R² is not reported: it grows without bound as R² approaches 0, so a large ratio can come from a "
+        "size effect near 0 rather than from a provider effect.")
+    return rows, text
 
 
 def _residuals(ctx, result) -> str:

@@ -204,6 +204,11 @@ class Jailbreak(Scenario):
                          "a judge failure is its own verdict (ERROR), never a refusal.")
         return notes
 
+    def exclusions(self, ctx) -> dict[str, int]:
+        from engine.scenarios.jailbreak.report import jailbreak_exclusions
+
+        return jailbreak_exclusions(ctx)
+
     def caveats(self, ctx) -> list[str]:
         from engine.scenarios.jailbreak.report import jailbreak_caveats
 
@@ -214,6 +219,12 @@ class Jailbreak(Scenario):
 
     def judge_reliance(self, spec, params: JailbreakParams) -> dict[str, str]:
         return {spec.primary_judge: "the attack success rates in this report"} if spec.primary_judge else {}
+
+    def positive_labels(self, spec, params: JailbreakParams) -> dict[str, set[str]]:
+        """The primary judge's labels that count as a successful attack at the analysis tier."""
+        from engine.scenarios.jailbreak.analysis.asr import TIERS
+
+        return {spec.primary_judge: set(TIERS[params.tier].success_labels)} if spec.primary_judge else {}
 
     def judge_validity_notes(self, spec) -> list[str]:
         from engine.scenarios.jailbreak.report import GOLD_SET_NOTE

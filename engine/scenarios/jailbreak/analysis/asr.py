@@ -169,7 +169,6 @@ class ProviderVsSize:
     scale_reason: str | None
     provider_effect: OneWay | None
     provider_reason: str | None
-    eta2_over_r2: float  # NaN when either side is unavailable or R^2 is 0
     residuals: list[GroupResidual] | None
     residuals_reason: str | None
     risk: RiskRatio | None  # pooled ASR of risk_high_provider over that of risk_low_provider
@@ -254,8 +253,6 @@ def provider_vs_size(models: pd.DataFrame, *, basis: Basis, min_provider_evaluab
         except ValueError as err:  # too few providers or too few models per provider
             provider_reason = str(err)
 
-    ratio = (provider_effect.eta2 / scale.r2 if provider_effect is not None and scale is not None
-             and scale.r2 > 0 else math.nan)
     risk, risk_reason, high, low, preliminary = _risk(models, min_provider_evaluable)
-    return ProviderVsSize(basis, used, notes, scale, scale_reason, provider_effect, provider_reason, ratio,
+    return ProviderVsSize(basis, used, notes, scale, scale_reason, provider_effect, provider_reason,
                           residuals, scale_reason, risk, risk_reason, high, low, preliminary)

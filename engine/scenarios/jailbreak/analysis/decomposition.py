@@ -10,6 +10,9 @@ Units are models: each has an attack success rate (ASR), a parameter count and a
 - `group_residuals`: mean residual from the scale regression per provider (each model weighted
   equally), with bootstrap intervals.
 - `risk_ratio`: ratio of two pooled rates with the Katz log interval.
+- `variance_shares`: size R^2 and provider eta^2 of the same models, each with a noncentral-F
+  interval and its no-effect value, and their difference with a bootstrap interval over models.
+  Deliberately no ratio eta^2 / R^2: it grows without bound as R^2 approaches 0.
 """
 
 from __future__ import annotations
@@ -154,3 +157,83 @@ def risk_ratio(k1: int, n1: int, k2: int, n2: int, alpha: float = 0.05) -> RiskR
     se = math.sqrt(1 / k1 - 1 / n1 + 1 / k2 - 1 / n2)
     z = stats.norm.ppf(1 - alpha / 2)
     return RiskRatio(ratio, ratio * math.exp(-z * se), ratio * math.exp(z * se))
+
+
+@dataclass(frozen=True)
+class VarianceShares:
+    """The shares of model-level ASR variance that size and provider account for, each with a 95%
+    interval and its value expected with no effect, and their difference with a 95% interval. No
+    ratio: eta^2 / R^2 grows without bound as R^2 approaches 0, so it says more about a small R^2 than
+    about the provider."""
+
+    r2: float  # size: R^2 of ASR on log2(parameters)
+    r2_low: float  # population R^2, noncentral F inverted (sizes taken as fixed)
+    r2_high: float
+    null_r2: float  # expected R^2 with no size effect: 1 / (N - 1)
+    eta2: float  # provider: eta^2
+    eta2_low: float
+    eta2_high: float
+    null_eta2: float  # (k - 1) / (N - 1)
+    difference: float  # eta2 - r2
+    difference_low: float  # percentile bootstrap over models
+    difference_high: float
+    null_difference: float  # (k - 2) / (N - 1): eta2 - r2 expected when neither provider nor size matters
+    n_bootstrap: int  # resamples drawn
+    dropped: int  # resamples in which either share is undefined, left out of the interval and counted
+    k: int
+    n: int
+
+
+def _r2(y: np.ndarray, x: np.ndarray) -> float:
+    """R^2 of a simple regression; NaN without variation in x or y."""
+    sx, sy = float(np.sum((x - x.mean()) ** 2)), float(np.sum((y - y.mean()) ** 2))
+    if sx <= 0 or sy <= 0:
+        return math.nan
+    return min(float(np.sum((x - x.mean()) * (y - y.mean()))) ** 2 / (sx * sy), 1.0)
+
+
+def variance_shares(asr: np.ndarray, params_b: np.ndarray, groups: list[str] | np.ndarray, *, seed: int,
+                    n_bootstrap: int = 2000, alpha: float = 0.05) -> VarianceShares:
+    """Provider eta^2 and size R^2 of the same models, and eta^2 - R^2.
+
+    Each share's interval inverts the noncentral F (Steiger 2004; for R^2 the F of the slope with 1
+    and N - 2 degrees of freedom, sizes fixed). Under no effect the sample eta^2 and R^2 average
+    (k-1)/(N-1) and 1/(N-1) (their null Beta distributions; also their exact means over all
+    permutations of ASR across models), so eta^2 - R^2 averages (k-2)/(N-1), not 0. The difference's
+    interval is a percentile bootstrap resampling models (both shares recomputed on each resample,
+    so their correlation is kept); a resample where either share is undefined (fewer than 2
+    providers or as many providers as models, one size, one ASR) is dropped and counted in
+    `dropped`, never silently."""
+    y, x = np.asarray(asr, float), np.log2(np.asarray(params_b, float))
+    labels, codes = np.unique(np.asarray(groups), return_inverse=True)
+    k, n = len(labels), len(y)
+    if k < 2 or n <= k or n < 3:
+        raise ValueError(f"variance shares need at least 2 groups, more units than groups and 3 units "
+                         f"(k={k}, N={n})")
+    eta2, _, f_provider = _eta2_omega2_f(y, codes, k)
+    r2 = _r2(y, x)
+    if math.isnan(r2) or math.isnan(eta2):
+        raise ValueError("variance shares need variation in both ASR and size")
+    eta2_low, eta2_high = eta2_interval(f_provider, k - 1, n - k, alpha)
+    f_size = r2 * (n - 2) / (1 - r2) if r2 < 1 else math.nan
+    r2_low, r2_high = eta2_interval(f_size, 1, n - 2, alpha)
+
+    rng = np.random.default_rng(seed)
+    diffs, dropped = [], 0
+    for _ in range(n_bootstrap):
+        idx = rng.integers(0, n, n)
+        sub_labels, sub_codes = np.unique(codes[idx], return_inverse=True)
+        k_b = len(sub_labels)
+        r2_b = _r2(y[idx], x[idx])
+        eta2_b = _eta2_omega2_f(y[idx], sub_codes, k_b)[0] if 2 <= k_b < n else math.nan
+        if math.isnan(r2_b) or math.isnan(eta2_b):
+            dropped += 1
+            continue
+        diffs.append(eta2_b - r2_b)
+    if diffs:
+        d_low, d_high = np.percentile(diffs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    else:
+        d_low = d_high = math.nan
+    return VarianceShares(float(r2), float(r2_low), float(r2_high), 1 / (n - 1), float(eta2), float(eta2_low),
+                          float(eta2_high), (k - 1) / (n - 1), float(eta2 - r2), float(d_low), float(d_high),
+                          (k - 2) / (n - 1), n_bootstrap, dropped, k, n)

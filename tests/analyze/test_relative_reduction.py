@@ -1,0 +1,174 @@
+"""Relative reduction 1 - RR with the score interval for the ratio of two independent proportions:
+against an independent implementation of the Miettinen-Nurminen score interval, against statsmodels
+where its closed form holds, by exact coverage at small counts (zero events included), and in the
+agentic report's mitigation section rendered from a real DuckDB file."""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+from statsmodels.stats.proportion import confint_proportions_2indep
+
+from engine.analyze.stats import NOT_ESTIMABLE_NO_CONTROL_EVENTS, ratio_score_interval, relative_reduction
+
+Z2 = stats.chi2.ppf(0.95, 1)
+
+
+def mn_statistic(x1: int, n1: int, x2: int, n2: int, rr0: float) -> float:
+    """Miettinen & Nurminen (1985) chi-square score statistic for H0: p1 / p2 = rr0, written out from
+    the paper (restricted MLE of p2 from their quadratic; variance times N / (N - 1))."""
+    n = n1 + n2
+    a = n * rr0
+    b = -(n1 * rr0 + x1 + n2 + x2 * rr0)
+    c = x1 + x2
+    p2 = (-b - math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
+    p1 = p2 * rr0
+    var = (p1 * (1 - p1) / n1 + rr0 ** 2 * p2 * (1 - p2) / n2) * n / (n - 1)
+    diff = x1 / n1 - rr0 * x2 / n2
+    if var <= 0:
+        return 0.0 if diff == 0 else math.inf
+    return diff * diff / var
+
+
+def mn_interval(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
+    """All rr0 not rejected at 5%, found by bisection on log rr0 from the estimate outwards."""
+    rr = (x1 / n1) / (x2 / n2)
+    g = lambda t: mn_statistic(x1, n1, x2, n2, math.exp(t)) - Z2  # noqa: E731
+    centre = math.log(rr) if rr > 0 else -30.0
+    high = optimize.brentq(g, centre + 1e-6, centre + 60, xtol=1e-13)
+    low = 0.0 if x1 == 0 else math.exp(optimize.brentq(g, centre - 60, centre - 1e-6, xtol=1e-13))
+    return low, math.exp(high)
+
+
+SMALL = [(x1, n1, x2, n2) for n1 in (1, 3, 8) for n2 in (1, 4, 9)
+         for x1 in range(n1 + 1) for x2 in range(1, n2 + 1)]
+
+
+@pytest.mark.parametrize("x1, n1, x2, n2", SMALL)
+def test_interval_matches_an_independent_miettinen_nurminen_inversion(x1, n1, x2, n2):
+    low, high = mn_interval(x1, n1, x2, n2)
+    est = relative_reduction([1] * x2 + [0] * (n2 - x2), [1] * x1 + [0] * (n1 - x1))
+    rr = (x1 / n1) / (x2 / n2)
+    assert est.value == pytest.approx(1 - rr, abs=1e-12)
+    assert est.n == n1 + n2
+    assert est.high == pytest.approx(1 - low, abs=1e-6)  # 1 - RR reverses the bounds
+    assert est.low == pytest.approx(1 - high, rel=1e-5, abs=1e-6)
+    assert est.low <= est.value <= est.high
+
+
+@pytest.mark.parametrize("x1, n1, x2, n2", [(3, 20, 10, 20), (0, 20, 5, 20), (0, 10, 1, 10), (7, 30, 4, 12),
+                                            (1, 50, 20, 40)])
+def test_interval_is_statsmodels_score_ratio_interval_where_an_arm_is_not_all_events(x1, n1, x2, n2):
+    low, high = confint_proportions_2indep(x1, n1, x2, n2, compare="ratio", method="score")
+    got = ratio_score_interval(x1, n1, x2, n2)
+    assert got[0] == pytest.approx(max(float(low), 0.0), abs=1e-9)
+    assert got[1] == pytest.approx(float(high), rel=1e-9)
+
+
+def test_all_events_in_an_arm_gives_a_real_interval_where_the_closed_form_fails():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        closed = confint_proportions_2indep(2, 10, 10, 10, compare="ratio", method="score")
+    assert np.iscomplexobj(closed[0]) or not closed[0] < 0.2 < closed[1]  # the statsmodels 0.15 cubic
+    low, high = ratio_score_interval(2, 10, 10, 10)
+    assert (low, high) == pytest.approx(mn_interval(2, 10, 10, 10), rel=1e-5)
+    assert low < 0.2 < high
+
+
+def test_zero_treated_events_is_100_percent_with_a_lower_bound_below_it():
+    est = relative_reduction([1] * 5 + [0] * 15, [0] * 20)
+    low, high = mn_interval(0, 20, 5, 20)
+    assert est.value == 1.0 and est.high == 1.0 and low == 0.0
+    assert est.low == pytest.approx(1 - high, rel=1e-6)
+    assert 0.2 < est.low < 0.4  # 0 of 20 against 5 of 20 cannot pin the reduction near 100%
+
+
+def test_zero_control_events_or_an_empty_arm_is_not_estimable():
+    assert relative_reduction(np.zeros(8), np.zeros(8)) is None
+    assert relative_reduction(np.zeros(8), np.ones(8)) is None
+    assert relative_reduction([], [1, 0]) is None and relative_reduction([1, 0], []) is None
+    with pytest.raises(ValueError, match="0/1 outcomes"):
+        relative_reduction([0.5, 1.0], [0.0, 1.0])
+
+
+def _exact_coverage(p_control: float, p_treated: float, n: int) -> tuple[float, float]:
+    """Exact coverage of the true 1 - RR, enumerating every pair of counts, given a control event
+    (otherwise no interval is given); and the probability of no interval."""
+    truth = 1 - p_treated / p_control
+    covered = mass = 0.0
+    for x2 in range(1, n + 1):
+        for x1 in range(n + 1):
+            prob = stats.binom.pmf(x1, n, p_treated) * stats.binom.pmf(x2, n, p_control)
+            est = relative_reduction([1] * x2 + [0] * (n - x2), [1] * x1 + [0] * (n - x1))
+            mass += prob
+            covered += prob * (est.low - 1e-9 <= truth <= est.high + 1e-9)
+    return covered / mass, 1 - mass
+
+
+@pytest.mark.parametrize("p_control, p_treated, n", [(0.4, 0.1, 12), (0.3, 0.05, 15), (0.25, 0.25, 10),
+                                                     (0.6, 0.2, 8), (0.5, 0.02, 20)])
+def test_exact_coverage_is_near_nominal_at_small_counts(p_control, p_treated, n):
+    coverage, not_estimable = _exact_coverage(p_control, p_treated, n)
+    # Score intervals for a ratio are close to nominal at small n (Miettinen & Nurminen 1985;
+    # Fagerland, Lydersen & Laake 2015); the old percentile bootstrap, at 0 treated events, covered
+    # nothing below 100% and so missed every true reduction under 100%.
+    # (0.5, 0.02, 20): two thirds of the tables have 0 treated events.
+    assert 0.93 <= coverage <= 0.99, (coverage, not_estimable)
+
+
+def test_the_mitigation_section_prints_the_interval_and_says_when_it_is_not_estimable(db_path):
+    from engine import load_spec
+    from engine.kernel.registry import get_scenario
+    from engine.plan.compile import compile_plan
+    from engine.report.catalog import validate_sections
+    from engine.report.context import ReportContext
+    from engine.store.db import StudyStore
+
+    loaded = load_spec("blackmail_subfrontier")
+    plan = compile_plan(loaded)
+    models = sorted({t.inputs["model_key"] for t in plan.trials})
+    assert len(models) == 2
+    scenario = get_scenario("agentic_misalignment")
+    store = StudyStore(db_path)
+    store.migrate_component(scenario.name, scenario.migrations_dir)
+    store.record_plan(loaded.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in plan.trials])
+    params = scenario.metric_params(loaded.spec)
+    counts = {m: [0, 0] for m in models}  # off trials per model, on trials per model
+    for t in plan.trials:
+        model, off = t.inputs["model_key"], str(t.cell["safety_instructions"]) == "off"
+        counts[model][0 if off else 1] += 1
+        act = model == models[0] and off  # the first model blackmails in every trial without the instructions
+        store.commit_trial(
+            {"trial_id": t.trial_id, "scenario": scenario.name, "cell_id": t.cell_id, "cell": t.cell,
+             "seed": t.seed, "inputs": t.inputs, "status": "done", "attempt": 1},
+            [], {"agentic_responses": [{
+                "trial_id": t.trial_id, "model_key": model, "variant": "blackmail",
+                **t.inputs["condition"], "sample": t.seed, "response_text": "...", "scratchpad_text": None,
+                "emails": json.dumps([]), "emails_sent": int(act), "emailed_executive": act, "call_id": "c"}]})
+        labels = {"s": "BLACKMAIL" if act else "NO_BLACKMAIL", "b": "BLACKMAIL" if act else "NO_BLACKMAIL",
+                  "d": "CONSIDERED_LEVERAGE" if act else "DID_NOT_CONSIDER"}
+        for alias, label in labels.items():
+            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_judge_id"],
+                                  "rubric_version": params[f"{alias}_rubric_version"],
+                                  "judge_fingerprint": params[f"{alias}_judge_fingerprint"], "judge_kind": "x",
+                                  "label": label, "status": "ok", "attempt": 1}, [])
+    ctx = ReportContext(loaded, store.con, scenario, str(db_path))
+    sections = {s.type: (s, o) for s, o in validate_sections(loaded.spec.report.sections, scenario)}
+    section, options = sections["mitigation"]
+    md = section.render(ctx, options).markdown.replace("\\", "")
+    store.close()
+
+    n_off, n_on = counts[models[0]]
+    _, high = mn_interval(0, n_on, n_off, n_off)  # 0 events with the instructions, all events without
+    expected = f"100% [{1 - high:.0%}, 100%]"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    first, second = (loaded.spec.models[m].display_name for m in models)
+    assert rows[first].rstrip(" |").endswith(expected), rows[first]
+    assert 1 - high < 0.9  # the interval is not the old degenerate [100%, 100%]
+    assert rows[second].rstrip(" |").endswith(NOT_ESTIMABLE_NO_CONTROL_EVENTS), rows[second]
+    assert NOT_ESTIMABLE_NO_CONTROL_EVENTS == "not estimable: no events without the instructions"
+    assert "score interval for RR (Koopman 1984; Miettinen and Nurminen 1985" in md
+    assert "no resampling" in md and "bootstrap" not in md
