@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Wide tables stay readable when output goes to a file or CI log.
     console = Console(width=None if sys.stdout.isatty() else 160)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())  # a message is one line in a log, never cut at 80
     from engine.sweep import SweepFailed
 
     try:
@@ -115,11 +115,18 @@ def _print_table(console, title: str, table) -> None:
     if table.empty:
         return
 
+    # A metric's own n (column "<label> n") is shown inside the metric's cell: the table stays narrow
+    # enough that cell labels are not folded.
+    merged = {c: str(c)[:-2] for c in table.columns if str(c).endswith(" n") and str(c)[:-2] in table.columns}
+    shown = [c for c in table.columns if c not in merged]
     out = Table(title=title, show_lines=False)
-    for column in table.columns:
+    for column in shown:
         out.add_column(str(column), overflow="fold")
-    for row in table.itertuples(index=False):
-        out.add_row(*[str(v) for v in row])
+    for _, row in table.iterrows():
+        values = {c: str(row[c]) for c in shown}
+        for n_column, metric in merged.items():
+            values[metric] += f" (n={row[n_column]})"
+        out.add_row(*[values[c] for c in shown])
     console.print(out)
 
 
