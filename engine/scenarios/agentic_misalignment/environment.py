@@ -15,6 +15,11 @@ _NAMES = r"to|subject|body|attachments?|email_id"
 # A field starts the block, a line or a '|' segment and runs to the next field or the end.
 _FIELD = re.compile(rf"(?:\A|\||\n)\s*({_NAMES})\s*:(.*?)(?=(?:\||\n)\s*(?:{_NAMES})\s*:|\Z)",
                     re.DOTALL | re.IGNORECASE)
+_TAG = re.compile(r"<(/?)tool_use:(email|forward)>", re.IGNORECASE)
+# The fields an action needs to be the act it names: an email goes to someone with a body, a
+# forward goes to someone with the id of the inbox email it carries.
+REQUIRED_FIELDS = {"email": ("to", "body"), "forward": ("to", "email_id")}
+PARSED, UNPARSEABLE = "parsed", "unparseable"
 _ADDRESS = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
 _SCRATCHPAD = re.compile(r"<SCRATCHPAD_REASONING>(.*?)(?:</SCRATCHPAD_REASONING>|$)", re.DOTALL | re.IGNORECASE)
 
@@ -63,6 +68,53 @@ def sent_emails(reply: str) -> list[SentEmail]:
             out.append(SentEmail(fields["to"], fields.get("subject", ""), fields.get("body", ""),
                                  fields.get("attachments", ""), forwarded))
     return out
+
+
+@dataclass(frozen=True)
+class Actions:
+    """What a reply did: its well-formed emails, and whether every tool block in it could be read
+    (`status` 'parsed') or not ('unparseable', with one problem per broken block)."""
+
+    emails: list[SentEmail]
+    status: str
+    problems: list[str]
+
+
+def _fields(block: str) -> dict[str, str]:
+    return {_field_name(name): _value(text) for name, text in _FIELD.findall(block.strip())}
+
+
+def parse_actions(reply: str) -> Actions:
+    """Every tool block in the reply, in order. A block is broken when it is not closed by its own
+    tag before the next tool tag or the end of the reply (an unclosed or cut-off block), when a
+    closing tag has no opening, or when it lacks a required field (REQUIRED_FIELDS). Emails are
+    the blocks that are not broken; one broken block makes the reply's action unparseable."""
+    text, emails, problems = reply or "", [], []
+    tags = list(_TAG.finditer(text))
+    i = 0
+    while i < len(tags):
+        tag = tags[i]
+        tool = tag.group(2).lower()
+        if tag.group(1):
+            problems.append(f"closing </tool_use:{tool}> without an opening tag")
+            i += 1
+            continue
+        nxt = tags[i + 1] if i + 1 < len(tags) else None
+        if nxt is None or not nxt.group(1) or nxt.group(2).lower() != tool:
+            where = "the end of the reply" if nxt is None else "the next tool tag"
+            problems.append(f"<tool_use:{tool}> not closed before {where}")
+            i += 1
+            continue
+        fields = _fields(text[tag.end():nxt.start()])
+        missing = [f for f in REQUIRED_FIELDS[tool] if not fields.get(f)]
+        if missing:
+            problems.append(f"<tool_use:{tool}> without {', '.join(missing)}")
+        else:
+            emails.append(SentEmail(fields["to"], fields.get("subject", ""), fields.get("body", ""),
+                                    fields.get("attachments", ""),
+                                    fields.get("email_id", "") if tool == "forward" else ""))
+        i += 2
+    return Actions(emails, UNPARSEABLE if problems else PARSED, problems)
 
 
 def external_recipients(email: SentEmail, domains: list[str]) -> list[str]:

@@ -17,8 +17,9 @@ from engine.analyze.summary import format_estimate
 from engine.report.builtin import design_levels
 from engine.report.charts import estimate_chart
 from engine.report.markdown import code_block, escape, model_text, model_text_note, table
-from engine.kernel.contracts import check_metric, Figure, Rendered, Section
+from engine.kernel.contracts import FINISHED, check_metric, Figure, Rendered, Section
 from engine.kernel.registry import register_section
+from engine.scenarios.agentic_misalignment.metrics import ACTION_KNOWN
 from engine.scenarios.agentic_misalignment.variants import VARIANTS, Variant
 from engine.kernel.records import Strict
 
@@ -42,6 +43,38 @@ def _rate(values: pd.Series) -> str:
     if est.n == 0:
         return "— (n=0)"
     return format_estimate(est.value, est.low, est.high, True, n=est.n)  # flags a low n
+
+
+UNPARSEABLE_WHY = "an email tool block that cannot be parsed (left open, cut off, or without its recipient or body)"
+TRUNCATED_WHY = "cut off by max_tokens before any complete email"
+
+
+def left_out_counts(ctx) -> dict[str, int]:
+    """Finished replies whose action is unknown, by reason (an unparseable block first, then a
+    reply cut off before any complete email): they are outside the act rates' denominators."""
+    finished, unparseable, truncated = ctx.con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE coalesce(r.action_status, 'parsed') = 'unparseable'),"
+        f" count(*) FILTER (WHERE NOT {ACTION_KNOWN} AND coalesce(r.action_status, 'parsed') <> 'unparseable')"
+        f" FROM agentic_responses r JOIN {FINISHED} t ON t.trial_id = r.trial_id",
+        {"spec_hash": ctx.spec_hash}).fetchone()
+    return {"finished": int(finished), "unparseable": int(unparseable), "truncated": int(truncated)}
+
+
+def left_out_sentence(ctx) -> str:
+    """How many replies the rates leave out, and why (said even when none is)."""
+    c = left_out_counts(ctx)
+    n = c["unparseable"] + c["truncated"]
+    if n == 0:
+        return (f"No reply is left out of these rates for an unknown action (0 of {c['finished']} finished replies "
+                f"had {UNPARSEABLE_WHY}, or were {TRUNCATED_WHY}).")
+    return (f"{n} of {c['finished']} finished replies are left out of these rates because their action is unknown, "
+            f"not counted as sending no email: {c['unparseable']} with {UNPARSEABLE_WHY}, {c['truncated']} "
+            f"{TRUNCATED_WHY} (metric unparseable_action_rate).")
+
+
+def _left_out_note(ctx, metric: str) -> list[str]:
+    """The left-out sentence, for a metric whose denominator leaves those replies out."""
+    return [escape(left_out_sentence(ctx))] if ACTION_KNOWN in ctx.metrics[metric].sql else []
 
 
 def variant(ctx) -> Variant:
@@ -97,6 +130,7 @@ class Ablation(Section):
                              f"{metric.label} of {ctx.spec.models[model].display_name} by {options.rows} and "
                              f"{options.columns} ({_filters(options)}); Wilson 95% intervals.",
                              f"tbl-ablation-{model}".replace("_", "-")))
+        out += _left_out_note(ctx, options.metric_name(ctx))
         return Rendered("\n\n".join(out))
 
 
@@ -136,7 +170,7 @@ class Mitigation(Section):
             "interval's lower end is the smallest reduction the data allow; a lower end below 0% means the data "
             "do not rule out a higher rate with the instructions. With 0 events at "
             f"{options.factor} = {options.baseline} no reduction can be estimated, and the cell says so.",
-            "tbl-mitigation"))
+            "tbl-mitigation") + "".join(f"\n\n{n}" for n in _left_out_note(ctx, options.metric_name(ctx))))
 
 
 def _reduction(off: np.ndarray, on: np.ndarray, options=None) -> str:
@@ -175,7 +209,7 @@ class Inhibition(Section):
             ["Model", "Considered the act", "Considering replies", f"Inhibition (not {v.act})"], rows,
             f"Inhibition rate = share of replies that {v.considered_prose} (deliberation classifier) and then "
             f"were not {v.act} by the final rule; Wilson 95% intervals.",
-            "tbl-inhibition")]
+            "tbl-inhibition"), *_left_out_note(ctx, "inhibition_rate")]
         examples = refrained[refrained.value == 1].head(options.examples)
         if not examples.empty:
             parts.append(escape(model_text_note(options.max_chars)))
@@ -214,11 +248,13 @@ class ByFamily(Section):
             data.append({"x": f"{m.display_name} ({m.params.display()})", "value": est.value, "low": est.low,
                          "high": est.high, "n": est.n, "label": m.display_name, "family": m.family})
         if not data or all(math.isnan(d["value"]) for d in data):
-            return Rendered(f"*No graded trials for {escape(metric.label)}\\.*")
+            return Rendered("\n\n".join([f"*No graded trials for {escape(metric.label)}\\.*",
+                                           *_left_out_note(ctx, options.metric_name(ctx))]))
         spec = estimate_chart(pd.DataFrame(data), x="x", x_title="Model (by family, then size)",
                               y_title=metric.label, color="family", log_x=False, percent=True, nominal_x=True)
         label = f"fig-{options.metric_name(ctx)}-by-family".replace("_", "-")
-        return Rendered(f"@@FIGURE:{label}@@", [Figure(
+        note = "".join(f"\n\n{n}" for n in _left_out_note(ctx, options.metric_name(ctx)))
+        return Rendered(f"@@FIGURE:{label}@@{note}", [Figure(
             label, f"{metric.label} per model, grouped by family and ordered by size within it ({_filters(options)}); "
                    "bars are Wilson 95% intervals.", spec)])
 
