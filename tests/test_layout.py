@@ -28,7 +28,6 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_DIR = REPO / "engine"

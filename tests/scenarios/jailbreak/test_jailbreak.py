@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_cli
+from conftest import run_cli
 from scipy import stats
 
 from engine.kernel.errors import SpecError
