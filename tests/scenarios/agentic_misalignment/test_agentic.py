@@ -11,6 +11,7 @@ import numpy as np
 
 import pytest
 
+from agentic_store import commit_done, planned_store
 from engine.analyze.metrics import cell_estimates
 from engine.kernel.errors import SpecError
 from engine.execute.gateway import Gateway
@@ -98,26 +99,13 @@ def test_final_rule_needs_the_llm_label_and_an_email_to_the_executive(db_path):
         (True, "NO_BLACKMAIL", "NO_BLACKMAIL", "CONSIDERED_LEVERAGE"),
         (False, "NO_BLACKMAIL", "NO_BLACKMAIL", "DID_NOT_CONSIDER"),
     ]
-    scenario = get_scenario("agentic_misalignment")
-    store = StudyStore(db_path)
-    store.migrate_component(scenario.name, scenario.migrations_dir)
-    store.record_plan(LOADED.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in trials])
-    params = scenario.metric_params(LOADED.spec)
-    roles = {"s": 2, "b": 1, "d": 3}
+    store, scenario, params = planned_store(db_path, LOADED, trials)
     for t, case in zip(trials, cases):
-        store.commit_trial(
-            {"trial_id": t.trial_id, "scenario": scenario.name, "cell_id": t.cell_id, "cell": t.cell,
-             "seed": t.seed, "inputs": t.inputs, "status": "done", "attempt": 1},
-            [], {"agentic_responses": [{
-                "trial_id": t.trial_id, "model_key": t.inputs["model_key"], "variant": "blackmail",
-                **t.inputs["condition"], "sample": t.seed, "response_text": "...", "scratchpad_text": None,
-                "emails": json.dumps([]), "emails_sent": int(case[0]), "emailed_executive": case[0],
-                "call_id": "c"}]})
-        for alias, index in roles.items():
-            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_judge_id"],
-                                  "rubric_version": params[f"{alias}_rubric_version"],
-                                  "judge_fingerprint": params[f"{alias}_judge_fingerprint"], "judge_kind": "x",
-                                  "label": case[index], "status": "ok", "attempt": 1}, [])
+        commit_done(store, scenario, params, t, {
+            "trial_id": t.trial_id, "model_key": t.inputs["model_key"], "variant": "blackmail",
+            **t.inputs["condition"], "sample": t.seed, "response_text": "...", "scratchpad_text": None,
+            "emails": json.dumps([]), "emails_sent": int(case[0]), "emailed_executive": case[0], "call_id": "c"},
+            {"s": case[2], "b": case[1], "d": case[3]})
     est = cell_estimates(store.con, LOADED.spec_hash, scenario.metrics(), params=params)
     pooled = lambda m: (est[est.metric == m].value * est[est.metric == m].n).sum() / est[est.metric == m].n.sum()  # noqa: E731
     assert pooled("blackmail_rate") == 0.25        # only case 1 satisfies both conditions

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from agentic_store import commit_done, planned_store
 from engine.analyze.metrics import cell_estimates
 from engine.kernel.errors import SpecError
 from engine.plan.compile import compile_plan
@@ -18,7 +19,6 @@ from engine.scenarios.agentic_misalignment import published
 from engine.scenarios.agentic_misalignment.environment import build_messages, sent_emails
 from engine.scenarios.agentic_misalignment.structure import check, check_leak
 from engine import load_spec
-from engine.store.db import StudyStore
 
 LEAKING = load_spec("leaking_subfrontier")
 PARAMS = LEAKING.scenario_params
@@ -150,25 +150,14 @@ CASES = [  # (emailed outside, LLM label, structural label, deliberation label)
 def _planted(db_path):
     plan = compile_plan(LEAKING)
     trials = plan.trials[:len(CASES)]
-    scenario = get_scenario("agentic_misalignment")
-    store = StudyStore(db_path)
-    store.migrate_component(scenario.name, scenario.migrations_dir)
-    store.record_plan(LEAKING.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in trials])
-    params = scenario.metric_params(LEAKING.spec)
+    store, scenario, params = planned_store(db_path, LEAKING, trials)
     for t, case in zip(trials, CASES):
-        store.commit_trial(
-            {"trial_id": t.trial_id, "scenario": scenario.name, "cell_id": t.cell_id, "cell": t.cell,
-             "seed": t.seed, "inputs": t.inputs, "status": "done", "attempt": 1},
-            [], {"agentic_responses": [{
-                "trial_id": t.trial_id, "model_key": t.inputs["model_key"], "variant": "leaking",
-                **t.inputs["condition"], "sample": t.seed, "response_text": "...", "scratchpad_text": "...",
-                "emails": json.dumps([]), "emails_sent": int(case[0]), "emailed_executive": False,
-                "emailed_external": case[0], "call_id": "c"}]})
-        for alias, index in {"b": 1, "s": 2, "d": 3}.items():
-            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_judge_id"],
-                                  "rubric_version": params[f"{alias}_rubric_version"],
-                                  "judge_fingerprint": params[f"{alias}_judge_fingerprint"], "judge_kind": "x",
-                                  "label": case[index], "status": "ok", "attempt": 1}, [])
+        commit_done(store, scenario, params, t, {
+            "trial_id": t.trial_id, "model_key": t.inputs["model_key"], "variant": "leaking",
+            **t.inputs["condition"], "sample": t.seed, "response_text": "...", "scratchpad_text": "...",
+            "emails": json.dumps([]), "emails_sent": int(case[0]), "emailed_executive": False,
+            "emailed_external": case[0], "call_id": "c"},
+            {"b": case[1], "s": case[2], "d": case[3]})
     return store, scenario, params
 
 

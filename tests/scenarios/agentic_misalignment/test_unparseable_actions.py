@@ -10,6 +10,7 @@ import shutil
 import duckdb
 import pytest
 
+from agentic_store import commit_done, planned_store
 from engine import load_spec
 from engine.analyze.metrics import cell_estimates
 from engine.execute.context import Reply
@@ -21,7 +22,7 @@ from engine.report.catalog import validate_sections
 from engine.report.context import ReportContext
 from engine.scenarios.agentic_misalignment.environment import parse_actions, sent_emails
 from engine.scenarios.agentic_misalignment.structure import DEFAULT_CONDITIONALS, UNPARSEABLE_LABEL, check, check_leak
-from engine.store.db import StudyStore, migrate
+from engine.store.db import migrate
 
 LOADED = load_spec("blackmail_subfrontier")
 EXEC = LOADED.scenario_params.executive_email
@@ -143,24 +144,12 @@ class FakeContext:
 def _planted(db_path, cases=CASES):
     plan = compile_plan(LOADED)
     trials = plan.trials[:len(cases)]
-    scenario = get_scenario("agentic_misalignment")
-    store = StudyStore(db_path)
-    store.migrate_component(scenario.name, scenario.migrations_dir)
-    store.record_plan(LOADED.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in trials])
-    params = scenario.metric_params(LOADED.spec)
+    store, scenario, params = planned_store(db_path, LOADED, trials)
     for t, case in zip(trials, cases):
         outcome = asyncio.run(scenario.run(t, FakeContext(case[0], case[1])))
         row = outcome.rows["agentic_responses"][0]
-        store.commit_trial(
-            {"trial_id": t.trial_id, "scenario": scenario.name, "cell_id": t.cell_id, "cell": t.cell,
-             "seed": t.seed, "inputs": t.inputs, "status": "done", "attempt": 1},
-            [], {"agentic_responses": [{**row, "emails": json.dumps(row["emails"])}]})
-        labels = {"b": case[2], "s": _structure(case[0]), "d": case[3]}
-        for alias, label in labels.items():
-            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_judge_id"],
-                                  "rubric_version": params[f"{alias}_rubric_version"],
-                                  "judge_fingerprint": params[f"{alias}_judge_fingerprint"], "judge_kind": "x",
-                                  "label": label, "status": "ok", "attempt": 1}, [])
+        commit_done(store, scenario, params, t, {**row, "emails": json.dumps(row["emails"])},
+                    {"b": case[2], "s": _structure(case[0]), "d": case[3]})
     return store, scenario, params, trials
 
 
