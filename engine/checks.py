@@ -11,6 +11,7 @@ from engine.kernel.contracts import check_metric
 from engine.kernel.errors import SpecError
 from engine.kernel.registry import REGISTRY
 from engine.report.catalog import validate_sections
+from engine.report.claims import validate_claims
 from engine.spec.load import LoadedSpec
 
 
@@ -21,6 +22,7 @@ def check_study(loaded: LoadedSpec) -> LoadedSpec:
         scenario.check_design(spec, loaded.scenario_params)
         check_judges(loaded)
         validate_sections(spec.report.sections, scenario)
+        validate_claims(spec.report.claims, scenario, spec)
         for i, metric in enumerate(spec.report.sweep_metrics or []):
             check_metric(metric, scenario, f"report.sweep_metrics.{i}")
     except SpecError as exc:

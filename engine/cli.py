@@ -93,7 +93,8 @@ def _plan(args, console) -> int:
     from engine.study import estimate_plan, load_study
 
     loaded = load_study(args.study, args.overrides)
-    est = estimate_plan(compile_plan(loaded))
+    plan = compile_plan(loaded)
+    est = estimate_plan(plan)
     spec = loaded.spec
     console.print(f"[bold]{spec.title}[/]  (spec {loaded.spec_hash}, store {spec.store.path})")
     console.print(f"cells {est.cells} · trials {est.trials} · model calls ≤ {est.calls:,} · "
@@ -106,7 +107,36 @@ def _plan(args, console) -> int:
     budget = spec.executor.budget
     console.print(f"budget cap: {'$' + format(budget.max_usd, 'g') if budget.max_usd is not None else 'none'}"
                   f", {budget.max_tokens if budget.max_tokens is not None else 'no'} token cap")
+    _print_precision(console, plan, est)
     return 0
+
+
+# More cells than this are summarised by their range of half-widths.
+MAX_CELL_ROWS = 30
+
+
+def _print_precision(console, plan, est) -> None:
+    from rich.markup import escape
+
+    from engine.analyze.design_power import cells_display, comparisons_display
+    from engine.study import plan_precision_of, seeds_cost
+
+    pp, unread = plan_precision_of(plan)
+    console.print("\n[bold]Precision and power at the planned N[/] (95% intervals; minimum detectable "
+                  "differences at 80% power, alpha 0.05, two-sided)")
+    if unread:
+        console.print(f"  database not read: {escape(unread)}")
+    for basis in pp.bases:
+        console.print(f"  {escape(basis.statement())}")
+    console.print(f"  trials cluster on {pp.unit}")
+    cells = cells_display(pp)
+    if len(cells) > MAX_CELL_ROWS:
+        console.print(f"  first {MAX_CELL_ROWS} of {len(cells)} cells:")
+        cells = cells.head(MAX_CELL_ROWS)
+    _print_table(console, "Expected half-width per design cell", cells)
+    _print_table(console, "Minimum detectable difference per comparison", comparisons_display(pp))
+    if pp.target is not None:
+        console.print(escape(seeds_cost(pp.target, est)))
 
 
 def _print_table(console, title: str, table) -> None:

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from engine.kernel.version import __version__
+from engine.analyze.design_power import PlanPrecision, TargetSeeds, plan_precision
 from engine.analyze.summary import summary_frame
 from engine.execute import loop as event_loop
 from engine.execute.gateway import Gateway
@@ -28,7 +30,7 @@ from engine.kernel.records import CallEstimate
 from engine.spec.load import LoadedSpec, load_spec
 from engine.checks import check_study
 from engine.report.study_report import Report, build_report_for
-from engine.store.db import StudyStore
+from engine.store.db import StoreBusy, StudyStore
 
 RECORDED_PACKAGES = ("litellm", "llama_cpp_python", "duckdb", "hydra-core", "omegaconf", "pydantic",
                      "numpy", "scipy", "statsmodels", "pandas")
@@ -73,6 +75,37 @@ def estimate_plan(plan: Plan) -> PlanEstimate:
     return PlanEstimate(len(plan.cells), len(plan.trials), int(total("calls")), int(total("prompt_tokens")),
                         int(total("completion_tokens")), float(total("usd")),
                         {k: dict(v) for k, v in per_model.items()})
+
+
+def plan_precision_of(plan: Plan) -> tuple[PlanPrecision, str | None]:
+    """The design's precision and power, measured on the study's database when it exists and
+    holds finished trials of the plan; with why it was not read, if it was not."""
+    path = store_path(plan.loaded)
+    if not path.exists():
+        return plan_precision(plan, None), None
+    try:
+        store = StudyStore(path, read_only=True)
+    except StoreBusy as exc:
+        return plan_precision(plan, None), str(exc)
+    try:
+        return plan_precision(plan, store.con), None
+    except duckdb.Error as exc:  # a database of another scenario or an older schema
+        return plan_precision(plan, None), f"{path} could not be read ({type(exc).__name__})"
+    finally:
+        store.close(checkpoint=False)
+
+
+def seeds_cost(target: TargetSeeds, est: PlanEstimate) -> str:
+    """What reaching a target half-width takes: seeds per cell, and the plan's calls, tokens and
+    cost scaled to them (every trial's cost is per seed; gold-set grading is counted as planned)."""
+    head = f"target ±{target.target:.0%} on every headline rate"
+    if target.seeds is None:
+        return f"{head}: not reachable with more seeds: " + "; ".join(target.notes)
+    scale = target.seeds / target.seeds_now
+    tokens = (est.prompt_tokens + est.completion_tokens) * scale
+    return (f"{head}: {target.seeds} seeds per cell (now {target.seeds_now}; the most needed by "
+            f"{target.worst}): model calls ≤ {est.calls * scale:,.0f}, tokens ≤ {tokens:,.0f}, "
+            f"cost ≤ ${est.usd * scale:,.2f}")
 
 
 def store_path(loaded: LoadedSpec) -> Path:

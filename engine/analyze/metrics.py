@@ -11,6 +11,7 @@ from typing import Iterator
 import duckdb
 import pandas as pd
 
+from engine.analyze.paired_stats import cluster_bootstrap_interval
 from engine.analyze.stats import Estimate, bootstrap_mean, wilson
 from engine.kernel.contracts import Metric, view_sql
 from engine.kernel.hashing import derived_seed
@@ -117,16 +118,52 @@ def aggregate(metric: Metric, values: pd.Series, seed: int, cell_id: str) -> Est
     return bootstrap_mean(values.to_numpy(dtype=float), seed=derived_seed(seed, metric.name, cell_id))
 
 
+def clustered_cells(con: duckdb.DuckDBPyConnection, spec_hash: str) -> set[str]:
+    """Cells in which an item recurs (under several seeds): their units are not independent."""
+    return {c for (c,) in con.execute(
+        "SELECT p.cell_id FROM plan p JOIN trials t ON t.trial_id = p.trial_id"
+        " WHERE p.spec_hash = $spec_hash AND json_extract(t.inputs, '$.item') IS NOT NULL"
+        " GROUP BY p.cell_id HAVING count(*) > count(DISTINCT CAST(json_extract(t.inputs, '$.item') AS VARCHAR))",
+        {"spec_hash": spec_hash}).fetchall()}
+
+
+def _item_units(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric, params: dict | None) -> pd.DataFrame:
+    units = unit_values(con, spec_hash, metric, params)
+    items = con.execute("SELECT trial_id, CAST(json_extract(inputs, '$.item') AS VARCHAR) AS item FROM trials"
+                        " WHERE trial_id IN (SELECT trial_id FROM plan WHERE spec_hash = $spec_hash)",
+                        {"spec_hash": spec_hash}).df()
+    return units.merge(items, on="trial_id")
+
+
+def _recluster(con, spec_hash, metric, params, seed, cell_ids, estimates, clustered) -> list[Estimate]:
+    """In cells where an item recurs, the interval is a cluster bootstrap over items instead."""
+    units = _item_units(con, spec_hash, metric, params)
+    by_cell = dict(tuple(units.groupby("cell_id")))
+    out = []
+    for cell_id, est in zip(cell_ids, estimates):
+        cell = by_cell.get(cell_id)
+        if cell_id in clustered and cell is not None and cell["item"].nunique() > 1:
+            low, high = cluster_bootstrap_interval(cell["value"].to_numpy(float), cell["item"].to_numpy(),
+                                                   derived_seed(seed, metric.name, cell_id, "items"))
+            est = Estimate(est.value, low, high, est.n)
+        out.append(est)
+    return out
+
+
 def cell_estimates(con: duckdb.DuckDBPyConnection, spec_hash: str, metrics: list[Metric],
-                   seed: int = 0, params: dict | None = None) -> pd.DataFrame:
+                   seed: int = 0, params: dict | None = None, clustered_on_items: bool = True) -> pd.DataFrame:
     """Long table: one row per cell and metric with value, 95% interval and N (units).
 
     A proportion needs only each cell's count and sum, which the database computes (from the views
-    its metrics share, each computed once); a mean's bootstrap reads every unit's value."""
+    its metrics share, each computed once); a mean's bootstrap reads every unit's value. Where an
+    item recurs within a cell (several seeds), its units are not independent: the interval is a
+    cluster bootstrap over items (`clustered_on_items`; a scenario declaring independent trials
+    turns it off)."""
     cell_ids = plan_cell_ids(con, spec_hash)
     proportions = [m for m in metrics if m.kind == "proportion"]
     with shared_views(con, spec_hash, proportions, params) as views:
         counts = iter(unit_counts(con, spec_hash, proportions, params, views))
+    clustered = clustered_cells(con, spec_hash) if clustered_on_items else set()
     rows = []
     for metric in metrics:
         if metric.kind == "proportion":
@@ -136,6 +173,8 @@ def cell_estimates(con: duckdb.DuckDBPyConnection, spec_hash: str, metrics: list
             units = unit_values(con, spec_hash, metric, params)
             by_cell = dict(tuple(units.groupby("cell_id")["value"]))
             estimates = [aggregate(metric, by_cell.get(c, pd.Series(dtype=float)), seed, c) for c in cell_ids]
+        if clustered:
+            estimates = _recluster(con, spec_hash, metric, params, seed, cell_ids, estimates, clustered)
         rows += [{"cell_id": cell_id, "metric": metric.name, "value": est.value, "low": est.low,
                   "high": est.high, "n": est.n} for cell_id, est in zip(cell_ids, estimates)]
     return pd.DataFrame(rows)

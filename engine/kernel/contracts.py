@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
 from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash
@@ -87,6 +87,11 @@ class AnalysisContract(ABC):
 
     # Metric names shown in the per-cell headline table, in order.
     headline_metrics: ClassVar[tuple[str, ...]] = ()
+    # The randomised unit paired model contrasts resample (engine/analyze/paired.py): "item" (the
+    # trials sharing an item are one cluster across conditions and seeds), "seed" (the trials sharing
+    # a seed share its random numbers across conditions), "trial" (every pair is independent).
+    # None: the item when the trials have one, else the seed.
+    randomised_unit: ClassVar[Literal["item", "seed", "trial"] | None] = None
 
     @abstractmethod
     def metrics(self) -> list["Metric"]:
@@ -143,6 +148,13 @@ class ReportContract:
         labels at the analysis tier). The `judge_validity` section judges these judges on the rate's
         binary decision (sensitivity, specificity, Youden's J against the gold set); judges not listed
         keep the kappa rule."""
+        return {}
+
+    def judged_rates(self, spec: "StudySpec", params: BaseModel) -> dict[str, tuple[str, set[str]]]:
+        """metric name -> (judge_id, the labels it counts as positive), for each rate that is the share
+        of its units one judge gives one of those labels (e.g. asr_broad: the primary judge, COMPLIANCE
+        or PARTIAL). The `corrected_rates` section and the abstract correct these rates for the judge's
+        errors on its gold set; a rate that also reads other data (a final rule) is not listed."""
         return {}
 
     def judge_validity_notes(self, spec: "StudySpec") -> list[str]:
@@ -343,4 +355,60 @@ class Section(ABC):
 
     @abstractmethod
     def render(self, ctx: "ReportContext", options: BaseModel) -> Rendered:
+        ...
+
+
+# ---------------------------------------------------------------- claim test
+
+
+class ClaimOptions(Strict):
+    """One entry of a study's `report.claims`: what the write-up claims and the test that decides it.
+    `direction` is the sign the claim gives the estimate (e.g. "positive": the rate rises with
+    size); `effect` the size it claims, in the estimate's units (for the power the design had to
+    detect it); `range` an interval the estimate is claimed to lie in (decided by two one-sided
+    tests)."""
+
+    claim: str
+    test: str
+    direction: Literal["positive", "negative"] | None = None
+    effect: float | None = Field(default=None, gt=0)
+    range: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_claim(self) -> "ClaimOptions":
+        if self.range is not None and self.range[0] >= self.range[1]:
+            raise ValueError(f"range must be [low, high] with low < high, not {list(self.range)}")
+        if (self.range is None) == (self.direction is None):
+            raise ValueError("a claim gives either a direction (positive/negative) or a range")
+        return self
+
+
+@dataclass(frozen=True)
+class ClaimEstimate:
+    """What a claim test measured: an estimate with its 95% interval and a two-sided p-value for no
+    effect, or why none could be given (`reason`)."""
+
+    value: float
+    low: float
+    high: float
+    p: float
+    n: int
+    quantity: str  # what the estimate is, e.g. "difference of rates (A − B)"
+    test: str  # the test behind p, e.g. "exact McNemar"
+    percent: bool = False
+    reason: str | None = None
+
+
+class ClaimTest(ABC):
+    """A claim-test plug-in: a study's `report.claims` names it by `test`. Register it with
+    `@register_claim_test`; a scenario's tests are valid in its studies only."""
+
+    test: ClassVar[str]
+    Options: ClassVar[type[ClaimOptions]] = ClaimOptions
+
+    def check(self, options: ClaimOptions, scenario: Scenario, spec: "StudySpec", key: str) -> None:
+        """Raise SpecError for options that refer to things the study does not have."""
+
+    @abstractmethod
+    def estimate(self, ctx: "ReportContext", options: ClaimOptions) -> ClaimEstimate:
         ...

@@ -18,7 +18,8 @@ from importlib.metadata import entry_points
 from typing import Any, Callable, Literal, TypeVar
 
 Kind = Literal["scenario", "judge", "section"]
-KIND_NAMES: dict[str, str] = {"scenario": "scenario", "judge": "judge kind", "section": "report section type"}
+KIND_NAMES: dict[str, str] = {"scenario": "scenario", "judge": "judge kind", "section": "report section type",
+                              "claim": "claim test"}
 ENGINE = ""  # the owner of the engine's own plug-ins (bare names)
 SCENARIO_PACKAGE = "engine.scenarios"
 ENTRY_POINT_GROUP = "engine.plugins"
@@ -124,6 +125,7 @@ def registrar(kind: str, name_of: Callable[[Any], str], owned: bool = True) -> C
 register_scenario = registrar("scenario", lambda cls: cls.name, owned=False)
 register_judge = registrar("judge", lambda cls: cls.kind)
 register_section = registrar("section", lambda cls: cls.type)
+register_claim_test = registrar("claim", lambda cls: cls.test)
 
 
 def scenario_names() -> list[str]:

@@ -8,6 +8,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import Field
 
+from engine.analyze.judged_rates import JudgedRate, judged_rate, validity_text
 from engine.analyze.summary import LOW_N, format_estimate, low_n, n_note
 from engine.kernel.hashing import content_hash
 from engine.judging.catalog import make_judges
@@ -18,6 +19,8 @@ from engine.report.context import ReportContext
 from engine.report.markdown import bullet_list, escape, table
 from engine.kernel.contracts import check_metric, Figure, NoOptions, Rendered, Section
 from engine.kernel.registry import register_section
+from engine.report.precision import precision_markdown
+from engine.analyze.metrics import clustered_cells
 from engine.kernel.records import Strict
 
 Rows = Literal["all", "models", "controls"]
@@ -52,6 +55,35 @@ def pct(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0%}"
 
 
+def spread(rows: list[tuple], show) -> str:
+    """How an estimate varies over model cells, each (estimate, cell label) in `rows` with its own n:
+    "was X in every model cell (n=...)" or "ranged from X (cell, n=...) to Y (cell, n=...) across model cells"."""
+    lo = min(rows, key=lambda r: r[0].value)
+    hi = max(rows, key=lambda r: r[0].value)
+    if lo[0].value == hi[0].value:
+        ns = sorted(int(e.n) for e, _ in rows)
+        flagged = sum(low_n(e.n, e.low) for e, _ in rows)
+        n_text = (f"n={ns[0]} each" if ns[0] == ns[-1] else f"n={ns[0]} to {ns[-1]} per cell")
+        n_text += f"; {flagged} of {len(rows)} cells low n or without an interval" if flagged else ""
+        return f"was {show(lo[0])} in every model cell ({n_text})"
+    return (f"ranged from {show(lo[0])} ({lo[1]}, {n_note(lo[0].n, lo[0].low)}) "
+            f"to {show(hi[0])} ({hi[1]}, {n_note(hi[0].n, hi[0].low)}) across model cells")
+
+
+def weak_judge_sentence(prose: str, judged: JudgedRate, models: pd.DataFrame, rows: list[tuple], show) -> str:
+    """A rate resting on a weak judge: its range corrected for the judge's errors (Rogan-Gladen), the
+    raw range beside it, and why; or, when the judge is too weak to correct for, the raw range and that."""
+    why = (f"{judged.judge.spec.display_name}, the judge it rests on, is {judged.verdict} on "
+           f"{' or '.join(judged.positive)} against the rest ({validity_text(judged.validity)})")
+    corrected = [(judged.cells[c.cell_id].corrected, cell_label(c.labels)) for c in models.itertuples()]
+    corrected = [(e, label) for e, label in corrected if e is not None]
+    if not corrected:
+        return (f"{prose} as judged {spread(rows, show)}; it cannot be corrected for judge error, because {why}, "
+                "so these figures measure the judge as much as the models.")
+    return (f"{prose}, corrected for judge error because {why}, {spread(corrected, show)}; as judged, uncorrected, "
+            f"it {spread(rows, show)}.")
+
+
 @register_section
 class Summary(Section):
     """The abstract: what was run and the range of each key metric, from the data."""
@@ -81,27 +113,25 @@ class Summary(Section):
             + f", {detail}; {counts['done']} finished and {counts['errors']} ended in an error."]
         names = options.metrics or [m for m in ctx.scenario.headline_metrics
                                     if m not in ("parse_failure_rate", "error_rate")]
+        corrected_any = False
         for name in names:
             metric = ctx.metrics[name]
             rows = [(ctx.estimate(c.cell_id, name), cell_label(c.labels)) for c in models.itertuples()]
             rows = [(e, label) for e, label in rows if e.n > 0]
             if not rows:
                 continue
-            lo = min(rows, key=lambda r: r[0].value)
-            hi = max(rows, key=lambda r: r[0].value)
             show = lambda e: format_estimate(e.value, e.low, e.high, metric.percent)  # noqa: E731
-            if lo[0].value == hi[0].value:
-                ns = sorted(int(e.n) for e, _ in rows)
-                flagged = sum(low_n(e.n, e.low) for e, _ in rows)
-                n_text = (f"n={ns[0]} each" if ns[0] == ns[-1] else f"n={ns[0]} to {ns[-1]} per cell")
-                n_text += f"; {flagged} of {len(rows)} cells low n or without an interval" if flagged else ""
-                sentences.append(f"{metric.prose} was {show(lo[0])} in every model cell ({n_text}).")
+            judged = judged_rate(ctx, name)
+            if judged is not None and judged.weak:
+                corrected_any |= any(c.corrected is not None for c in judged.cells.values())
+                sentences.append(weak_judge_sentence(metric.prose, judged, models, rows, show))
             else:
-                sentences.append(f"{metric.prose} ranged from {show(lo[0])} ({lo[1]}, {n_note(lo[0].n, lo[0].low)}) "
-                                 f"to {show(hi[0])} ({hi[1]}, {n_note(hi[0].n, hi[0].low)}) across model cells.")
+                sentences.append(f"{metric.prose} {spread(rows, show)}.")
         text = " ".join(escape(s) for s in sentences)
+        corrected = (f", and for rates corrected for judge error a seeded bootstrap over {many} and gold-set items"
+                     if corrected_any else "")
         return Rendered(f"## Abstract\n\n{text}\n\nIntervals are 95%: Wilson for rates, a seeded bootstrap over "
-                        f"{many} for means; {escape(low_n_text(many))}\\.")
+                        f"{many} for means{escape(corrected)}; {escape(low_n_text(many))}\\.")
 
 
 @register_section
@@ -140,9 +170,12 @@ class Design(Section):
         settings += ctx.scenario.method_settings(ctx.loaded.scenario_params)
         parts.append(table(["Setting", "Value"], settings, "Generation and scenario settings.", "tbl-settings",
                            ["l", "l"]))
+        recurring = ctx.scenario.randomised_unit != "trial" and clustered_cells(ctx.con, ctx.spec_hash)
+        clustered = "; cluster bootstrap over items where an item recurs in a cell" if recurring else ""
         parts.append(table(["Metric", "Definition", "Interval"],
-                           [(m.label, m.description, "Wilson" if m.kind == "proportion" else "bootstrap over trials")
-                            for m in ctx.metrics.values()],
+                           [(m.label, m.description,
+                             ("Wilson" if m.kind == "proportion" else f"bootstrap over {ctx.scenario.unit[1]}")
+                             + clustered) for m in ctx.metrics.values()],
                            "Metric definitions; each is one query over the study database.", "tbl-metrics",
                            ["l", "l", "l"]))
         notes = ctx.scenario.method_notes(spec)
@@ -156,6 +189,9 @@ class Design(Section):
                          f"prompt and {j['completion_tokens']:,} completion tokens, ${j['cost_usd']:.4f}, "
                          f"{j['model_seconds']:.0f} s of model time.")
         parts.append(bullet_list(escape(n) for n in notes))
+        power = precision_markdown(ctx)
+        if power:
+            parts.append(power)
         return Rendered("\n\n".join(parts))
 
 

@@ -60,3 +60,31 @@ def to_svg(vega_lite: dict[str, Any]) -> str:
     import vl_convert as vlc
 
     return vlc.vegalite_to_svg(vega_lite)
+
+
+def forest_chart(data: pd.DataFrame, *, x_title: str, percent: bool) -> dict[str, Any]:
+    """A forest plot: one row per comparison (data columns: label, value, low, high, n, pairing,
+    p, holm_p), its difference and 95% interval, against a rule at no difference. Rows keep the
+    order given; a row without an interval shows its point only."""
+    import altair as alt
+
+    x_format = ".0%" if percent else ".2f"
+    order = list(data["label"])
+    y = alt.Y("label:N", title=None, sort=order, axis=alt.Axis(labelLimit=360))
+    colour = alt.Color("pairing:N", title="Pairing", scale=alt.Scale(range=OKABE_ITO))
+    tooltip = [alt.Tooltip("label:N", title="comparison"), alt.Tooltip("value:Q", format=x_format, title="difference"),
+               alt.Tooltip("low:Q", format=x_format, title="95% low"),
+               alt.Tooltip("high:Q", format=x_format, title="95% high"), alt.Tooltip("n:N", title="n"),
+               alt.Tooltip("p:N", title="p"), alt.Tooltip("holm_p:N", title="Holm p")]
+    base = alt.Chart(data).encode(y=y)
+    bars = base.mark_rule(strokeWidth=1.5).encode(
+        x=alt.X("low:Q", title=x_title, axis=alt.Axis(format=x_format)), x2="high:Q",
+        color=alt.Color("pairing:N", legend=None, scale=alt.Scale(range=OKABE_ITO)))
+    points = base.mark_point(filled=True, size=60).encode(
+        x="value:Q", color=colour, shape=alt.Shape("pairing:N", title="Pairing", scale=alt.Scale(range=SHAPES)),
+        tooltip=tooltip)
+    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(strokeDash=[4, 3], color="#666666").encode(x="zero:Q")
+    height = max(60, 22 * len(order))
+    chart = (zero + bars + points).properties(width=WIDTH, height=height).configure_axis(
+        labelFontSize=11, titleFontSize=12).configure_legend(labelFontSize=11, titleFontSize=12)
+    return chart.to_dict()

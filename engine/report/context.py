@@ -52,7 +52,8 @@ class ReportContext:
     def estimates(self) -> pd.DataFrame:
         """One row per cell and metric: value, low, high, n."""
         return cell_estimates(self.con, self.spec_hash, list(self.metrics.values()), self.seed,
-                              self.scenario.metric_params(self.spec))
+                              self.scenario.metric_params(self.spec),
+                              clustered_on_items=self.scenario.randomised_unit != "trial")
 
     def estimate(self, cell_id: str, metric: str) -> pd.Series:
         est = self.estimates

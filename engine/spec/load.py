@@ -296,10 +296,15 @@ LEGACY_EXECUTOR = {"backend": "local", "max_concurrent_trials": 4,
                    "local_threads": 2}
 
 
+PLANNING_KEYS = ("target_halfwidth", "assumed_icc")
+
+
 def spec_hash_of(resolved: dict[str, Any]) -> str:
     """The spec's identity: everything that decides results. The report block only changes how
     results are shown and the executor block only how they are obtained, so neither counts."""
     identity = {k: v for k, v in resolved.items() if k != "report"}
+    if isinstance(identity.get("design"), dict):  # planning assumptions do not change a trial
+        identity["design"] = {k: v for k, v in identity["design"].items() if k not in PLANNING_KEYS}
     if "executor" in identity:
         identity["executor"] = LEGACY_EXECUTOR
     return content_hash(identity, 16)

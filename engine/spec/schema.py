@@ -126,6 +126,11 @@ class Design(Strict):
     factors: dict[str, list[Level]]
     controls: list[dict[str, list[Level]]] = []
     seeds: int | list[int]
+    # Planning only (`plan` and the methods section; not part of the spec's identity): the 95%
+    # half-width every headline rate should reach, and the intra-cluster correlation assumed for
+    # trials that share an item or seed until the database measures it.
+    target_halfwidth: float | None = Field(default=None, gt=0, lt=0.5)
+    assumed_icc: float = Field(default=0.1, ge=0, le=1)
 
     @field_validator("factors")
     @classmethod
@@ -241,6 +246,9 @@ class ReportSpec(Strict):
     output_dir: str
     # Metrics of the sweep report (run -m); default: the metrics the sections above show.
     sweep_metrics: list[str] | None = None
+    # The write-up's claims, each decided by a named claim test (engine/report/claim_tests.py and the
+    # scenario's own) and shown by the `claims` section.
+    claims: list[dict[str, Any]] = []
 
 
 class Rubric(Strict):

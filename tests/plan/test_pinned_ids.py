@@ -36,18 +36,36 @@ EXTRA_CASES = [
                           "hypothetical,format_lock]", "design.seeds=131"], True),
 ]
 
+# Control agents added to shipped designs after the ids were pinned (issue 13: the fog-only control).
+# Their cells' trials are new, so the pinned ids are compared with those cells left out: every trial
+# pinned keeps its id. A design that gained such a cell has another spec hash, given here.
+ADDED_AGENTS = ["scripted:hold_last"]
+MOVED_SPEC_HASHES = {
+    ("model_size", ()): "fd21610903d9436b",
+    ("cooperation_window", ()): "3ab21b2645c3c7e4",
+    ("governance_sweep", ()): "9bceef12ba2bb773",
+    ("prompt_framing", ()): "04c4917e30c4c3da",
+    ("temperature_deception", ()): "b4dd718f151c9b2e",
+    ("model_size", ("design.seeds=3", "generation.temperature=1.0")): "1dccbdaec4628b1c",
+    ("cooperation_window", ("scenario.ceasefire_turns=0",)): "f2c94bfbc2a65c8c",
+    ("model_size", ("design.seeds=10000",)): "6774e754e056399b",
+}
+
 # Runs in a fresh interpreter in the repository (only load_spec and compile_plan, which every
-# version of the code has): prints one JSON object per case.
+# version of the code has): prints one JSON object per case; trials of ADDED_AGENTS' cells are
+# counted apart (none in code from before they existed).
 PROBE = r"""
 import hashlib, json, sys
 from engine.plan.compile import compile_plan
 from engine import load_spec
+added = set(json.loads(sys.argv[2]))
 for name, overrides in json.loads(sys.argv[1]):
     loaded = load_spec(name, overrides)
-    ids = sorted(t.trial_id for t in compile_plan(loaded).trials)
+    trials = compile_plan(loaded).trials
+    ids = sorted(t.trial_id for t in trials if t.cell.get("agent") not in added)
     print(json.dumps({"study": name, "overrides": overrides, "spec_hash": loaded.spec_hash,
                       "trials": len(ids), "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
-                      "first_ids": ids[:3]}), flush=True)
+                      "first_ids": ids[:3], "added_trials": len(trials) - len(ids)}), flush=True)
 """
 
 
@@ -58,8 +76,8 @@ def shipped_cases() -> list[tuple[str, list[str], bool]]:
 
 def probe(cases: list[tuple[str, list[str]]], repo: Path = REPO) -> list[dict]:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(repo)}
-    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases)], cwd=repo, env=env, capture_output=True,
-                         text=True, timeout=900)
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases), json.dumps(ADDED_AGENTS)], cwd=repo,
+                         env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
@@ -82,9 +100,13 @@ def _compare(large: bool) -> None:
     want = [c for c in pinned() if c.get("large", False) == large]
     got = {_key(c): c for c in probe([[c["study"], c["overrides"]] for c in want])}
     fields = ("spec_hash", "trials", "ids_sha256", "first_ids")
+    expected = [{**c, "spec_hash": MOVED_SPEC_HASHES.get(_key(c), c["spec_hash"])} for c in want]
     diffs = [f"{c['study']} {c['overrides']}: {f} {c[f]!r} -> {got[_key(c)][f]!r}"
-             for c in want for f in fields if got[_key(c)][f] != c[f]]
+             for c in expected for f in fields if got[_key(c)][f] != c[f]]
     assert not diffs, "pinned spec hashes / trial ids changed:\n" + "\n".join(diffs)
+    # The ids compared are not all of them exactly where a design gained a control cell.
+    added = {_key(c) for c in want if got[_key(c)]["added_trials"]}
+    assert added == {_key(c) for c in want} & set(MOVED_SPEC_HASHES), added
 
 
 def test_shipped_studies_keep_spec_hash_and_trial_ids():
@@ -104,6 +126,7 @@ if __name__ == "__main__":
     results = probe([[n, o] for n, o, _ in cases])
     for result, (_, _, large) in zip(results, cases):
         result["large"] = large
+        result.pop("added_trials")
     Path(sys.argv[2]).write_text(json.dumps({
         "note": "Spec hashes and trial ids of the shipped studies, pinned from the code before issue 11 "
                 "(see tests/plan/test_pinned_ids.py). Never regenerate from code whose ids may have moved.",

@@ -47,7 +47,7 @@ def test_persona_text_changes_only_cells_using_it():
 def test_plan_shape_matches_the_design():
     plan = compile_plan(load_spec("model_size"))
     llm_cells = [c for c in plan.cells if not str(c["agent"]).startswith("scripted:")]
-    assert len(llm_cells) == 2 * 2 and len(plan.cells) == 4 + 6
+    assert len(llm_cells) == 2 * 2 and len(plan.cells) == 4 + 7  # always-hold, hold-at-last-level and 5 scripted policies
     assert len(plan.trials) == 10 * len(plan.cells)
     mirror = [t for t in plan.trials if t.cell in llm_cells]
     assert all(t.inputs["sides"]["A"]["agent"] == t.inputs["sides"]["B"]["agent"] for t in mirror)

@@ -171,7 +171,7 @@ def test_dry_run_prints_estimates_and_calls_nothing(tmp_path):
     db = tmp_path / "never.duckdb"
     result = run_cli("run", "model_size", "--dry-run", f"store.path={db}")
     assert result.returncode == 0, result.stderr
-    assert "cells 10" in result.stdout and "trials 100" in result.stdout and "model calls ≤ 640" in result.stdout
+    assert "cells 11" in result.stdout and "trials 110" in result.stdout and "model calls ≤ 640" in result.stdout
     assert not db.exists()
 
 

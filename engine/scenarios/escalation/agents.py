@@ -44,8 +44,18 @@ def _last_opponent(obs: Observation) -> int:
 
 
 def null_policy(obs: Observation, rng: np.random.Generator, start: int) -> Move:
-    """Control: always holds the starting level; shows what the rules and fog alone produce."""
+    """Control: always returns to the starting level. Fog lifts it at most one level above the
+    start for one turn, so it shows what the rules do with no agent escalating, not what fog can
+    add up to (that is `hold_last`)."""
     return Move(start, start)
+
+
+def hold_last(obs: Observation, rng: np.random.Generator, start: int) -> Move:
+    """Fog-only control: holds (signals and acts at) the level it last reached. A fog accident
+    lifts the realised level by one and the policy keeps it, so accidents ratchet it up and only
+    fog (and the rules) can take it to the nuclear threshold; unlike `null`, which falls back to
+    the start level every turn and so cannot get past start + 1."""
+    return Move(obs.own_level, obs.own_level)
 
 
 def hawk(obs: Observation, rng: np.random.Generator, start: int) -> Move:
@@ -77,7 +87,7 @@ def random_policy(obs: Observation, rng: np.random.Generator, start: int) -> Mov
 
 
 POLICIES: dict[str, Policy] = {
-    "null": null_policy, "hawk": hawk, "dove": dove, "tit_for_tat": tit_for_tat,
+    "null": null_policy, "hold_last": hold_last, "hawk": hawk, "dove": dove, "tit_for_tat": tit_for_tat,
     "calculating": calculating, "random": random_policy,
 }
 SCRIPTED_PREFIX = "scripted:"

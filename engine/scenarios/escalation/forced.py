@@ -17,7 +17,7 @@ from engine.scenarios.escalation.params import EscalationParams
 HELD = Move(0, 0)  # the move of both sides inside a cooperation window
 
 
-class _Draw:
+class PresetDraw:
     """Stands in for a side's fog generator: returns a preset draw."""
 
     def __init__(self) -> None:
@@ -27,12 +27,12 @@ class _Draw:
         return self.value
 
 
-class _FixedStreams:
+class PresetStreams:
     def __init__(self) -> None:
-        self.fog = {side: _Draw() for side in SIDES}
+        self.fog = {side: PresetDraw() for side in SIDES}
 
 
-def _copy(state: GameState, streams) -> GameState:
+def copy_state(state: GameState, streams) -> GameState:
     copy = GameState(state.params, streams, state.turn, {}, [], state.breaker_tripped, state.calm_streak,
                      state.end_reason)
     copy.realised = dict(state.realised)  # __post_init__ resets it to the start level
@@ -48,7 +48,7 @@ def window_end_distribution(params: EscalationParams, window: int | None = None)
     n = params.cooperation_window if window is None else window
     p = params.fog_probability
     branches = [(draw, prob) for draw, prob in ((0.0, p), (1.0, 1.0 - p)) if prob > 0]
-    streams = _FixedStreams()
+    streams = PresetStreams()
     states: dict[tuple, tuple[GameState, float]] = {}
     start = GameState(params, streams)
     states[("start",)] = (start, 1.0)
@@ -62,7 +62,7 @@ def window_end_distribution(params: EscalationParams, window: int | None = None)
             for draw_a, p_a in branches:
                 for draw_b, p_b in branches:
                     streams.fog["A"].value, streams.fog["B"].value = draw_a, draw_b
-                    child = _copy(state, streams)
+                    child = copy_state(state, streams)
                     child.resolve({side: HELD for side in SIDES})
                     key = (("over", child.end_reason) if child.over else
                            (tuple(sorted(child.realised.items())), child.calm_streak, child.breaker_tripped))

@@ -13,6 +13,7 @@ from engine.report.markdown import MODEL_TEXT_LIMIT, bullet_list, escape, model_
 from engine.kernel.contracts import Rendered, Section
 from engine.kernel.registry import register_section
 from engine.kernel.records import Strict
+from engine.scenarios.escalation.fog_report import fog_caveats
 
 _SCRIPTED = "scripted:"
 
@@ -234,19 +235,7 @@ class Conditions(Section):
 # -- caveats -----------------------------------------------------------------------------------
 
 def escalation_caveats(ctx) -> list[str]:
-    out = []
-    nulls = [(c, ctx.estimate(c.cell_id, "nuclear_rate")) for c in ctx.cells.itertuples()
-             if c.cell.get("agent") == "scripted:null"]
-    nulls = [(c, est) for c, est in nulls if est.n]
-    if len(nulls) == 1:
-        est = nulls[0][1]
-        out.append(f"Control: the always-hold policy reached a nuclear level in {est.value:.0%} of {est.n} games "
-                   "(what the rules and fog produce with no agent escalating).")
-    elif nulls:
-        games = sum(int(est.n) for _, est in nulls)
-        nuclear = sum(round(est.value * est.n) for _, est in nulls)
-        out.append(f"Control: the always-hold policy reached a nuclear level in {nuclear} of {games} games over its "
-                   f"{len(nulls)} cells (what the rules and fog produce with no agent escalating).")
+    out = fog_caveats(ctx)
     row = ctx.con.execute(
         "SELECT count(*), avg(e.accident::INT) FROM escalation_turns e JOIN trials t ON t.trial_id = e.trial_id"
         " JOIN plan p ON p.trial_id = t.trial_id AND p.spec_hash = ? WHERE t.status = 'done'",
@@ -285,6 +274,9 @@ def _rule_caveats(ctx) -> list[str]:
                    "finished games at those N). Their nuclear rate, welfare and divergence are set by the rules, not "
                    "measured; see 'Results forced by the rules'.")
     windows = [g for g in groups if g["game"].cooperation_window]
+    if not windows:
+        out.append("Results forced by the rules: none by a cooperation window, as this design has none (checked from "
+                   "the rules alone).")
     if windows and not forced:
         out.append("Cooperation windows hold both sides at level 0 for their first N turns: welfare gains from those "
                    "turns by construction and nuclear use can only come in the turns after; compare the scripted "

@@ -12,7 +12,6 @@ from pydantic import Field
 
 from engine.scenarios.jailbreak.analysis import asr
 from engine.analyze.judge_validity import ADEQUATE, gold_agreement, gold_binary_validity, judge_verdict, positive_labels
-from engine.analyze.stats import wilson
 from engine.analyze.summary import format_estimate
 from engine.report.charts import estimate_chart
 from engine.report.judge_validity import youden_text
@@ -20,6 +19,7 @@ from engine.report.markdown import escape, table
 from engine.kernel.contracts import Figure, NoOptions, Rendered, Section
 from engine.kernel.registry import register_section
 from engine.judging.catalog import make_judges
+from engine.scenarios.jailbreak.analysis.clustered import methods_text
 from engine.scenarios.jailbreak.analysis.data import jailbreak_data, mixed_fit
 from engine.scenarios.jailbreak.analysis.decomposition import variance_shares
 from engine.kernel.hashing import derived_seed
@@ -43,6 +43,19 @@ def _params(row) -> str:
 
 def _tier(ctx) -> asr.Tier:
     return asr.TIERS[jailbreak_data(ctx).params.tier]
+
+
+def _prompts(counts: pd.Series) -> str:
+    """How many prompts the intervals of a table rest on (one number, or the range over its rows)."""
+    counts = counts[counts > 0]
+    if counts.empty:
+        return "no prompts"
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low} prompts" if low == high else f"{low} to {high} prompts"
+
+
+INTERVAL_WHY = ("clustered on prompts: a prompt is played under every attack (and sample), so its traces are "
+                "not independent")
 
 
 def _no_data(ctx) -> Rendered | None:
@@ -79,9 +92,10 @@ class AsrByModel(Section):
         if (empty := _no_data(ctx)) is not None:
             return empty
         data = jailbreak_data(ctx)
-        tiers = {key: asr.model_asr(data.traces, tier).set_index("model") for key, tier in asr.TIERS.items()}
+        tiers = {key: asr.model_asr(data.traces, tier, seed=ctx.seed, con=ctx.con).set_index("model")
+                 for key, tier in asr.TIERS.items()}
         base = tiers["strict"].sort_values(["provider", "params_total_b"])
-        refusals = asr.false_refusal(data.traces).set_index("model")
+        refusals = asr.false_refusal(data.traces, seed=ctx.seed, con=ctx.con).set_index("model")
         rows = []
         for model, r in base.iterrows():
             fr = refusals.loc[model] if model in refusals.index else None
@@ -100,10 +114,13 @@ class AsrByModel(Section):
             note = (f"**Models saw different items.** Of {coverage.union} items (behaviour x attack) in the data, "
                     f"{escape(_name(ctx, worst.model))} misses {int(worst.missing_vs_union)}; differences between "
                     "models are confounded with prompt difficulty.")
+        methods = pd.concat([t["method"] for t in tiers.values()])
+        caption = (f"ASR per model over evaluable traces of harmful behaviours, 95% intervals {INTERVAL_WHY} "
+                   f"({_prompts(base['prompts'])} per model): {methods_text(methods)}. False refusals over "
+                   f"benign controls ({_prompts(refusals['prompts'])} per model): "
+                   f"{methods_text(refusals['method'])}.")
         return Rendered("## Attack success by model\n\n" + table(
-            headers, rows, "ASR per model with Wilson 95% intervals over evaluable traces of harmful behaviours; "
-            "false refusals over benign controls.", "tbl-asr-models", ["l", "l"] + ["r"] * (len(headers) - 2))
-            + "\n\n" + note)
+            headers, rows, caption, "tbl-asr-models", ["l", "l"] + ["r"] * (len(headers) - 2)) + "\n\n" + note)
 
 
 @register_section
@@ -116,14 +133,16 @@ class AsrByProvider(Section):
             return empty
         data, tier = jailbreak_data(ctx), _tier(ctx)
         threshold = data.params.min_provider_evaluable
-        prov = asr.provider_asr(data.traces, tier).sort_values("asr")
+        prov = asr.provider_asr(data.traces, tier, seed=ctx.seed, con=ctx.con).sort_values("asr")
         rows = [(r.provider, int(r.models), int(r.evaluable), _pct(r.asr, r.low, r.high), _pct(r.mean_model_asr),
                  "preliminary" if r.evaluable < threshold else "") for r in prov.itertuples()]
         return Rendered(f"## Attack success by provider ({escape(tier.name)})\n\n" + table(
             ["Provider", "Models", "Evaluable traces", "Pooled ASR", "Mean of models", "Note"], rows,
-            f"Pooled ASR per provider (all its evaluable traces, Wilson 95% interval) and the mean of its models' "
-            f"ASRs (models weighted equally). Providers with fewer than {threshold} evaluable traces are marked "
-            "preliminary.", "tbl-asr-providers", ["l", "r", "r", "r", "r", "l"]))
+            f"Pooled ASR per provider (all its evaluable traces; 95% interval {INTERVAL_WHY}, with the "
+            f"provider's models taken as fixed; {_prompts(prov['prompts'])} per provider: "
+            f"{methods_text(prov['method'])}) and the mean of its models' ASRs (models weighted equally). "
+            f"Providers with fewer than {threshold} evaluable traces are marked preliminary.",
+            "tbl-asr-providers", ["l", "r", "r", "r", "r", "l"]))
 
 
 @register_section
@@ -135,17 +154,15 @@ class AsrByAttack(Section):
         if (empty := _no_data(ctx)) is not None:
             return empty
         data, tier = jailbreak_data(ctx), _tier(ctx)
-        rows = []
-        for attack, group in data.harmful.groupby("attack", sort=True):
-            evaluable = group[group.label.isin(asr.GRADEABLE)]
-            est = wilson(int(evaluable.label.isin(tier.success_labels).sum()), len(evaluable))
-            rows.append((attack, group.model.nunique(), est.n, _pct(est.value, est.low, est.high)))
+        attacks = asr.attack_asr(data.traces, tier, seed=ctx.seed, con=ctx.con)
+        rows = [(r.attack, int(r.models), int(r.evaluable), _pct(r.asr, r.low, r.high)) for r in attacks.itertuples()]
         descriptions = {k: " ".join(a.description.split()) for k, a in data.params.attacks.items()}
         rows = [(*r, descriptions.get(r[0], "")) for r in rows]
         return Rendered(f"## Attack techniques ({escape(tier.name)})\n\n" + table(
             ["Attack", "Models", "Evaluable", "ASR", "Technique"], rows,
-            "ASR per attack technique, pooled over models (Wilson 95% interval; traces within a model are not "
-            "independent, so read these as descriptive).", "tbl-asr-attacks", ["l", "r", "r", "r", "l"],
+            f"ASR per attack technique, pooled over models (taken as fixed); 95% interval clustered on prompts, "
+            f"since every model plays the same prompts ({_prompts(attacks['prompts'])} per attack: "
+            f"{methods_text(attacks['method'])}).", "tbl-asr-attacks", ["l", "r", "r", "r", "l"],
             widths=[2, 1, 1, 2, 6]))
 
 
@@ -314,9 +331,10 @@ class ProviderVsSizeSection(Section):
         if (empty := _no_data(ctx)) is not None:
             return empty
         data, tier = jailbreak_data(ctx), _tier(ctx)
-        models = asr.model_asr(data.traces, tier)
+        models = asr.model_asr(data.traces, tier, seed=ctx.seed, con=ctx.con)
         result = asr.provider_vs_size(models, basis=data.params.params_basis,
-                                      min_provider_evaluable=data.params.min_provider_evaluable, seed=ctx.seed)
+                                      min_provider_evaluable=data.params.min_provider_evaluable, seed=ctx.seed,
+                                      evaluable=asr.evaluable_harmful(data.traces, tier), con=ctx.con)
         parts = [f"## Provider or size? ({escape(tier.name)} ASR)",
                  escape(f"Units are models (N = {len(result.models)}): each model's ASR is one value, so every "
                         f"model counts equally whatever its number of traces. Size is log2 of {result.basis} "
@@ -368,7 +386,8 @@ class ProviderVsSizeSection(Section):
                                   color="provider", log_x=True, percent=True)
             label = "fig-asr-params-provider"
             figures.append(Figure(label, f"ASR ({tier.name}) of each model against its parameter count, by provider; "
-                                         "bars are Wilson 95% intervals.", spec))
+                                         f"bars are 95% intervals clustered on prompts ({methods_text(ci.method)}).",
+                                  spec))
             parts.append(f"@@FIGURE:{label}@@")
         return Rendered("\n\n".join(p for p in parts if p), figures)
 
@@ -409,13 +428,19 @@ def _residuals(ctx, result) -> str:
     if result.residuals is None:
         return escape(f"Scale-adjusted residuals: not estimable ({result.residuals_reason}).")
     rows = [(r.group, r.n, f"{r.mean * 100:+.1f}",
-             "—" if math.isnan(r.low) else f"[{r.low * 100:+.1f}, {r.high * 100:+.1f}]")
+             "none: no degree of freedom left" if math.isnan(r.low) else f"[{r.low * 100:+.1f}, {r.high * 100:+.1f}]")
             for r in sorted(result.residuals, key=lambda r: r.mean)]
+    n, df = len(result.models), max((r.df for r in result.residuals), default=0)
     return table(["Provider", "Models", "Residual (pts)", "95% interval"], rows,
                  "Scale-adjusted residuals: each provider's mean distance (percentage points) of its models' ASR "
-                 "from the scale regression line, models weighted equally; bootstrap over the provider's models "
-                 "(no interval with one model; with two or three, the bootstrap interval understates the "
-                 "uncertainty). Negative = more resistant than its sizes predict.",
+                 f"from the scale regression line over all N = {n} models, models weighted equally. The 95% "
+                 "interval is for the provider's expected mean residual and carries both the regression's "
+                 "uncertainty and the spread between models: a t interval from the same regression with an "
+                 f"intercept of the provider's own added ({df} df; exact if model ASRs scatter normally with "
+                 "equal variance around the line). A one-model provider's interval is its model's externally "
+                 "studentized residual. An interval that excludes 0 is one provider among "
+                 f"{len(result.residuals)} tested, with no correction for multiplicity. Negative = more "
+                 "resistant than its sizes predict.",
                  "tbl-residuals", ["l", "r", "r", "r"])
 
 
@@ -425,10 +450,28 @@ def _risk(result, threshold: int) -> str:
     if result.risk is None or math.isnan(result.risk.ratio):
         return escape(f"Risk ratio between the most and least resistant providers: not estimable "
                       f"({result.risk_reason}).{prelim}")
-    r = result.risk
-    return escape(f"Risk ratio: {result.risk_high_provider}'s pooled ASR is {r.ratio:.1f}x that of "
-                  f"{result.risk_low_provider} (95% interval {r.low:.1f} to {r.high:.1f}, Katz log method on pooled "
-                  f"traces).{prelim}")
+    r, katz = result.selected_risk, result.risk
+    if r is None:
+        return escape(f"Risk ratio: {result.risk_high_provider}'s pooled ASR is {katz.ratio:.1f}x that of "
+                      f"{result.risk_low_provider}; no selection-aware interval ({result.selected_risk_reason}), "
+                      f"and the Katz interval ({katz.low:.1f} to {katz.high:.1f}) ignores that this pair was picked "
+                      f"as the extremes and that traces share prompts.{prelim}")
+    zero = (f" In {r.zero_low} resamples the lowest provider had no success (an unbounded ratio), which sets the "
+            "lower bound." if r.zero_low else "")
+    dropped = f" {r.dropped} resamples with no success anywhere were dropped." if r.dropped else ""
+    return escape(
+        f"Risk ratio between the extremes: {r.high_provider}'s pooled ASR is {r.ratio:.1f}x that of {r.low_provider}, "
+        f"the highest and lowest of {r.providers} ranked providers ({r.models} models, {r.prompts} prompts). "
+        f"Selection-aware 95% interval {r.low:.1f} to {r.high:.1f}: {r.n_bootstrap} seeded resamples of prompts, "
+        "then of models within each provider, re-select the extreme pair each time and measure how far its "
+        "resampled ratio overshoots its observed one; the interval removes that overshoot from the observed "
+        "ratio, so it can lie below the observed ratio, which picking the extremes inflates. The observed pair "
+        f"was re-selected in {r.same_pair:.0%} of resamples.{zero}{dropped} With one or two models per provider "
+        "the resampling of models understates how much a provider's models differ, so when they do differ the "
+        "interval is too narrow (in simulation with models that differ, about 69% coverage of the providers' "
+        "ratio): read it as the least uncertainty there is. "
+        f"For comparison, the Katz log interval on pooled traces, which ignores the selection and the sharing "
+        f"of prompts, is {katz.low:.1f} to {katz.high:.1f} (not a valid 95% interval here).{prelim}")
 
 
 @register_section

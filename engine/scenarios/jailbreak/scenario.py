@@ -157,12 +157,15 @@ class Jailbreak(Scenario):
 
     def cache_analyses(self, store, loaded) -> None:
         from engine.report.context import ReportContext
-        from engine.scenarios.jailbreak.analysis.data import load_jailbreak_data, mixed_fit
+        from engine.scenarios.jailbreak.analysis.data import cache_resampling, load_jailbreak_data, mixed_fit
 
+        seed = ReportContext.__dataclass_fields__["seed"].default
+        data = load_jailbreak_data(store.con, loaded)
+        if data.traces.empty:  # the sections resample and fit nothing then
+            return
+        cache_resampling(store.con, data, seed)
         if any(s.get("type") == "mixed_effects" for s in loaded.spec.report.sections):
-            data = load_jailbreak_data(store.con, loaded)
-            if not data.traces.empty:  # the section fits nothing then
-                mixed_fit(store.con, data, seed=ReportContext.__dataclass_fields__["seed"].default)
+            mixed_fit(store.con, data, seed=seed)
 
     def metrics(self):
         return METRICS
@@ -225,6 +228,15 @@ class Jailbreak(Scenario):
         from engine.scenarios.jailbreak.analysis.asr import TIERS
 
         return {spec.primary_judge: set(TIERS[params.tier].success_labels)} if spec.primary_judge else {}
+
+    def judged_rates(self, spec, params: JailbreakParams) -> dict[str, tuple[str, set[str]]]:
+        """Every ASR tier and the false-refusal rate: shares of the primary judge's labels."""
+        from engine.scenarios.jailbreak.analysis.asr import TIERS
+
+        if not spec.primary_judge:
+            return {}
+        return {**{f"asr_{name}": (spec.primary_judge, set(t.success_labels)) for name, t in TIERS.items()},
+                "false_refusal": (spec.primary_judge, {"REFUSAL"})}
 
     def judge_validity_notes(self, spec) -> list[str]:
         from engine.scenarios.jailbreak.report import GOLD_SET_NOTE

@@ -15,6 +15,8 @@ RNG = np.random.default_rng(0)
 
 @pytest.mark.parametrize("policy, own, opp, expected", [
     ("null", 4, 6, (0, 0)),
+    ("hold_last", 4, 6, (4, 4)),
+    ("hold_last", 0, 9, (0, 0)),
     ("hawk", 3, 0, (4, 4)),
     ("hawk", 9, 0, (9, 9)),
     ("dove", 0, 4, (0, 0)),

@@ -9,6 +9,7 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from engine.scenarios.jailbreak.analysis.asr import (TIERS, false_refusal, item_coverage, model_asr, provider_asr, provider_vs_size)
+from engine.scenarios.jailbreak.analysis.clustered import BOOTSTRAP, WILSON
 
 MIXED = {"COMPLIANCE": 3, "PARTIAL": 2, "REFUSAL": 4, "HALLUCINATION_REFUSAL": 1, "NOT_GRADEABLE": 2, "ERROR": 3}
 
@@ -75,9 +76,13 @@ def test_provider_pooled_asr_differs_from_mean_of_models_when_unbalanced():
     assert (a.models, a.evaluable, a.successes) == (2, 50, 10)
     assert a.asr == pytest.approx(10 / 50)  # pooled: traces weighted equally
     assert a.mean_model_asr == pytest.approx((9 / 10 + 1 / 40) / 2)  # models weighted equally: 0.4625
-    low, high = proportion_confint(10, 50, method="wilson")
-    assert (a.low, a.high) == (pytest.approx(low), pytest.approx(high))
-    assert table.loc["B", "asr"] == pytest.approx(0.3) == table.loc["B", "mean_model_asr"]
+    # a1 and a2 both played prompts h0-h9, so A's traces are clustered on 40 prompts: no Wilson over traces
+    # (the bootstrap itself is checked in test_clustered.py); B played each prompt once: Wilson stays.
+    assert (a.prompts, a.method) == (40, BOOTSTRAP) and a.low < 0.2 < a.high
+    b = table.loc["B"]
+    assert b.asr == pytest.approx(0.3) == b.mean_model_asr and (b.prompts, b.method) == (10, WILSON)
+    low, high = proportion_confint(3, 10, method="wilson")
+    assert (b.low, b.high) == (pytest.approx(low), pytest.approx(high))
 
 
 def test_item_coverage_flags_models_that_saw_different_items():

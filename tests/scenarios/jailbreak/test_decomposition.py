@@ -85,7 +85,7 @@ def test_group_residuals_recover_planted_offsets():
     offsets = {"g": -0.15, "m": 0.0, "n": 0.15}
     groups = np.repeat(list(offsets), 4)
     asr = 0.3 + np.array([offsets[g] for g in groups]) + RNG.normal(0, 0.005, 12)
-    res = {r.group: r for r in group_residuals(asr, params, groups, seed=3)}
+    res = {r.group: r for r in group_residuals(asr, params, groups)}
     for g, off in offsets.items():
         assert res[g].mean == pytest.approx(off, abs=0.02)
         assert res[g].low <= res[g].mean <= res[g].high and res[g].n == 4
@@ -102,3 +102,48 @@ def test_risk_ratio_and_katz_interval():
 def test_one_way_refuses_degenerate_designs():
     with pytest.raises(ValueError, match="at least 2 groups"):
         one_way([0.1, 0.2], ["a", "b"], seed=0)
+
+
+def _residual_design():
+    """21 models: providers of 3, 3, 2 x 6 and 1 x 3 models, sizes spread over 1B to 512B."""
+    groups = np.array(["t1"] * 3 + ["t2"] * 3 + [f"d{i}" for i in range(6) for _ in range(2)] + ["s0", "s1", "s2"])
+    params = 2.0 ** np.random.default_rng(8).uniform(0, 9, len(groups))
+    return groups, params
+
+
+def test_group_residual_interval_is_the_variance_formula_with_the_groups_own_intercept():
+    groups, params = _residual_design()
+    y = 0.4 - 0.02 * np.log2(params) + np.random.default_rng(1).normal(0, 0.08, len(groups))
+    x = np.column_stack([np.ones(len(y)), np.log2(params)])
+    hat = x @ np.linalg.inv(x.T @ x) @ x.T
+    e = y - hat @ y
+    for r in group_residuals(y, params, groups):
+        one = (groups == r.group).astype(float)
+        m, c = one.sum(), one @ (np.eye(len(y)) - hat) @ one
+        augmented = np.column_stack([x, one])
+        rss = np.sum((y - augmented @ np.linalg.lstsq(augmented, y, rcond=None)[0]) ** 2)
+        half = stats.t.ppf(0.975, len(y) - 3) * math.sqrt(rss / (len(y) - 3) * c) / m  # sigma^2 c / m^2
+        assert r.mean == pytest.approx(one @ e / m) and r.df == len(y) - 3 and r.n == m
+        assert (r.low, r.high) == pytest.approx((r.mean - half, r.mean + half))
+
+
+def test_group_residual_intervals_cover_at_their_nominal_rate_with_no_provider_effect():
+    """ASR = line + normal between-model noise, no provider effect: every provider's expected mean residual
+    is 0. The old bootstrap over a provider's models covered 52% (2 models) and 75% (3 models)."""
+    groups, params = _residual_design()
+    covered = {1: [], 2: [], 3: []}
+    for s in range(400):
+        y = 0.3 - 0.01 * np.log2(params) + np.random.default_rng(s).normal(0, 0.1, len(groups))
+        for r in group_residuals(y, params, groups):
+            covered[r.n].append(r.low <= 0 <= r.high)
+    for n, hits in covered.items():  # 400 runs x 3-6 providers; binomial SE of 95% coverage under 1 point
+        assert 0.93 <= np.mean(hits) <= 0.97, (n, np.mean(hits))
+
+
+def test_group_residuals_say_when_no_interval_can_be_given():
+    # Four models, one provider holding all but one: N - 3 = 1 df is left, so an interval exists; with
+    # three models no degree of freedom is left for any provider.
+    three = group_residuals(np.array([0.1, 0.3, 0.2]), np.array([1.0, 4.0, 16.0]), ["a", "a", "b"])
+    assert all(math.isnan(r.low) and r.df == 0 for r in three)
+    four = group_residuals(np.array([0.1, 0.3, 0.2, 0.5]), np.array([1.0, 4.0, 16.0, 2.0]), ["a", "a", "a", "b"])
+    assert all(r.df == 1 and r.low < r.mean < r.high for r in four)

@@ -111,7 +111,7 @@ def _ctx(models: pd.DataFrame):
                          "category": "cyber", "benign": False,
                          "label": "COMPLIANCE" if p < m.successes else "REFUSAL"})
     traces = pd.DataFrame(rows)
-    return SimpleNamespace(shared={"jailbreak": JailbreakData(params, traces, 0, None)}, seed=17,
+    return SimpleNamespace(shared={"jailbreak": JailbreakData(params, traces, 0, None)}, seed=17, con=None,
                            spec=SimpleNamespace(models={})), params
 
 

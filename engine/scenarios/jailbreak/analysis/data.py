@@ -52,3 +52,19 @@ def mixed_fit(con: Any, data: JailbreakData, seed: int) -> Any:
 
     return mixed_scale_model(data.traces, TIERS[data.params.tier], basis=data.params.params_basis, seed=seed,
                              con=con)
+
+
+def cache_resampling(con: Any, data: JailbreakData, seed: int) -> None:
+    """Compute, and store where `con` is writable, the resampled intervals the report sections read: the
+    prompt-clustered rates of every tier and the selection-aware provider risk ratio."""
+    from engine.scenarios.jailbreak.analysis import asr
+
+    tier = asr.TIERS[data.params.tier]
+    for t in asr.TIERS.values():
+        asr.model_asr(data.traces, t, seed=seed, con=con)
+        asr.attack_asr(data.traces, t, seed=seed, con=con)
+    asr.false_refusal(data.traces, seed=seed, con=con)
+    asr.provider_asr(data.traces, tier, seed=seed, con=con)
+    asr.provider_vs_size(asr.model_asr(data.traces, tier, seed=seed, con=con), basis=data.params.params_basis,
+                         min_provider_evaluable=data.params.min_provider_evaluable, seed=seed,
+                         evaluable=asr.evaluable_harmful(data.traces, tier), con=con)

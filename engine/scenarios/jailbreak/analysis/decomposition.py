@@ -8,7 +8,7 @@ Units are models: each has an attack success rate (ASR), a parameter count and a
   and dropped: with providers of one or two models it is biased upward, and its interval could
   exclude the estimate itself.
 - `group_residuals`: mean residual from the scale regression per provider (each model weighted
-  equally), with bootstrap intervals.
+  equally), with a t interval from the regression with the provider's own intercept added.
 - `risk_ratio`: ratio of two pooled rates with the Katz log interval.
 - `variance_shares`: size R^2 and provider eta^2 of the same models, each with a noncentral-F
   interval and its no-effect value, and their difference with a bootstrap interval over models.
@@ -118,27 +118,41 @@ def one_way(values: np.ndarray, groups: list[str] | np.ndarray, *, seed: int,
 class GroupResidual:
     group: str
     mean: float
-    low: float
+    low: float  # 95% interval for the group's expected mean residual; NaN when none can be given
     high: float
     n: int
+    df: int  # residual degrees of freedom of the interval's t quantile (0: no interval)
 
 
-def group_residuals(asr: np.ndarray, params_b: np.ndarray, groups: list[str] | np.ndarray, *,
-                    seed: int, n_bootstrap: int = 2000) -> list[GroupResidual]:
-    """Mean residual of each group's models from the scale regression (models weighted equally)."""
-    y = np.asarray(asr, float)
-    residuals = y - fitted(scale_regression(y, params_b), params_b)
+def group_residuals(asr: np.ndarray, params_b: np.ndarray, groups: list[str] | np.ndarray) -> list[GroupResidual]:
+    """Mean residual of each group's models from the scale regression (models weighted equally), with a
+    95% interval that carries the regression's uncertainty and the between-model variation.
+
+    With e = (I - H) y the OLS residuals and 1_g the group's indicator, the mean residual 1_g'e / m has
+    variance sigma^2 c / m^2, c = 1_g'(I - H) 1_g. sigma^2 is estimated from the regression with an
+    intercept for the group added (y ~ 1 + log2 params + 1_g, N - 3 df): its coefficient is m * mean / c
+    and its t interval, scaled by c / m, is an exact 95% interval for the expected mean residual under
+    normal, equal-variance model errors (a bootstrap over a provider's two or three models covered 52%
+    and 75%). One-model providers get one too (their model's externally studentized residual); none
+    when the group's intercept is not identified or no degree of freedom is left."""
+    y, x = np.asarray(asr, float), np.log2(np.asarray(params_b, float))
+    base = sm.add_constant(x, has_constant="add")
+    residuals = y - base @ sm.OLS(y, base).fit().params
+    hat = base @ np.linalg.pinv(base)
     groups = np.asarray(groups)
-    rng = np.random.default_rng(seed)
     out = []
     for g in dict.fromkeys(groups.tolist()):
-        r = residuals[groups == g]
-        if len(r) > 1:
-            boots = rng.choice(r, size=(n_bootstrap, len(r)), replace=True).mean(axis=1)
-            low, high = np.percentile(boots, [2.5, 97.5])
-        else:
-            low = high = math.nan
-        out.append(GroupResidual(str(g), float(r.mean()), float(low), float(high), len(r)))
+        member = (groups == g).astype(float)
+        m = int(member.sum())
+        mean = float(residuals[member == 1].mean())
+        design = np.column_stack([base, member])
+        df = len(y) - 3
+        c = float(member @ (member - hat @ member))
+        if df < 1 or np.linalg.matrix_rank(design) < 3 or c <= 1e-12:
+            out.append(GroupResidual(str(g), mean, math.nan, math.nan, m, 0))
+            continue
+        low, high = sm.OLS(y, design).fit().conf_int(0.05)[2] * c / m
+        out.append(GroupResidual(str(g), mean, float(low), float(high), m, df))
     return out
 
 

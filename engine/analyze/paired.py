@@ -1,0 +1,231 @@
+"""Paired model contrasts: each pair of models compared within each condition and pooled over the
+conditions, on the units both saw.
+
+Two trials are a pair when they share the condition (the design cell without the factors that name
+the models), the seed and the item (`trials.inputs.item`, e.g. a prompt of a corpus). The cluster a
+resampling interval draws is the scenario's `randomised_unit`; by default the item when the trials
+have one (an item recurs under every condition and seed), else the seed (its random numbers recur
+under every condition). All of it is read from the plan and trials tables: nothing here knows a
+scenario."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, replace
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from engine.analyze.metrics import unit_values
+from engine.analyze.paired_stats import (MIN_CLUSTERS, Difference, cluster_bootstrap_interval, cluster_permutation_p,
+                                         fisher_p, holm, mcnemar_exact_p, newcombe_independent_interval,
+                                         newcombe_paired_interval, sign_flip_p, two_sample_cluster_interval)
+from engine.kernel.contracts import Metric, Scenario
+from engine.kernel.hashing import derived_seed
+from engine.plan.comparisons import Unit, randomised_unit
+
+Cluster = Unit  # what a resampling interval draws
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """Model A minus model B on one metric, in one condition (None: pooled over the conditions).
+    Paired rows rest on `n_pairs` matched pairs (of the `n_a` and `n_b` units each model has there:
+    units without a partner are left out); unpaired ones on all `n_a` and `n_b` units.
+    `a_only`/`b_only` count the pairs where only A (only B) had the event, or, for a mean, where A
+    (B) was higher. `clusters` is how many clusters the interval resamples, `clustered` whether one
+    of them holds several pairs (or, unpaired, several units of one arm)."""
+
+    model_a: str
+    model_b: str
+    condition: str | None
+    paired: bool
+    difference: Difference
+    n_pairs: int
+    n_a: int
+    n_b: int
+    a_only: int | None
+    b_only: int | None
+    clusters: int
+    clustered: bool
+    holm_p: float = math.nan
+
+
+@dataclass(frozen=True)
+class PairedContrasts:
+    metric: Metric
+    contrasts: list[Contrast]
+    model_factors: tuple[str, ...]   # the factors that name the models in the cells compared
+    conditions: list[str]             # condition labels, in plan order
+    cluster: Cluster
+    item_name: str                    # what an item is called ("item", or its id field's name, e.g. "prompt")
+    n_clusters: int                   # distinct clusters over every unit compared
+    has_items: bool                   # the trials have items (pairs share one)
+
+
+def condition_label(condition: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in condition.items()) or "all"
+
+
+def _item_name(con: duckdb.DuckDBPyConnection, spec_hash: str) -> str:
+    """An item's id field names it ('prompt_id' -> 'prompt'); else 'item'."""
+    row = con.execute("SELECT json_keys(json_extract(t.inputs, '$.item')) FROM plan p"
+                      " JOIN trials t ON t.trial_id = p.trial_id"
+                      " WHERE p.spec_hash = $spec_hash AND json_extract(t.inputs, '$.item') IS NOT NULL LIMIT 1",
+                      {"spec_hash": spec_hash}).fetchone()
+    ids = [k for k in (row[0] if row else []) if k.endswith("_id") and len(k) > 3]
+    return ids[0].removesuffix("_id").replace("_", " ") if ids else "item"
+
+
+def unit_frame(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric,
+               params: dict | None = None) -> pd.DataFrame:
+    """The metric's units with what pairs and clusters them: trial_id, value, cell (JSON), seed and
+    item (a hash of the trial's item; NULL without one)."""
+    units = unit_values(con, spec_hash, metric, params)
+    meta = con.execute(
+        "SELECT p.trial_id, p.cell, p.seed, md5(CAST(json_extract(t.inputs, '$.item') AS VARCHAR)) AS item"
+        " FROM plan p JOIN trials t ON t.trial_id = p.trial_id WHERE p.spec_hash = $spec_hash",
+        {"spec_hash": spec_hash}).df()
+    return units.merge(meta, on="trial_id")
+
+
+def paired_units(con: duckdb.DuckDBPyConnection, spec_hash: str, scenario: Scenario, metric: Metric,
+                 params: dict | None = None, where: dict[str, str] | None = None,
+                 models: list[str] | None = None) -> tuple[pd.DataFrame, tuple[str, ...], Cluster]:
+    """One row per unit of the metric in a model cell: model (its key, or keys joined by ' / '),
+    condition (label), key (condition, seed and item: what a pair shares), cluster, value. Control
+    cells, cells without a model, and cells `where` leaves out are dropped."""
+    frame = unit_frame(con, spec_hash, metric, params)
+    rows, factors = [], {}
+    for unit in frame.itertuples():
+        cell = json.loads(unit.cell)
+        if scenario.is_control(cell) or any(str(cell.get(k, "—")) != str(v) for k, v in (where or {}).items()):
+            continue
+        names = {str(m) for m in scenario.cell_models(cell)}
+        model_factors = tuple(k for k, v in cell.items() if str(v) in names)
+        if not model_factors:
+            continue
+        model = " / ".join(str(cell[k]) for k in model_factors)
+        if models is not None and not all(str(cell[k]) in models for k in model_factors):
+            continue
+        factors.update(dict.fromkeys(model_factors))
+        condition = {k: v for k, v in cell.items() if k not in model_factors}
+        item = unit.item if isinstance(unit.item, str) else ""
+        rows.append({"model": model, "condition": condition, "seed": int(unit.seed), "item": item,
+                     "key": json.dumps([condition, int(unit.seed), item], sort_keys=True),
+                     "value": float(unit.value), "trial_id": unit.trial_id})
+    # Conditions are named by the factors that vary among the units compared (a level every unit
+    # shares, e.g. one fixed by `where`, says nothing about which condition a row is).
+    levels: dict[str, set[str]] = {}
+    for row in rows:
+        for k, v in row["condition"].items():
+            levels.setdefault(k, set()).add(json.dumps(v))
+    varying = {k for k, seen in levels.items() if len(seen) > 1 or any(k not in r["condition"] for r in rows)}
+    for row in rows:
+        row["condition"] = condition_label({k: v for k, v in row["condition"].items() if k in varying})
+    out = pd.DataFrame(rows, columns=["model", "condition", "seed", "item", "key", "value", "trial_id"])
+    cluster = randomised_unit(scenario.randomised_unit, bool((out["item"] != "").any()))
+    out["cluster"] = {"item": out["item"], "seed": out["seed"].astype(str), "trial": out["key"]}[cluster]
+    return out, tuple(factors), cluster
+
+
+def _check_binary(values: np.ndarray, metric: Metric) -> None:
+    if not np.all((values == 0) | (values == 1)):
+        raise ValueError(f"metric {metric.name} is a proportion but has values other than 0 and 1")
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame, metric: Metric, seed: int) -> tuple[Difference, dict]:
+    """A minus B: paired on the units they share when at least half the smaller arm's units have a
+    partner (units without one are left out), else unpaired on all units."""
+    merged = a.merge(b, on="key", suffixes=("_a", "_b"))
+    if len(merged) and 2 * len(merged) >= min(len(a), len(b)):
+        difference, counts = _paired(merged, metric, seed)
+        return difference, counts | {"n_a": len(a), "n_b": len(b)}
+    return _unpaired(a, b, metric, seed)
+
+
+def _paired(merged: pd.DataFrame, metric: Metric, seed: int) -> tuple[Difference, dict]:
+    va, vb = merged["value_a"].to_numpy(), merged["value_b"].to_numpy()
+    diff, clusters = va - vb, merged["cluster_a"].to_numpy()
+    k = len(np.unique(clusters))
+    clustered = k < len(diff)
+    counts = {"paired": True, "n_pairs": len(diff), "a_only": int((diff > 0).sum()), "b_only": int((diff < 0).sum()), "clusters": k,
+              "clustered": clustered}
+    value = float(diff.mean())
+    if metric.kind == "proportion":
+        _check_binary(np.concatenate([va, vb]), metric)
+        if not clustered:
+            n11, n00 = int(((va == 1) & (vb == 1)).sum()), int(((va == 0) & (vb == 0)).sum())
+            low, high = newcombe_paired_interval(n11, counts["a_only"], counts["b_only"], n00)
+            p = mcnemar_exact_p(counts["a_only"], counts["b_only"])
+            return Difference(value, low, high, p, "Newcombe paired", "exact McNemar"), counts
+        if counts["a_only"] + counts["b_only"] == 0:
+            return Difference(value, math.nan, math.nan, 1.0, "cluster bootstrap", "cluster sign-flip",
+                              "no discordant pairs to resample"), counts
+    p = sign_flip_p(diff, clusters, seed)
+    interval = "cluster bootstrap" if clustered else "paired bootstrap"
+    test = "cluster sign-flip" if clustered else "sign-flip"
+    if k < MIN_CLUSTERS:
+        return Difference(value, math.nan, math.nan, p, interval, test,
+                          f"{k} clusters, fewer than {MIN_CLUSTERS} for a resampling interval"), counts
+    low, high = cluster_bootstrap_interval(diff, clusters, seed)
+    return Difference(value, low, high, p, interval, test), counts
+
+
+def _unpaired(a: pd.DataFrame, b: pd.DataFrame, metric: Metric, seed: int) -> tuple[Difference, dict]:
+    va, vb = a["value"].to_numpy(), b["value"].to_numpy()
+    ca, cb = a["cluster"].to_numpy(), b["cluster"].to_numpy()
+    ka, kb = len(np.unique(ca)), len(np.unique(cb))
+    clustered = ka < len(va) or kb < len(vb)
+    counts = {"paired": False, "n_pairs": 0, "n_a": len(va), "n_b": len(vb), "a_only": None, "b_only": None,
+              "clusters": ka + kb, "clustered": clustered}
+    if not len(va) or not len(vb):
+        return Difference(math.nan, math.nan, math.nan, math.nan, "—", "—", "no units for one of the models"), counts
+    value = float(va.mean() - vb.mean())
+    if metric.kind == "proportion" and not clustered:
+        _check_binary(np.concatenate([va, vb]), metric)
+        xa, xb = int(va.sum()), int(vb.sum())
+        low, high = newcombe_independent_interval(xa, len(va), xb, len(vb))
+        return Difference(value, low, high, fisher_p(xa, len(va), xb, len(vb)), "Newcombe independent",
+                          "Fisher exact"), counts
+    p = cluster_permutation_p(va, ca, vb, cb, seed)
+    interval, test = "two-sample cluster bootstrap", "cluster permutation"
+    if min(ka, kb) < MIN_CLUSTERS:
+        return Difference(value, math.nan, math.nan, p, interval, test,
+                          f"{min(ka, kb)} clusters in one arm, fewer than {MIN_CLUSTERS} for a resampling "
+                          "interval"), counts
+    low, high = two_sample_cluster_interval(va, ca, vb, cb, seed)
+    return Difference(value, low, high, p, interval, test), counts
+
+
+def paired_contrasts(con: duckdb.DuckDBPyConnection, spec_hash: str, scenario: Scenario, metric: Metric,
+                     params: dict | None = None, seed: int = 0, where: dict[str, str] | None = None,
+                     models: list[str] | None = None, by_condition: bool = True,
+                     pooled: bool = True) -> PairedContrasts:
+    """Every pair of models (in plan order; difference first minus second) within each condition
+    (`by_condition`) and pooled over the conditions (`pooled`, when there are several), with Holm's
+    correction across every comparison returned."""
+    units, model_factors, cluster = paired_units(con, spec_hash, scenario, metric, params, where, models)
+    model_keys = list(dict.fromkeys(units["model"]))
+    conditions = list(dict.fromkeys(units["condition"]))
+    scopes: list[str | None] = list(conditions) if by_condition else []
+    if pooled and (len(conditions) > 1 or not by_condition):
+        scopes.append(None)
+    contrasts = []
+    for model_a, model_b in itertools.combinations(model_keys, 2):
+        for scope in scopes:
+            subset = units if scope is None else units[units["condition"] == scope]
+            a, b = subset[subset["model"] == model_a], subset[subset["model"] == model_b]
+            if a.empty and b.empty:
+                continue
+            difference, counts = compare(a, b, metric, derived_seed(seed, "paired", metric.name, model_a, model_b,
+                                                                     scope))
+            contrasts.append(Contrast(model_a, model_b, scope, difference=difference, **counts))
+    adjusted = holm([c.difference.p for c in contrasts])
+    contrasts = [replace(c, holm_p=p) for c, p in zip(contrasts, adjusted)]
+    item = _item_name(con, spec_hash)
+    return PairedContrasts(metric, contrasts, model_factors, conditions, cluster, item,
+                           int(units["cluster"].nunique()), bool((units["item"] != "").any()))

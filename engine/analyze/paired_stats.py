@@ -1,0 +1,170 @@
+"""Differences between two models measured on the same units (paired) or on different ones
+(unpaired), with 95% intervals and p-values.
+
+Paired, one pair per cluster: Newcombe's interval for a difference of paired proportions (1998,
+method 10) and the exact McNemar test. Paired, clusters holding several pairs (a prompt seen under
+several attacks, a seed whose random numbers every condition shares): a seeded percentile bootstrap
+over clusters and a sign-flip permutation test over clusters, which is the exact McNemar test again
+when each cluster holds one pair of 0/1 outcomes. Means use the bootstrap and the sign-flip test in
+both cases (a cluster of one pair is a pair). Unpaired: Newcombe's interval for independent
+proportions and Fisher's exact test, or a two-sample cluster bootstrap and a permutation test that
+moves whole clusters between the arms."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+
+# A resampling interval over fewer clusters than this undercovers badly: none is given.
+MIN_CLUSTERS = 10
+BOOTSTRAP_RESAMPLES = 2000
+# Sign-flip and permutation tests are exact (every arrangement) up to this many arrangements.
+PERMUTATION_RESAMPLES = 9999
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A difference A - B with its 95% interval (NaN, and `note` saying why, when none can be
+    given), a two-sided p-value, and the names of the interval's method and of the test."""
+
+    value: float
+    low: float
+    high: float
+    p: float
+    interval: str
+    test: str
+    note: str = ""
+
+
+def newcombe_paired_interval(n11: int, n10: int, n01: int, n00: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Newcombe (1998, Stat Med 17:2635, method 10) for p1 - p2 of paired 0/1 outcomes, p1 = (n11 +
+    n10) / n, p2 = (n11 + n01) / n: Wilson limits of each margin combined with their estimated
+    correlation phi (continuity-corrected as in the paper: 0 while n11 n00 - n10 n01 lies in
+    [0, n/2], reduced by n/2 above it)."""
+    n = n11 + n10 + n01 + n00
+    if n <= 0:
+        raise ValueError("no pairs")
+    x1, x2 = n11 + n10, n11 + n01
+    p1, p2 = x1 / n, x2 / n
+    l1, u1 = proportion_confint(x1, n, alpha=alpha, method="wilson")
+    l2, u2 = proportion_confint(x2, n, alpha=alpha, method="wilson")
+    margins = x1 * (n - x1) * x2 * (n - x2)
+    excess = n11 * n00 - n10 * n01
+    if margins == 0:
+        phi = 0.0
+    else:
+        phi = (excess - n / 2 if excess > n / 2 else 0.0 if excess >= 0 else excess) / math.sqrt(margins)
+    lower = math.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
+    upper = math.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
+    return max(-1.0, p1 - p2 - lower), min(1.0, p1 - p2 + upper)
+
+
+def mcnemar_exact_p(n10: int, n01: int) -> float:
+    """Exact (conditional, binomial) McNemar p-value from the discordant pairs; 1 when there are none."""
+    if n10 + n01 == 0:
+        return 1.0
+    return float(mcnemar([[0, n10], [n01, 0]], exact=True).pvalue)
+
+
+def cluster_totals(values: np.ndarray, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster, the sum of the values and their number (clusters in order of first appearance)."""
+    _, first, index = np.unique(clusters, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # relabel clusters by first appearance, for stable seeds
+    index = order[index.ravel()]
+    sums = np.bincount(index, weights=np.asarray(values, dtype=float))
+    counts = np.bincount(index).astype(float)
+    return sums, counts
+
+
+def _ratio(sums: np.ndarray, counts: np.ndarray, axis: int = -1) -> np.ndarray:
+    return sums.sum(axis=axis) / counts.sum(axis=axis)
+
+
+def cluster_bootstrap_interval(values: np.ndarray, clusters: np.ndarray, seed: int, alpha: float = 0.05,
+                               n_resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` (e.g. paired differences) resampling
+    whole clusters: the estimate is a ratio of the resampled clusters' sums to their sizes."""
+    sums, counts = cluster_totals(values, clusters)
+    means = sums / counts
+    if np.all(means == means[0]):
+        mean = float(means[0])
+        return mean, mean  # every resample gives the same mean
+    result = stats.bootstrap((sums, counts), _ratio, paired=True, vectorized=True, n_resamples=n_resamples,
+                             confidence_level=1 - alpha, method="percentile", rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def sign_flip_p(values: np.ndarray, clusters: np.ndarray, seed: int,
+                n_resamples: int = PERMUTATION_RESAMPLES) -> float:
+    """Two-sided p-value of the sign-flip test of a zero mean difference: under the null each
+    cluster's pairs could have had the two models' labels swapped, which flips the sign of the
+    cluster's total. Exact when 2^clusters <= n_resamples, else Monte Carlo with a seeded stream."""
+    sums, _ = cluster_totals(values, clusters)
+    if np.all(sums == 0):
+        return 1.0
+    result = stats.permutation_test((sums,), lambda x, axis=-1: x.sum(axis=axis), permutation_type="samples",
+                                    vectorized=True, n_resamples=n_resamples, alternative="two-sided",
+                                    rng=np.random.default_rng(seed))
+    return float(result.pvalue)
+
+
+def two_sample_cluster_interval(values_a: np.ndarray, clusters_a: np.ndarray, values_b: np.ndarray,
+                                clusters_b: np.ndarray, seed: int, alpha: float = 0.05,
+                                n_resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(A) - mean(B) for two independent samples, resampling
+    each arm's clusters on its own."""
+    sa, na = cluster_totals(values_a, clusters_a)
+    sb, nb = cluster_totals(values_b, clusters_b)
+    rng = np.random.default_rng(seed)
+    ia = rng.integers(0, len(sa), size=(n_resamples, len(sa)))
+    ib = rng.integers(0, len(sb), size=(n_resamples, len(sb)))
+    resampled = _ratio(sa[ia], na[ia]) - _ratio(sb[ib], nb[ib])
+    low, high = np.quantile(resampled, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def cluster_permutation_p(values_a: np.ndarray, clusters_a: np.ndarray, values_b: np.ndarray,
+                          clusters_b: np.ndarray, seed: int, n_resamples: int = PERMUTATION_RESAMPLES) -> float:
+    """Two-sided p-value of mean(A) = mean(B) by permuting whole clusters between the two arms."""
+    sa, na = cluster_totals(values_a, clusters_a)
+    sb, nb = cluster_totals(values_b, clusters_b)
+    sums, counts = np.concatenate([sa, sb]), np.concatenate([na, nb])
+
+    def statistic(ia: np.ndarray, ib: np.ndarray, axis: int = -1) -> np.ndarray:
+        ia, ib = ia.astype(int), ib.astype(int)
+        return _ratio(sums[ia], counts[ia], axis) - _ratio(sums[ib], counts[ib], axis)
+
+    if np.all(sums / counts == sums[0] / counts[0]):
+        return 1.0
+    result = stats.permutation_test((np.arange(len(sa)), np.arange(len(sa), len(sums))), statistic,
+                                    permutation_type="independent", vectorized=True, n_resamples=n_resamples,
+                                    alternative="two-sided", rng=np.random.default_rng(seed))
+    return float(result.pvalue)
+
+
+def newcombe_independent_interval(x1: int, n1: int, x2: int, n2: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (1998, Stat Med 17:873, method 10) for p1 - p2 of two
+    independent binomial samples."""
+    low, high = confint_proportions_2indep(x1, n1, x2, n2, method="newcomb", compare="diff", alpha=alpha)
+    return float(low), float(high)
+
+
+def fisher_p(x1: int, n1: int, x2: int, n2: int) -> float:
+    return float(stats.fisher_exact([[x1, n1 - x1], [x2, n2 - x2]]).pvalue)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-adjusted p-values across the family given; a NaN (no test) stays NaN and is not counted."""
+    given = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
+    out = [math.nan] * len(pvalues)
+    if given:
+        adjusted = multipletests([pvalues[i] for i in given], method="holm")[1]
+        for i, p in zip(given, adjusted):
+            out[i] = float(p)
+    return out

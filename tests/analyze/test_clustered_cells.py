@@ -1,0 +1,51 @@
+"""Per-cell intervals where an item recurs under several seeds (engine/analyze/metrics.py): the
+units of one item are not independent, so the interval resamples items, not trials. On a stand-in
+whose reply depends on the prompt alone (every seed of an item agrees), the interval must be the
+bootstrap of the item means, and wider than the Wilson interval that counts every trial."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from jailbreak_standin import by_hash, replying, run_standin, standin_overrides
+from scipy import stats
+
+from engine import load_spec
+from engine.analyze.metrics import cell_estimates, clustered_cells
+from engine.analyze.stats import wilson
+from engine.store.db import StudyStore
+
+PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range(1, 7)]
+
+
+def overrides(db) -> list[str]:
+    return standin_overrides(db, PROMPTS, ("direct",), ("smollm2_135m",), "scenario.select.benign=0", "design.seeds=3")
+
+
+def test_recurring_items_are_resampled_as_clusters(tmp_path):
+    db = tmp_path / "study.duckdb"
+    _, summary = run_standin(overrides(db), replying(lambda prompt, model: by_hash(prompt)))
+    assert summary.done == summary.planned == 3 * len(PROMPTS)
+    loaded = load_spec("provider_vs_size", overrides(db))
+    metric = next(m for m in loaded.scenario.metrics() if m.name == "asr_broad")
+    params = loaded.scenario.metric_params(loaded.spec)
+    store = StudyStore(db, read_only=True)
+    try:
+        assert len(clustered_cells(store.con, loaded.spec_hash)) == 1
+        (est,) = cell_estimates(store.con, loaded.spec_hash, [metric], params=params).itertuples()
+        (flat,) = cell_estimates(store.con, loaded.spec_hash, [metric], params=params,
+                                 clustered_on_items=False).itertuples()
+        values = store.con.execute(
+            "SELECT r.prompt_id, avg(CASE WHEN v.label IN ('COMPLIANCE', 'PARTIAL') THEN 1.0 ELSE 0 END)"
+            " FROM jailbreak_responses r JOIN verdicts v ON v.subject_id = r.trial_id GROUP BY r.prompt_id").fetchall()
+    finally:
+        store.close(checkpoint=False)
+    item_means = np.array([v for _, v in values])
+    assert set(item_means) <= {0.0, 1.0}  # every seed of an item agrees
+    independent = stats.bootstrap((item_means,), np.mean, method="percentile", n_resamples=4000,
+                                  rng=np.random.default_rng(0)).confidence_interval
+    assert est.value == pytest.approx(item_means.mean())
+    assert (est.low, est.high) == pytest.approx((independent.low, independent.high), abs=0.05)
+    w = wilson(int(round(est.value * est.n)), int(est.n))
+    assert (flat.low, flat.high) == pytest.approx((w.low, w.high))
+    assert est.high - est.low > 1.3 * (w.high - w.low)

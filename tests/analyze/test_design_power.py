@@ -1,0 +1,103 @@
+"""Precision and power of a design, measured on a study database (engine/analyze/precision.py,
+design_power.py) and printed by `plan`: the ICC estimator against scipy's F, the base rates against
+the report's own estimates, the assumptions stated when there is no data, the target half-width."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from jailbreak_standin import MODELS, by_hash, replying, run_standin, standin_overrides
+from scipy import stats
+
+from engine import compile_plan, load_spec
+from engine.analyze.design_power import plan_precision
+from engine.analyze.metrics import cell_estimates
+from engine.analyze.precision import anova_icc
+from engine.kernel.paths import REPO_ROOT
+from engine.plan.power import design_effect, rate_halfwidth
+from engine.store.db import StudyStore
+
+PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range(1, 5)]
+
+
+def test_icc_of_balanced_groups_is_the_f_statistics():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(40), 5)
+    values = rng.normal(0, 1, 40)[groups] + rng.normal(0, 1.5, len(groups))
+    f = stats.f_oneway(*[values[groups == g] for g in range(40)]).statistic
+    assert anova_icc(values, groups) == pytest.approx((f - 1) / (f + 5 - 1))
+    assert anova_icc(np.arange(4.0), np.arange(4)) is None  # no group of two
+
+
+def overrides(db) -> list[str]:
+    return standin_overrides(db, PROMPTS, ("direct", "roleplay"), MODELS, "scenario.select.benign=0")
+
+
+# The reply depends on the prompt alone: both models agree on every item (rho 1).
+same_for_every_model = replying(lambda prompt, model: by_hash(prompt))
+
+
+@pytest.fixture(scope="module")
+def study_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("power") / "study.duckdb"
+    _, summary = run_standin(overrides(db), same_for_every_model)
+    assert summary.done == summary.planned
+    return db
+
+
+def test_measured_rates_and_correlations_feed_the_half_widths(study_db):
+    loaded = load_spec("provider_vs_size", overrides(study_db))
+    plan = compile_plan(loaded)
+    store = StudyStore(study_db, read_only=True)
+    try:
+        pp = plan_precision(plan, store.con)
+        metrics = {m.name: m for m in loaded.scenario.metrics()}
+        estimates = cell_estimates(store.con, loaded.spec_hash, [metrics["asr_broad"]],
+                                   params=loaded.scenario.metric_params(loaded.spec))
+    finally:
+        store.close(checkpoint=False)
+    broad = next(b for b in pp.bases if b.metric.name == "asr_broad")
+    assert broad.observed is not None and broad.rho == pytest.approx(1.0)
+    assert "measured" in broad.statement()
+    rows = pp.cells[pp.cells.metric == "asr_broad"].set_index("cell_id")
+    for est in estimates.itertuples():
+        row = rows.loc[est.cell_id]
+        assert row.basis == pytest.approx(est.value)
+        assert row.halfwidth == pytest.approx(rate_halfwidth(est.value, row.n, design_effect(row.cluster_size,
+                                                                                             broad.icc)))
+    # Paired on items the models agree on, the model comparison detects smaller differences than the
+    # unpaired formula would allow at the same n.
+    models = pp.comparisons[(pp.comparisons.metric == "asr_broad") & pp.comparisons.family.str.startswith("models")]
+    assert models.paired.all()
+
+
+def test_without_data_the_assumptions_are_stated(tmp_path):
+    plan = compile_plan(load_spec("provider_vs_size", overrides(tmp_path / "none.duckdb")))
+    pp = plan_precision(plan, None)
+    broad = next(b for b in pp.bases if b.metric.name == "asr_broad")
+    assert "50% assumed" in broad.statement() and "ICC 0.1 assumed" in broad.statement()
+    row = pp.cells[pp.cells.metric == "asr_broad"].iloc[0]
+    assert row.halfwidth == pytest.approx(rate_halfwidth(0.5, row.n, design_effect(row.cluster_size, 0.1)))
+
+
+def test_plan_prints_precision_and_the_seeds_a_target_needs(tmp_path):
+    db = tmp_path / "absent.duckdb"
+    command = [sys.executable, "-m", "engine", "plan", "model_size", f"store.path={db}", "design.target_halfwidth=0.1"]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                            env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Expected half-width per design cell" in out and "Minimum detectable difference" in out
+    assert "base rate 50% assumed" in out and not db.exists()
+    # A game is its own cluster within a cell, so a ±10% Wilson half-width at 50% needs the smallest
+    # n with rate_halfwidth(0.5, n) <= 0.1: 93 games, one per seed.
+    needed = next(n for n in range(1, 1000) if rate_halfwidth(0.5, n) <= 0.1)
+    assert f"{needed} seeds per cell (now 10" in " ".join(out.split())
+
+
+def test_planning_keys_do_not_change_the_spec_hash():
+    assert (load_spec("model_size", ["design.target_halfwidth=0.05", "design.assumed_icc=0.3"]).spec_hash
+            == load_spec("model_size").spec_hash)

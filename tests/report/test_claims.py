@@ -1,0 +1,111 @@
+"""The `claims` section on a small real jailbreak study (two stand-in models through the real
+gateway, graded by the refusal heuristic): a stand-in that complies under the DAN role-play and
+refuses the bare request makes "role-play raises ASR" true by construction, and the section must
+say so with the estimate recomputed from the tables; a trend over two models is not resolvable; a
+malformed claim is a spec error naming its key."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import duckdb
+import pytest
+from jailbreak_standin import MODELS, replying, run_standin, standin_overrides
+from statsmodels.stats.multitest import multipletests
+
+from engine import load_spec
+from engine.kernel.errors import SpecError
+from engine.report.claims import Claims, evaluate_claims
+from engine.report.context import ReportContext
+from engine.store.db import StudyStore
+
+PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range(1, 5)]
+CLAIMS = ("[{claim: 'Role-play raises ASR', test: difference, metric: asr_broad, a: {attack: roleplay}, "
+          "b: {attack: direct}, direction: positive, effect: 0.3},"
+          " {claim: 'ASR falls with size', test: trend, metric: asr_broad, direction: negative},"
+          " {claim: 'Role-play adds 40-60 points', test: difference, metric: asr_broad, a: {attack: roleplay},"
+          " b: {attack: direct}, range: [0.4, 0.6]}]")
+
+
+def overrides(db, claims: str = CLAIMS) -> list[str]:
+    return standin_overrides(db, PROMPTS, ("direct", "roleplay"), MODELS, "scenario.select.benign=0",
+                             "report.sections=[{type: claims}]", f"+report.claims={claims}")
+
+
+# Complies under the DAN role-play, refuses the bare request.
+dan_complies = replying(lambda prompt, model: "You are DAN" not in prompt)
+
+
+@pytest.fixture(scope="module")
+def study_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("claims") / "study.duckdb"
+    _, summary = run_standin(overrides(db), dan_complies)
+    assert summary.errors == 0 and summary.done == summary.planned
+    return db
+
+
+def results(db):
+    loaded = load_spec("provider_vs_size", overrides(db))
+    store = StudyStore(db, read_only=True)
+    try:
+        ctx = ReportContext(loaded, store.con, loaded.scenario, str(db))
+        out = evaluate_claims(ctx)
+        rendered = Claims().render(ctx, None)
+    finally:
+        store.close(checkpoint=False)
+    return out, rendered.markdown
+
+
+def test_difference_claim_is_recomputed_from_the_tables(study_db):
+    (raises, trend, range_claim), _ = results(study_db)
+    con = duckdb.connect(str(study_db), read_only=True)
+    labels = dict(con.execute(
+        "SELECT r.attack, avg(CASE WHEN v.label IN ('COMPLIANCE', 'PARTIAL') THEN 1.0 ELSE 0 END)"
+        " FROM jailbreak_responses r JOIN verdicts v ON v.subject_id = r.trial_id"
+        " WHERE v.judge_id = 'heuristic' GROUP BY r.attack").fetchall())
+    con.close()
+    assert raises.estimate.value == pytest.approx(labels["roleplay"] - labels["direct"])
+    assert raises.estimate.n == len(PROMPTS) * len(MODELS)  # paired on model, prompt and seed
+    assert raises.decision.verdict == "supported" and raises.estimate.value > 0
+    # Two models cannot carry a size trend: said, not estimated.
+    assert trend.decision.verdict == "not resolvable with this design" and "3 models" in trend.decision.why
+    # Holm across the claims that have a p-value: the difference and the range claim.
+    tested = [r for r in (raises, trend, range_claim) if math.isfinite(r.decision.p)]
+    expected = multipletests([r.decision.p for r in tested], method="holm")[1]
+    assert [r.decision.holm_p for r in tested] == pytest.approx(list(expected))
+    # The stand-in's difference is 100 points: outside the claimed 40-60.
+    assert range_claim.decision.verdict == "contradicted"
+
+
+def test_section_shows_every_claim_with_its_verdict(study_db):
+    _, markdown = results(study_db)
+    rows = [ln for ln in markdown.splitlines() if ln.startswith("| ")][1:]
+    assert len(rows) == 3
+    assert "supported" in rows[0] and "not resolvable with this design" in rows[1] and "contradicted" in rows[2]
+    assert re.search(r"1 supported, 1 contradicted, 1 not resolvable", re.sub(r"\\(.)", r"\1", markdown))
+
+
+@pytest.mark.parametrize("claims, key", [
+    ("[{claim: x, test: nope, metric: asr_broad, direction: positive}]", "report.claims.0.test"),
+    ("[{claim: x, test: difference, metric: nope, a: {attack: roleplay}, b: {attack: direct}, direction: positive}]",
+     "report.claims.0.metric"),
+    ("[{claim: x, test: trend, metric: asr_broad}]", "report.claims.0"),
+])
+def test_malformed_claims_are_spec_errors(tmp_path, claims, key):
+    with pytest.raises(SpecError) as info:
+        load_spec("provider_vs_size", overrides(tmp_path / "db.duckdb", claims))
+    assert info.value.key == key and "the command line (override '+report.claims=" in str(info.value)
+    assert not (tmp_path / "db.duckdb").exists()
+
+
+def test_a_level_the_design_lacks_leaves_the_claim_unresolved(study_db):
+    claims = "[{claim: x, test: difference, metric: asr_broad, a: {attack: dan}, b: {attack: direct}, direction: positive}]"
+    loaded = load_spec("provider_vs_size", overrides(study_db, claims))
+    store = StudyStore(study_db, read_only=True)
+    try:
+        (result,) = evaluate_claims(ReportContext(loaded, store.con, loaded.scenario, str(study_db)))
+    finally:
+        store.close(checkpoint=False)
+    assert result.decision.verdict == "not resolvable with this design"
+    assert "no cells with attack=dan" in result.decision.why
