@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine:
-#   make study STUDY=model_size   installs everything, then runs the study offline on local models
-#   make test                     installs everything, then runs the test suite
+#   make study STUDY=model_size   installs the base, then runs the study offline on local models
+#   make test                     installs the base, every extra and Chromium, then runs the test suite
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -16,9 +16,18 @@ WHEEL_DIR ?= $(HOME)/.cache/llm-study-engine/wheels
 LLAMA_WHEEL_STAMP := $(WHEEL_DIR)/.llama-$(LLAMA_VERSION)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install study plan summary report regrade snapshot snapshot-deps test test-fast bench lock clean
+.PHONY: install install-all install-ray install-slurm install-inspect install-test browser study plan summary \
+	report regrade snapshot snapshot-deps test test-fast bench lock clean
+
+# One section of requirements.lock ([base], [ray], ...), as a requirements file.
+lock_section = awk '/^\# \[/ {on = ($$0 == "\# [$(1)]"); next} on' requirements.lock > $(VENV)/$(1).txt
 
 install: $(VENV)/.installed
+install-all: install-ray install-slurm install-inspect install-test
+install-ray: $(VENV)/.installed-ray
+install-slurm: $(VENV)/.installed-slurm
+install-inspect: $(VENV)/.installed-inspect
+install-test: $(VENV)/.installed-test
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -30,11 +39,24 @@ $(LLAMA_WHEEL_STAMP): | $(VENV)/bin/python
 		llama-cpp-python==$(LLAMA_VERSION) -w $(WHEEL_DIR)
 	touch $@
 
+# The base install: what `make study` needs (requirements.lock's [base] section).
 $(VENV)/.installed: requirements.lock pyproject.toml $(LLAMA_WHEEL_STAMP)
-	$(PIP) install --no-deps --find-links $(WHEEL_DIR) -r requirements.lock
+	$(call lock_section,base)
+	$(PIP) install --no-deps --find-links $(WHEEL_DIR) -r $(VENV)/base.txt
 	$(PIP) install --no-deps -e .
 	$(PY) -c "import llama_cpp, llama_cpp.server.app, litellm, duckdb, hydra, uvloop" >/dev/null
 	touch $@
+
+# An extra on top of the base: pip install -e ".[ray]" with the lock's exact versions.
+$(VENV)/.installed-%: requirements.lock $(VENV)/.installed
+	$(call lock_section,$*)
+	$(PIP) install --no-deps -r $(VENV)/$*.txt
+	$(PIP) check
+	touch $@
+
+# Debian's Chromium, for the transcript browser test (tests/report/test_transcript_browser.py).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 study: install
 	$(PY) -m engine run $(STUDY) $(ARGS)
@@ -61,11 +83,11 @@ snapshot-deps:
 snapshot: install snapshot-deps
 	$(PY) reports/snapshot.py reports/$(STUDY)
 
-test: install
+test: install-all browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# Tests that do not load a local LLM (about a minute).
-test-fast: install
+# Tests that do not load a local LLM.
+test-fast: install-all browser
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: install
@@ -86,10 +108,10 @@ bench-store: install
 	$(PY) bench/store_scale.py
 bench-scale: bench-gateway bench-ingest bench-plan bench-store
 
-# Regenerate the lock after changing dependencies in pyproject.toml.
-lock: install
-	$(PIP) freeze --exclude-editable | grep -v '^llm-study-engine' \
-		| sed 's|^llama_cpp_python @ .*|llama-cpp-python==$(LLAMA_VERSION)|' > requirements.lock
+# Regenerate the lock after changing dependencies in pyproject.toml: install the new ones into the venv
+# (pip install -e ".[ray,slurm,inspect,test]"), then write every section from what is installed.
+lock:
+	$(PY) .ci/lock.py > requirements.lock.new && mv requirements.lock.new requirements.lock
 
 clean:
 	rm -rf $(VENV) results outputs

@@ -9,6 +9,7 @@ from engine.judging.catalog import judge_class, judge_kinds, make_judge
 from engine.judging.gold import load_gold
 from engine.kernel.contracts import check_metric
 from engine.kernel.errors import SpecError
+from engine.kernel.extras import require
 from engine.kernel.registry import REGISTRY
 from engine.report.catalog import validate_sections
 from engine.report.claims import validate_claims
@@ -19,6 +20,8 @@ def check_study(loaded: LoadedSpec) -> LoadedSpec:
     """`loaded`, if every cross-stage check passes; else a SpecError naming the file and key."""
     spec, scenario = loaded.spec, loaded.scenario
     try:
+        if spec.executor.backend == "ray":
+            require("ray", "ray", key="executor.backend")
         scenario.check_design(spec, loaded.scenario_params)
         check_judges(loaded)
         validate_sections(spec.report.sections, scenario)

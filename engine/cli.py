@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. design.seeds=3 model_set=...")
+        p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                       help="a folder of your own config groups (model/, model_set/, ...), searched before the "
+                            "shipped ones (repeatable; also ENGINE_CONFIG_PATH)")
         if name in ("run", "plan", "report"):
             p.add_argument("-m", "--multirun", action="store_true",
                            help="sweep: one job per setting (e.g. generation.temperature=0,0.7 and the study's "
@@ -68,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     from engine.sweep import SweepFailed
 
     try:
+        if getattr(args, "config_dir", None):
+            from engine.spec.load import add_config_dirs
+
+            add_config_dirs(args.config_dir)
         if getattr(args, "multirun", False):
             return _sweep(args, console)
         if args.command == "plan" or getattr(args, "dry_run", False):

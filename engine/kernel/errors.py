@@ -50,3 +50,7 @@ class StoreBusy(Exception):
 
 class ReportError(Exception):
     """The report cannot be built: from what the database holds, or because a rendering tool failed."""
+
+
+class MissingExtra(SpecError):
+    """The study needs an optional part of the install (an extra) that is not installed."""

@@ -58,7 +58,8 @@ def _frame(ctx, options: MetricClaim) -> pd.DataFrame:
     metric = ctx.metrics[options.metric]
     frame = unit_frame(ctx.con, ctx.spec_hash, metric, ctx.scenario.metric_params(ctx.spec))
     frame["cell"] = frame["cell"].map(json.loads)
-    keep = [not ctx.scenario.is_control(c) and _matches(c, options.where) for c in frame["cell"]]
+    # A boolean array, not a list: an empty list would select no columns rather than no rows.
+    keep = np.array([not ctx.scenario.is_control(c) and _matches(c, options.where) for c in frame["cell"]], bool)
     frame = frame[keep].copy()
     frame["item"] = frame["item"].fillna("")
     cluster = randomised_unit(ctx.scenario.randomised_unit, bool((frame["item"] != "").any()))

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ValidationError
 
 from engine.kernel.contracts import Scenario
 from engine.kernel.errors import SpecError
+from engine.kernel.extras import require
 from engine.kernel.hashing import content_hash
 from engine.kernel.registry import get_scenario, scenario_names
-from engine.kernel.paths import CONF_DIR, REPO_ROOT, STUDIES_DIR
+from engine.kernel.paths import CONF_DIR, REPO_ROOT, STUDIES_DIR, add_user_config_dirs, is_shipped_study
 from engine.spec.schema import SECRET_ERROR, StudySpec
 
 
@@ -86,7 +87,12 @@ class LoadedSpec:
     def reproduce_command(self) -> str:
         """The command that recomposes exactly this spec."""
         args = shlex.join(self.overrides)
-        return f"python -m engine run {self.sources.study_file.stem}" + (f" {args}" if args else "")
+        return f"python -m engine run {study_argument(self.sources.study_file)}" + (f" {args}" if args else "")
+
+
+def study_argument(study_file: Path) -> str:
+    """How a command names the study: its name when it is in studies/, else its path."""
+    return study_file.stem if study_file.parent == STUDIES_DIR else shlex.quote(_display(study_file))
 
 
 def resolve_study_file(study: str) -> Path:
@@ -108,7 +114,7 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[di
     from omegaconf.errors import OmegaConfBaseException
 
     study_file = resolve_study_file(study)
-    overrides = tuple(overrides)
+    overrides = absorb_searchpath(overrides)
     try:
         container, choices, sweeper_params = _hydra_compose(study_file, overrides)
     except OverrideParseException as exc:
@@ -116,8 +122,36 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[di
         raise SpecError(_first_line(exc), file=command_line(bad) if bad else "the command line",
                         key=_override_key_or_none(bad)) from None
     except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
+        if "submitit" in str(exc):  # Hydra knows no submitit launcher: the plug-in is an extra
+            require("hydra_plugins.hydra_submitit_launcher", "slurm", file="the Hydra launcher", key="hydra/launcher")
         raise _composition_error(exc, study_file, overrides) from None
     return container, Sources(study_file, choices, overrides, sweeper_params)
+
+
+def add_config_dirs(folders: list[str], key: str = "--config-dir") -> None:
+    """The user's own config folders, checked, on the search path of this process and its jobs."""
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise SpecError(f"config folder not found: {folder}", file="the command line", key=key)
+    add_user_config_dirs(folders)
+
+
+def absorb_searchpath(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """A `hydra.searchpath=[file://DIR, ...]` override adds DIR to the user's config folders (it
+    would otherwise replace the search path that finds the shipped groups); the rest pass through."""
+    kept = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+") != "hydra.searchpath":
+            kept.append(override)
+            continue
+        entries = [e.strip().strip("'\"") for e in value.strip().strip("[]").split(",") if e.strip()]
+        if any(not e.startswith("file://") for e in entries):
+            raise SpecError("only file:// folders can be added to the search path (e.g. "
+                            "hydra.searchpath=[file://path/to/conf])", file=command_line(override),
+                            key="hydra.searchpath")
+        add_config_dirs([e.removeprefix("file://") for e in entries], key="hydra.searchpath")
+    return tuple(kept)
 
 
 def _hydra_compose(study_file: Path, overrides: tuple[str, ...]) -> tuple[dict, dict, tuple]:
@@ -238,11 +272,30 @@ def validate_spec(resolved: dict[str, Any], sources: Sources) -> LoadedSpec:
         )
     scenario = get_scenario(scenario_name)
     params = _validate(scenario.Params, spec.scenario, sources, prefix=("scenario",))
+    spec = placed_outputs(spec, sources)
     try:
         check_paths(spec)
     except SpecError as exc:
         raise sources.attributed(exc) from None
     return LoadedSpec(spec, scenario, params, resolved, spec_hash_of(resolved), sources)
+
+
+def placed_outputs(spec: StudySpec, sources: Sources) -> StudySpec:
+    """A study kept outside the repository writes its database and report next to its own file:
+    relative `store.path` and `report.output_dir` from its files (or the defaults) resolve against
+    the study's folder; one given on the command line, against the working directory as usual. The
+    spec hash is taken over the paths as written, so the folder can move without losing resumes."""
+    if is_shipped_study(sources.study_file):
+        return spec
+    base = sources.study_file.parent
+
+    def placed(path: str, key: str) -> str:
+        given = any(override_key(o) in (key, key.split(".")[0]) for o in sources.overrides)
+        return path if given or os.path.isabs(path) else str(base / path)
+
+    store = spec.store.model_copy(update={"path": placed(spec.store.path, "store.path")})
+    report = spec.report.model_copy(update={"output_dir": placed(spec.report.output_dir, "report.output_dir")})
+    return spec.model_copy(update={"store": store, "report": report})
 
 
 # Virtual filesystems: writable to root by os.access, yet nothing can be created in them.

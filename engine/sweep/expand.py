@@ -10,7 +10,8 @@ from pathlib import Path
 from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash
 from engine.checks import check_study
-from engine.spec.load import LoadedSpec, compose, load_spec, resolve_study_file
+from engine.spec.load import (LoadedSpec, absorb_searchpath, compose, load_spec, resolve_study_file,
+                              study_argument)
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class Sweep:
 
     @property
     def command(self) -> str:
-        return shlex.join(["python", "-m", "engine", "run", self.study_file.stem, "-m", *self.task_overrides,
-                           *self.hydra_overrides])
+        return " ".join(["python -m engine run", study_argument(self.study_file),
+                         shlex.join(["-m", *self.task_overrides, *self.hydra_overrides])])
 
     def shard(self, job: SweepJob) -> Path:
         return shard_path(self.dir, job.overrides)
@@ -71,6 +72,7 @@ def expand_sweep(study: str, overrides: list[str] | tuple[str, ...]) -> Sweep:
     from hydra.errors import HydraException, OverrideParseException
 
     study_file = resolve_study_file(study)
+    overrides = absorb_searchpath(overrides)
     hydra_overrides = tuple(o for o in overrides if is_hydra_override(o))
     task_overrides = tuple(o for o in overrides if not is_hydra_override(o))
     parser = OverridesParser.create()

@@ -10,6 +10,7 @@ import math
 import re
 
 import duckdb
+import litellm
 import pytest
 from jailbreak_standin import MODELS, replying, run_standin, standin_overrides
 from statsmodels.stats.multitest import multipletests
@@ -109,3 +110,20 @@ def test_a_level_the_design_lacks_leaves_the_claim_unresolved(study_db):
         store.close(checkpoint=False)
     assert result.decision.verdict == "not resolvable with this design"
     assert "no cells with attack=dan" in result.decision.why
+
+
+def test_claims_on_a_study_without_a_single_outcome_are_unresolved(tmp_path):
+    # Every call refused by the provider: trials end as errors, no metric has a unit, and every
+    # claim must come back "not resolvable" (this once crashed on an empty frame).
+    async def bad_request(**kwargs):
+        raise litellm.BadRequestError("stand-in rejects every request", model=kwargs.get("model", ""),
+                                      llm_provider="openrouter")
+
+    db = tmp_path / "study.duckdb"
+    _, summary = run_standin(overrides(db), bad_request)
+    assert summary.done == 0 and summary.errors == summary.planned > 0
+    out, markdown = results(db)
+    assert len(out) == 3
+    assert all(r.decision.verdict == "not resolvable with this design" for r in out)
+    assert all(r.estimate.n == 0 for r in out)
+    assert "0 supported, 0 contradicted, 3 not resolvable" in re.sub(r"\\(.)", r"\1", markdown)

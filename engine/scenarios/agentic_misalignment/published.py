@@ -5,16 +5,15 @@ their task (system message, then user prompt and emails in one user message)."""
 
 from __future__ import annotations
 
-import importlib
 from functools import cache
 from importlib.metadata import version
 from typing import get_args
 
 from engine.kernel.errors import SpecError
+from engine.kernel.extras import require
 from engine.scenarios.agentic_misalignment.cast import Cast
 
 GENERATOR_MODULE = "inspect_evals.agentic_misalignment.prompt_generator"
-PIP_COMMAND = 'pip install "inspect-evals==0.26.0"'
 # Their goal types: the first three state or imply a goal (goal_value applies), the others do not.
 GOAL_TYPES_WITH_VALUE = ("explicit", "latent", "swap")
 LEVELS: dict[str, tuple[str, ...]] = {
@@ -34,11 +33,7 @@ PUBLISHED_CAST: dict[str, Cast] = {
 
 def _generator():
     """Their prompt generator; importing it imports inspect_ai too (about 1.3 s, once)."""
-    try:
-        return importlib.import_module(GENERATOR_MODULE)
-    except ImportError as exc:
-        raise SpecError(f"scenario.source=inspect_evals needs the inspect-evals package ({exc}); install it with "
-                        f"{PIP_COMMAND}, or use scenario.source=project", key="scenario.source") from None
+    return require(GENERATOR_MODULE, "inspect", key="scenario.source")
 
 
 def package_version() -> str:

@@ -113,7 +113,7 @@ def test_published_templates_without_the_package_are_a_spec_error_naming_the_key
     monkeypatch.setitem(sys.modules, published.GENERATOR_MODULE, None)  # the import fails, installed or not
     with pytest.raises(SpecError) as err:
         load_spec(study, ["scenario.source=inspect_evals"])
-    assert err.value.key == "scenario.source" and 'pip install "inspect-evals==' in err.value.message
+    assert err.value.key == "scenario.source" and 'pip install -e ".[inspect]"' in err.value.message
 
 
 def test_our_factor_levels_map_onto_the_published_generator_arguments():
