@@ -58,9 +58,7 @@ def _frame(ctx, options: MetricClaim) -> pd.DataFrame:
     metric = ctx.metrics[options.metric]
     frame = unit_frame(ctx.con, ctx.spec_hash, metric, ctx.scenario.metric_params(ctx.spec))
     frame["cell"] = frame["cell"].map(json.loads)
-    # A boolean array, not a list: an empty list would select no columns rather than no rows.
-    keep = np.array([not ctx.scenario.is_control(c) and _matches(c, options.where) for c in frame["cell"]], bool)
-    frame = frame[keep].copy()
+    frame = _rows(frame, lambda c: not ctx.scenario.is_control(c) and _matches(c, options.where))
     frame["item"] = frame["item"].fillna("")
     cluster = randomised_unit(ctx.scenario.randomised_unit, bool((frame["item"] != "").any()))
     frame["cluster"] = {"item": frame["item"], "seed": frame["seed"].astype(str),
@@ -68,12 +66,18 @@ def _frame(ctx, options: MetricClaim) -> pd.DataFrame:
     return frame
 
 
+def _rows(frame: pd.DataFrame, keep) -> pd.DataFrame:
+    """The rows whose cell `keep` accepts. A boolean array, not a list: on an empty frame an empty
+    list would select no columns rather than no rows."""
+    return frame[np.array([keep(c) for c in frame["cell"]], bool)].copy()
+
+
 def _matches(cell: dict, levels: Levels) -> bool:
     return all(str(cell.get(k)) == str(v) for k, v in levels.items())
 
 
 def _arm(frame: pd.DataFrame, levels: Levels, compared: set[str]) -> pd.DataFrame:
-    arm = frame[[_matches(c, levels) for c in frame["cell"]]].copy()
+    arm = _rows(frame, lambda c: _matches(c, levels))
     # What a pair shares: the rest of the cell, the seed and the item.
     arm["key"] = [json.dumps([{k: v for k, v in c.items() if k not in compared}, int(s), i], sort_keys=True,
                              default=str) for c, s, i in zip(arm["cell"], arm["seed"], arm["item"])]
