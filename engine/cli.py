@@ -48,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--no-progress", action="store_true", help="no live progress display")
         if name in ("run", "report"):
             p.add_argument("--formats", default="html,pdf", help="report formats (default: html,pdf)")
+    text = "write the study's trials as logs for another tool (inspect: one Inspect .eval per model x condition); call nothing"
+    p = sub.add_parser("export", help=text, description=text)
+    p.add_argument("format", choices=["inspect"], help="the output format")
+    p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides: the same as the study was run with")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: <report.output_dir>/inspect)")
+    p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                   help="a folder of your own config groups, as for run")
     return parser
 
 
@@ -85,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args, console)
         if args.command == "judge":
             return _judge(args, console)
+        if args.command == "export":
+            return _export(args, console)
         return _run(args, console)
     except SpecError as exc:
         # Not wrapped at the terminal width: each line stays "spec error <file>: key '<key>': <message>".
@@ -246,6 +256,21 @@ def _report(args, console, loaded=None) -> int:
     made = [str(p) for p in (report.outputs.html, report.outputs.pdf) if p]
     console.print(f"report ({report.outputs.engine}, {time.perf_counter() - started:.1f}s): "
                   f"{report.outputs.qmd} -> {', '.join(made)}")
+    return 0
+
+
+def _export(args, console) -> int:
+    from pathlib import Path
+
+    from engine.export import export_inspect
+    from engine.study import load_study
+
+    result = export_inspect(load_study(args.study, args.overrides), Path(args.out) if args.out else None)
+    for path in result.files:
+        console.print(str(path), highlight=False, soft_wrap=True)
+    console.print(f"{len(result.files)} Inspect logs, {result.samples} samples ({result.errored} errored) in "
+                  f"{result.out_dir}; open them with: inspect view --log-dir {result.out_dir}",
+                  highlight=False, soft_wrap=True)
     return 0
 
 

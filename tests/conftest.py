@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,26 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 REPO = Path(__file__).resolve().parents[1]
+
+# Analysis-only studies cannot compose without the data they analyse: a traces file, or Inspect logs
+# written by inspect_ai (tests/data/make_inspect_logs.py). Paths relative to the repository.
+ANALYSIS_ONLY_ARGS = {
+    "provider_vs_size_import": ["scenario.traces_file.path=tests/data/traces_small.csv"],
+    "provider_vs_size_inspect": ["scenario.inspect_logs.path=tests/data/inspect_logs",
+                                 "scenario.inspect_logs.label.score=refusal_grader",
+                                 "scenario.inspect_logs.label.values={C: COMPLIANCE, I: REFUSAL}",
+                                 "scenario.inspect_logs.provider=provider",
+                                 "scenario.inspect_logs.params_total_b=params_total_b"],
+}
+
+
+def analysis_only_args(study: str, root: Path | None = None) -> list[str]:
+    """The overrides `study` needs to compose (none for a study that runs models); paths under `root`
+    when given (absolute), else relative to the repository."""
+    args = ANALYSIS_ONLY_ARGS.get(study, [])
+    if root is None:
+        return list(args)
+    return [re.sub(r"\.path=(.*)$", lambda m: f".path={root / m[1]}", a) for a in args]
 
 
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

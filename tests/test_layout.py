@@ -34,7 +34,7 @@ ENGINE_DIR = REPO / "engine"
 PKG = "engine"
 
 # The pipeline's order: a part may import its own modules and those of earlier parts only.
-STAGES = ["spec", "plan", "providers", "store", "execute", "judging", "analyze", "report"]
+STAGES = ["spec", "plan", "providers", "store", "execute", "judging", "analyze", "report", "export"]
 RANK: dict[str, int] = {
     "kernel": 0,
     # engine/scenarios/__init__.py, the plug-ins' namespace: a docstring only (rule d), imported by the

@@ -58,6 +58,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
+from conftest import analysis_only_args
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +86,7 @@ TRIMMED_TESTS: dict[str, dict[str, list[str]]] = {
 }
 KEPT_MENTIONS = {"tests/spec/test_spec.py": 1}  # file -> lines allowed to mention the scenario
 PINNED = "tests/data/pinned_ids.json"
-IMPORT_ARGS = ["scenario.traces_file.path=tests/data/traces_small.csv"]
+IMPORT_ARGS = analysis_only_args("provider_vs_size_import")
 # cooperation_window with scripted agents only: no model is called (the design's model block needs an
 # agent factor; pairings are for models only, and the scripted controls block is dropped to stay small).
 SCRIPTED_COOPERATION = ["~design.factors.pairing", "design.factors.agent=[scripted:tit_for_tat,scripted:hawk]",
@@ -269,7 +270,7 @@ def test_every_remaining_study_plans(copy):
     assert len(studies) >= 5 and "cooperation_window" in studies and "provider_vs_size_import" in studies
     failed = {}
     for study in studies:
-        result = engine(copy, "plan", study, *(IMPORT_ARGS if study == "provider_vs_size_import" else []))
+        result = engine(copy, "plan", study, *analysis_only_args(study))
         if result.returncode != 0 or "cells" not in result.stdout:
             failed[study] = _tail(result, 1500)
     assert not failed, "\n\n".join(f"{k}:\n{v}" for k, v in failed.items())

@@ -95,9 +95,8 @@ def unit_frame(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric,
 def paired_units(con: duckdb.DuckDBPyConnection, spec_hash: str, scenario: Scenario, metric: Metric,
                  params: dict | None = None, where: dict[str, str] | None = None,
                  models: list[str] | None = None) -> tuple[pd.DataFrame, tuple[str, ...], Cluster]:
-    """One row per unit of the metric in a model cell: model (its key, or keys joined by ' / '),
-    condition (label), key (condition, seed and item: what a pair shares), cluster, value. Control
-    cells, cells without a model, and cells `where` leaves out are dropped."""
+    """One row per unit of the metric in a model cell (see `keyed_units`). Control cells, cells
+    without a model, and cells `where` leaves out are dropped."""
     frame = unit_frame(con, spec_hash, metric, params)
     rows, factors = [], {}
     for unit in frame.itertuples():
@@ -115,8 +114,15 @@ def paired_units(con: duckdb.DuckDBPyConnection, spec_hash: str, scenario: Scena
         condition = {k: v for k, v in cell.items() if k not in model_factors}
         item = unit.item if isinstance(unit.item, str) else ""
         rows.append({"model": model, "condition": condition, "seed": int(unit.seed), "item": item,
-                     "key": json.dumps([condition, int(unit.seed), item], sort_keys=True),
                      "value": float(unit.value), "trial_id": unit.trial_id})
+    units, cluster = keyed_units(rows, scenario.randomised_unit)
+    return units, tuple(factors), cluster
+
+
+def keyed_units(rows: list[dict], declared: Cluster | None) -> tuple[pd.DataFrame, Cluster]:
+    """Units (dicts of model, condition (a dict of factor levels), seed, item ('' without one), value,
+    trial_id) as the frame contrasts are drawn from: condition as its label, key (condition, seed
+    and item: what a pair shares) and cluster (the randomised unit `declared`, or the default)."""
     # Conditions are named by the factors that vary among the units compared (a level every unit
     # shares, e.g. one fixed by `where`, says nothing about which condition a row is).
     levels: dict[str, set[str]] = {}
@@ -125,11 +131,12 @@ def paired_units(con: duckdb.DuckDBPyConnection, spec_hash: str, scenario: Scena
             levels.setdefault(k, set()).add(json.dumps(v))
     varying = {k for k, seen in levels.items() if len(seen) > 1 or any(k not in r["condition"] for r in rows)}
     for row in rows:
+        row["key"] = json.dumps([row["condition"], int(row["seed"]), row["item"]], sort_keys=True)
         row["condition"] = condition_label({k: v for k, v in row["condition"].items() if k in varying})
     out = pd.DataFrame(rows, columns=["model", "condition", "seed", "item", "key", "value", "trial_id"])
-    cluster = randomised_unit(scenario.randomised_unit, bool((out["item"] != "").any()))
+    cluster = randomised_unit(declared, bool((out["item"] != "").any()))
     out["cluster"] = {"item": out["item"], "seed": out["seed"].astype(str), "trial": out["key"]}[cluster]
-    return out, tuple(factors), cluster
+    return out, cluster
 
 
 def _check_binary(values: np.ndarray, metric: Metric) -> None:
@@ -205,10 +212,17 @@ def paired_contrasts(con: duckdb.DuckDBPyConnection, spec_hash: str, scenario: S
                      params: dict | None = None, seed: int = 0, where: dict[str, str] | None = None,
                      models: list[str] | None = None, by_condition: bool = True,
                      pooled: bool = True) -> PairedContrasts:
-    """Every pair of models (in plan order; difference first minus second) within each condition
-    (`by_condition`) and pooled over the conditions (`pooled`, when there are several), with Holm's
-    correction across every comparison returned."""
+    """The contrasts of the study's own trials (`contrasts_of` their units)."""
     units, model_factors, cluster = paired_units(con, spec_hash, scenario, metric, params, where, models)
+    return contrasts_of(units, metric, model_factors, cluster, _item_name(con, spec_hash), seed, by_condition,
+                        pooled)
+
+
+def contrasts_of(units: pd.DataFrame, metric: Metric, model_factors: tuple[str, ...], cluster: Cluster,
+                 item_name: str, seed: int = 0, by_condition: bool = True, pooled: bool = True) -> PairedContrasts:
+    """Every pair of models (in order of appearance; difference first minus second) within each
+    condition (`by_condition`) and pooled over the conditions (`pooled`, when there are several),
+    with Holm's correction across every comparison returned. `units` as `keyed_units` makes them."""
     model_keys = list(dict.fromkeys(units["model"]))
     conditions = list(dict.fromkeys(units["condition"]))
     scopes: list[str | None] = list(conditions) if by_condition else []
@@ -226,6 +240,5 @@ def paired_contrasts(con: duckdb.DuckDBPyConnection, spec_hash: str, scenario: S
             contrasts.append(Contrast(model_a, model_b, scope, difference=difference, **counts))
     adjusted = holm([c.difference.p for c in contrasts])
     contrasts = [replace(c, holm_p=p) for c, p in zip(contrasts, adjusted)]
-    item = _item_name(con, spec_hash)
-    return PairedContrasts(metric, contrasts, model_factors, conditions, cluster, item,
+    return PairedContrasts(metric, contrasts, model_factors, conditions, cluster, item_name,
                            int(units["cluster"].nunique()), bool((units["item"] != "").any()))

@@ -335,6 +335,10 @@ class Figure:
 class Rendered:
     markdown: str
     figures: list[Figure] = field(default_factory=list)
+    # Files the section's HTML refers to by a relative path (e.g. a <script src="transcripts/x.js">),
+    # written next to index.qmd; the self-contained HTML embeds them. Large data goes here rather than
+    # inline: pandoc embeds a referenced file in a fraction of the time it takes to parse it inline.
+    files: dict[str, str] = field(default_factory=dict)
 
 
 class NoOptions(Strict):

@@ -117,11 +117,15 @@ class PairedContrastsSection(Section):
     def check(self, options, scenario, key):
         check_metric(options.metric, scenario, f"{key}.metric")
 
+    def contrasts(self, ctx, options) -> PairedContrasts:
+        """The comparisons to show: the study's own trials (a scenario's subclass may read other units)."""
+        return paired_contrasts(ctx.con, ctx.spec_hash, ctx.scenario, ctx.metrics[options.metric],
+                                ctx.scenario.metric_params(ctx.spec), ctx.seed, options.where or None,
+                                options.models, options.by_condition, options.pooled)
+
     def render(self, ctx, options) -> Rendered:
-        metric = ctx.metrics[options.metric]
-        result = paired_contrasts(ctx.con, ctx.spec_hash, ctx.scenario, metric,
-                                  ctx.scenario.metric_params(ctx.spec), ctx.seed, options.where or None,
-                                  options.models, options.by_condition, options.pooled)
+        result = self.contrasts(ctx, options)
+        metric = result.metric
         title = options.title or f"Paired model contrasts: {metric.label}"
         heading = f"## {escape(title)}"
         if not result.contrasts:
@@ -140,8 +144,8 @@ class PairedContrastsSection(Section):
                            "low": c.difference.low, "high": c.difference.high, "n": n_text(c),
                            "pairing": "paired" if c.paired else "unpaired", "p": p_text(c.difference.p),
                            "holm_p": p_text(c.holm_p)})
-        key = content_hash([options.metric, options.where, options.models, options.by_condition, options.pooled], 6)
-        label = f"paired-{options.metric}-{key}".replace("_", "-")
+        key = content_hash([self.type, options.model_dump(exclude={"title", "caption"})], 6)
+        label = f"paired-{metric.name}-{key}".replace("_", "-")
         unit = "percentage points" if metric.percent else "units of the metric"
         caption = options.caption or f"{metric.label}: model A minus model B"
         caption += (f" ({unit}) with 95% intervals; n is the pairs (paired rows) or each model's {ctx.scenario.unit[1]}"

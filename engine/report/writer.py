@@ -38,6 +38,15 @@ def figure_block(fig: Figure) -> str:
             f"{fig.caption}\n:::")
 
 
+def _write_within(work: Path, name: str, text: str) -> None:
+    """A section's file at its relative path inside the report folder (never outside it)."""
+    path = (work / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(work.resolve()) or path.parent == work.resolve() / "figures":
+        raise ValueError(f"a section's file must be a relative path inside the report, not in figures/: {name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
 # A render builds in a work folder `.<target>-<8 characters>` next to its target and renames it at
 # the end. The folder records who builds in it; a render first removes the work folders of its
 # target that earlier renders, killed before they could clean up, left behind.
@@ -125,6 +134,9 @@ def write_report(out_dir: Path, front: dict, rendered: list[Rendered], formats: 
         for fig in figures:
             (work / "figures" / f"{fig.label}.svg").write_text(to_svg(fig.vega_lite))
             (work / "figures" / f"{fig.label}.vl.json").write_text(json.dumps(fig.vega_lite))
+        for r in rendered:
+            for name, text in r.files.items():
+                _write_within(work, name, text)
         body = "\n\n".join(r.markdown for r in rendered)
         for fig in figures:
             body = body.replace(f"@@FIGURE:{fig.label}@@", figure_block(fig))

@@ -18,12 +18,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ANALYSIS_ONLY_ARGS
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "data" / "pinned_ids.json"
 
 # Studies that cannot be composed with no overrides at all: the analysis-only study needs its file.
-REQUIRED_OVERRIDES = {"provider_vs_size_import": ["scenario.traces_file.path=tests/data/traces_small.csv"]}
+REQUIRED_OVERRIDES = ANALYSIS_ONLY_ARGS
 # Besides the studies as shipped: a few overridden plans, and the two 100,000-trial plans of
 # bench/plan_scale.py (slow: compiled only with -m slow).
 EXTRA_CASES = [

@@ -469,3 +469,17 @@ def test_an_exception_during_rendering_leaves_no_work_folder(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="killed mid-render"):
         _write(out)
     assert _leftovers(out) == [] and not out.exists()
+
+
+def test_a_sections_files_land_inside_the_report_and_nowhere_else(tmp_path):
+    from engine.kernel.contracts import Rendered
+    from engine.report.writer import write_report
+
+    shipped = Rendered("## Data\n\n```{=html}\n<script src=\"data/x.js\"></script>\n```", files={"data/x.js": "window.x = 1;\n"})
+    report = write_report(tmp_path / "r", {"title": "t"}, [shipped], ("html",), force_pandoc=True)
+    assert (report.out_dir / "data" / "x.js").read_text() == "window.x = 1;\n"
+    assert "window.x = 1;" in report.outputs.html.read_text()  # embedded in the one-file HTML
+    for bad in ("../escape.js", "/tmp/abs.js", "figures/fig-x.svg"):
+        with pytest.raises(ValueError, match="relative path inside the report"):
+            write_report(tmp_path / "s", {"title": "t"}, [Rendered("x", files={bad: "1"})], ("html",), force_pandoc=True)
+    assert not (tmp_path / "escape.js").exists() and not (tmp_path / "s").exists()

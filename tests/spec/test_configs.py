@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ANALYSIS_ONLY_ARGS, analysis_only_args
 
 from engine.kernel import paths
 from engine.kernel.errors import SpecError
@@ -17,7 +18,7 @@ from engine.spec.load import Sources, compose, load_spec
 STUDIES = sorted(p.stem for p in (REPO_ROOT / "studies").glob("*.yaml"))
 BENCH_STUDIES = sorted((REPO_ROOT / "bench" / "studies").glob("*.yaml"))
 # Analysis-only studies need the file to analyse.
-STUDY_ARGS = {"provider_vs_size_import": [f"scenario.traces_file.path={REPO_ROOT / 'tests/data/traces_small.csv'}"]}
+STUDY_ARGS = {study: analysis_only_args(study, REPO_ROOT) for study in ANALYSIS_ONLY_ARGS}
 ESCALATION_CONF = REPO_ROOT / "engine" / "scenarios" / "escalation" / "conf"
 
 

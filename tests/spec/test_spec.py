@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import ANALYSIS_ONLY_ARGS, REPO, analysis_only_args, run_cli
 
 from engine.kernel.errors import SpecError
 from engine.plan.compile import compile_plan
@@ -23,14 +23,14 @@ MODEL_SETS = options("model_set")
 PERSONAS = options("persona")
 JUDGE_SETS = options("judge_set")
 # Analysis-only studies need the file to analyse.
-STUDY_ARGS = {"provider_vs_size_import": [f"scenario.traces_file.path={REPO / 'tests/data/traces_small.csv'}"]}
+STUDY_ARGS = {study: analysis_only_args(study, REPO) for study in ANALYSIS_ONLY_ARGS}
 
 
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_study_composes_and_compiles(study):
     loaded = load_spec(study, STUDY_ARGS.get(study, []))
     plan = compile_plan(loaded)
-    if loaded.scenario_params.model_dump().get("traces_file"):
+    if study in ANALYSIS_ONLY_ARGS:
         assert plan.trials == []  # analysis-only: nothing to run
     else:
         assert plan.trials and len({t.trial_id for t in plan.trials}) == len(plan.trials)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from engine.kernel.records import Strict
+from engine.scenarios.jailbreak.analysis.asr import LABELS
 
 
 class Attack(Strict):
@@ -51,6 +52,61 @@ class TracesFile(Strict):
     format: Literal["auto", "csv", "parquet"] = "auto"
 
 
+class InspectLabel(Strict):
+    """Which score of an Inspect sample is the verdict, and what its values mean."""
+
+    score: str = Field(description="name of the score in each sample's scores (its scorer's name)")
+    # null: the values are the labels themselves (COMPLIANCE, REFUSAL, ...), as in logs the engine exports.
+    values: dict[str, str] | None = Field(default=None, description="score value, as text (C, I, 1.0, true) -> "
+                                                                    "verdict label")
+
+    @field_validator("values")
+    @classmethod
+    def _known_labels(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("map at least one score value to a label")
+        unknown = sorted({label for label in v.values() if label not in LABELS})
+        if unknown:
+            raise ValueError(f"not verdict labels: {', '.join(unknown)} (expected one of {', '.join(LABELS)})")
+        return v
+
+    @property
+    def mapping(self) -> dict[str, str]:
+        return self.values if self.values is not None else {label: label for label in LABELS}
+
+
+class InspectModel(Strict):
+    """What a model's Inspect logs do not say about it (eval logs carry no parameter counts)."""
+
+    provider: str
+    params_total_b: float = Field(gt=0)
+    params_active_b: float | None = Field(default=None, gt=0)
+    family: str | None = None
+
+
+class InspectLogs(Strict):
+    """Analysis-only studies: a folder of Inspect logs (any eval), mapped onto traces. Each field
+    names where a trace column comes from: a sample metadata field (dots go into nested values,
+    `metadata.` in front is optional), `id` or `epoch` (the sample's), or `eval.<field>` (the log's
+    eval spec: eval.model, eval.task, eval.task_args.attack, eval.metadata.provider, ...)."""
+
+    path: str
+    label: InspectLabel
+    model: str = "eval.model"
+    item: str = "id"
+    provider: str | None = None
+    params_total_b: str | None = None
+    params_active_b: str | None = None
+    family: str | None = None
+    attack: str | None = None
+    category: str | None = None
+    benign: str | None = None
+    # Per model (as `model` reads it): provider and size, for fields the logs do not carry.
+    models: dict[str, InspectModel] = {}
+
+
 class JailbreakParams(Strict):
     name: Literal["jailbreak"]
     corpus: Corpus = Corpus()
@@ -58,6 +114,7 @@ class JailbreakParams(Strict):
     attacks: dict[str, Attack]
     system_prompt: str | None = None
     traces_file: TracesFile | None = None
+    inspect_logs: InspectLogs | None = None
     # The attack-success tier the provider and scale analysis uses (the report shows all three).
     tier: Literal["strict", "broad", "functional"] = "broad"
     # Parameter count for the scale analysis: total, or active for mixture-of-experts models.
@@ -66,3 +123,9 @@ class JailbreakParams(Strict):
     min_provider_evaluable: int = Field(default=50, gt=0)
     # A judge whose kappa against the gold set is below this is called weak in the report.
     weak_judge_kappa: float = Field(default=0.6, ge=-1, le=1)
+
+    @property
+    def import_path(self) -> str | None:
+        """Analysis-only studies: the file or folder the traces come from (None: the study runs models)."""
+        source = self.traces_file or self.inspect_logs
+        return source.path if source is not None else None

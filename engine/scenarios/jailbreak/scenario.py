@@ -9,6 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from engine.kernel.errors import SpecError
 from engine.kernel.records import CallEstimate, JudgeSubject, TrialOutcome, tokens_for
 from engine.kernel.registry import register_scenario
@@ -63,6 +65,21 @@ def select(params: JailbreakParams) -> list[Behaviour]:
     return harmful + (benign if s.benign is None else benign[:s.benign])
 
 
+def _imported(params: JailbreakParams) -> tuple[pd.DataFrame, str, str] | None:
+    """Analysis-only studies: the imported trace table, the SHA-256 of its source, and a note on
+    what was read (None: the study runs models)."""
+    if params.traces_file is not None:
+        source = params.traces_file
+        return read_traces_file(source.path, source.format), file_sha256(source.path), ""
+    if params.inspect_logs is not None:
+        from engine.scenarios.jailbreak.inspect_import import read_inspect_logs
+
+        logs = read_inspect_logs(params.inspect_logs)
+        errored = f", {logs.errored} errored samples as ERROR" if logs.errored else ""
+        return logs.traces, logs.sha256, f" ({logs.logs} Inspect logs{errored})"
+    return None
+
+
 @register_scenario
 class Jailbreak(Scenario):
     name = "jailbreak"
@@ -80,12 +97,16 @@ class Jailbreak(Scenario):
             raise SpecError("the jailbreak scenario has no control cells: benign requests are its controls",
                             key="design.controls")
         factors = spec.design.factors
-        if params.traces_file is not None:
+        if params.import_path is not None:
+            if params.traces_file is not None and params.inspect_logs is not None:
+                raise SpecError("an analysis-only study imports one source: give scenario.traces_file or "
+                                "scenario.inspect_logs, not both", key="scenario.inspect_logs")
+            source = "scenario.traces_file" if params.traces_file is not None else "scenario.inspect_logs"
             if factors:
-                raise SpecError("an analysis-only study (scenario.traces_file) runs no models: leave "
+                raise SpecError(f"an analysis-only study ({source}) runs no models: leave "
                                 "design.factors empty", key="design.factors")
             # Read it now, so a malformed file fails before any database is opened.
-            read_traces_file(params.traces_file.path, params.traces_file.format)
+            _imported(params)
             return
         check_factors(spec, {"model": spec.models, "attack": params.attacks, "temperature": None},
                       ("model", "attack"), self.name)
@@ -97,7 +118,7 @@ class Jailbreak(Scenario):
 
     # -- plan ---------------------------------------------------------------------------------
     def items(self, spec, params: JailbreakParams, cell: dict[str, Any]) -> list[dict[str, Any]]:
-        if params.traces_file is not None:
+        if params.import_path is not None:
             return []
         return [{"prompt_id": b.prompt_id, "text": b.text, "category": b.category, "source": b.source,
                  "benign": b.benign} for b in select(params)]
@@ -138,13 +159,13 @@ class Jailbreak(Scenario):
 
     def ingest(self, store, loaded) -> str | None:
         params: JailbreakParams = loaded.scenario_params
-        if params.traces_file is None:
+        imported = _imported(params)
+        if imported is None:
             return None
-        source = params.traces_file
-        df = read_traces_file(source.path, source.format)
+        df, sha256, note = imported
         df.insert(0, "row_number", range(1, len(df) + 1))
         df.insert(0, "spec_hash", loaded.spec_hash)
-        df["source_file"], df["source_sha256"] = source.path, file_sha256(source.path)
+        df["source_file"], df["source_sha256"] = params.import_path, sha256
         from engine.store.db import transaction
 
         with transaction(store.con):
@@ -152,8 +173,8 @@ class Jailbreak(Scenario):
             store.con.register("incoming", df)
             store.con.execute("INSERT INTO jailbreak_imported_traces BY NAME SELECT * FROM incoming")
             store.con.unregister("incoming")
-        return (f"imported {len(df)} traces of {df.model.nunique()} models from {source.path} "
-                f"(sha256 {df.source_sha256.iloc[0][:12]})")
+        return (f"imported {len(df)} traces of {df.model.nunique()} models from {params.import_path} "
+                f"(sha256 {sha256[:12]}){note}")
 
     def cache_analyses(self, store, loaded) -> None:
         from engine.report.context import ReportContext

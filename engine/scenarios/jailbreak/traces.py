@@ -129,6 +129,12 @@ def _read(path: str, fmt: str, _mtime_ns: int, _size: int) -> pd.DataFrame:
                               for name in ALIASES}, first_row)
 
 
+def typed_traces(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Raw trace columns (TRACE_COLUMNS, values as read) from another importer as the canonical,
+    typed trace table: the checks and conversions of a traces file."""
+    return _typed(df.reset_index(drop=True), source, {name: name for name in ALIASES}, 1)
+
+
 def _typed(df: pd.DataFrame, path: str, original: dict[str, str], first_row: int) -> pd.DataFrame:
     def fail(i: int, name: str, message: str) -> SpecError:
         return SpecError(f"row {i + first_row}, column '{original[name]}': {message}", file=path)

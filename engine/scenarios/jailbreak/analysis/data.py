@@ -27,12 +27,12 @@ class JailbreakData:
 def load_jailbreak_data(con: Any, loaded: Any) -> JailbreakData:
     """The trace table of a spec from its database (`con`), for the report or for cache_analyses."""
     params: JailbreakParams = loaded.scenario_params
-    if params.traces_file is not None:
+    if params.import_path is not None:
         traces, unjudged = imported_traces(con, loaded.spec_hash), 0
         source = con.execute(
             "SELECT any_value(source_file), any_value(source_sha256) FROM jailbreak_imported_traces"
             " WHERE spec_hash = ?", [loaded.spec_hash]).fetchone()
-        imported = f"{source[0]} (sha256 {source[1][:12]})" if source[0] else params.traces_file.path
+        imported = f"{source[0]} (sha256 {source[1][:12]})" if source[0] else params.import_path
     else:
         traces, unjudged = run_traces(con, loaded.spec_hash, loaded.spec)
         imported = None

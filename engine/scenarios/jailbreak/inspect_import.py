@@ -1,0 +1,178 @@
+"""Analysis-only jailbreak studies from Inspect logs (`scenario.inspect_logs`): the samples of every
+log in a folder become traces and one score becomes the verdict, through the spec's mapping, into
+the same canonical trace table a traces file gives (traces.typed_traces). Samples that ended in an
+error become ERROR traces: counted and shown, outside every denominator, never a refusal."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+from engine.kernel.errors import SpecError
+from engine.kernel.extras import require
+from engine.kernel.records import ERROR_LABEL
+from engine.scenarios.jailbreak.params import InspectLogs
+from engine.scenarios.jailbreak.traces import TRACE_COLUMNS, typed_traces
+
+KEY = "scenario.inspect_logs"
+# Sample fields the import never reads: skipped when a log is read (transcripts can be large).
+UNREAD = {"messages", "events", "store", "attachments", "events_data", "timelines"}
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class ImportedLogs:
+    traces: pd.DataFrame  # the canonical trace table (traces.TRACE_COLUMNS)
+    logs: int
+    errored: int  # samples that ended in an error, imported as ERROR
+    sha256: str  # of the logs' names and contents, in name order
+
+
+def read_inspect_logs(cfg: InspectLogs) -> ImportedLogs:
+    """Every log in `cfg.path` (recursively) as traces. Errors name the log file and the spec key.
+    Read once per folder state: the spec check and the import both ask for it."""
+    folder = Path(cfg.path)
+    if not folder.is_dir():
+        raise SpecError("folder of Inspect logs not found", file=cfg.path, key=f"{KEY}.path")
+    log = require("inspect_ai.log", "inspect", key=KEY)
+    files = [_local(info.name) for info in log.list_eval_logs(str(folder.resolve()), recursive=True)]
+    if not files:
+        raise SpecError("no Inspect logs (.eval or .json) in the folder", file=cfg.path, key=f"{KEY}.path")
+    files.sort()
+    state = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    return _read(cfg.model_dump_json(), state)
+
+
+@lru_cache(maxsize=4)
+def _read(cfg_json: str, state: tuple[tuple[str, int, int], ...]) -> ImportedLogs:
+    from inspect_ai.log import read_eval_log
+
+    cfg = InspectLogs.model_validate_json(cfg_json)
+    rows, errored, digest = [], 0, hashlib.sha256()
+    for name, _, _ in state:
+        file = Path(name)
+        digest.update(f"{file.relative_to(Path(cfg.path).resolve())}\0".encode())
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+        try:
+            log = read_eval_log(str(file), exclude_fields=UNREAD)
+        except Exception as exc:  # a malformed log: Inspect raises many types
+            raise SpecError(f"cannot read as an Inspect log: {' '.join(str(exc).split())[:200]}", file=name) from None
+        header = log.eval.model_dump()
+        for sample in log.samples or []:
+            rows.append(_trace(cfg, header, sample, name))
+            errored += sample.error is not None
+    if not rows:
+        raise SpecError("the logs have no samples", file=cfg.path, key=f"{KEY}.path")
+    traces = typed_traces(pd.DataFrame(rows, columns=TRACE_COLUMNS), cfg.path)
+    return ImportedLogs(traces, len(state), errored, digest.hexdigest())
+
+
+def _trace(cfg: InspectLogs, header: dict[str, Any], sample: Any, file: str) -> dict[str, Any]:
+    where = f"sample {sample.id!r} (epoch {sample.epoch})"
+
+    def field(name: str, ref: str | None, default: Any = _MISSING) -> Any:
+        """The value `ref` names. A field the spec names must exist; a null value is `default`
+        (an error where there is none)."""
+        if ref is None:
+            return default
+        value = _lookup(ref, header, sample)
+        if value is _MISSING:
+            known = ", ".join(sorted(sample.metadata)) or "none"
+            raise SpecError(f"{where} has no '{ref}' (its metadata fields: {known})", file=file, key=f"{KEY}.{name}")
+        if value is None and default is _MISSING:
+            raise SpecError(f"'{ref}' of {where} is null", file=file, key=f"{KEY}.{name}")
+        if isinstance(value, (dict, list)):
+            raise SpecError(f"'{ref}' of {where} is not a single value: {str(value)[:80]}", file=file,
+                            key=f"{KEY}.{name}")
+        return default if value is None else value
+
+    model = str(field("model", cfg.model))
+    info = cfg.models.get(model)
+
+    def about(name: str, required: bool = False) -> Any:
+        """A model attribute: from the logs where the spec names a field, else from `models`."""
+        given = getattr(info, name) if info is not None else None
+        ref = getattr(cfg, name)
+        if ref is None and given is None and required:
+            raise SpecError(f"model '{model}' ({where}) has no {name}: name the field that holds it in {KEY}.{name}, "
+                            f"or give {KEY}.models.{model}.{name}", file=file, key=f"{KEY}.{name}")
+        value = field(name, ref, _MISSING if required and given is None else given)
+        if name.startswith("params_") and value is not None:
+            number = _number(value)
+            if number is None or number <= 0:
+                raise SpecError(f"'{value}' ({ref} of {where}) is not a positive parameter count in billions",
+                                file=file, key=f"{KEY}.{name}")
+            return number
+        return value
+
+    active = about("params_active_b")
+    return {"model": model, "provider": about("provider", True), "family": about("family"),
+            "params_total_b": about("params_total_b", True), "params_active_b": math.nan if active is None else active,
+            "attack": field("attack", cfg.attack, "unspecified"), "prompt_id": field("item", cfg.item),
+            "category": field("category", cfg.category, "unspecified"), "benign": field("benign", cfg.benign, False),
+            "label": _label(cfg, sample, where, file)}
+
+
+def _label(cfg: InspectLogs, sample: Any, where: str, file: str) -> str:
+    """The verdict: the mapped value of the label score; ERROR for a sample that ended in an error."""
+    if sample.error is not None:
+        return ERROR_LABEL
+    scores = sample.scores or {}
+    score = scores.get(cfg.label.score)
+    if score is None:
+        raise SpecError(f"{where} has no score '{cfg.label.score}' (its scores: {', '.join(scores) or 'none'})",
+                        file=file, key=f"{KEY}.label.score")
+    mapping = cfg.label.mapping
+    for text in _spellings(score.value):
+        if text in mapping:
+            return mapping[text]
+    maps = ", ".join(mapping) if cfg.label.values is not None else "none given, so only the label names"
+    raise SpecError(f"score '{cfg.label.score}' of {where} is {score.value!r}, which {KEY}.label.values does not "
+                    f"map (it maps: {maps})", file=file, key=f"{KEY}.label.values")
+
+
+def _spellings(value: Any) -> list[str]:
+    """How a score value may be written as a key: 'C', '1.0' and '1', 'true' and 'True'."""
+    if isinstance(value, bool):
+        return [str(value).lower(), str(value)]
+    if isinstance(value, float) and value.is_integer():
+        return [str(value), str(int(value))]
+    return [str(value)]
+
+
+def _lookup(ref: str, header: dict[str, Any], sample: Any) -> Any:
+    """The value a field reference names (see params.InspectLogs), or _MISSING. `header`: the log's
+    eval spec as a dict."""
+    if ref in ("id", "epoch"):
+        return getattr(sample, ref)
+    if ref.startswith("eval."):
+        value: Any = header
+        parts = ref.split(".")[1:]
+    else:
+        value = sample.metadata
+        parts = ref.removeprefix("metadata.").split(".")
+    for part in parts:
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _local(name: str) -> Path:
+    """A listed log's path: Inspect names local files by file:// URI."""
+    return Path(unquote(urlparse(name).path)) if name.startswith("file://") else Path(name)
