@@ -238,12 +238,7 @@ def test_embedded_data_survives_pandoc(study):
     page = html.read_text()
     found = re.search(r'<script type="application/json" id="(tb-[0-9a-f]+)-index">(.*?)</script>', page, re.S)
     assert found
-    store = StudyStore(db, read_only=True)
-    try:
-        ctx = ReportContext(loaded, store.con, loaded.scenario, str(db))
-        built = browser_data(ctx, None, 4000)
-    finally:
-        store.close(checkpoint=False)
+    built = built_data(db, loaded)
     assert json.loads(found.group(2)) == built.index
     # The chunks' script file, embedded by pandoc: one inline <script> handing over exactly the chunks built.
     embedded = re.search(r'<script>\(window\.transcriptChunks = window\.transcriptChunks \|\| \{\}\)\["'
@@ -271,16 +266,20 @@ def test_outcome_must_be_a_proportion(tmp_path):
     assert not (tmp_path / "study.duckdb").exists()
 
 
+def built_data(db, loaded):
+    """What the section builds from the study database (with its default options)."""
+    store = StudyStore(db, read_only=True)
+    try:
+        return browser_data(ReportContext(loaded, store.con, loaded.scenario, str(db)), None, 4000)
+    finally:
+        store.close(checkpoint=False)
+
+
 def test_single_response_scenario_packs_every_trace(jailbreak_study):
     """Jailbreak (one call per trace, graded by the refusal heuristic): every trace is in the index
     with its judged outcome, and its chunk holds the prompt sent and the reply, as SQL finds them."""
     db, loaded = jailbreak_study
-    store = StudyStore(db, read_only=True)
-    try:
-        ctx = ReportContext(loaded, store.con, loaded.scenario, str(db))
-        data = browser_data(ctx, None, 4000)
-    finally:
-        store.close(checkpoint=False)
+    data = built_data(db, loaded)
     traces = sql(db, "SELECT p.trial_id, r.benign, v.label, c.messages, c.response_text FROM plan p"
                  " JOIN jailbreak_responses r USING (trial_id) JOIN verdicts v ON v.subject_id = p.trial_id"
                  " AND v.judge_id = 'heuristic' JOIN calls c ON c.trial_id = p.trial_id AND c.purpose = 'respond'"

@@ -75,12 +75,21 @@ def logs(tmp_path_factory):
     return folder, write_logs(folder)
 
 
-def test_import_study_reports_the_asr_per_model_of_the_logs(logs, tmp_path):
-    folder, samples = logs
-    db, out = tmp_path / "imported.duckdb", tmp_path / "report"
+@pytest.fixture(scope="module")
+def imported(logs, tmp_path_factory):
+    """The import study run on the logs through the CLI: its database, report folder and output."""
+    folder, _ = logs
+    where = tmp_path_factory.mktemp("imported")
+    db, out = where / "imported.duckdb", where / "report"
     result = run_cli("run", "provider_vs_size_inspect", f"scenario.inspect_logs.path={folder}", *MAPPING,
                      f"store.path={db}", f"report.output_dir={out}", "--formats", "html", "--no-progress")
     assert result.returncode == 0, result.stderr
+    return db, out, result
+
+
+def test_import_study_reports_the_asr_per_model_of_the_logs(logs, imported):
+    folder, samples = logs
+    db, out, result = imported
     assert (f"imported {len(samples)} traces of {len(PANEL)} models from {folder}" in result.stdout
             and f"({len(PANEL)} Inspect logs, {len(PANEL)} errored samples as ERROR)" in result.stdout)
     flat = (out / "index.qmd").read_text().replace("\\", "")
@@ -205,15 +214,12 @@ def test_round_trip_export_then_import_gives_back_the_studys_traces(tmp_path):
     assert len(left) == len(MODELS) * 2 * len(prompts)
 
 
-def test_imported_logs_get_paired_model_contrasts_on_the_shared_prompts(logs, tmp_path):
+def test_imported_logs_get_paired_model_contrasts_on_the_shared_prompts(logs, imported):
     from scipy.stats import binomtest
     from statsmodels.stats.multitest import multipletests
 
-    folder, samples = logs
-    db, out = tmp_path / "imported.duckdb", tmp_path / "report"
-    result = run_cli("run", "provider_vs_size_inspect", f"scenario.inspect_logs.path={folder}", *MAPPING,
-                     f"store.path={db}", f"report.output_dir={out}", "--formats", "html", "--no-progress")
-    assert result.returncode == 0, result.stderr
+    _, samples = logs
+    _, out, _ = imported
     flat = (out / "index.qmd").read_text().replace("\\", "")
     graded = samples[samples.value.isin(["C", "I"])].assign(success=lambda d: d.value.eq("C").astype(int))
     wide = graded.pivot(index="item", columns="model", values="success")
