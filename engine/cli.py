@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("format", choices=["inspect"], help="the output format")
     p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
     p.add_argument("overrides", nargs="*", help="Hydra overrides: the same as the study was run with")
-    p.add_argument("--out", metavar="DIR", help="where to write (default: <report.output_dir>/inspect)")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: <store folder>/<study>-inspect, e.g. results/model_size-inspect)")
     p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
                    help="a folder of your own config groups, as for run")
     return parser

@@ -40,7 +40,8 @@ class Export:
 
 def export_inspect(loaded: Any, out_dir: Path | None = None) -> Export:
     """Write the spec's trials from its study database as Inspect logs into `out_dir` (default
-    <report.output_dir>/inspect). Logs this study wrote there before and no longer writes are removed."""
+    <store folder>/<study>-inspect). Logs this exporter wrote there for the study before and no longer
+    writes are removed; nothing else is."""
     require("inspect_ai", "inspect", key="export inspect")
     spec = loaded.spec
     db = Path(spec.store.path)
@@ -57,8 +58,15 @@ def export_inspect(loaded: Any, out_dir: Path | None = None) -> Export:
     if not trials:
         raise SpecError("the study database holds no trial of this spec to export (an analysis-only study runs "
                         "none; a planned study must be run first)", key="store.path")
-    out = Path(out_dir) if out_dir is not None else Path(spec.report.output_dir) / "inspect"
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(spec)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".{spec.name}-export-probe"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise SpecError(f"cannot write Inspect logs into {out}: {exc.strerror or exc}", file="the command line",
+                        key="--out") from None
     groups: dict[str, list[TrialRecord]] = {}
     for trial in trials:
         models, condition = split_cell(loaded.scenario, trial.cell)
@@ -76,9 +84,25 @@ def export_inspect(loaded: Any, out_dir: Path | None = None) -> Export:
         write_eval_log(log, str(out / name), format="eval")
         files.append(out / name)
     for stale in out.glob(f"{spec.name}_*.eval"):
-        if stale.name not in names:
+        if stale.name not in names and _exported_by(stale, spec.name):
             stale.unlink()
     return Export(out, files, len(trials), sum(t.status == "error" for t in trials))
+
+
+def default_out_dir(spec: Any) -> Path:
+    """Beside the study database, not inside the report folder (a render replaces that folder whole)."""
+    return Path(spec.store.path).parent / f"{spec.name}-inspect"
+
+
+def _exported_by(path: Path, study: str) -> bool:
+    """A log this exporter wrote for `study` (another study's or tool's logs are never removed)."""
+    from inspect_ai.log import read_eval_log
+
+    try:
+        meta = read_eval_log(str(path), header_only=True).eval.metadata or {}
+    except Exception:  # not a readable log: not ours to remove
+        return False
+    return meta.get("exported_by") == "engine" and meta.get("study") == study
 
 
 def split_cell(scenario: Any, cell: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:

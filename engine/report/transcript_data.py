@@ -19,6 +19,7 @@ import orjson
 
 from engine.analyze.metrics import unit_values
 from engine.kernel.contracts import Metric
+from engine.kernel.redaction import redact
 from engine.report.context import ReportContext
 from engine.report.markdown import model_text, neutralise
 
@@ -72,6 +73,12 @@ class Labels:
         return list(self.index)
 
 
+def message_text(text: str) -> str:
+    """A message or label as the page shows it: keys masked (the database should hold none; a report
+    is read by more people than a database), control characters made visible. Shown whole."""
+    return neutralise(redact(text))
+
+
 class ShownStrings(Labels):
     """A chunk's strings as the page shows them, each raw string treated once (a system prompt sent on
     every turn is neutralised once per chunk, not once per call)."""
@@ -80,7 +87,8 @@ class ShownStrings(Labels):
         super().__init__()
         self.seen: dict[tuple[Callable[[str], str], str], int] = {}
 
-    def shown(self, text: str, treat: Callable[[str], str] = neutralise) -> int:
+    def shown(self, text: str, treat: Callable[[str], str] | None = None) -> int:
+        treat = treat or message_text
         key = (treat, text)
         found = self.seen.get(key)
         if found is None:
@@ -99,6 +107,7 @@ class Chunk:
 
     def reply(self, text: str) -> str:
         # model_text's result, reached quickly for the common reply: short, with nothing to make visible.
+        text = redact(text)
         plain = neutralise(text)
         return plain if plain == text and len(text) <= self.max_chars else model_text(text, self.max_chars)
 

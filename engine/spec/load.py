@@ -17,7 +17,8 @@ from engine.kernel.errors import SpecError
 from engine.kernel.extras import require
 from engine.kernel.hashing import content_hash
 from engine.kernel.registry import get_scenario, scenario_names
-from engine.kernel.paths import CONF_DIR, REPO_ROOT, STUDIES_DIR, add_user_config_dirs, is_shipped_study
+from engine.kernel.paths import (CONF_DIR, CONFIG_PATH_ENV, REPO_ROOT, STUDIES_DIR, add_user_config_dirs,
+                                is_shipped_study, user_config_dirs)
 from engine.spec.schema import SECRET_ERROR, StudySpec
 
 
@@ -91,8 +92,10 @@ class LoadedSpec:
 
 
 def study_argument(study_file: Path) -> str:
-    """How a command names the study: its name when it is in studies/, else its path."""
-    return study_file.stem if study_file.parent == STUDIES_DIR else shlex.quote(_display(study_file))
+    """How a command names the study: its name when it is in studies/, else its path; then the
+    user's own config folders it was composed with (--config-dir, ENGINE_CONFIG_PATH, hydra.searchpath)."""
+    study = study_file.stem if study_file.parent == STUDIES_DIR else shlex.quote(_display(study_file))
+    return " ".join([study, *(f"--config-dir {shlex.quote(_display(d))}" for d in user_config_dirs())])
 
 
 def resolve_study_file(study: str) -> Path:
@@ -115,6 +118,7 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[di
 
     study_file = resolve_study_file(study)
     overrides = absorb_searchpath(overrides)
+    check_env_config_dirs()
     try:
         container, choices, sweeper_params = _hydra_compose(study_file, overrides)
     except OverrideParseException as exc:
@@ -131,9 +135,26 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[di
 def add_config_dirs(folders: list[str], key: str = "--config-dir") -> None:
     """The user's own config folders, checked, on the search path of this process and its jobs."""
     for folder in folders:
-        if not Path(folder).is_dir():
-            raise SpecError(f"config folder not found: {folder}", file="the command line", key=key)
+        _check_config_dir(folder, "the command line", key)
     add_user_config_dirs(folders)
+
+
+def check_env_config_dirs() -> None:
+    """The folders ENGINE_CONFIG_PATH names exist (Hydra would only warn and compose without them);
+    made absolute, for jobs that start elsewhere."""
+    folders = user_config_dirs()
+    for folder in folders:
+        _check_config_dir(str(folder), f"the environment variable {CONFIG_PATH_ENV}", CONFIG_PATH_ENV)
+    if folders:
+        os.environ[CONFIG_PATH_ENV] = os.pathsep.join(map(str, folders))
+
+
+def _check_config_dir(folder: str, file: str, key: str) -> None:
+    if not Path(folder).is_dir():
+        raise SpecError(f"config folder not found: {folder}", file=file, key=key)
+    if any(c in folder for c in "'\"[],"):  # Hydra's override grammar cannot quote these in a search path
+        raise SpecError(f"a config folder's path cannot contain quotes, brackets or commas: {folder}", file=file,
+                        key=key)
 
 
 def absorb_searchpath(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:

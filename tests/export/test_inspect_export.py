@@ -189,3 +189,41 @@ def test_export_without_a_database_or_a_run_of_the_spec_is_a_spec_error(exported
                      "--out", str(tmp_path / "b"))
     assert result.returncode == 2 and "no run of this spec" in result.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_the_default_folder_is_beside_the_database_and_outlives_a_report_render(exported, tmp_path):
+    loaded, db, out, _ = exported
+    result = run_cli("export", "inspect", "provider_vs_size", *overrides(db))
+    assert result.returncode == 0, result.stderr
+    default = db.parent / "provider_vs_size-inspect"
+    logs = sorted(p.name for p in default.glob("*.eval"))
+    assert logs == sorted(p.name for p in out.glob("*.eval")) and logs
+    report = run_cli("report", "provider_vs_size", *overrides(db), f"report.output_dir={default.parent / 'report'}",
+                     "--formats", "html")
+    assert report.returncode == 0, report.stderr
+    assert sorted(p.name for p in default.glob("*.eval")) == logs  # a render replaces its own folder only
+
+
+def test_a_re_export_removes_only_its_own_stale_logs(exported, tmp_path):
+    import shutil
+
+    _, db, out, _ = exported
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    ours = again / "provider_vs_size_retired-model_attack-direct.eval"
+    shutil.copy(next(again.glob("*.eval")), ours)  # a log this exporter wrote for a cell the study no longer has
+    theirs = again / "provider_vs_size_v2_other.eval"  # another study's (or tool's) log with a look-alike name
+    first = inspect_log.read_eval_log(str(next(out.glob("*.eval"))))
+    first.eval.metadata = {"study": "provider_vs_size_v2"}
+    inspect_log.write_eval_log(first, str(theirs))
+    result = run_cli("export", "inspect", "provider_vs_size", *overrides(db), "--out", str(again))
+    assert result.returncode == 0, result.stderr
+    assert not ours.exists() and theirs.exists()
+
+
+def test_an_unwritable_out_is_a_spec_error_naming_it(exported, tmp_path):
+    _, db, _, _ = exported
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_cli("export", "inspect", "provider_vs_size", *overrides(db), "--out", str(blocker / "logs"))
+    assert result.returncode == 2 and "--out" in result.stderr and str(blocker) in result.stderr, result.stderr

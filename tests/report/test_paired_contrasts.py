@@ -148,3 +148,20 @@ def test_unknown_metric_is_a_spec_error(study_db):
     with pytest.raises(SpecError, match="unknown metric 'nope'"):
         loaded = load_spec("provider_vs_size", overrides(study_db, "{type: paired_contrasts, metric: nope}"))
         validate_sections(loaded.spec.report.sections, loaded.scenario)
+
+
+def test_paired_asr_on_the_studys_own_traces_gives_the_same_table_as_paired_contrasts(study_db):
+    # The jailbreak section reads the trace table (so imported traces get contrasts too); on a study's
+    # own runs it must pair exactly as the trial-based section does.
+    both = "{type: paired_contrasts, metric: asr_broad}, {type: paired_asr, tier: broad}"
+    loaded = load_spec("provider_vs_size", overrides(study_db, both))
+    store = StudyStore(study_db, read_only=True)
+    try:
+        ctx = ReportContext(loaded, store.con, loaded.scenario, str(study_db))
+        trial_based, trace_based = [s.render(ctx, o).markdown
+                                    for s, o in validate_sections(loaded.spec.report.sections, loaded.scenario)]
+    finally:
+        store.close(checkpoint=False)
+    rows = md_table(trial_based)
+    assert len(rows) == len(ATTACKS) + 1  # one model pair, per attack and pooled
+    assert md_table(trace_based) == rows

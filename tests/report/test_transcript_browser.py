@@ -297,3 +297,16 @@ def test_single_response_scenario_packs_every_trace(jailbreak_study):
         _, _, turns, shown_reply, _, _ = calls[0]
         assert strings[shown_reply] == reply
         assert [strings[i] for i in turns[1::2]] == [m["content"] for m in json.loads(messages)]
+
+
+def test_keys_are_masked_in_messages_and_replies_even_if_the_database_held_one():
+    import orjson as _orjson
+
+    from engine.report.transcript_data import Chunk
+
+    canary = "sk-canary" + "0123456789abcdef"
+    chunk = Chunk(4000)
+    messages = _orjson.dumps([{"role": "system", "content": f"use key {canary}"}, {"role": "user", "content": "hi"}])
+    chunk.add("t1", f"failed with {canary}", [("respond", "m", messages, f"my key is {canary}", "ok", "ok", None)])
+    data = json.loads(gzip.decompress(base64.b64decode(chunk.pack())))
+    assert not any(canary in s for s in data["s"]) and any("[REDACTED]" in s for s in data["s"])

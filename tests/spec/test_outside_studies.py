@@ -4,6 +4,7 @@ go next to their study file unless the command line says otherwise."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import textwrap
 from pathlib import Path
@@ -145,3 +146,28 @@ def test_a_sweep_of_a_study_outside_the_repo_finds_the_users_groups_in_every_job
     finally:
         con.close()
     assert specs == 2 and done == 2 * 3 * 2  # two jobs, each three cells of two seeds
+
+
+def test_the_reproduce_command_carries_the_config_folders(lab, monkeypatch):
+    monkeypatch.setenv(CONFIG_PATH_ENV, str(lab["conf"]))
+    loaded = load_spec(str(lab["study"]))
+    command = loaded.reproduce_command
+    assert f"--config-dir {lab['conf']}" in command
+    monkeypatch.setenv(CONFIG_PATH_ENV, "")
+    # The printed command, run as printed, composes the same spec.
+    assert main(["plan", *shlex.split(command.removeprefix("python -m engine run "))]) == 0
+
+
+def test_a_missing_folder_in_the_environment_is_a_spec_error(lab, monkeypatch, capsys):
+    monkeypatch.setenv(CONFIG_PATH_ENV, str(lab["dir"] / "no-such-conf"))
+    assert main(["plan", str(lab["study"])]) == 2
+    err = capsys.readouterr().err
+    assert CONFIG_PATH_ENV in err and "no-such-conf" in err
+
+
+def test_a_config_folder_with_a_quote_is_a_spec_error_naming_it(lab, tmp_path, capsys):
+    odd = tmp_path / "o'brien"
+    shutil.copytree(lab["conf"], odd)
+    assert main(["plan", str(lab["study"]), "--config-dir", str(odd)]) == 2
+    err = capsys.readouterr().err
+    assert "o'brien" in err and "--config-dir" in err

@@ -25,6 +25,8 @@ KEY = "scenario.inspect_logs"
 # Sample fields the import never reads: skipped when a log is read (transcripts can be large).
 UNREAD = {"messages", "events", "store", "attachments", "events_data", "timelines"}
 _MISSING = object()
+# The mapping key of each trace column (the rest share their column's name).
+COLUMN_KEYS = {"prompt_id": "item", "label": "label.values"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def _read(cfg_json: str, state: tuple[tuple[str, int, int], ...]) -> ImportedLog
     from inspect_ai.log import read_eval_log
 
     cfg = InspectLogs.model_validate_json(cfg_json)
-    rows, errored, digest = [], 0, hashlib.sha256()
+    rows, origins, errored, digest = [], [], 0, hashlib.sha256()
     for name, _, _ in state:
         file = Path(name)
         digest.update(f"{file.relative_to(Path(cfg.path).resolve())}\0".encode())
@@ -67,10 +69,18 @@ def _read(cfg_json: str, state: tuple[tuple[str, int, int], ...]) -> ImportedLog
         header = log.eval.model_dump()
         for sample in log.samples or []:
             rows.append(_trace(cfg, header, sample, name))
+            origins.append((name, f"sample {sample.id!r} (epoch {sample.epoch})"))
             errored += sample.error is not None
     if not rows:
         raise SpecError("the logs have no samples", file=cfg.path, key=f"{KEY}.path")
-    traces = typed_traces(pd.DataFrame(rows, columns=TRACE_COLUMNS), cfg.path)
+    def fail(i: int, column: str, message: str) -> SpecError:
+        file, where = origins[i]
+        field = COLUMN_KEYS.get(column, column)
+        ref = getattr(cfg, field, None)
+        source = f"'{ref}'" if isinstance(ref, str) else f"from {KEY}.models" if ref is None else "the score"
+        return SpecError(f"{where}, {field} ({source}): {message}", file=file, key=f"{KEY}.{field}")
+
+    traces = typed_traces(pd.DataFrame(rows, columns=TRACE_COLUMNS), fail)
     return ImportedLogs(traces, len(state), errored, digest.hexdigest())
 
 

@@ -1,11 +1,15 @@
 """The `paired_asr` section: the paired model contrasts of engine/report/paired_contrasts.py, drawn
 from the jailbreak trace table instead of the study's trials, so an analysis-only study (a traces
 file or Inspect logs) gets them too. Two traces are a pair when they share the attack and the prompt;
-the cluster is the prompt (it recurs under every attack)."""
+in a study's own runs also the rest of the cell and the seed, in imported traces the repeat (an
+Inspect epoch). The cluster is the prompt (it recurs under every attack and repeat)."""
 
 from __future__ import annotations
 
+import json
 from typing import Literal
+
+import pandas as pd
 
 from engine.analyze.paired import PairedContrasts, contrasts_of, keyed_units
 from engine.kernel.records import Strict
@@ -13,6 +17,27 @@ from engine.kernel.registry import register_section
 from engine.report.paired_contrasts import PairedContrastsSection
 from engine.scenarios.jailbreak.analysis.asr import evaluable_harmful
 from engine.scenarios.jailbreak.analysis.data import jailbreak_data
+
+
+def design_of(ctx, traces: pd.DataFrame, own_runs: bool) -> pd.DataFrame:
+    """Each trace's condition (a dict of levels) and seed. A study's own traces take both from the plan
+    (the cell without its model, e.g. attack and temperature). Imported ones have the attack as their
+    condition and, as seed, which repeat of its (model, attack, prompt) the trace is in the order of the
+    file or logs (an Inspect sample's epochs), so the n-th of model A pairs with the n-th of model B,
+    never every repeat with every other. Numbered before any trace is left out, so an errored repeat
+    keeps its place. `order`: the plan's order (models and conditions appear as in the other tables),
+    or the file's."""
+    if own_runs:
+        plan = {trial: (json.loads(cell), seed, n) for n, (trial, cell, seed) in enumerate(ctx.con.execute(
+            "SELECT trial_id, cell, seed FROM plan WHERE spec_hash = ? ORDER BY rowid", [ctx.spec_hash]).fetchall())}
+        cells = [plan[t] for t in traces["trial_id"]]
+        conditions = [{k: v for k, v in cell.items() if str(v) not in map(str, ctx.scenario.cell_models(cell))}
+                      for cell, _, _ in cells]
+        return pd.DataFrame({"condition": conditions, "seed": [seed for _, seed, _ in cells],
+                             "order": [n for _, _, n in cells]}, index=traces.index)
+    repeat = traces.groupby(["model", "attack", "prompt_id"], sort=False).cumcount()
+    return pd.DataFrame({"condition": [{"attack": str(a)} for a in traces["attack"]], "seed": repeat,
+                         "order": range(len(traces))}, index=traces.index)
 
 
 @register_section
@@ -39,12 +64,14 @@ class PairedAsrSection(PairedContrastsSection):
     def contrasts(self, ctx, options) -> PairedContrasts:
         data = jailbreak_data(ctx)
         tier = options.tier or data.params.tier
+        design = design_of(ctx, data.traces, data.imported_from is None)
         traces = evaluable_harmful(data.traces, tier)
+        traces = traces.loc[design.loc[traces.index, "order"].sort_values(kind="stable").index]
         if options.attacks is not None:
             traces = traces[traces["attack"].isin(options.attacks)]
         if options.models is not None:
             traces = traces[traces["model"].isin(options.models)]
-        rows = [{"model": str(t.model), "condition": {"attack": str(t.attack)}, "seed": 0,
+        rows = [{"model": str(t.model), "condition": design.at[i, "condition"], "seed": int(design.at[i, "seed"]),
                  "item": str(t.prompt_id), "value": float(t.success), "trial_id": str(i)}
                 for i, t in zip(traces.index, traces.itertuples())]
         units, cluster = keyed_units(rows, ctx.scenario.randomised_unit or "item")

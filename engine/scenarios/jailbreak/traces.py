@@ -8,6 +8,7 @@ import hashlib
 import math
 import warnings
 from functools import lru_cache
+from typing import Callable
 from pathlib import Path
 
 import duckdb
@@ -125,20 +126,28 @@ def _read(path: str, fmt: str, _mtime_ns: int, _size: int) -> pd.DataFrame:
         raise SpecError("the file has no rows", file=path)
     # Row numbers as a spreadsheet shows a CSV (the header is row 1); Parquet rows count from 1.
     first_row = 2 if kind == "csv" else 1
-    return _typed(out, path, {name: next((columns[s] for s in ALIASES[name] if s in columns), name)
-                              for name in ALIASES}, first_row)
+    return _typed(out, _file_failure(path, {name: next((columns[s] for s in ALIASES[name] if s in columns), name)
+                                            for name in ALIASES}, first_row))
 
 
-def typed_traces(df: pd.DataFrame, source: str) -> pd.DataFrame:
+# fail(row, column, message): the error naming where a bad value came from.
+Failure = Callable[[int, str, str], SpecError]
+
+
+def typed_traces(df: pd.DataFrame, fail: Failure) -> pd.DataFrame:
     """Raw trace columns (TRACE_COLUMNS, values as read) from another importer as the canonical,
-    typed trace table: the checks and conversions of a traces file."""
-    return _typed(df.reset_index(drop=True), source, {name: name for name in ALIASES}, 1)
+    typed trace table: the checks and conversions of a traces file; `fail` names the source of a row."""
+    return _typed(df.reset_index(drop=True), fail)
 
 
-def _typed(df: pd.DataFrame, path: str, original: dict[str, str], first_row: int) -> pd.DataFrame:
+def _file_failure(path: str, original: dict[str, str], first_row: int) -> Failure:
     def fail(i: int, name: str, message: str) -> SpecError:
         return SpecError(f"row {i + first_row}, column '{original[name]}': {message}", file=path)
 
+    return fail
+
+
+def _typed(df: pd.DataFrame, fail: Failure) -> pd.DataFrame:
     for name in ("model", "provider", "prompt_id", "label"):
         values = df[name].astype(str).str.strip()
         empty = values.eq("") | df[name].isna()

@@ -139,6 +139,7 @@ def test_model_attributes_the_logs_lack_come_from_the_spec(logs):
     ("scenario.inspect_logs.params_total_b=null", "scenario.inspect_logs.params_total_b", True),
     ("scenario.inspect_logs.attack=eval.task_args.technique", "scenario.inspect_logs.attack", True),
     ("scenario.inspect_logs.label.values.C=SUCCESS", "scenario.inspect_logs.label.values", False),
+    ("scenario.inspect_logs.benign=org", "scenario.inspect_logs.benign", True),  # 'Acme' is not true/false
 ])
 def test_malformed_mappings_name_the_key(logs, override, key, names_log):
     folder, _ = logs
@@ -240,3 +241,35 @@ def test_imported_logs_get_paired_model_contrasts_on_the_shared_prompts(logs, im
         assert int(row[1]) == round(100 * diff) and int(row[2]) == n
         assert (int(row[3]), int(row[4])) == (a_only, b_only)
         assert row[5].strip() == shown(p) and row[6].strip() == shown(min(1.0, holm_p))
+
+
+def test_repeated_epochs_pair_repeat_with_repeat_not_every_repeat_with_every_other(tmp_path):
+    # Two models, 10 behaviours, 3 epochs each: epoch n of one model pairs with epoch n of the other.
+    rng = np.random.default_rng(3)
+    folder, rows = tmp_path / "epochs", []
+    folder.mkdir()
+    for i, model in enumerate(["acme/small", "bolt/mini"]):
+        samples = []
+        for item in range(10):
+            for epoch in (1, 2, 3):
+                value = "C" if rng.random() < (0.6 if i == 0 else 0.3) else "I"
+                samples.append(EvalSample(id=f"b-{item}", epoch=epoch, input="...", target="",
+                                          metadata={"org": "Acme" if i == 0 else "Bolt", "size": {"total_b": 7.0 * (i + 1)}},
+                                          scores={SCORER: Score(value=value)}))
+                rows.append({"model": model, "item": f"b-{item}", "epoch": epoch, "success": int(value == "C")})
+        spec = EvalSpec(created="2026-12-01T10:00:00+00:00", task="t", model=model, task_args={"attack": "direct"},
+                        dataset=EvalDataset(name="b", samples=10), config=EvalConfig())
+        inspect_log.write_eval_log(EvalLog(status="success", eval=spec, samples=samples), str(folder / f"log{i}.eval"))
+    db, out = tmp_path / "e.duckdb", tmp_path / "report"
+    result = run_cli("run", "provider_vs_size_inspect", f"scenario.inspect_logs.path={folder}", *MAPPING,
+                     f"store.path={db}", f"report.output_dir={out}", "--formats", "html", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    wide = pd.DataFrame(rows).pivot(index=["item", "epoch"], columns="model", values="success")
+    a, b = wide["acme/small"], wide["bolt/mini"]
+    flat = (out / "index.qmd").read_text().replace("\\", "")
+    row = re.search(r"\| acme/small − bolt/mini \| all \| ([+-]\d+) pp \[[^|]+\] \| (\d+) pairs in (\d+) clusters \| "
+                    r"(\d+) / (\d+) \|", flat)
+    assert row, flat[-3000:]
+    assert int(row[2]) == 30 and int(row[3]) == 10  # 10 behaviours x 3 epochs, clustered on the behaviour
+    assert (int(row[4]), int(row[5])) == (int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum()))
+    assert int(row[1]) == round(100 * (a - b).mean())
