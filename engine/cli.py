@@ -210,7 +210,7 @@ def _run(args, console) -> int:
         console.print(f"  route {route}: {e.rate_limited} × 429, slots halved {e.decreases}× (down to "
                       f"{e.min_slots}), Retry-After pauses {e.paused_s:.1f}s")
     if summary.imported:
-        console.print(summary.imported)
+        console.print(summary.imported, soft_wrap=True, highlight=False)  # a path may be long: one line
     if summary.judging:
         _print_judging(console, summary.judging)
     if summary.stopped_by_budget:

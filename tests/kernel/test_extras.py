@@ -72,17 +72,6 @@ def test_the_ray_executor_without_ray_is_a_spec_error_before_anything_is_written
     assert not db.exists() and not out.exists()
 
 
-def test_the_published_templates_without_inspect_are_a_spec_error_before_anything_is_written(tmp_path, monkeypatch,
-                                                                                             capsys):
-    monkeypatch.setitem(sys.modules, "inspect_evals", None)
-    db = tmp_path / "study.duckdb"
-    code = main(["plan", "blackmail_subfrontier", "scenario.source=inspect_evals", f"store.path={db}"])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "scenario.source" in err and ".[inspect]" in err
-    assert not db.exists()
-
-
 def test_the_slurm_launcher_without_its_plugin_names_the_slurm_extra(tmp_path):
     # Hydra discovers launchers once per process, so hide the plug-in in a fresh one.
     script = ("import sys; sys.modules['hydra_plugins.hydra_submitit_launcher'] = None\n"

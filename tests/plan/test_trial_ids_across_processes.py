@@ -11,11 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import ANALYSIS_ONLY_ARGS
+
 REPO = Path(__file__).resolve().parents[2]
 # Analysis-only studies plan no trials (their outcomes are imported); every other shipped study is
 # compared, so a new study is covered without editing this list.
-ANALYSIS_ONLY = {"provider_vs_size_import"}
-STUDIES = sorted(p.stem for p in (REPO / "studies").glob("*.yaml") if p.stem not in ANALYSIS_ONLY)
+STUDIES = sorted(p.stem for p in (REPO / "studies").glob("*.yaml") if p.stem not in ANALYSIS_ONLY_ARGS)
 # A variant whose ids must differ from its base: the comparison can tell plans apart.
 VARIANT = ("model_size", ["design.seeds=3"])
 

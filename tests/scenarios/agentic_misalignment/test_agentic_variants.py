@@ -19,6 +19,7 @@ from engine.scenarios.agentic_misalignment import published
 from engine.scenarios.agentic_misalignment.environment import build_messages, sent_emails
 from engine.scenarios.agentic_misalignment.structure import check, check_leak
 from engine import load_spec
+from engine.cli import main
 
 LEAKING = load_spec("leaking_subfrontier")
 PARAMS = LEAKING.scenario_params
@@ -255,3 +256,14 @@ def test_an_unknown_published_goal_value_is_a_spec_error():
     with pytest.raises(SpecError) as err:
         load_spec("blackmail_subfrontier", [*PUBLISHED["blackmail"], "scenario.published_goal_value=mars"])
     assert err.value.key == "scenario.published_goal_value" and "america" in err.value.message
+
+
+def test_the_published_templates_without_inspect_are_a_spec_error_before_anything_is_written(tmp_path, monkeypatch,
+                                                                                             capsys):
+    monkeypatch.setitem(sys.modules, published.GENERATOR_MODULE, None)  # the import fails, installed or not
+    db = tmp_path / "study.duckdb"
+    code = main(["plan", "blackmail_subfrontier", "scenario.source=inspect_evals", f"store.path={db}"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "scenario.source" in err and ".[inspect]" in err
+    assert not db.exists()
