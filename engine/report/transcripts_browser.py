@@ -106,7 +106,9 @@ class TranscriptBrowser(Section):
         if not data.trials:
             return Rendered("## Transcript browser\n\n" + escape(
                 f"This study ran no {many} of its own ({data.planned} planned), so there are no transcripts to browse."))
-        key = "tb-" + content_hash([ctx.spec_hash, options.model_dump()], 8)
+        # The n-th browser of the report: two alike sections still get their own element ids and files.
+        n = ctx.shared["transcript_browsers"] = ctx.shared.get("transcript_browsers", 0) + 1
+        key = "tb-" + content_hash([ctx.spec_hash, options.model_dump(), n], 8)
         intro = (f"All {data.trials} {many if data.trials != 1 else one} this study ran ({counts['done']} finished, "
                  f"{counts['errors']} ended in an error; {data.planned} planned). Filter them by model, condition and "
                  f"outcome (the first of the study's headline rates that measured the {one}; 'error' for an errored "

@@ -310,3 +310,15 @@ def test_keys_are_masked_in_messages_and_replies_even_if_the_database_held_one()
     chunk.add("t1", f"failed with {canary}", [("respond", "m", messages, f"my key is {canary}", "ok", "ok", None)])
     data = json.loads(gzip.decompress(base64.b64decode(chunk.pack())))
     assert not any(canary in s for s in data["s"]) and any("[REDACTED]" in s for s in data["s"])
+
+
+def test_two_browsers_in_one_report_each_get_their_own_ids_and_chunks(study, tmp_path):
+    db, _, _ = study
+    two = "[{type: transcript_browser}, {type: transcript_browser}]"
+    report = build_report("model_size", overrides(db.parent, two, tmp_path / "two"), formats=("html",),
+                          force_pandoc=True)
+    page = report.outputs.html.read_text()
+    ids = re.findall(r'<script type="application/json" id="(tb-[0-9a-f]+)-index">', page)
+    assert len(ids) == len(set(ids)) == 2
+    for key in ids:
+        assert f'(window.transcriptChunks = window.transcriptChunks || {{}})["{key}"]' in page
