@@ -11,8 +11,8 @@ from engine.kernel.errors import MissingExtra
 
 # What each extra is for, for the message.
 EXTRAS = {
-    "ray": "the Ray executor (executor=ray)",
-    "slurm": "the Slurm launcher (hydra/launcher=slurm or slurm_local)",
+    "ray": "the Ray executor, executor=ray",
+    "slurm": "the Slurm launcher, hydra/launcher=slurm or slurm_local",
     "inspect": "Inspect logs (export and import) and the published inspect_evals templates",
 }
 
@@ -26,7 +26,7 @@ PACKAGES = {
 
 
 def install_hint(extra: str) -> str:
-    return f'pip install -e ".[{extra}]"  (or `make install-{extra}`)'
+    return f'pip install -e ".[{extra}]"  (or make install-{extra})'
 
 
 def require(module: str, extra: str, *, file: str | None = None, key: str | None = None) -> ModuleType:
@@ -37,6 +37,6 @@ def require(module: str, extra: str, *, file: str | None = None, key: str | None
         missing = (exc.name or "").split(".")[0]
         if missing not in (*PACKAGES.get(extra, ()), module.split(".")[0]):
             raise  # the extra is there but something inside it is broken: show the real error
-        raise MissingExtra(f"{EXTRAS.get(extra, extra)} needs the optional extra '{extra}', which is not "
+        raise MissingExtra(f"this needs the optional extra '{extra}' ({EXTRAS.get(extra, extra)}), which is not "
                            f"installed ({exc.name} is missing): {install_hint(extra)}",
                            file=file, key=key) from None
