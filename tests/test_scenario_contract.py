@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import analysis_only_args
 
 import engine
 from engine.analyze.summary import format_estimate, summary_frame
@@ -66,6 +67,8 @@ CASES: dict[str, list[Case]] = {
     ],
     "jailbreak": [
         Case("import", "provider_vs_size_import", (f"scenario.traces_file.path={TRACES}",), imports=True),
+        Case("inspect_import", "provider_vs_size_inspect",
+             tuple(analysis_only_args("provider_vs_size_inspect", REPO)), imports=True),
         Case("provider_vs_size_local", "provider_vs_size", JAILBREAK_LOCAL, slow=True),
     ],
     "agentic_misalignment": [
