@@ -165,3 +165,16 @@ def test_paired_asr_on_the_studys_own_traces_gives_the_same_table_as_paired_cont
     rows = md_table(trial_based)
     assert len(rows) == len(ATTACKS) + 1  # one model pair, per attack and pooled
     assert md_table(trace_based) == rows
+
+
+def test_paired_asr_says_which_named_models_and_attacks_the_traces_lack(study_db):
+    section = "{type: paired_asr, attacks: [direct, typo_attack], models: [smollm2_135m, nobody]}"
+    loaded = load_spec("provider_vs_size", overrides(study_db, section))
+    store = StudyStore(study_db, read_only=True)
+    try:
+        ctx = ReportContext(loaded, store.con, loaded.scenario, str(study_db))
+        [(obj, options)] = validate_sections(loaded.spec.report.sections, loaded.scenario)
+        text = plain(obj.render(ctx, options).markdown)
+    finally:
+        store.close(checkpoint=False)
+    assert "Not in the traces, so not compared: attack typo_attack, model nobody." in text

@@ -12,8 +12,10 @@ from typing import Literal
 import pandas as pd
 
 from engine.analyze.paired import PairedContrasts, contrasts_of, keyed_units
+from engine.kernel.contracts import Rendered
 from engine.kernel.records import Strict
 from engine.kernel.registry import register_section
+from engine.report.markdown import escape
 from engine.report.paired_contrasts import PairedContrastsSection
 from engine.scenarios.jailbreak.analysis.asr import evaluable_harmful
 from engine.scenarios.jailbreak.analysis.data import jailbreak_data
@@ -59,7 +61,17 @@ class PairedAsrSection(PairedContrastsSection):
         caption: str | None = None
 
     def check(self, options, scenario, key):
-        pass  # every option is checked by its type
+        pass  # every option is checked by its type; names the traces lack are reported in the section
+
+    def render(self, ctx, options) -> Rendered:
+        rendered = super().render(ctx, options)
+        traces = jailbreak_data(ctx).traces
+        unknown = [f"{what} {name}" for what, names, known in (("attack", options.attacks, traces["attack"]),
+                                                               ("model", options.models, traces["model"]))
+                   for name in names or [] if name not in set(known.astype(str))]
+        if unknown:
+            rendered.markdown += "\n\n*" + escape(f"Not in the traces, so not compared: {', '.join(unknown)}.") + "*"
+        return rendered
 
     def contrasts(self, ctx, options) -> PairedContrasts:
         data = jailbreak_data(ctx)
