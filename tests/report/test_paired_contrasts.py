@@ -150,31 +150,28 @@ def test_unknown_metric_is_a_spec_error(study_db):
         validate_sections(loaded.spec.report.sections, loaded.scenario)
 
 
+def rendered_markdown(db, sections: str) -> list[str]:
+    """The markdown of each of `sections` (a YAML list's items) rendered over the study database."""
+    loaded = load_spec("provider_vs_size", overrides(db, sections))
+    store = StudyStore(db, read_only=True)
+    try:
+        ctx = ReportContext(loaded, store.con, loaded.scenario, str(db))
+        return [s.render(ctx, o).markdown for s, o in validate_sections(loaded.spec.report.sections, loaded.scenario)]
+    finally:
+        store.close(checkpoint=False)
+
+
 def test_paired_asr_on_the_studys_own_traces_gives_the_same_table_as_paired_contrasts(study_db):
     # The jailbreak section reads the trace table (so imported traces get contrasts too); on a study's
     # own runs it must pair exactly as the trial-based section does.
-    both = "{type: paired_contrasts, metric: asr_broad}, {type: paired_asr, tier: broad}"
-    loaded = load_spec("provider_vs_size", overrides(study_db, both))
-    store = StudyStore(study_db, read_only=True)
-    try:
-        ctx = ReportContext(loaded, store.con, loaded.scenario, str(study_db))
-        trial_based, trace_based = [s.render(ctx, o).markdown
-                                    for s, o in validate_sections(loaded.spec.report.sections, loaded.scenario)]
-    finally:
-        store.close(checkpoint=False)
+    trial_based, trace_based = rendered_markdown(
+        study_db, "{type: paired_contrasts, metric: asr_broad}, {type: paired_asr, tier: broad}")
     rows = md_table(trial_based)
     assert len(rows) == len(ATTACKS) + 1  # one model pair, per attack and pooled
     assert md_table(trace_based) == rows
 
 
 def test_paired_asr_says_which_named_models_and_attacks_the_traces_lack(study_db):
-    section = "{type: paired_asr, attacks: [direct, typo_attack], models: [smollm2_135m, nobody]}"
-    loaded = load_spec("provider_vs_size", overrides(study_db, section))
-    store = StudyStore(study_db, read_only=True)
-    try:
-        ctx = ReportContext(loaded, store.con, loaded.scenario, str(study_db))
-        [(obj, options)] = validate_sections(loaded.spec.report.sections, loaded.scenario)
-        text = plain(obj.render(ctx, options).markdown)
-    finally:
-        store.close(checkpoint=False)
-    assert "Not in the traces, so not compared: attack typo_attack, model nobody." in text
+    [text] = rendered_markdown(study_db, "{type: paired_asr, attacks: [direct, typo_attack], "
+                                         "models: [smollm2_135m, nobody]}")
+    assert "Not in the traces, so not compared: attack typo_attack, model nobody." in plain(text)
