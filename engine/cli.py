@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 EXIT_SPEC = 2
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.markup import escape
 
     from engine.kernel.errors import ReportError, SpecError, StoreBusy, WeightsError
+    from engine.kernel.redaction import redact
 
     # Wide tables stay readable when output goes to a file or CI log.
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -98,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, console)
     except SpecError as exc:
         # Not wrapped at the terminal width: each line stays "spec error <file>: key '<key>': <message>".
-        err.print(f"[bold red]spec error[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]spec error[/] {escape(redact(str(exc)) or '')}", highlight=False, soft_wrap=True)
         return EXIT_SPEC
     except (WeightsError, FileNotFoundError, ReportError, StoreBusy, SweepFailed) as exc:
-        err.print(f"[bold red]error[/] {escape(str(exc))}", highlight=False)
+        err.print(f"[bold red]error[/] {escape(redact(str(exc)) or '')}", highlight=False)
         return EXIT_RUNTIME
 
 
@@ -239,7 +241,10 @@ def _judge(args, console) -> int:
         console.print("[bold yellow]budget reached[/]: the verdicts made are stored; raise executor.budget.max_usd "
                       "(or executor.budget.max_tokens) and rerun to grade the rest")
         return EXIT_BUDGET
-    console.print(f"re-render the report with: python -m engine report {args.study} {' '.join(args.overrides)}")
+    from engine.kernel.spec_redaction import redact_command
+
+    command = redact_command(shlex.join(["python", "-m", "engine", "report", args.study, *args.overrides]))
+    console.print(f"re-render the report with: {command}")
     return 0
 
 

@@ -22,6 +22,7 @@ from engine.execute.transports import RETRYABLE_STATUS, EmptyReply, LiteLLM, Ope
     TransportError, is_openai_compatible, parse_retry_after
 from engine.kernel.hashing import content_hash
 from engine.kernel.redaction import redact
+from engine.kernel.spec_redaction import without_credentials
 from engine.spec.schema import Executor, ModelEntry
 from engine.kernel.records import CachedResponse
 from engine.store.db import StudyStore
@@ -48,14 +49,15 @@ class ChatRequest:
     @cached_property
     def request_hash(self) -> str:
         # Weights' hash is part of the key: a different GGUF file is a different model. So are the
-        # server and the extra parameters, when set (absent, the key is what it always was).
+        # server and the extra parameters, when set (absent, the key is what it always was); their
+        # credentials are not (a rotated key keeps the cache, and the stored hash tests no guess of them).
         weights = self.model.weights.sha256 if self.model.weights else None
         key: dict[str, Any] = {"model": self.model.litellm_id, "weights": weights, "params": self.params(),
                                "messages": self.messages}
         if self.model.api_base:
-            key["api_base"] = self.model.api_base
+            key["api_base"] = without_credentials(self.model.api_base)
         if self.model.extra_params:
-            key["extra_params"] = self.model.extra_params
+            key["extra_params"] = without_credentials(self.model.extra_params)
         return content_hash(key, 32)
 
     def body(self) -> dict[str, Any]:

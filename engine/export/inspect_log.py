@@ -21,6 +21,7 @@ from engine.kernel.errors import SpecError
 from engine.kernel.extras import require
 from engine.kernel.hashing import content_hash
 from engine.kernel.redaction import configure, redact
+from engine.kernel.spec_redaction import register_spec_secrets
 from engine.kernel.version import __version__
 from engine.store.db import StudyStore
 
@@ -49,6 +50,7 @@ def export_inspect(loaded: Any, out_dir: Path | None = None) -> Export:
         raise SpecError(f"{db} does not exist: run the study first (python -m engine run {spec.name})",
                         key="store.path")
     configure([m.api_key_env for m in spec.models.values() if m.api_key_env])
+    register_spec_secrets(loaded.resolved)  # configure starts afresh: the spec's own secrets again
     store = StudyStore(db, read_only=True)
     try:
         study = study_row(store.con, loaded.spec_hash)

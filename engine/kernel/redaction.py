@@ -18,6 +18,24 @@ _KEY_NAME = re.compile(r"(API_KEY|APIKEY|_KEY|_TOKEN|_SECRET|PASSWORD)$", re.IGN
 _KEY_SHAPES = re.compile(r"(?:\bsk-[A-Za-z0-9_\-]{8,}|\bBearer\s+[A-Za-z0-9._\-]{8,}|\bhf_[A-Za-z0-9]{16,}"
                          r"|\bAIza[A-Za-z0-9_\-]{20,}|\bxox[baprs]-[A-Za-z0-9\-]{10,})")
 _MIN_SECRET = 6  # shorter values would blank ordinary words
+# The user-info part of any URL ("https://user:password@host", "https://token@host").
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/?#\s\"'<>]+@")  # to the last @ of the authority
+
+
+def mask_url_credentials(text: str) -> str:
+    """`text` with the credentials of every URL in it masked: "https://[REDACTED]@host/v1"."""
+    return _URL_CREDENTIALS.sub(MASK + "@", text) if "://" in text and "@" in text else text
+
+
+def key_shaped(text: str) -> list[str]:
+    """The key-shaped strings in `text` ("sk-...", "Bearer ...")."""
+    return _KEY_SHAPES.findall(text)
+
+
+def mask_key_shapes(text: str) -> str:
+    """`text` with every key-shaped string and URL credential masked: a function of the text alone
+    (no environment), for what is hashed."""
+    return mask_url_credentials(_KEY_SHAPES.sub(MASK, text))
 
 
 class Redactor:
@@ -38,7 +56,7 @@ class Redactor:
                 text = text.replace(secret, MASK)
         if "sk-" in text or "Bearer" in text or "hf_" in text or "AIza" in text or "xox" in text:
             text = _KEY_SHAPES.sub(MASK, text)
-        return text
+        return mask_url_credentials(text)
 
 
 _default: Redactor | None = None

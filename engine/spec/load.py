@@ -17,6 +17,8 @@ from engine.kernel.errors import SpecError
 from engine.kernel.extras import require
 from engine.kernel.hashing import content_hash
 from engine.kernel.registry import get_scenario, scenario_names
+from engine.kernel.spec_redaction import (is_secret_path, redact_override, redact_spec, register_spec_secrets,
+                                          without_credentials)
 from engine.kernel.paths import (CONF_DIR, CONFIG_PATH_ENV, REPO_ROOT, STUDIES_DIR, add_user_config_dirs,
                                 is_shipped_study, user_config_dirs)
 from engine.spec.schema import SECRET_ERROR, StudySpec
@@ -86,8 +88,8 @@ class LoadedSpec:
 
     @property
     def reproduce_command(self) -> str:
-        """The command that recomposes exactly this spec."""
-        args = shlex.join(self.overrides)
+        """The command that recomposes exactly this spec (a secret given on the command line masked)."""
+        args = shlex.join(redact_override(o) for o in self.overrides)
         return f"python -m engine run {study_argument(self.sources.study_file)}" + (f" {args}" if args else "")
 
 
@@ -270,7 +272,7 @@ def command_line(override: str) -> str:
     name, eq, value = override.partition("=")
     if eq and ("api_key" in name or "api_key" in value or "sk-" in value):
         override = f"{name}=***"
-    return f"the command line (override '{override}')"
+    return f"the command line (override '{redact_override(override)}')"
 
 
 def load_spec(study: str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
@@ -283,6 +285,7 @@ def validate_spec(resolved: dict[str, Any], sources: Sources) -> LoadedSpec:
     schema, the scenario block against the named scenario's parameters, and the output paths. What
     other stages must agree to (design factors, judges, report sections) is checked by
     engine/checks.py, before anything is written."""
+    register_spec_secrets(resolved)  # from now on masked wherever they turn up (a provider's echo)
     spec = _validate(StudySpec, resolved, sources, prefix=())
     scenario_name = spec.scenario.get("name")
     if scenario_name not in scenario_names():
@@ -375,8 +378,10 @@ PLANNING_KEYS = ("target_halfwidth", "assumed_icc")
 
 def spec_hash_of(resolved: dict[str, Any]) -> str:
     """The spec's identity: everything that decides results. The report block only changes how
-    results are shown and the executor block only how they are obtained, so neither counts."""
-    identity = {k: v for k, v in resolved.items() if k != "report"}
+    results are shown and the executor block only how they are obtained, so neither counts; nor does a
+    credential (a secret-named value, a URL's user info): a rotated key keeps the spec, and the hash
+    offers no test of a guessed password."""
+    identity = {k: v for k, v in without_credentials(resolved).items() if k != "report"}
     if isinstance(identity.get("design"), dict):  # planning assumptions do not change a trial
         identity["design"] = {k: v for k, v in identity["design"].items() if k not in PLANNING_KEYS}
     if "executor" in identity:
@@ -395,8 +400,8 @@ def _validate(model: type[BaseModel], data: dict, sources: Sources, prefix: tupl
             key = ".".join(str(p) for p in (*prefix, *err["loc"], *([field] if field else [])))
             message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             # A rejected value that may be an API key is never echoed.
-            quiet = err["type"] in ("extra_forbidden", "missing", SECRET_ERROR)
-            got = "" if quiet else f" (got {err['input']!r})"
+            quiet = err["type"] in ("extra_forbidden", "missing", SECRET_ERROR) or is_secret_path(key)
+            got = "" if quiet else f" (got {redact_spec(err['input'])!r})"
             lines.append(str(SpecError(message + got, file=sources.file_for(key), key=key)))
         raise SpecError("\n".join(lines)) from None
 

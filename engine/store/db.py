@@ -20,6 +20,7 @@ from engine.kernel.errors import StoreBusy
 from engine.kernel.contracts import verdict_match
 from engine.kernel.records import CachedResponse
 from engine.kernel.redaction import redact
+from engine.kernel.spec_redaction import redact_command, redact_override, redact_spec
 from engine.store.writer import GroupCommit
 
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
@@ -126,10 +127,12 @@ class StudyStore:
 
     def record_study(self, *, spec_hash: str, name: str, title: str, spec: dict, overrides: Iterable[str],
                      command: str, engine_version: str, package_versions: dict, git_sha: str | None) -> None:
+        """The spec as resolved, its overrides and command line, each with its secrets masked."""
         self.con.execute(
             "INSERT INTO studies (spec_hash, name, title, spec, overrides, command, engine_version,"
             " package_versions, git_sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [spec_hash, name, title, json.dumps(spec), json.dumps(list(overrides)), command,
+            [spec_hash, redact(name), redact(title), json.dumps(redact_spec(spec)),
+             json.dumps([redact_override(o) for o in overrides]), redact_command(command),
              engine_version, json.dumps(package_versions), git_sha],
         )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash
+from engine.kernel.spec_redaction import override_without_credentials, redact_override, redact_setting
 from engine.checks import check_study
 from engine.spec.load import (LoadedSpec, absorb_searchpath, compose, load_spec, resolve_study_file,
                               study_argument)
@@ -18,7 +19,7 @@ from engine.spec.load import (LoadedSpec, absorb_searchpath, compose, load_spec,
 class SweepJob:
     index: int
     overrides: tuple[str, ...]  # the job's task overrides, as Hydra hands them to the job
-    swept: dict[str, str]       # swept key -> this job's value, as written
+    swept: dict[str, str]       # swept key -> this job's value, as written (a secret masked: shown and stored)
     loaded: LoadedSpec
 
 
@@ -47,16 +48,18 @@ class Sweep:
 
     @property
     def command(self) -> str:
-        return " ".join(["python -m engine run", study_argument(self.study_file),
-                         shlex.join(["-m", *self.task_overrides, *self.hydra_overrides])])
+        """How to run the sweep again (shown in its report; a secret on the command line masked)."""
+        overrides = [redact_override(o) for o in (*self.task_overrides, *self.hydra_overrides)]
+        return " ".join(["python -m engine run", study_argument(self.study_file), shlex.join(["-m", *overrides])])
 
     def shard(self, job: SweepJob) -> Path:
         return shard_path(self.dir, job.overrides)
 
 
 def shard_path(sweep_dir: Path, overrides: tuple[str, ...] | list[str]) -> Path:
-    """One database per job, named by its overrides: a rerun of the sweep resumes each job's shard."""
-    return sweep_dir / "shards" / f"{content_hash(list(overrides), 12)}.duckdb"
+    """One database per job, named by its overrides: a rerun of the sweep resumes each job's shard.
+    Credentials do not count (as in the spec's hash): the name offers no test of a guessed password."""
+    return sweep_dir / "shards" / f"{content_hash([override_without_credentials(o) for o in overrides], 12)}.duckdb"
 
 
 def is_hydra_override(text: str) -> bool:
@@ -94,9 +97,10 @@ def expand_sweep(study: str, overrides: list[str] | tuple[str, ...]) -> Sweep:
     for index, job_overrides in enumerate(batches):
         values = dict(o.split("=", 1) for o in job_overrides)
         loaded = check_study(load_spec(str(study_file), job_overrides))
-        jobs.append(SweepJob(index, tuple(job_overrides), {k: values[k] for k in keys}, loaded))
+        jobs.append(SweepJob(index, tuple(job_overrides), {k: redact_setting(k, values[k]) for k in keys}, loaded))
     stores = {j.loaded.spec.store.path for j in jobs}
     if len(stores) > 1:
         raise SpecError("the jobs of one sweep must share one database; do not sweep it", key="store.path")
-    sweep_id = content_hash({"study": study_file.stem, "jobs": [j.overrides for j in jobs]}, 12)
+    sweep_id = content_hash({"study": study_file.stem,
+                             "jobs": [[override_without_credentials(o) for o in j.overrides] for j in jobs]}, 12)
     return Sweep(study_file, sweep_id, keys, task_overrides, hydra_overrides, tuple(jobs))

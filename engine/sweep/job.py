@@ -26,8 +26,10 @@ def sweep_job(cfg: DictConfig) -> dict[str, Any]:
     from engine.spec.load import Sources, validate_spec
     from engine.study import run_loaded
     from engine.sweep.expand import shard_path
+    from engine.sweep.launch import redact_hydra_files
 
     hc = HydraConfig.get()
+    redact_hydra_files(Path(hc.sweep.dir))  # written by the sweeper just before the first job starts
     overrides = tuple(hc.overrides.task)
     sources = Sources(job_study_file(), dict(OmegaConf.to_container(hc.runtime.choices)), overrides)
     loaded = check_study(validate_spec(OmegaConf.to_container(cfg, resolve=True), sources))

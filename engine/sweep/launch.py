@@ -12,6 +12,7 @@ import duckdb
 
 from engine.kernel.errors import SpecError
 from engine.kernel.paths import hydra_searchpath_override
+from engine.kernel.spec_redaction import redact_override, redact_yaml_file
 from engine.store.db import transaction
 from engine.sweep.expand import Sweep, expand_sweep
 from engine.sweep.merge import MergeError, copy_results
@@ -33,9 +34,12 @@ def launch(sweep: Sweep) -> None:
 
     from engine.sweep.job import sweep_job
 
-    argv = [f"{sweep.name}-sweep", "--multirun", *sweep.task_overrides, *sweep.hydra_overrides,
-            hydra_searchpath_override(), f"hydra.sweep.dir='{sweep.dir}'",
-            f"hydra.job.name={sweep.name}"]
+    # No .hydra folder per job: its config.yaml, hydra.yaml and overrides.yaml would copy every
+    # override (an api_base with a password) into the sweep folder; Hydra's logs are redacted. (A
+    # command line that sets these itself wins.)
+    private = ["hydra.output_subdir=null", "hydra/hydra_logging=redacted", "hydra/job_logging=redacted"]
+    argv = [f"{sweep.name}-sweep", "--multirun", *private, *sweep.task_overrides, *sweep.hydra_overrides,
+            hydra_searchpath_override(), f"hydra.sweep.dir='{sweep.dir}'", f"hydra.job.name={sweep.name}"]
     saved = sys.argv
     sys.argv = argv
     try:
@@ -47,6 +51,15 @@ def launch(sweep: Sweep) -> None:
                               "finished jobs are kept: rerun the same command to resume") from None
     finally:
         sys.argv = saved
+        redact_hydra_files(sweep.dir)
+
+
+def redact_hydra_files(sweep_dir: Path) -> None:
+    """Hydra's sweeper writes the sweep's whole config, overrides included, to multirun.yaml before
+    any job starts: each job (sweep_job) and the launching process mask its secrets at once."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if path.exists():
+        redact_yaml_file(path)
 
 
 def seed(sweep: Sweep) -> None:
@@ -112,7 +125,8 @@ def merge(sweep: Sweep) -> dict[str, int]:
                 store.con.execute(
                     "INSERT OR REPLACE INTO sweep_jobs (sweep_id, job_index, study, overrides, swept, spec_hash, shard)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [sweep.sweep_id, job.index, sweep.name, json.dumps(job.overrides), json.dumps(job.swept),
+                    [sweep.sweep_id, job.index, sweep.name, json.dumps([redact_override(o) for o in job.overrides]),
+                     json.dumps(job.swept),
                      job.loaded.spec_hash, str(sweep.shard(job))])
     except MergeError as exc:
         raise SweepFailed(str(exc)) from None
