@@ -10,6 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from engine.kernel.spec_redaction import redact_yaml_file
+
 
 def job_study_file() -> Path:
     from hydra.core.hydra_config import HydraConfig
@@ -19,6 +21,14 @@ def job_study_file() -> Path:
     return Path(main.path.removeprefix("file://")) / f"{hc.job.config_name}.yaml"
 
 
+def redact_hydra_files(sweep_dir: Path) -> None:
+    """Hydra's sweeper writes the sweep's whole config, overrides included, to multirun.yaml before
+    any job starts: each job and the launching process mask its secrets at once."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if path.exists():
+        redact_yaml_file(path)
+
+
 def sweep_job(cfg: DictConfig) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
 
@@ -26,7 +36,6 @@ def sweep_job(cfg: DictConfig) -> dict[str, Any]:
     from engine.spec.load import Sources, validate_spec
     from engine.study import run_loaded
     from engine.sweep.expand import shard_path
-    from engine.sweep.launch import redact_hydra_files
 
     hc = HydraConfig.get()
     redact_hydra_files(Path(hc.sweep.dir))  # written by the sweeper just before the first job starts

@@ -12,9 +12,10 @@ import duckdb
 
 from engine.kernel.errors import SpecError
 from engine.kernel.paths import hydra_searchpath_override
-from engine.kernel.spec_redaction import redact_override, redact_yaml_file
+from engine.kernel.spec_redaction import redact_override
 from engine.store.db import transaction
 from engine.sweep.expand import Sweep, expand_sweep
+from engine.sweep.job import redact_hydra_files
 from engine.sweep.merge import MergeError, copy_results
 
 
@@ -52,14 +53,6 @@ def launch(sweep: Sweep) -> None:
     finally:
         sys.argv = saved
         redact_hydra_files(sweep.dir)
-
-
-def redact_hydra_files(sweep_dir: Path) -> None:
-    """Hydra's sweeper writes the sweep's whole config, overrides included, to multirun.yaml before
-    any job starts: each job (sweep_job) and the launching process mask its secrets at once."""
-    path = Path(sweep_dir) / "multirun.yaml"
-    if path.exists():
-        redact_yaml_file(path)
 
 
 def seed(sweep: Sweep) -> None:
