@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,8 @@ import pandas as pd
 from engine.kernel.errors import SpecError
 from engine.kernel.extras import require
 from engine.kernel.records import ERROR_LABEL
+from engine.scenarios.jailbreak.imported_values import NoText, content_text, display_path
+from engine.scenarios.jailbreak.inspect_archive import InflateBudget, charge_file, check_eval_archive
 from engine.scenarios.jailbreak.params import InspectLogs
 from engine.scenarios.jailbreak.traces import TRACE_COLUMNS, typed_traces
 
@@ -38,41 +41,69 @@ class ImportedLogs:
 
 
 def read_inspect_logs(cfg: InspectLogs) -> ImportedLogs:
-    """Every log in `cfg.path` (recursively) as traces. Errors name the log file and the spec key.
-    Read once per folder state: the spec check and the import both ask for it."""
+    """Every log in `cfg.path` (recursively) as traces. Errors name the log file (undecodable bytes
+    of its name as escapes) and the spec key. Read once per folder state: the spec check and the
+    import both ask for it."""
     folder = Path(cfg.path)
     if not folder.is_dir():
-        raise SpecError("folder of Inspect logs not found", file=cfg.path, key=f"{KEY}.path")
+        raise SpecError("folder of Inspect logs not found", file=display_path(cfg.path), key=f"{KEY}.path")
     log = require("inspect_ai.log", "inspect", key=KEY)
     files = [_local(info.name) for info in log.list_eval_logs(str(folder.resolve()), recursive=True)]
     if not files:
-        raise SpecError("no Inspect logs (.eval or .json) in the folder", file=cfg.path, key=f"{KEY}.path")
+        raise SpecError("no Inspect logs (.eval or .json) in the folder", file=display_path(cfg.path),
+                        key=f"{KEY}.path")
     files.sort()
     state = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
-    return _read(cfg.model_dump_json(), state)
+    return _read(_Settings(cfg), state)
+
+
+class _Settings:
+    """The import's settings as a cache key (their JSON cannot hold a path that is not UTF-8)."""
+
+    def __init__(self, cfg: InspectLogs):
+        self.cfg, self._key = cfg, repr(cfg)
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Settings) and other._key == self._key
 
 
 @lru_cache(maxsize=4)
-def _read(cfg_json: str, state: tuple[tuple[str, int, int], ...]) -> ImportedLogs:
+def _read(settings: _Settings, state: tuple[tuple[str, int, int], ...]) -> ImportedLogs:
     from inspect_ai.log import read_eval_log
 
-    cfg = InspectLogs.model_validate_json(cfg_json)
+    cfg = settings.cfg
+    budget = InflateBudget.of_mb(cfg.max_member_mb, cfg.max_total_mb)
     rows, origins, errored, digest = [], [], 0, hashlib.sha256()
-    for name, _, _ in state:
-        file = Path(name)
-        digest.update(f"{file.relative_to(Path(cfg.path).resolve())}\0".encode())
+    for name, _, size in state:
+        file, shown = Path(name), display_path(name)
+        digest.update(os.fsencode(file.relative_to(Path(cfg.path).resolve())) + b"\0")
         digest.update(hashlib.sha256(file.read_bytes()).digest())
+        if file.suffix == ".eval":
+            check_eval_archive(file, shown, budget)
+        else:
+            charge_file(budget, size, shown)
         try:
             log = read_eval_log(str(file), exclude_fields=UNREAD)
         except Exception as exc:  # a malformed log: Inspect raises many types
-            raise SpecError(f"cannot read as an Inspect log: {' '.join(str(exc).split())[:200]}", file=name) from None
+            raise SpecError(f"cannot read as an Inspect log: {' '.join(str(exc).split())[:200]}",
+                            file=shown) from None
         header = log.eval.model_dump()
+        seen: set[tuple[str, int]] = set()
         for sample in log.samples or []:
-            rows.append(_trace(cfg, header, sample, name))
-            origins.append((name, f"sample {sample.id!r} (epoch {sample.epoch})"))
+            where = f"sample {sample.id!r} (epoch {sample.epoch})"
+            if (str(sample.id), sample.epoch) in seen:  # a copy under another entry name: one trace only
+                raise SpecError(f"{where} is in the log twice: the log was not written by Inspect or was altered",
+                                file=shown, key=f"{KEY}.path")
+            seen.add((str(sample.id), sample.epoch))
+            rows.append(_trace(cfg, header, sample, shown))
+            origins.append((shown, where))
             errored += sample.error is not None
     if not rows:
-        raise SpecError("the logs have no samples", file=cfg.path, key=f"{KEY}.path")
+        raise SpecError("the logs have no samples", file=display_path(cfg.path), key=f"{KEY}.path")
+
     def fail(i: int, column: str, message: str) -> SpecError:
         file, where = origins[i]
         field = COLUMN_KEYS.get(column, column)
@@ -80,7 +111,7 @@ def _read(cfg_json: str, state: tuple[tuple[str, int, int], ...]) -> ImportedLog
         source = f"'{ref}'" if isinstance(ref, str) else f"from {KEY}.models" if ref is None else "the score"
         return SpecError(f"{where}, {field} ({source}): {message}", file=file, key=f"{KEY}.{field}")
 
-    traces = typed_traces(pd.DataFrame(rows, columns=TRACE_COLUMNS), fail)
+    traces = typed_traces(pd.DataFrame(rows, columns=TRACE_COLUMNS), fail, lambda i: " ".join(origins[i]))
     return ImportedLogs(traces, len(state), errored, digest.hexdigest())
 
 
@@ -98,6 +129,10 @@ def _trace(cfg: InspectLogs, header: dict[str, Any], sample: Any, file: str) -> 
             raise SpecError(f"{where} has no '{ref}' (its metadata fields: {known})", file=file, key=f"{KEY}.{name}")
         if value is None and default is _MISSING:
             raise SpecError(f"'{ref}' of {where} is null", file=file, key=f"{KEY}.{name}")
+        try:
+            value = content_text(value)  # message content as parts: its text
+        except NoText as exc:
+            raise SpecError(f"'{ref}' of {where}: {exc}", file=file, key=f"{KEY}.{name}") from None
         if isinstance(value, (dict, list)):
             raise SpecError(f"'{ref}' of {where} is not a single value: {str(value)[:80]}", file=file,
                             key=f"{KEY}.{name}")
@@ -113,14 +148,8 @@ def _trace(cfg: InspectLogs, header: dict[str, Any], sample: Any, file: str) -> 
         if ref is None and given is None and required:
             raise SpecError(f"model '{model}' ({where}) has no {name}: name the field that holds it in {KEY}.{name}, "
                             f"or give {KEY}.models.{model}.{name}", file=file, key=f"{KEY}.{name}")
-        value = field(name, ref, _MISSING if required and given is None else given)
-        if name.startswith("params_") and value is not None:
-            number = _number(value)
-            if number is None or number <= 0:
-                raise SpecError(f"'{value}' ({ref} of {where}) is not a positive parameter count in billions",
-                                file=file, key=f"{KEY}.{name}")
-            return number
-        return value
+        # A parameter count is checked with the rest of the trace table (traces.typed_traces).
+        return field(name, ref, _MISSING if required and given is None else given)
 
     active = about("params_active_b")
     return {"model": model, "provider": about("provider", True), "family": about("family"),
@@ -173,14 +202,6 @@ def _lookup(ref: str, header: dict[str, Any], sample: Any) -> Any:
             return _MISSING
         value = value[part]
     return value
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _local(name: str) -> Path:

@@ -81,9 +81,16 @@ class InspectModel(Strict):
     """What a model's Inspect logs do not say about it (eval logs carry no parameter counts)."""
 
     provider: str
-    params_total_b: float = Field(gt=0)
-    params_active_b: float | None = Field(default=None, gt=0)
+    params_total_b: float = Field(gt=0, allow_inf_nan=False)
+    params_active_b: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     family: str | None = None
+
+    @field_validator("params_total_b", "params_active_b", mode="before")
+    @classmethod
+    def _a_number_not_a_boolean(cls, v: object) -> object:
+        if isinstance(v, bool):  # YAML's true would pass as 1
+            raise ValueError("a parameter count in billions is a number, not true/false")
+        return v
 
 
 class InspectLogs(Strict):
@@ -105,6 +112,10 @@ class InspectLogs(Strict):
     benign: str | None = None
     # Per model (as `model` reads it): provider and size, for fields the logs do not carry.
     models: dict[str, InspectModel] = {}
+    # What the import inflates at most (MB), per entry of a log and over all logs: a hostile .eval can
+    # inflate a thousandfold, and Inspect reads sample metadata at about 1 MB/s. Raise for trusted logs.
+    max_member_mb: float = Field(default=64, gt=0, allow_inf_nan=False)
+    max_total_mb: float = Field(default=256, gt=0, allow_inf_nan=False)
 
 
 class JailbreakParams(Strict):

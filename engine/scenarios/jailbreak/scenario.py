@@ -17,6 +17,7 @@ from engine.kernel.registry import register_scenario
 from engine.kernel.contracts import check_factors, Scenario
 from engine.plan.generation import model_inputs
 from engine.scenarios.jailbreak.corpus import Behaviour, CorpusError, load_corpus
+from engine.scenarios.jailbreak.imported_values import display_path
 from engine.scenarios.jailbreak.metrics import METRICS
 from engine.scenarios.jailbreak.params import JailbreakParams
 from engine.scenarios.jailbreak.traces import file_sha256, read_traces_file, primary_verdict_params
@@ -165,7 +166,8 @@ class Jailbreak(Scenario):
         df, sha256, note = imported
         df.insert(0, "row_number", range(1, len(df) + 1))
         df.insert(0, "spec_hash", loaded.spec_hash)
-        df["source_file"], df["source_sha256"] = params.import_path, sha256
+        source = display_path(params.import_path)  # a name that is not UTF-8 is stored with escapes
+        df["source_file"], df["source_sha256"] = source, sha256
         from engine.store.db import transaction
 
         with transaction(store.con):
@@ -173,7 +175,7 @@ class Jailbreak(Scenario):
             store.con.register("incoming", df)
             store.con.execute("INSERT INTO jailbreak_imported_traces BY NAME SELECT * FROM incoming")
             store.con.unregister("incoming")
-        return (f"imported {len(df)} traces of {df.model.nunique()} models from {params.import_path} "
+        return (f"imported {len(df)} traces of {df.model.nunique()} models from {source} "
                 f"(sha256 {sha256[:12]}){note}")
 
     def cache_analyses(self, store, loaded) -> None:
