@@ -17,6 +17,8 @@ import numpy as np
 # Characters no name or label may hold: C0 and C1 controls (NUL aborts the chart converter), lone
 # surrogates (a JSON "\ud800" or an undecodable byte; no encoder writes them), line and paragraph separators.
 FORBIDDEN_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
+# An item's id may be a prompt's own text, lines and tabs included; the rest is forbidden there too.
+FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def display_path(path: str | Path) -> str:
@@ -25,9 +27,9 @@ def display_path(path: str | Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def forbidden_character(text: str) -> str | None:
-    """The first character of `text` no imported name may hold, as U+XXXX, or None."""
-    found = FORBIDDEN_CHARACTERS.search(text)
+def forbidden_character(text: str, pattern: re.Pattern = FORBIDDEN_CHARACTERS) -> str | None:
+    """The first character of `text` that `pattern` forbids, as U+XXXX, or None."""
+    found = pattern.search(text)
     return f"U+{ord(found[0]):04X}" if found else None
 
 

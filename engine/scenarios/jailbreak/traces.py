@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from engine.scenarios.jailbreak.analysis.asr import LABELS
-from engine.scenarios.jailbreak.imported_values import (FORBIDDEN_CHARACTERS, NoText, content_text, display_path,
-                                                        escaped, forbidden_character, parameter_count)
+from engine.scenarios.jailbreak.imported_values import (FORBIDDEN_CHARACTERS, FORBIDDEN_IN_TEXT, NoText, content_text,
+                                                        display_path, escaped, forbidden_character, parameter_count)
 from engine.kernel.contracts import FINISHED, verdict_match, verdict_params
 from engine.kernel.errors import SpecError
 from engine.spec.schema import StudySpec
@@ -201,11 +201,13 @@ def _text_column(column: pd.Series, name: str, fail: Failure) -> pd.Series:
             raise fail(i, name, f"not a single value: {str(value)[:80]}")
     out = pd.Series(values, index=column.index, name=column.name)
     texts = out[out.map(lambda v: isinstance(v, str))]
-    bad = texts.str.contains(FORBIDDEN_CHARACTERS.pattern, regex=True)
+    forbidden = FORBIDDEN_IN_TEXT if name == "prompt_id" else FORBIDDEN_CHARACTERS
+    bad = texts.str.contains(forbidden.pattern, regex=True)
     if bad.any():
         i = int(bad.idxmax())
-        raise fail(i, name, f"{escaped(texts[i])} holds a control character ({forbidden_character(texts[i])}); names "
-                            "and labels go into tables, charts and file names: fix the source")
+        raise fail(i, name, f"{escaped(texts[i])} holds a control character "
+                            f"({forbidden_character(texts[i], forbidden)}); names and labels go into tables, charts "
+                            "and file names: fix the source")
     return out
 
 
