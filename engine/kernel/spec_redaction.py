@@ -136,15 +136,16 @@ def mask_assignments(text: str) -> str:
     """`text` with the value of every `name=value` / `name: value` whose name says secret masked."""
     if "=" not in text and ":" not in text:
         return text
-
-    def masked(m: re.Match) -> str:
-        if not is_secret_path(m["name"]):
-            return m[0]
-        value = m["value"]
-        quote = value[0] if value[:1] in ("'", '"') else ""
-        return f"{m['name']}{m['q']}{m['op']}{quote}{MASK}{quote}"
-
-    return _ASSIGNMENT.sub(masked, text)
+    out, at = [], 0
+    while (m := _ASSIGNMENT.search(text, at)) is not None:
+        if is_secret_path(m["name"]):
+            quote = m["value"][0] if m["value"][:1] in ("'", '"') else ""
+            out.append(f"{text[at:m.start('value')]}{quote}{MASK}{quote}")
+            at = m.end()
+        else:  # the value may hold an assignment of its own ("Error: a.Authorization=...")
+            out.append(text[at:m.end("op")])
+            at = m.end("op")
+    return "".join(out) + text[at:]
 
 
 def redact_override(override: str) -> str:

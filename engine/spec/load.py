@@ -17,8 +17,8 @@ from engine.kernel.errors import SpecError
 from engine.kernel.extras import require
 from engine.kernel.hashing import content_hash
 from engine.kernel.registry import get_scenario, scenario_names
-from engine.kernel.spec_redaction import (is_secret_path, redact_override, redact_spec, register_spec_secrets,
-                                          without_credentials)
+from engine.kernel.spec_redaction import (is_secret_path, redact_override, redact_spec, redact_text,
+                                          register_spec_secrets, without_credentials)
 from engine.kernel.paths import (CONF_DIR, CONFIG_PATH_ENV, REPO_ROOT, STUDIES_DIR, add_user_config_dirs,
                                 is_shipped_study, user_config_dirs)
 from engine.spec.schema import SECRET_ERROR, StudySpec
@@ -125,7 +125,7 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[di
         container, choices, sweeper_params = _hydra_compose(study_file, overrides)
     except OverrideParseException as exc:
         bad = _unparsable_override(overrides)
-        raise SpecError(_first_line(exc), file=command_line(bad) if bad else "the command line",
+        raise SpecError(redact_text(_first_line(exc)), file=command_line(bad) if bad else "the command line",
                         key=_override_key_or_none(bad)) from None
     except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
         if "submitit" in str(exc):  # Hydra knows no submitit launcher: the plug-in is an extra
@@ -210,6 +210,7 @@ def _composition_error(exc: Exception, study_file: Path, overrides: tuple[str, .
         message = f"invalid YAML: {' '.join(str(exc).split())}"
     else:
         message = _hydra_message(exc)
+    message = redact_text(message)  # Hydra quotes the override or the file's line, a secret with it
     if culprit is not None:
         return SpecError(message, file=command_line(culprit), key=key or _override_key_or_none(culprit))
     return SpecError(message, file=_display(study_file), key=key)

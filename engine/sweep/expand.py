@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash
-from engine.kernel.spec_redaction import override_without_credentials, redact_override, redact_setting
+from engine.kernel.spec_redaction import override_without_credentials, redact_override, redact_setting, redact_text
 from engine.checks import check_study
 from engine.spec.load import (LoadedSpec, absorb_searchpath, compose, load_spec, resolve_study_file,
                               study_argument)
@@ -87,7 +87,7 @@ def expand_sweep(study: str, overrides: list[str] | tuple[str, ...]) -> Sweep:
         parsed = parser.parse_overrides([*params, *task_overrides])
         batches = BasicSweeper.split_arguments(parsed, None)[0]
     except (OverrideParseException, HydraException) as exc:
-        message = " ".join(str(exc).split())
+        message = redact_text(" ".join(str(exc).split()))
         if "ConfigLoader is not set" in message:  # glob() needs Hydra's config loader, which the expansion lacks
             message = "glob() sweeps are not supported: list the options instead, e.g. model_set=a,b"
         raise SpecError(message, file="sweep overrides (command line or hydra.sweeper.params)") from None

@@ -83,3 +83,11 @@ def test_a_rejected_value_is_echoed_without_its_credentials(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "api_base" in err and "echoed-password-3" not in err
     assert not (tmp_path / "results").exists()
+
+
+def test_an_override_hydra_cannot_parse_is_echoed_without_its_secret(tmp_path, capsys):
+    study = tmp_path / "row_secrets.yaml"
+    study.write_text(STUDY.replace("${oc.env:ROW_HEADER_VALUE}", "x"))
+    code = main(["plan", str(study), "models.m.extra_params.extra_headers.Authorization=Token unparsable!secret-5]"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Authorization" in err and "secret-5" not in err
