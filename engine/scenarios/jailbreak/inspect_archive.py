@@ -2,8 +2,8 @@
 
 Inspect reads every entry whose name starts with `samples/` and ends in `.json` as a sample, and
 inflates each entry whole whatever its header says. So before it reads a log: every sample entry's
-name must be one Inspect writes (`samples/<id>_epoch_<n>.json`, a plain relative name: no `..`, no
-`.`, no empty part, no backslash), and every entry is inflated here first, through a bounded stream,
+name must be one Inspect writes (`samples/<id>_epoch_<n>.json` or an entry under that prefix, as a
+plain relative name: no `..`, no `.`, no empty part, no backslash), and every entry is inflated here first, through a bounded stream,
 from the same compressed bytes Inspect reads (the headers' sizes can lie), against two caps: per
 entry and for the whole import (`scenario.inspect_logs.max_member_mb`, `max_total_mb`). Measured:
 Inspect validates sample metadata at about 1 MB/s, so the default caps keep a hostile log to a
@@ -24,7 +24,9 @@ from engine.kernel.errors import SpecError
 
 KEY = "scenario.inspect_logs"
 SAMPLES_DIR = "samples/"
-SAMPLE_NAME = re.compile(r"^samples/.+_epoch_\d+\.json$")
+# A sample as one entry (samples/<id>_epoch_<n>.json), or as Inspect's chunked shape under that prefix
+# (samples/<id>_epoch_<n>/sample.json, .../messages/0.json).
+SAMPLE_NAME = re.compile(r"^samples/.+_epoch_\d+(?:/.+)?\.json$")
 STORED, DEFLATED, ZSTD = 0, 8, 93  # the compression methods Inspect reads
 CHUNK = 1 << 20
 MB = 1 << 20
