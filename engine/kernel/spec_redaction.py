@@ -6,9 +6,9 @@ says so (an `Authorization` header built from `${oc.env:VAR}`, an `API_KEY` in `
 cookie), credentials in a URL (`https://user:password@host/v1`), and strings shaped like keys or
 equal to a key variable's value (engine/kernel/redaction.py). `redact_spec` masks all three in what
 is stored; `without_credentials` masks all but the variables' values, which the spec alone decides,
-in what is hashed (so a spec's hash neither changes with a rotated key nor lets anyone test guesses of a weak
-password against it); `register_spec_secrets` makes the process's redactor mask those values
-wherever else they turn up (a provider echoing a header back in its reply or its error message).
+in what is hashed (so a spec's hash neither changes with a rotated key nor lets anyone test guesses
+of a weak password against it); `register_spec_secrets` makes the process's redactor mask those
+values wherever else they turn up (a provider echoing a header back in its reply or its error).
 """
 
 from __future__ import annotations

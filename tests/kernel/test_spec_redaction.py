@@ -113,7 +113,8 @@ def test_a_yaml_file_is_rewritten_without_its_secrets(tmp_path):
     path.write_text("hydra:\n  overrides:\n    task:\n    - models.m.api_base=http://u:pw-yaml-1@h/v1\n"
                     "    - models.m.extra_params.API_KEY=yaml-key-1\n  job:\n"
                     "    override_dirname: models.m.extra_params.API_KEY=yaml-key-1,x=1\n"
-                    "models:\n  m:\n    extra_params:\n      extra_headers:\n        Authorization: Bearer yaml-bearer\n"
+                    "models:\n  m:\n    extra_params:\n      extra_headers:\n"
+                    "        Authorization: Bearer yaml-bearer\n"
                     "generation:\n  max_tokens: 9\n")
     redact_yaml_file(path)
     text = path.read_text()

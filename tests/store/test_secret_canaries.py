@@ -63,17 +63,19 @@ COMMON = {"display_name": "Canary", "provider": "Loopback", "family": "Loopback"
           "params": "{total_b: 1.0}", "price": "{input_per_mtok: 0.1, output_per_mtok: 0.1}"}
 
 
-def echo_server() -> tuple[asyncio.AbstractEventLoop, int, threading.Thread]:
+def echo_server() -> tuple[asyncio.AbstractEventLoop, int, threading.Thread, list[str]]:
     """An OpenAI-compatible server that repeats every credential it is sent: in the reply's text, and
     (every third request of a model) in an HTTP 400's error message."""
     from aiohttp import web
 
     counts: dict[str, int] = {}
+    heard_all: list[str] = []
 
     async def chat(request: web.Request) -> web.Response:
         body = await request.json()
         heard = " | ".join(f"{h}={request.headers.get(h, '')}" for h in ("Authorization", "X-Upstream-Token"))
         heard += f" | API_KEY={body.get('API_KEY', '')}"
+        heard_all.append(heard)
         model = str(body.get("model"))
         counts[model] = counts.get(model, 0) + 1
         if counts[model] % 3 == 0:
@@ -106,13 +108,13 @@ def echo_server() -> tuple[asyncio.AbstractEventLoop, int, threading.Thread]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     assert ready.wait(10)
-    return loop, port[0], thread
+    return loop, port[0], thread, heard_all
 
 
 @pytest.fixture
 def server():
-    loop, port, thread = echo_server()
-    yield port
+    loop, port, thread, heard = echo_server()
+    yield port, heard
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
 
@@ -147,6 +149,7 @@ def found_in_files(root: Path, canaries: list[str], skip: set[Path]) -> list[str
 
 
 def test_no_canary_reaches_a_database_a_file_or_the_output(tmp_path, server, monkeypatch, capfd):
+    server, heard = server
     key = "sk-canary" + secrets.token_hex(12)                 # key-shaped, in a *_API_KEY variable
     custom = "Qz!" + secrets.token_hex(6) + "~r#Wv"           # no key shape, in a variable of any name
     header = "hdr.Canary" + secrets.token_hex(6)              # only ever in ${oc.env:...} of a header
@@ -163,8 +166,9 @@ def test_no_canary_reaches_a_database_a_file_or_the_output(tmp_path, server, mon
     base = f"http://127.0.0.1:{server}/v1"
     common = ", ".join(f"{k}: {v}" for k, v in COMMON.items())
     study = tmp_path / "canary.yaml"
-    study.write_text(STUDY.format(base=base, common=common, common_block="\n    ".join(f"{k}: {v}" for k, v in COMMON.items()),
-                                  literal_bearer=literal_bearer, literal_param=literal_param))
+    block = "\n    ".join(f"{k}: {v}" for k, v in COMMON.items())
+    study.write_text(STUDY.format(base=base, common=common, common_block=block, literal_bearer=literal_bearer,
+                                  literal_param=literal_param))
     args = [str(study), f"models.userinfo.api_base='http://canary:{password}@127.0.0.1:{server}/v1'"]
 
     codes = {
@@ -178,7 +182,9 @@ def test_no_canary_reaches_a_database_a_file_or_the_output(tmp_path, server, mon
     out = capfd.readouterr()
     assert codes == {"run": 0, "run -m": 0, "report": 0, "export": 0, "summary": 0, "plan": 0}, out.err
 
-    # The canaries did travel: the server heard every one, and the database holds its echoes, masked.
+    # The canaries did travel: the server heard every one (the password as HTTP Basic), and the
+    # database holds its echoes, masked.
+    assert all(c in " ".join(heard) for c in canaries if c != password)
     con = duckdb.connect(str(tmp_path / "results" / "canary.duckdb"), read_only=True)
     try:
         replies = [r for (r,) in con.execute("SELECT response_text FROM responses").fetchall()]
@@ -192,4 +198,5 @@ def test_no_canary_reaches_a_database_a_file_or_the_output(tmp_path, server, mon
 
     hits = found_in_databases(tmp_path, canaries) + found_in_files(tmp_path, canaries, skip={study})
     hits += [f"{name}: {c}" for name, text in (("stdout", out.out), ("stderr", out.err)) for c in canaries if c in text]
-    assert not hits, "\n".join(hits) + "\n" + "\n".join(l for l in out.out.splitlines() if any(c in l for c in canaries))
+    leaking_lines = [line for line in out.out.splitlines() if any(c in line for c in canaries)]
+    assert not hits, "\n".join(hits + leaking_lines)

@@ -3,11 +3,11 @@
 Inspect reads every entry whose name starts with `samples/` and ends in `.json` as a sample, and
 inflates each entry whole whatever its header says. So before it reads a log: every sample entry's
 name must be one Inspect writes (`samples/<id>_epoch_<n>.json` or an entry under that prefix, as a
-plain relative name: no `..`, no `.`, no empty part, no backslash), and every entry is inflated here first, through a bounded stream,
-from the same compressed bytes Inspect reads (the headers' sizes can lie), against two caps: per
-entry and for the whole import (`scenario.inspect_logs.max_member_mb`, `max_total_mb`). Measured:
-Inspect validates sample metadata at about 1 MB/s, so the default caps keep a hostile log to a
-clear error at once, not minutes of work."""
+plain relative name: no `..`, no `.`, no empty part, no backslash), and every entry is inflated
+here first, through a bounded stream, from the same compressed bytes Inspect reads (the headers'
+sizes can lie), against two caps: per entry and for the whole import
+(`scenario.inspect_logs.max_member_mb`, `max_total_mb`). Measured: Inspect validates sample metadata
+at about 1 MB/s, so the caps turn a hostile log into a clear error at once, not minutes of work."""
 
 from __future__ import annotations
 

@@ -75,7 +75,8 @@ def test_a_sample_entry_inspect_would_not_write_is_refused(tmp_path, entry):
     extra = sample_json(log) | {"id": "b-9"}
     add_entry(log, entry, json.dumps(extra).encode())
     error = import_error(tmp_path / "logs")
-    assert error.file == str(log) and repr(entry) in error.message and "not a sample name Inspect writes" in error.message
+    assert error.file == str(log) and repr(entry) in error.message
+    assert "not a sample name Inspect writes" in error.message
 
 
 def test_a_sample_copied_under_another_name_is_refused(tmp_path):
@@ -207,7 +208,8 @@ def test_a_traces_file_cell_holding_content_parts_is_its_text(tmp_path):
 
 # -- control characters -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("field, model, org", [("model", "acme\x00/small", "Acme"), ("provider", "acme/small", "Ac\x1bme"),
+@pytest.mark.parametrize("field, model, org", [("model", "acme\x00/small", "Acme"),
+                                               ("provider", "acme/small", "Ac\x1bme"),
                                                ("provider", "acme/small", "Ac\u2028me")])
 def test_a_control_character_in_a_name_is_refused_naming_log_sample_and_key(tmp_path, field, model, org):
     log = write_log(tmp_path / "logs" / "a.eval", model=model, org=org)
