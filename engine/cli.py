@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="only this judge (repeatable); default: all of the study's judges")
             p.add_argument("--no-progress", action="store_true", help="no live progress display")
         if name in ("run", "report"):
-            p.add_argument("--formats", default="html,pdf", help="report formats (default: html,pdf)")
+            p.add_argument("--formats", default="html,pdf",
+                           help="report formats, comma-separated: html, pdf (default: html,pdf)")
     text = "write the study's trials as logs for another tool (inspect: one Inspect .eval per model x condition); call nothing"
     p = sub.add_parser("export", help=text, description=text)
     p.add_argument("format", choices=["inspect"], help="the output format")
@@ -67,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = [*args.overrides, *extra]
+    if getattr(args, "formats", None) is not None:
+        from engine.report.render import report_formats
+
+        try:  # a usage error before anything is loaded, run or written
+            args.formats = report_formats(args.formats)
+        except ValueError as exc:
+            parser.error(f"argument --formats: {exc}")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from rich.console import Console
     from rich.markup import escape
@@ -113,7 +121,7 @@ def _plan(args, console) -> int:
     plan = compile_plan(loaded)
     est = estimate_plan(plan)
     spec = loaded.spec
-    console.print(f"[bold]{spec.title}[/]  (spec {loaded.spec_hash}, store {spec.store.path})")
+    console.print(f"[bold]{_terminal(spec.title)}[/]  (spec {loaded.spec_hash}, store {_terminal(spec.store.path)})")
     console.print(f"cells {est.cells} · trials {est.trials} · model calls ≤ {est.calls:,} · "
                   f"tokens ≤ {est.prompt_tokens + est.completion_tokens:,} "
                   f"(prompt {est.prompt_tokens:,}, completion {est.completion_tokens:,}) · "
@@ -166,15 +174,25 @@ def _print_table(console, title: str, table) -> None:
     # enough that cell labels are not folded.
     merged = {c: str(c)[:-2] for c in table.columns if str(c).endswith(" n") and str(c)[:-2] in table.columns}
     shown = [c for c in table.columns if c not in merged]
-    out = Table(title=title, show_lines=False)
+    out = Table(title=_terminal(title), show_lines=False)
     for column in shown:
-        out.add_column(str(column), overflow="fold")
+        out.add_column(_terminal(column), overflow="fold")
     for _, row in table.iterrows():
         values = {c: str(row[c]) for c in shown}
         for n_column, metric in merged.items():
             values[metric] += f" (n={row[n_column]})"
-        out.add_row(*[values[c] for c in shown])
+        out.add_row(*[_terminal(values[c]) for c in shown])
     console.print(out)
+
+
+def _terminal(text: object) -> str:
+    """An author's, model's or file's string as rich markup that prints it as it is: brackets escaped,
+    control and bidi characters (a terminal's escape sequences) shown as escapes."""
+    from rich.markup import escape
+
+    from engine.report.markdown import neutralise
+
+    return escape(neutralise(str(text)))
 
 
 def _table_title(loaded) -> str:
@@ -251,11 +269,10 @@ def _report(args, console, loaded=None) -> int:
 
     started = time.perf_counter()
     loaded = loaded or load_study(args.study, args.overrides)
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    report = build_report_for(loaded, formats=formats)
-    made = [str(p) for p in (report.outputs.html, report.outputs.pdf) if p]
+    report = build_report_for(loaded, formats=args.formats)
+    made = [_terminal(p) for p in (report.outputs.html, report.outputs.pdf) if p]
     console.print(f"report ({report.outputs.engine}, {time.perf_counter() - started:.1f}s): "
-                  f"{report.outputs.qmd} -> {', '.join(made)}")
+                  f"{_terminal(report.outputs.qmd)} -> {', '.join(made)}", soft_wrap=True)
     return 0
 
 
@@ -300,8 +317,8 @@ def _sweep(args, console) -> int:
         console.print(f"merged {len(sweep.jobs)} shards in {time.perf_counter() - started:.1f}s: {added or 'nothing new'}")
         if args.no_report:
             return 0
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    report = build_sweep_report(sweep, formats=formats)
-    made = [str(p) for p in (report.outputs.html, report.outputs.pdf) if p]
-    console.print(f"sweep report ({report.outputs.engine}): {report.outputs.qmd} -> {', '.join(made)}")
+    report = build_sweep_report(sweep, formats=args.formats)
+    made = [_terminal(p) for p in (report.outputs.html, report.outputs.pdf) if p]
+    console.print(f"sweep report ({report.outputs.engine}): {_terminal(report.outputs.qmd)} -> {', '.join(made)}",
+                  soft_wrap=True)
     return 0
