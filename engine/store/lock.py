@@ -56,8 +56,9 @@ def study_lock(db: str | Path, command: str) -> Iterator[None]:
         if held is not None and held.pid == os.getpid():
             held.depth += 1
         else:
-            created = _make_folders(path.parent)
+            created: list[Path] = []
             try:
+                created = _make_folders(path.parent)
                 fd = _acquire(path, db, command)
             except BaseException:
                 _remove_empty(created)
@@ -80,6 +81,9 @@ def _acquire(path: Path, db: str | Path, command: str) -> int:
         except FileNotFoundError:  # a refused command just removed the folder it had made
             path.parent.mkdir(parents=True, exist_ok=True)
             continue
+        except OSError as exc:
+            raise StoreBusy(f"cannot create the study's lock {path} ({exc.strerror}): the folder of store.path "
+                            "must be writable") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -107,12 +111,18 @@ def _acquire(path: Path, db: str | Path, command: str) -> int:
 def _busy_message(path: Path, db: str | Path) -> str:
     try:
         holder = json.loads(path.read_text())
-        who = (f"`{holder['command']}` (pid {holder['pid']} on {holder['host']}, since {holder['since']})")
+        command, host, since = (_printable(holder[k]) for k in ("command", "host", "since"))
+        who = f"`{command}` (pid {int(holder['pid'])} on {host}, since {since})"
     except (OSError, ValueError, KeyError, TypeError):  # the holder has not written its name yet
         who = "another command"
     return (f"{db} is being written by {who}: one study has one running writer (run, run -m, judge, report and "
             f"export each hold it). Nothing was run or written; wait for that command to finish (or stop it), "
             f"then rerun this one. The lock is {path}; it is released when its holder exits, even if killed")
+
+
+def _printable(value: object) -> str:
+    """A field of the lock file as it may reach a terminal: any process could have written the file."""
+    return "".join(c if c.isprintable() else "?" for c in str(value))[:80]
 
 
 def _release(path: Path, held: _Held) -> None:
@@ -132,8 +142,13 @@ def _make_folders(folder: Path) -> list[Path]:
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
-    for f in reversed(missing):
-        f.mkdir(exist_ok=True)
+    try:
+        for f in reversed(missing):
+            f.mkdir(exist_ok=True)
+    except OSError as exc:
+        _remove_empty(missing)
+        raise StoreBusy(f"cannot create {exc.filename} for the study's lock ({exc.strerror}): the folder of "
+                        "store.path must be writable") from None
     return missing
 
 

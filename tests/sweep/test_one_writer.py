@@ -159,16 +159,19 @@ def test_a_sweep_judge_or_report_is_refused_while_a_run_writes_the_study(tmp_pat
     assert spent == pytest.approx(cost) and spent > 0
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (Linux /proc)."""
-    found = []
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs (Linux /proc)."""
+    parents = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
-        except OSError:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
             continue
-        if int(text.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(stat.parent.name))
+    found, frontier = [], [pid]
+    while frontier:
+        below = [p for p, parent in parents.items() if parent in frontier]
+        found += below
+        frontier = below
     return found
 
 
@@ -181,15 +184,18 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process parents from /proc (Linux)")
-def test_parallel_sweep_workers_stop_when_the_launching_process_is_killed(tmp_path):
+@pytest.mark.parametrize("launcher", ["parallel", "slurm_local"])
+def test_local_sweep_jobs_stop_when_the_launching_process_is_killed(tmp_path, launcher):
+    """joblib's workers are children of the launching process; submitit's local jobs its grandchildren
+    (through a controller process meant to outlive it)."""
     with loopback_server(LATENCY_S) as server:
-        command = ["run", *study_args(server, tmp_path), *SWEEP, "hydra/launcher=parallel", *QUIET]
+        command = ["run", *study_args(server, tmp_path), *SWEEP, f"hydra/launcher={launcher}", *QUIET]
         parent = start(tmp_path, "sweep", *command)
         workers: list[int] = []
         try:
             wait_for(lambda: server.stats()["requests"] >= 4, "calls from the workers", parent)
-            workers = children(parent.pid)
-            assert workers, "the parallel launcher started no worker process"
+            workers = descendants(parent.pid)
+            assert workers, "the launcher started no process"
             os.kill(parent.pid, signal.SIGKILL)  # the parent only, not its process group
             parent.wait()
             killed_at = time.monotonic()
