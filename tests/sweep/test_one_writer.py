@@ -150,10 +150,12 @@ def test_a_sweep_judge_or_report_is_refused_while_a_run_writes_the_study(tmp_pat
             assert f"being written by `run` (pid {run.pid}" in message
             assert lock_is_held(db)
             assert "`run`" in refused(capsys, "judge", *args, "--no-progress")
+            assert "`run`" in refused(capsys, "report", *args, "--formats", "html")
             assert run.poll() is None, "the run ended before the refusals could meet it: slow the server down"
         assert run.returncode == 0, output(tmp_path, "run")[-3000:]
         requests = server.stats()["requests"]
     assert not (tmp_path / "gateway_bench.sweeps").exists()  # the refused sweep seeded no shard
+    assert not (tmp_path / "report").exists()
     responses, calls, spent, cost = paid_calls_on_record(db)
     assert requests == responses == calls == TRIALS_PER_JOB
     assert spent == pytest.approx(cost) and spent > 0
