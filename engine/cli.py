@@ -210,10 +210,17 @@ def _summary(args, console) -> int:
 
 
 def _run(args, console) -> int:
-    from engine.study import run_study
+    from engine.study import load_study, writing
 
-    loaded, summary, table = run_study(args.study, args.overrides, show_progress=not args.no_progress,
-                                       judge=not args.no_judge)
+    loaded = load_study(args.study, args.overrides)
+    with writing(loaded, "run"):  # the run and its report: one writer of the study throughout
+        return _run_loaded(args, console, loaded)
+
+
+def _run_loaded(args, console, loaded) -> int:
+    from engine.study import run_loaded
+
+    summary, table = run_loaded(loaded, show_progress=not args.no_progress, judge=not args.no_judge)
     _print_table(console, _table_title(loaded), table)
     s = summary.stats
     console.print(
@@ -265,11 +272,12 @@ def _report(args, console, loaded=None) -> int:
     import time
 
     from engine.report.study_report import build_report_for
-    from engine.study import load_study
+    from engine.study import load_study, writing
 
     started = time.perf_counter()
     loaded = loaded or load_study(args.study, args.overrides)
-    report = build_report_for(loaded, formats=args.formats)
+    with writing(loaded, "report"):
+        report = build_report_for(loaded, formats=args.formats)
     made = [_terminal(p) for p in (report.outputs.html, report.outputs.pdf) if p]
     console.print(f"report ({report.outputs.engine}, {time.perf_counter() - started:.1f}s): "
                   f"{_terminal(report.outputs.qmd)} -> {', '.join(made)}", soft_wrap=True)
@@ -280,9 +288,11 @@ def _export(args, console) -> int:
     from pathlib import Path
 
     from engine.export import export_inspect
-    from engine.study import load_study
+    from engine.study import load_study, writing
 
-    result = export_inspect(load_study(args.study, args.overrides), Path(args.out) if args.out else None)
+    loaded = load_study(args.study, args.overrides)
+    with writing(loaded, "export"):
+        result = export_inspect(loaded, Path(args.out) if args.out else None)
     for path in result.files:
         console.print(str(path), highlight=False, soft_wrap=True)
     console.print(f"{len(result.files)} Inspect logs, {result.samples} samples ({result.errored} errored) in "
@@ -293,10 +303,7 @@ def _export(args, console) -> int:
 
 def _sweep(args, console) -> int:
     """run/plan/report -m: the jobs of a sweep, then (run) launch, merge and the sweep report."""
-    import time
-
-    from engine.sweep.report import build_sweep_report
-    from engine.sweep import expand_sweep, run_sweep
+    from engine.sweep import expand_sweep
 
     sweep = expand_sweep(args.study, args.overrides)
     console.print(f"[bold]sweep {sweep.sweep_id}[/]: {len(sweep.jobs)} jobs over {', '.join(sweep.keys) or '-'}"
@@ -310,6 +317,19 @@ def _sweep(args, console) -> int:
             console.print(f"  job {job.index} ({job.swept or '-'}): cells {est.cells} · trials {est.trials} · "
                           f"calls ≤ {est.calls:,} · cost ≤ ${est.usd:.2f}")
         return 0
+    from engine.store.lock import study_lock
+
+    # The sweep (seed, jobs, merge) and its report: one writer of the study throughout.
+    with study_lock(sweep.store_path, f"{args.command} -m"):
+        return _sweep_locked(args, console, sweep)
+
+
+def _sweep_locked(args, console, sweep) -> int:
+    import time
+
+    from engine.sweep.report import build_sweep_report
+    from engine.sweep import run_sweep
+
     if args.command == "run":
         started = time.perf_counter()
         result = run_sweep(args.study, args.overrides, sweep=sweep)  # expanded once, above
