@@ -220,7 +220,8 @@ class GroupCommit:
             pass
         for request_hash, response in responses.items():
             try:
-                self._transaction(lambda cur, one={request_hash: response}: self._write_batch(cur, Batch(responses=one)))
+                one = Batch(responses={request_hash: response})
+                self._transaction(lambda cur, one=one: self._write_batch(cur, one))
             except Exception:  # noqa: BLE001 - not cached: a rerun asks again rather than trust it
                 pass
 
