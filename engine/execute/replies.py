@@ -86,6 +86,8 @@ def checked_reply(*, content: Any, raw_json: str | None, prompt_tokens: Any, com
 
 def token_count(value: Any, name: str) -> int:
     """A usage count, checked: a whole number in 0..MAX_TOKENS_PER_CALL (None: 0)."""
+    if type(value) is int and 0 <= value <= MAX_TOKENS_PER_CALL:  # nearly every reply: one comparison
+        return value
     if value is None:
         return 0
     if isinstance(value, Real) and not isinstance(value, (bool, Integral)):
