@@ -228,9 +228,10 @@ def _run_loaded(args, console, loaded) -> int:
         f"{summary.errors} errors, {summary.not_run_budget} not run (budget) · live calls {s.live_calls}, "
         f"cache hits {s.cache_hits}, retries {s.retries}, tokens {s.tokens:,}, cost ${s.cost_usd:.4f} · "
         f"{summary.seconds:.1f}s · {summary.backend} executor · database {loaded.spec.store.path}")
-    if s.rate_limited or s.empty_replies or s.timeouts:
+    if s.rate_limited or s.empty_replies or s.timeouts or s.faulty_replies:
         console.print(f"provider trouble: {s.rate_limited} rate-limited (429), {s.empty_replies} empty replies, "
-                      f"{s.timeouts} timeouts, all retried with backoff")
+                      f"{s.timeouts} timeouts, {s.faulty_replies} failed or malformed replies, "
+                      "all retried with backoff")
     for route, e in summary.routes.items():
         console.print(f"  route {route}: {e.rate_limited} × 429, slots halved {e.decreases}× (down to "
                       f"{e.min_slots}), Retry-After pauses {e.paused_s:.1f}s")
