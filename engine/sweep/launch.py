@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from engine.kernel.errors import SpecError
 from engine.kernel.paths import hydra_searchpath_override
 from engine.kernel.spec_redaction import redact_override
 from engine.store.db import transaction
+from engine.store.lock import study_lock
 from engine.sweep.expand import Sweep, expand_sweep
 from engine.sweep.job import redact_hydra_files
 from engine.sweep.merge import MergeError, copy_results
@@ -33,7 +35,7 @@ def launch(sweep: Sweep) -> None:
     """Hand the sweep to Hydra: its sweeper expands the same jobs, its launcher runs them."""
     import hydra
 
-    from engine.sweep.job import sweep_job
+    from engine.sweep.job import LAUNCHER_ENV, launcher_mark, sweep_job
 
     # No .hydra folder per job: its config.yaml, hydra.yaml and overrides.yaml would copy every
     # override (an api_base with a password) into the sweep folder; Hydra's logs are redacted. (A
@@ -41,8 +43,11 @@ def launch(sweep: Sweep) -> None:
     private = ["hydra.output_subdir=null", "hydra/hydra_logging=redacted", "hydra/job_logging=redacted"]
     argv = [f"{sweep.name}-sweep", "--multirun", *private, *sweep.task_overrides, *sweep.hydra_overrides,
             hydra_searchpath_override(), f"hydra.sweep.dir='{sweep.dir}'", f"hydra.job.name={sweep.name}"]
-    saved = sys.argv
+    saved, saved_env = sys.argv, os.environ.get(LAUNCHER_ENV)
     sys.argv = argv
+    # Jobs started on this machine (joblib workers, submitit local jobs) inherit it and stop when this
+    # process is gone.
+    os.environ[LAUNCHER_ENV] = launcher_mark()
     try:
         hydra.main(config_path=str(sweep.study_file.parent), config_name=sweep.study_file.stem,
                    version_base="1.3")(sweep_job)()
@@ -52,6 +57,10 @@ def launch(sweep: Sweep) -> None:
                               "finished jobs are kept: rerun the same command to resume") from None
     finally:
         sys.argv = saved
+        if saved_env is None:
+            os.environ.pop(LAUNCHER_ENV, None)
+        else:
+            os.environ[LAUNCHER_ENV] = saved_env
         redact_hydra_files(sweep.dir)
 
 
@@ -141,7 +150,9 @@ def run_sweep(study: str, overrides: list[str] | tuple[str, ...], *, sweep: Swee
     sweep = sweep or expand_sweep(study, overrides)
     if not sweep.jobs:
         raise SpecError("the sweep has no jobs", file=str(sweep.study_file))
-    Path(sweep.dir).mkdir(parents=True, exist_ok=True)
-    seed(sweep)
-    launch(sweep)
-    return SweepResult(sweep, merge(sweep))
+    # Held from seeding to merging: no other command writes the study while its jobs run.
+    with study_lock(sweep.store_path, "run -m"):
+        Path(sweep.dir).mkdir(parents=True, exist_ok=True)
+        seed(sweep)
+        launch(sweep)
+        return SweepResult(sweep, merge(sweep))
