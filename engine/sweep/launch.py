@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 
 from engine.kernel.errors import SpecError
-from engine.kernel.paths import hydra_searchpath_override
+from engine.kernel.paths import hydra_quoted, hydra_searchpath_override
 from engine.store.db import transaction
 from engine.sweep.expand import Sweep, expand_sweep
 from engine.sweep.merge import MergeError, copy_results
@@ -27,15 +27,34 @@ class SweepResult:
     merged: dict[str, int]  # rows added to the study database, per table
 
 
+def launch_overrides(sweep: Sweep) -> list[str]:
+    """What Hydra's multirun is given: the sweep's own overrides, then where to find the config groups
+    and write the jobs' logs (paths quoted: a folder may be named anything)."""
+    return [*sweep.task_overrides, *sweep.hydra_overrides, hydra_searchpath_override(),
+            f"hydra.sweep.dir={hydra_quoted(str(sweep.dir))}", f"hydra.job.name={sweep.name}"]
+
+
+def check_launchable(sweep: Sweep) -> None:
+    """Hydra's multirun will parse every override it is given: checked before any shard is written."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for override in launch_overrides(sweep):
+        try:
+            parser.parse_override(override)
+        except OverrideParseException as exc:
+            raise SpecError(f"Hydra cannot parse this sweep override: {' '.join(str(exc).split())[:300]}",
+                            file=f"the sweep's launch (override '{override}')") from None
+
+
 def launch(sweep: Sweep) -> None:
     """Hand the sweep to Hydra: its sweeper expands the same jobs, its launcher runs them."""
     import hydra
 
     from engine.sweep.job import sweep_job
 
-    argv = [f"{sweep.name}-sweep", "--multirun", *sweep.task_overrides, *sweep.hydra_overrides,
-            hydra_searchpath_override(), f"hydra.sweep.dir='{sweep.dir}'",
-            f"hydra.job.name={sweep.name}"]
+    argv = [f"{sweep.name}-sweep", "--multirun", *launch_overrides(sweep)]
     saved = sys.argv
     sys.argv = argv
     try:
@@ -134,6 +153,7 @@ def run_sweep(study: str, overrides: list[str] | tuple[str, ...], *, sweep: Swee
     sweep = sweep or expand_sweep(study, overrides)
     if not sweep.jobs:
         raise SpecError("the sweep has no jobs", file=str(sweep.study_file))
+    check_launchable(sweep)
     Path(sweep.dir).mkdir(parents=True, exist_ok=True)
     seed(sweep)
     launch(sweep)
