@@ -109,17 +109,20 @@ def _plan(args, console) -> int:
     from engine.plan.compile import compile_plan
     from engine.study import estimate_plan, load_study
 
+    from rich.markup import escape
+
     loaded = load_study(args.study, args.overrides)
     plan = compile_plan(loaded)
     est = estimate_plan(plan)
     spec = loaded.spec
-    console.print(f"[bold]{spec.title}[/]  (spec {loaded.spec_hash}, store {spec.store.path})")
+    # Every string a study author wrote is escaped: rich would read '[...]' in it as markup.
+    console.print(f"[bold]{escape(spec.title)}[/]  (spec {loaded.spec_hash}, store {escape(spec.store.path)})")
     console.print(f"cells {est.cells} · trials {est.trials} · model calls ≤ {est.calls:,} · "
                   f"tokens ≤ {est.prompt_tokens + est.completion_tokens:,} "
                   f"(prompt {est.prompt_tokens:,}, completion {est.completion_tokens:,}) · "
                   f"cost ≤ ${est.usd:.2f}")
     for key, row in est.per_model.items():
-        console.print(f"  {key:24s} calls ≤ {int(row['calls']):>6,}  tokens ≤ "
+        console.print(f"  {escape(f'{key:24s}')} calls ≤ {int(row['calls']):>6,}  tokens ≤ "
                       f"{int(row['prompt_tokens'] + row['completion_tokens']):>9,}  ≤ ${row['usd']:.2f}")
     budget = spec.executor.budget
     console.print(f"budget cap: {'$' + format(budget.max_usd, 'g') if budget.max_usd is not None else 'none'}"
@@ -157,6 +160,7 @@ def _print_precision(console, plan, est) -> None:
 
 
 def _print_table(console, title: str, table) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     if table.empty:
@@ -166,14 +170,14 @@ def _print_table(console, title: str, table) -> None:
     # enough that cell labels are not folded.
     merged = {c: str(c)[:-2] for c in table.columns if str(c).endswith(" n") and str(c)[:-2] in table.columns}
     shown = [c for c in table.columns if c not in merged]
-    out = Table(title=title, show_lines=False)
+    out = Table(title=escape(title), show_lines=False)
     for column in shown:
-        out.add_column(str(column), overflow="fold")
+        out.add_column(escape(str(column)), overflow="fold")
     for _, row in table.iterrows():
         values = {c: str(row[c]) for c in shown}
         for n_column, metric in merged.items():
             values[metric] += f" (n={row[n_column]})"
-        out.add_row(*[values[c] for c in shown])
+        out.add_row(*[escape(values[c]) for c in shown])
     console.print(out)
 
 
@@ -192,6 +196,8 @@ def _summary(args, console) -> int:
 
 
 def _run(args, console) -> int:
+    from rich.markup import escape
+
     from engine.study import run_study
 
     loaded, summary, table = run_study(args.study, args.overrides, show_progress=not args.no_progress,
@@ -202,19 +208,19 @@ def _run(args, console) -> int:
         f"trials: {summary.planned} planned, {summary.skipped_done} already finished, {summary.done} done now, "
         f"{summary.errors} errors, {summary.not_run_budget} not run (budget) · live calls {s.live_calls}, "
         f"cache hits {s.cache_hits}, retries {s.retries}, tokens {s.tokens:,}, cost ${s.cost_usd:.4f} · "
-        f"{summary.seconds:.1f}s · {summary.backend} executor · database {loaded.spec.store.path}")
+        f"{summary.seconds:.1f}s · {summary.backend} executor · database {loaded.spec.store.path}", markup=False)
     if s.rate_limited or s.empty_replies or s.timeouts:
         console.print(f"provider trouble: {s.rate_limited} rate-limited (429), {s.empty_replies} empty replies, "
                       f"{s.timeouts} timeouts, all retried with backoff")
     for route, e in summary.routes.items():
         console.print(f"  route {route}: {e.rate_limited} × 429, slots halved {e.decreases}× (down to "
-                      f"{e.min_slots}), Retry-After pauses {e.paused_s:.1f}s")
+                      f"{e.min_slots}), Retry-After pauses {e.paused_s:.1f}s", markup=False)
     if summary.imported:
-        console.print(summary.imported, soft_wrap=True, highlight=False)  # a path may be long: one line
+        console.print(summary.imported, soft_wrap=True, highlight=False, markup=False)  # a path may be long: one line
     if summary.judging:
         _print_judging(console, summary.judging)
     if summary.stopped_by_budget:
-        console.print(f"[bold yellow]budget reached[/] ({summary.budget_note}): finished trials and verdicts are "
+        console.print(f"[bold yellow]budget reached[/] ({escape(str(summary.budget_note))}): finished trials and verdicts are "
                       "stored; the rest were not started. Raise executor.budget.max_usd (or "
                       "executor.budget.max_tokens) and rerun to finish; the report is rendered once the study "
                       "is complete (`python -m engine report` renders what is there now).")
@@ -227,7 +233,7 @@ def _run(args, console) -> int:
 def _print_judging(console, j) -> None:
     console.print(f"verdicts ({', '.join(j.judges)}): {j.subjects} stored responses + gold sets · {j.graded} graded "
                   f"now, {j.errors} judge errors (label ERROR), {j.already_done} already graded, "
-                  f"{j.not_run_budget} not run (budget) · {j.seconds:.1f}s")
+                  f"{j.not_run_budget} not run (budget) · {j.seconds:.1f}s", markup=False)
 
 
 def _judge(args, console) -> int:
@@ -239,7 +245,8 @@ def _judge(args, console) -> int:
         console.print("[bold yellow]budget reached[/]: the verdicts made are stored; raise executor.budget.max_usd "
                       "(or executor.budget.max_tokens) and rerun to grade the rest")
         return EXIT_BUDGET
-    console.print(f"re-render the report with: python -m engine report {args.study} {' '.join(args.overrides)}")
+    console.print(f"re-render the report with: python -m engine report {args.study} {' '.join(args.overrides)}",
+                  markup=False)
     return 0
 
 
@@ -255,7 +262,7 @@ def _report(args, console, loaded=None) -> int:
     report = build_report_for(loaded, formats=formats)
     made = [str(p) for p in (report.outputs.html, report.outputs.pdf) if p]
     console.print(f"report ({report.outputs.engine}, {time.perf_counter() - started:.1f}s): "
-                  f"{report.outputs.qmd} -> {', '.join(made)}")
+                  f"{report.outputs.qmd} -> {', '.join(made)}", markup=False)
     return 0
 
 
@@ -267,10 +274,10 @@ def _export(args, console) -> int:
 
     result = export_inspect(load_study(args.study, args.overrides), Path(args.out) if args.out else None)
     for path in result.files:
-        console.print(str(path), highlight=False, soft_wrap=True)
+        console.print(str(path), highlight=False, soft_wrap=True, markup=False)
     console.print(f"{len(result.files)} Inspect logs, {result.samples} samples ({result.errored} errored) in "
                   f"{result.out_dir}; open them with: inspect view --log-dir {result.out_dir}",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
     return 0
 
 
@@ -278,12 +285,14 @@ def _sweep(args, console) -> int:
     """run/plan/report -m: the jobs of a sweep, then (run) launch, merge and the sweep report."""
     import time
 
+    from rich.markup import escape
+
     from engine.sweep.report import build_sweep_report
     from engine.sweep import expand_sweep, run_sweep
 
     sweep = expand_sweep(args.study, args.overrides)
-    console.print(f"[bold]sweep {sweep.sweep_id}[/]: {len(sweep.jobs)} jobs over {', '.join(sweep.keys) or '-'}"
-                  f" · shards in {sweep.dir} · database {sweep.store_path}")
+    console.print(f"[bold]sweep {sweep.sweep_id}[/]: {len(sweep.jobs)} jobs over {escape(', '.join(sweep.keys) or '-')}"
+                  f" · shards in {escape(str(sweep.dir))} · database {escape(str(sweep.store_path))}")
     if args.command == "plan" or getattr(args, "dry_run", False):
         from engine.plan.compile import compile_plan
         from engine.study import estimate_plan
@@ -291,7 +300,7 @@ def _sweep(args, console) -> int:
         for job in sweep.jobs:
             est = estimate_plan(compile_plan(job.loaded))
             console.print(f"  job {job.index} ({job.swept or '-'}): cells {est.cells} · trials {est.trials} · "
-                          f"calls ≤ {est.calls:,} · cost ≤ ${est.usd:.2f}")
+                          f"calls ≤ {est.calls:,} · cost ≤ ${est.usd:.2f}", markup=False)
         return 0
     if args.command == "run":
         started = time.perf_counter()
@@ -303,5 +312,5 @@ def _sweep(args, console) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     report = build_sweep_report(sweep, formats=formats)
     made = [str(p) for p in (report.outputs.html, report.outputs.pdf) if p]
-    console.print(f"sweep report ({report.outputs.engine}): {report.outputs.qmd} -> {', '.join(made)}")
+    console.print(f"sweep report ({report.outputs.engine}): {report.outputs.qmd} -> {', '.join(made)}", markup=False)
     return 0
