@@ -100,11 +100,18 @@ def study_argument(study_file: Path) -> str:
     return " ".join([study, *(f"--config-dir {shlex.quote(_display(d))}" for d in user_config_dirs())])
 
 
+MAX_STUDY_BYTES = 1_000_000
+
+
 def resolve_study_file(study: str) -> Path:
     path = Path(study)
     if path.suffix in (".yaml", ".yml"):
         if not path.exists():
             raise SpecError(f"study file not found: {path}")
+        if not path.is_file():  # a folder, or a device or pipe that would never finish reading
+            raise SpecError(f"{path} is not a regular file")
+        if path.stat().st_size > MAX_STUDY_BYTES:
+            raise SpecError(f"{path} is {path.stat().st_size:,} bytes: a study file is at most {MAX_STUDY_BYTES:,}")
         return path.resolve()
     candidate = STUDIES_DIR / f"{study}.yaml"
     if not candidate.exists():
