@@ -20,6 +20,7 @@ from engine.kernel.registry import get_scenario, scenario_names
 from engine.kernel.paths import (CONF_DIR, CONFIG_PATH_ENV, REPO_ROOT, STUDIES_DIR, add_user_config_dirs,
                                 is_shipped_study, user_config_dirs)
 from engine.spec.schema import SECRET_ERROR, StudySpec
+from engine.spec.yaml_size import check_yaml_size, user_config_files
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,8 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = (), *,
     study_file = resolve_study_file(study)
     overrides = absorb_searchpath(overrides)
     check_env_config_dirs()
-    for path in (study_file, *(p for d in user_config_dirs() for p in sorted(d.rglob("*.yaml"))[:MAX_USER_FILES])):
-        check_yaml_size(path)
+    for path in (study_file, *user_config_files()):
+        check_yaml_size(path, _display(path))
     try:
         container, choices, sweeper_params = _hydra_compose(study_file, overrides)
     except OverrideParseException as exc:
@@ -150,45 +151,6 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = (), *,
             require("hydra_plugins.hydra_submitit_launcher", "slurm", file="the Hydra launcher", key="hydra/launcher")
         raise _composition_error(exc, study_file, overrides, swept_in_study) from None
     return container, Sources(study_file, choices, overrides, sweeper_params, swept_in_study)
-
-
-# A YAML file's aliases can repeat a value exponentially (the "billion laughs"): OmegaConf would
-# copy every repetition, for minutes. Nesting beyond Python's recursion limit crashes OmegaConf. No
-# config needs more values or depth than these.
-MAX_YAML_VALUES = 100_000
-MAX_YAML_DEPTH = 64
-MAX_USER_FILES = 1000  # files of one user config folder checked
-
-
-def check_yaml_size(path: Path) -> None:
-    """The file, with its aliases expanded, holds at most MAX_YAML_VALUES values nested at most
-    MAX_YAML_DEPTH deep (measured on the unexpanded node graph: a bomb is not built to be counted)."""
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"))
-    except RecursionError:
-        raise SpecError(f"its YAML nests deeper than {MAX_YAML_DEPTH} levels", file=_display(path)) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return  # Hydra reads the file next and reports what is wrong with it
-    measured: dict[int, tuple[int, int]] = {}
-
-    def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
-        """(values, depth) below `node`, capped just above the limits."""
-        if depth > MAX_YAML_DEPTH:
-            raise SpecError(f"its YAML nests deeper than {MAX_YAML_DEPTH} levels", file=_display(path))
-        if id(node) not in measured:
-            measured[id(node)] = (1, 1)  # an alias cycle counts once
-            children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else
-                        node.value if isinstance(node, yaml.SequenceNode) else [])
-            below = [measure(child, depth + 1) for child in children]
-            measured[id(node)] = (min(1 + sum(v for v, _ in below), MAX_YAML_VALUES + 1),
-                                  1 + max((d for _, d in below), default=0))
-        values, below_depth = measured[id(node)]
-        if depth + below_depth > MAX_YAML_DEPTH + 1:
-            raise SpecError(f"its YAML nests deeper than {MAX_YAML_DEPTH} levels", file=_display(path))
-        return values, below_depth
-
-    if root is not None and measure(root, 1)[0] > MAX_YAML_VALUES:
-        raise SpecError(f"its YAML aliases expand to more than {MAX_YAML_VALUES:,} values", file=_display(path))
 
 
 def add_config_dirs(folders: list[str], key: str = "--config-dir") -> None:
@@ -354,9 +316,12 @@ def _override_key_or_none(override: str | None) -> str | None:
 def override_origin(override: str, study_file: Path, swept_in_study: frozenset[str] = frozenset()) -> str:
     """Where an override was written: the command line, or (a sweep's value of a key the study sweeps)
     the study file's `hydra.sweeper.params`."""
-    if override_key(override) in swept_in_study:
-        return f"{_display(study_file)} (hydra.sweeper.params: '{override}')"
-    return command_line(override)
+    return in_sweeper_params(override, study_file) if override_key(override) in swept_in_study else command_line(override)
+
+
+def in_sweeper_params(override: str, study_file: Path) -> str:
+    """Where an error in one value of the study's `hydra.sweeper.params` is."""
+    return f"{_display(study_file)} (hydra.sweeper.params: '{override}')"
 
 
 def command_line(override: str) -> str:

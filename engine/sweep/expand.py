@@ -7,15 +7,15 @@ import math
 import os
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash
 from engine.checks import check_study
-from engine.spec.load import (LoadedSpec, absorb_searchpath, command_line, compose, load_spec, override_key,
-                              override_origin, resolve_study_file, study_argument)
+from engine.spec.load import (LoadedSpec, absorb_searchpath, command_line, compose, in_sweeper_params, load_spec,
+                              override_key, resolve_study_file, study_argument)
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
@@ -119,7 +119,7 @@ def _key_or_none(text: str) -> str | None:
 def _values(written: _Written) -> int:
     """How many values the override takes: 1 for a fixed value, else its sweep's count (computed, not
     enumerated: a range of a billion values is refused at once)."""
-    from hydra.core.override_parser.types import ChoiceSweep, RangeSweep
+    from hydra.core.override_parser.types import ChoiceSweep, Glob, RangeSweep
 
     o = written.override
     if not o.is_sweep_override():
@@ -140,9 +140,8 @@ def _values(written: _Written) -> int:
             raise SpecError(f"range({start}, {stop}, {step}) has no values (it counts from start up to, not "
                             "including, stop)", file=written.where, key=key)
         return count
-    text = ("glob() sweeps are not supported: list the options instead, e.g. model_set=a,b"
-            if type(value).__name__ == "Glob" else
-            "interval() is not a list of values: a sweep takes a,b,c or range(start, stop, step)")
+    text = ("glob() sweeps are not supported: list the options instead, e.g. model_set=a,b" if isinstance(value, Glob)
+            else "interval() is not a list of values: a sweep takes a,b,c or range(start, stop, step)")
     raise SpecError(text, file=written.where, key=key)
 
 
@@ -172,8 +171,7 @@ def expand_sweep(study: str, overrides: list[str] | tuple[str, ...]) -> Sweep:
     fixed = [w.override.input_line for w in cli if not w.override.is_sweep_override()]
     _, sources = compose(str(study_file), [*fixed, *hydra_overrides])
     cli_keys = {w.override.get_key_element() for w in cli}
-    in_study = [_parse(f"{k}={v}", override_origin(f"{k}={v}", study_file, frozenset([override_key(k)])))
-                for k, v in sources.sweeper_params]
+    in_study = [_parse(f"{k}={v}", in_sweeper_params(f"{k}={v}", study_file)) for k, v in sources.sweeper_params]
     swept_in_study = frozenset(override_key(w.override.input_line) for w in in_study
                                if w.override.get_key_element() not in cli_keys)
     written = [*in_study, *cli]

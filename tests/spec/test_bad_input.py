@@ -212,3 +212,11 @@ def test_a_study_path_that_is_no_regular_file_is_refused_at_once(capsys, tmp_pat
     for name in ("folder.yaml", "zero.yaml"):
         err = refused(capsys, tmp_path, "plan", str(tmp_path / name))
         assert f"{tmp_path / name} is not a regular file" in err
+
+
+def test_a_yaml_bomb_in_a_config_folder_names_its_file(capsys, tmp_path):
+    option = tmp_path / "conf" / "model_set" / "bomb.yaml"
+    option.parent.mkdir(parents=True)
+    option.write_text("# @package _global_\nmodel_set: bomb\nx: " + "[" * 200 + "]" * 200 + "\n")
+    err = refused(capsys, tmp_path, "plan", "model_size", "model_set=bomb", "--config-dir", str(tmp_path / "conf"))
+    assert f"spec error {option}: its YAML nests deeper" in err
