@@ -220,8 +220,8 @@ def _run(args, console) -> int:
     if summary.judging:
         _print_judging(console, summary.judging)
     if summary.stopped_by_budget:
-        console.print(f"[bold yellow]budget reached[/] ({escape(str(summary.budget_note))}): finished trials and verdicts are "
-                      "stored; the rest were not started. Raise executor.budget.max_usd (or "
+        console.print(f"[bold yellow]budget reached[/] ({escape(str(summary.budget_note))}): finished trials and "
+                      "verdicts are stored; the rest were not started. Raise executor.budget.max_usd (or "
                       "executor.budget.max_tokens) and rerun to finish; the report is rendered once the study "
                       "is complete (`python -m engine report` renders what is there now).")
         return EXIT_BUDGET

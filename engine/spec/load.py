@@ -316,7 +316,9 @@ def _override_key_or_none(override: str | None) -> str | None:
 def override_origin(override: str, study_file: Path, swept_in_study: frozenset[str] = frozenset()) -> str:
     """Where an override was written: the command line, or (a sweep's value of a key the study sweeps)
     the study file's `hydra.sweeper.params`."""
-    return in_sweeper_params(override, study_file) if override_key(override) in swept_in_study else command_line(override)
+    if override_key(override) in swept_in_study:
+        return in_sweeper_params(override, study_file)
+    return command_line(override)
 
 
 def in_sweeper_params(override: str, study_file: Path) -> str:

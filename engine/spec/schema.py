@@ -233,7 +233,8 @@ class RayOptions(Strict):
 
     address: str | None = Field(default=None, description="a running cluster ('auto', 'ray://host:10001'); "
                                                            "null = start a local Ray instance")
-    num_cpus: Annotated[int, NotBool, Field(ge=1)] | None = Field(default=None, description="CPUs of the local instance (null = all)")
+    num_cpus: Annotated[int, NotBool, Field(ge=1)] | None = Field(
+        default=None, description="CPUs of the local instance (null = all)")
     cpus_per_trial: float = Field(default=1.0, gt=0, le=MAX_THREADS)
 
     @field_validator("address")
