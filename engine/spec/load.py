@@ -176,8 +176,8 @@ def _check_config_dir(folder: str, file: str, key: str) -> None:
     if key != CONFIG_PATH_ENV and os.pathsep in folder:
         raise SpecError(f"a config folder's path cannot contain '{os.pathsep}' (config folders are passed on in "
                         f"{CONFIG_PATH_ENV}, separated by '{os.pathsep}'): {folder}", file=file, key=key)
-    if not Path(folder).is_dir():
-        raise SpecError(f"config folder not found: {folder}", file=file, key=key)
+    if not folder.strip() or not Path(folder).is_dir():  # '' would be the working directory
+        raise SpecError(f"config folder not found: {folder!r}", file=file, key=key)
 
 
 def absorb_searchpath(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -220,3 +220,9 @@ def test_a_yaml_bomb_in_a_config_folder_names_its_file(capsys, tmp_path):
     option.write_text("# @package _global_\nmodel_set: bomb\nx: " + "[" * 200 + "]" * 200 + "\n")
     err = refused(capsys, tmp_path, "plan", "model_size", "model_set=bomb", "--config-dir", str(tmp_path / "conf"))
     assert f"spec error {option}: its YAML nests deeper" in err
+
+
+@pytest.mark.parametrize("folder", ["", "/no/such/folder"])
+def test_a_config_folder_that_is_not_one_is_refused(capsys, tmp_path, folder):
+    err = refused(capsys, tmp_path, "plan", "model_size", "--config-dir", folder)
+    assert "key '--config-dir'" in err and f"config folder not found: {folder!r}" in err
