@@ -13,7 +13,7 @@ from engine.kernel.extras import require
 from engine.kernel.registry import REGISTRY
 from engine.report.catalog import validate_sections
 from engine.report.claims import validate_claims
-from engine.spec.load import LoadedSpec
+from engine.spec.load import LoadedSpec, Sources, override_key
 
 
 def check_study(loaded: LoadedSpec) -> LoadedSpec:
@@ -25,12 +25,22 @@ def check_study(loaded: LoadedSpec) -> LoadedSpec:
         scenario.check_design(spec, loaded.scenario_params)
         check_judges(loaded)
         validate_sections(spec.report.sections, scenario)
-        validate_claims(spec.report.claims, scenario, spec)
+        validate_claims(spec.report.claims, scenario, spec, levels=not narrowed_design(loaded.sources))
         for i, metric in enumerate(spec.report.sweep_metrics or []):
             check_metric(metric, scenario, f"report.sweep_metrics.{i}")
     except SpecError as exc:
         raise loaded.sources.attributed(exc) from None
     return loaded
+
+
+def narrowed_design(sources: Sources) -> bool:
+    """Whether the command line changed the design that the study's files give (a quick run on fewer
+    levels) while the claims are the files': a claim may then name a level this run lacks, and is
+    left unresolved rather than refused. Claims written on the command line must fit the design."""
+    keys = [override_key(o) for o in sources.overrides]
+    if any(k == "report" or k.startswith("report.claims") for k in keys):
+        return False
+    return any(k.split(".")[0] in ("design", "models") or k in sources.choices for k in keys)
 
 
 def check_judges(loaded: LoadedSpec) -> None:

@@ -119,6 +119,8 @@ def _plan(args, console) -> int:
     from engine.plan.compile import compile_plan
     from engine.study import estimate_plan, load_study
 
+    from rich.markup import escape
+
     loaded = load_study(args.study, args.overrides)
     plan = compile_plan(loaded)
     est = estimate_plan(plan)
@@ -129,7 +131,7 @@ def _plan(args, console) -> int:
                   f"(prompt {est.prompt_tokens:,}, completion {est.completion_tokens:,}) · "
                   f"cost ≤ ${est.usd:.2f}")
     for key, row in est.per_model.items():
-        console.print(f"  {key:24s} calls ≤ {int(row['calls']):>6,}  tokens ≤ "
+        console.print(f"  {escape(f'{key:24s}')} calls ≤ {int(row['calls']):>6,}  tokens ≤ "
                       f"{int(row['prompt_tokens'] + row['completion_tokens']):>9,}  ≤ ${row['usd']:.2f}")
     budget = spec.executor.budget
     console.print(f"budget cap: {'$' + format(budget.max_usd, 'g') if budget.max_usd is not None else 'none'}"
@@ -229,21 +231,21 @@ def _run_loaded(args, console, loaded) -> int:
         f"trials: {summary.planned} planned, {summary.skipped_done} already finished, {summary.done} done now, "
         f"{summary.errors} errors, {summary.not_run_budget} not run (budget) · live calls {s.live_calls}, "
         f"cache hits {s.cache_hits}, retries {s.retries}, tokens {s.tokens:,}, cost ${s.cost_usd:.4f} · "
-        f"{summary.seconds:.1f}s · {summary.backend} executor · database {loaded.spec.store.path}")
+        f"{summary.seconds:.1f}s · {summary.backend} executor · database {_terminal(loaded.spec.store.path)}")
     if s.rate_limited or s.empty_replies or s.timeouts or s.faulty_replies:
         console.print(f"provider trouble: {s.rate_limited} rate-limited (429), {s.empty_replies} empty replies, "
                       f"{s.timeouts} timeouts, {s.faulty_replies} failed or malformed replies, "
                       "all retried with backoff")
     for route, e in summary.routes.items():
         console.print(f"  route {route}: {e.rate_limited} × 429, slots halved {e.decreases}× (down to "
-                      f"{e.min_slots}), Retry-After pauses {e.paused_s:.1f}s")
+                      f"{e.min_slots}), Retry-After pauses {e.paused_s:.1f}s", markup=False)
     if summary.imported:
-        console.print(summary.imported, soft_wrap=True, highlight=False)  # a path may be long: one line
+        console.print(summary.imported, soft_wrap=True, highlight=False, markup=False)  # a path may be long: one line
     if summary.judging:
         _print_judging(console, summary.judging)
     if summary.stopped_by_budget:
-        console.print(f"[bold yellow]budget reached[/] ({summary.budget_note}): finished trials and verdicts are "
-                      "stored; the rest were not started. Raise executor.budget.max_usd (or "
+        console.print(f"[bold yellow]budget reached[/] ({_terminal(summary.budget_note)}): finished trials and "
+                      "verdicts are stored; the rest were not started. Raise executor.budget.max_usd (or "
                       "executor.budget.max_tokens) and rerun to finish; the report is rendered once the study "
                       "is complete (`python -m engine report` renders what is there now).")
         return EXIT_BUDGET
@@ -255,7 +257,7 @@ def _run_loaded(args, console, loaded) -> int:
 def _print_judging(console, j) -> None:
     console.print(f"verdicts ({', '.join(j.judges)}): {j.subjects} stored responses + gold sets · {j.graded} graded "
                   f"now, {j.errors} judge errors (label ERROR), {j.already_done} already graded, "
-                  f"{j.not_run_budget} not run (budget) · {j.seconds:.1f}s")
+                  f"{j.not_run_budget} not run (budget) · {j.seconds:.1f}s", markup=False)
 
 
 def _judge(args, console) -> int:
@@ -300,10 +302,10 @@ def _export(args, console) -> int:
     with writing(loaded, "export"):
         result = export_inspect(loaded, Path(args.out) if args.out else None)
     for path in result.files:
-        console.print(str(path), highlight=False, soft_wrap=True)
+        console.print(str(path), highlight=False, soft_wrap=True, markup=False)
     console.print(f"{len(result.files)} Inspect logs, {result.samples} samples ({result.errored} errored) in "
                   f"{result.out_dir}; open them with: inspect view --log-dir {result.out_dir}",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
     return 0
 
 
@@ -312,8 +314,8 @@ def _sweep(args, console) -> int:
     from engine.sweep import expand_sweep
 
     sweep = expand_sweep(args.study, args.overrides)
-    console.print(f"[bold]sweep {sweep.sweep_id}[/]: {len(sweep.jobs)} jobs over {', '.join(sweep.keys) or '-'}"
-                  f" · shards in {sweep.dir} · database {sweep.store_path}")
+    console.print(f"[bold]sweep {sweep.sweep_id}[/]: {len(sweep.jobs)} jobs over {_terminal(', '.join(sweep.keys) or '-')}"
+                  f" · shards in {_terminal(sweep.dir)} · database {_terminal(sweep.store_path)}")
     if args.command == "plan" or getattr(args, "dry_run", False):
         from engine.plan.compile import compile_plan
         from engine.study import estimate_plan
@@ -321,7 +323,7 @@ def _sweep(args, console) -> int:
         for job in sweep.jobs:
             est = estimate_plan(compile_plan(job.loaded))
             console.print(f"  job {job.index} ({job.swept or '-'}): cells {est.cells} · trials {est.trials} · "
-                          f"calls ≤ {est.calls:,} · cost ≤ ${est.usd:.2f}")
+                          f"calls ≤ {est.calls:,} · cost ≤ ${est.usd:.2f}", markup=False)
         return 0
     from engine.store.lock import study_lock
 

@@ -4,7 +4,7 @@ engine's, and every mistake is a spec error naming the file and key, before anyt
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 from engine import load_spec
 from engine.kernel.errors import SpecError
@@ -82,3 +82,49 @@ def test_methods_table_shows_a_temperature_factor_not_the_unused_study_temperatu
     assert all(f"{float(v):g}" in str(shown) for v in levels)
     plain = dict(generation_settings(load_spec("model_size").spec))["temperature"]
     assert plain == load_spec("model_size").spec.generation.temperature
+
+
+# -- report.claims: checked at load, against the values an estimate can take and the design -----
+
+RATE_DIFFERENCE = "{claim: x, test: difference, metric: nuclear_rate, a: {persona: adversarial}, b: {persona: default}"
+
+
+@pytest.mark.parametrize("claim, key, says", [
+    (RATE_DIFFERENCE + ", range: [nan, 1]}", "report.claims.0.range.0", "finite"),
+    (RATE_DIFFERENCE + ", range: [0, inf]}", "report.claims.0.range.1", "finite"),
+    (RATE_DIFFERENCE + ", range: [0.5, 0.2]}", "report.claims.0.range", "low < high"),
+    (RATE_DIFFERENCE + ", range: [40, 60]}", "report.claims.0.range", "[-1, 1]"),  # percent for a fraction
+    (RATE_DIFFERENCE + ", direction: positive, effect: 20}", "report.claims.0.effect", "[-1, 1]"),
+    (RATE_DIFFERENCE + ", direction: positive, effect: inf}", "report.claims.0.effect", "finite"),
+    ("{claim: x, test: reduction, metric: nuclear_rate, control: {persona: default}, treated: {persona: adversarial},"
+     " range: [0.5, 1.5]}", "report.claims.0.range", "[-inf, 1]"),
+    ("{claim: x, test: difference, metric: nuclear_rate, a: {persona: hawkish}, b: {persona: default},"
+     " direction: positive}", "report.claims.0.a.persona", "no cells with persona=hawkish"),
+    ("{claim: x, test: trend, metric: nuclear_rate, where: {temper: calm}, direction: positive}",
+     "report.claims.0.where.temper", "no factor 'temper'"),
+], ids=["nan", "inf", "reversed", "percent range", "percent effect", "inf effect", "reduction above 1",
+        "missing level", "missing factor"])
+def test_a_claim_the_design_could_never_decide_is_a_spec_error(claim, key, says):
+    err = spec_error("model_size", [f"+report.claims=[{claim}]"])
+    assert err.key == key and says in err.message
+    assert err.file.startswith("the command line (override '+report.claims=")
+
+
+def test_a_bad_claim_in_a_study_file_names_the_file(tmp_path):
+    study = tmp_path / "claims.yaml"
+    text = (REPO / "studies" / "model_size.yaml").read_text()
+    study.write_text(text.replace("      effect: 0.10\n", "      range: [.nan, 1]\n", 1).replace(
+        "      direction: positive\n      range", "      range", 1))
+    err = spec_error(str(study), [])
+    assert err.key == "report.claims.0.range.0" and err.file == str(study)
+    level = tmp_path / "level.yaml"
+    level.write_text(text.replace("b: {persona: default}", "b: {persona: calm}"))
+    err = spec_error(str(level), [])
+    assert err.key == "report.claims.2.b.persona" and err.file == str(level)
+
+
+def test_a_quick_run_on_fewer_levels_keeps_the_files_claims():
+    # model_size's claims compare the personas; a run on one persona cannot decide them, and says so
+    # in the report rather than refusing the run.
+    loaded = load_spec("model_size", ["design.factors.persona=[default]"])
+    assert loaded.spec.design.factors["persona"] == ["default"] and len(loaded.spec.report.claims) == 3

@@ -144,13 +144,48 @@ class TargetSeeds:
     notes: list[str] = field(default_factory=list)
 
 
-def _seeds_for(basis: MetricBasis, p: float, n_now: int, cluster_now: float, seeds_now: int,
-               target: float) -> int | None:
-    per_seed, cluster_per_seed = n_now / seeds_now, cluster_now / seeds_now
+@dataclass(frozen=True)
+class SeedGrowth:
+    """How a cell grows with its seeds: n trials and clusters of m at s seeds. Trials that share an
+    item recur under every seed, so more seeds make the item clusters larger, not more numerous:
+    with k items the information can never exceed k / ICC independent trials (Kish: n / (1 + (m - 1)
+    ICC) with n = k m). Seed clusters and independent trials keep their size as seeds are added."""
 
+    per_seed: float  # trials per seed
+    cluster_per_seed: float  # item clusters: a cluster's trials per seed; else 0 (clusters keep their size)
+    cluster_size: float  # the clusters' size when they do not grow
+
+    @classmethod
+    def of(cls, n_now: int, cluster_now: float, seeds_now: int, unit: Unit) -> "SeedGrowth":
+        # Items recur across seeds (each item once per seed at one seed; more often at several).
+        items_recur = unit == "item" and (seeds_now == 1 or cluster_now > 1)
+        return cls(n_now / seeds_now, cluster_now / seeds_now if items_recur else 0.0, cluster_now)
+
+    def at(self, seeds: int) -> tuple[int, float]:
+        """(trials, cluster size) at `seeds` seeds per cell."""
+        m = self.cluster_per_seed * seeds if self.cluster_per_seed else self.cluster_size
+        return round(self.per_seed * seeds), max(m, 1.0)
+
+    def clusters(self) -> float | None:
+        """The number of item clusters, which no number of seeds changes (None: they grow with seeds)."""
+        return self.per_seed / self.cluster_per_seed if self.cluster_per_seed else None
+
+
+def best_halfwidth(p: float, growth: SeedGrowth, icc: float) -> float:
+    """The half-width that infinitely many seeds approach: Wilson's at k / ICC trials for k items
+    repeated across seeds; 0 when adding seeds adds clusters."""
+    k = growth.clusters()
+    if k is None or icc == 0:
+        return 0.0
+    return rate_halfwidth(p, round(k), deff=icc)
+
+
+def _seeds_for(basis: MetricBasis, p: float, growth: SeedGrowth, target: float) -> int | None:
+    """The fewest seeds whose expected half-width at rate p is at most `target`; None when none up to
+    MAX_SEEDS does."""
     def reaches(seeds: int) -> bool:
-        m = cluster_per_seed * seeds if cluster_now > 1 else 1.0
-        return rate_halfwidth(p, round(per_seed * seeds), design_effect(m, basis.icc)) <= target
+        n, m = growth.at(seeds)
+        return rate_halfwidth(p, n, design_effect(m, basis.icc)) <= target
 
     high = 1
     while not reaches(high):
@@ -171,15 +206,23 @@ def seeds_for_target(trials: list[Trial], bases: list[MetricBasis], seeds_now: i
                      describe, unit: Unit) -> TargetSeeds:
     worst, need, notes = "", 0, []
     for size in cell_sizes(trials, unit):
+        growth = SeedGrowth.of(size.n, size.cluster_size, seeds_now, unit)
         for basis in bases:
             if basis.metric.kind != "proportion":
                 continue
             p = basis.cell_rate(size.cell_id)
-            seeds = _seeds_for(basis, p, size.n, size.cluster_size, seeds_now, target)
             where = f"{basis.metric.label} in {describe(size.cell)}"
+            best = best_halfwidth(p, growth, basis.icc)
+            if best >= target:
+                k = round(growth.clusters() or 0)
+                notes.append(f"{where}: no number of seeds gets below ±{best:.1%}: its {k} items recur under every "
+                             f"seed and share an ICC of {basis.icc:.2f}, so they carry at most {k / basis.icc:.0f} "
+                             f"independent trials' worth; add items")
+                continue
+            seeds = _seeds_for(basis, p, growth, target)
             if seeds is None:
-                notes.append(f"{where}: no number of seeds reaches ±{target:.0%} (items repeated across seeds "
-                             f"share an ICC of {basis.icc:.2f}; add items)")
+                notes.append(f"{where}: more than {MAX_SEEDS:,} seeds would be needed (the best any number of seeds "
+                             f"can reach is ±{best:.1%}); add items")
                 continue
             if seeds > need:
                 need, worst = seeds, where

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, FiniteFloat, field_validator, model_validator
 
 from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash
@@ -375,13 +375,18 @@ class ClaimOptions(Strict):
     claim: str
     test: str
     direction: Literal["positive", "negative"] | None = None
-    effect: float | None = Field(default=None, gt=0)
-    range: tuple[float, float] | None = None
+    effect: FiniteFloat | None = Field(default=None, gt=0)
+    range: tuple[FiniteFloat, FiniteFloat] | None = None
+
+    @field_validator("range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and v[0] >= v[1]:
+            raise ValueError(f"range must be [low, high] with low < high, not {list(v)}")
+        return v
 
     @model_validator(mode="after")
     def _one_kind_of_claim(self) -> "ClaimOptions":
-        if self.range is not None and self.range[0] >= self.range[1]:
-            raise ValueError(f"range must be [low, high] with low < high, not {list(self.range)}")
         if (self.range is None) == (self.direction is None):
             raise ValueError("a claim gives either a direction (positive/negative) or a range")
         return self
@@ -412,6 +417,11 @@ class ClaimTest(ABC):
 
     def check(self, options: ClaimOptions, scenario: Scenario, spec: "StudySpec", key: str) -> None:
         """Raise SpecError for options that refer to things the study does not have."""
+
+    def scale(self, options: ClaimOptions, scenario: Scenario) -> tuple[float, float] | None:
+        """The values the estimate can take (e.g. (-1, 1) for a difference of rates), if bounded: a
+        claimed range or effect outside them is a spec error."""
+        return None
 
     @abstractmethod
     def estimate(self, ctx: "ReportContext", options: ClaimOptions) -> ClaimEstimate:

@@ -43,4 +43,12 @@ def config_search_path() -> list[Path]:
 
 def hydra_searchpath_override() -> str:
     """The `hydra.searchpath=[...]` override that puts `config_search_path()` on Hydra's search path."""
-    return "hydra.searchpath=[" + ",".join(f"'file://{p}'" for p in config_search_path()) + "]"
+    return "hydra.searchpath=[" + ",".join(hydra_quoted(f"file://{p}") for p in config_search_path()) + "]"
+
+
+def hydra_quoted(text: str) -> str:
+    """`text` as a quoted value of Hydra's override grammar, read back as exactly `text` whatever it
+    holds (quotes, backslashes, commas, brackets): a path of any folder can go in an override."""
+    from hydra.core.override_parser.types import Quote, QuotedString
+
+    return QuotedString(text, Quote.single).with_quotes()

@@ -34,22 +34,33 @@ LEVEL_FIELDS = ("where", "a", "b", "present", "absent", "control", "treated")
 
 
 def check_claim_levels(options: MetricClaim, scenario: Scenario, spec, key: str) -> None:
-    """The metric exists. Factor levels are checked when the claim is decided, not here: an override
-    that drops a level (a quick run) leaves the claim unresolved, not the study invalid."""
+    """The metric exists. The factor levels a claim names are checked by engine/checks.py, which
+    knows whether the command line narrowed the design (a quick run leaves such a claim unresolved)."""
     check_metric(options.metric, scenario, f"{key}.metric")
+
+
+def missing_level(options: ClaimOptions, spec) -> tuple[str, str] | None:
+    """A factor level the claim names that the design lacks: (its key in the claim, e.g. 'a.attack',
+    and why the design cannot decide the claim); None when the design has them all."""
+    known = {**spec.design.factors, **{k: v for block in spec.design.controls for k, v in block.items()}}
+    for name in LEVEL_FIELDS:
+        for factor, level in (getattr(options, name, None) or {}).items():
+            if factor not in known:
+                return f"{name}.{factor}", f"the design has no factor '{factor}' (factors: {', '.join(known)})"
+            if str(level) not in {str(v) for v in known[factor]}:
+                return f"{name}.{factor}", (f"the design has no cells with {factor}={level} (levels: "
+                                            f"{', '.join(map(str, known[factor]))})")
+    return None
 
 
 def missing_levels(options: MetricClaim, spec) -> str | None:
     """Why the design cannot decide the claim: a factor level it names that the design lacks."""
-    known = {**spec.design.factors, **{k: v for block in spec.design.controls for k, v in block.items()}}
-    for name in LEVEL_FIELDS:
-        for factor, level in getattr(options, name, {}).items():
-            if factor not in known:
-                return f"the design has no factor '{factor}' (factors: {', '.join(known)})"
-            if str(level) not in {str(v) for v in known[factor]}:
-                return (f"the design has no cells with {factor}={level} (levels: "
-                        f"{', '.join(map(str, known[factor]))})")
-    return None
+    missing = missing_level(options, spec)
+    return missing[1] if missing else None
+
+
+def _metric_kind(options: MetricClaim, scenario: Scenario) -> str:
+    return next(m.kind for m in scenario.metrics() if m.name == options.metric)
 
 
 def _frame(ctx, options: MetricClaim) -> pd.DataFrame:
@@ -123,6 +134,9 @@ class Difference(ClaimTest):
     def check(self, options, scenario, spec, key):
         check_claim_levels(options, scenario, spec, key)
 
+    def scale(self, options, scenario):
+        return (-1.0, 1.0) if _metric_kind(options, scenario) == "proportion" else None
+
     def estimate(self, ctx, options) -> ClaimEstimate:
         return _difference(ctx, options, options.a, options.b, f"{_describe(options.a)} − {_describe(options.b)}")
 
@@ -178,6 +192,9 @@ class Interaction(ClaimTest):
             raise SpecError("an interaction claims the outcome is higher with every level present: "
                             "direction: positive", key=f"{key}.direction")
 
+    def scale(self, options, scenario):
+        return (-1.0, 1.0) if _metric_kind(options, scenario) == "proportion" else None
+
     def estimate(self, ctx, options) -> ClaimEstimate:
         factors = list(options.present)
         others = [dict(zip(factors, combo)) for combo in
@@ -209,8 +226,11 @@ class Reduction(ClaimTest):
 
     def check(self, options, scenario, spec, key):
         check_claim_levels(options, scenario, spec, key)
-        if next(m for m in scenario.metrics() if m.name == options.metric).kind != "proportion":
+        if _metric_kind(options, scenario) != "proportion":
             raise SpecError(f"a reduction needs a rate; {options.metric} is a mean", key=f"{key}.metric")
+
+    def scale(self, options, scenario):
+        return (-math.inf, 1.0)  # 1 - p_treated / p_control
 
     def estimate(self, ctx, options) -> ClaimEstimate:
         missing = missing_levels(options, ctx.spec)

@@ -15,7 +15,7 @@ from engine.analyze.paired_stats import holm
 from engine.kernel.contracts import ClaimEstimate, ClaimOptions, ClaimTest, Rendered, Scenario, Section
 from engine.kernel.errors import SpecError
 from engine.kernel.registry import REGISTRY, register_section
-from engine.report import claim_tests  # noqa: F401  (registers the engine's claim tests)
+from engine.report.claim_tests import missing_level  # (and registers the engine's claim tests)
 from engine.report.markdown import bullet_list, escape, table
 from engine.report.paired_contrasts import p_text
 
@@ -24,9 +24,12 @@ def claim_test_names(scenario: str) -> list[str]:
     return [e.name for e in REGISTRY.visible("claim", scenario)]
 
 
-def validate_claims(raw_claims: list[dict[str, Any]], scenario: Scenario, spec) -> list[tuple[ClaimTest, ClaimOptions]]:
+def validate_claims(raw_claims: list[dict[str, Any]], scenario: Scenario, spec, *,
+                    levels: bool = False) -> list[tuple[ClaimTest, ClaimOptions]]:
     """Check every claim before any run: its test, its options and what they name (whether or not
-    the report lists the `claims` section that shows them)."""
+    the report lists the `claims` section that shows them); the claimed range or effect against the
+    values the estimate can take; with `levels`, the factor levels it names against the design (else
+    a claim on a level the design lacks is left unresolved when it is decided)."""
     out = []
     for i, raw in enumerate(raw_claims):
         key = f"report.claims.{i}"
@@ -45,8 +48,27 @@ def validate_claims(raw_claims: list[dict[str, Any]], scenario: Scenario, spec) 
             message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             raise SpecError(message, key=f"{key}.{where}" if where else key) from None
         test.check(options, scenario, spec, key)
+        check_scale(options, test.scale(options, scenario), key)
+        missing = missing_level(options, spec) if levels else None
+        if missing:
+            raise SpecError(f"{missing[1]}: the claim could never be decided", key=f"{key}.{missing[0]}")
         out.append((test, options))
     return out
+
+
+def check_scale(options: ClaimOptions, scale: tuple[float, float] | None, key: str) -> None:
+    """A claimed range, or an effect in the claimed direction, within the values the estimate can take."""
+    if scale is None:
+        return
+    low, high = scale
+    shown = f"[{low:g}, {high:g}]"
+    if options.range is not None and not (low <= options.range[0] and options.range[1] <= high):
+        raise SpecError(f"range {list(options.range)} goes outside {shown}, the values this estimate can take "
+                        "(rates are fractions: 0.4, not 40)", key=f"{key}.range")
+    room = high if options.direction == "positive" else -low
+    if options.effect is not None and options.direction is not None and options.effect > room:
+        raise SpecError(f"an effect of {options.effect:g} in the {options.direction} direction is beyond {shown}, "
+                        "the values this estimate can take (rates are fractions: 0.2, not 20)", key=f"{key}.effect")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from engine.kernel.spec_redaction import (is_secret_path, redact_override, redac
 from engine.kernel.paths import (CONF_DIR, CONFIG_PATH_ENV, REPO_ROOT, STUDIES_DIR, add_user_config_dirs,
                                 is_shipped_study, user_config_dirs)
 from engine.spec.schema import SECRET_ERROR, StudySpec
+from engine.spec.yaml_size import check_yaml_size, user_config_files
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Sources:
     overrides: tuple[str, ...]
     # The study's `hydra.sweeper.params` (key -> sweep string): what `run -m` sweeps besides the command line.
     sweeper_params: tuple[tuple[str, str], ...] = ()
+    # The keys of `overrides` whose values a sweep took from the study's `hydra.sweeper.params`.
+    swept_in_study: frozenset[str] = frozenset()
 
     def attributed(self, exc: SpecError) -> SpecError:
         """`exc` naming the file its key came from, if it names a key but no file."""
@@ -45,7 +48,7 @@ class Sources:
         for override in reversed(self.overrides):
             name = override_key(override)
             if key == name or key.startswith(name + ".") or name.startswith(key + "."):
-                return command_line(override)
+                return override_origin(override, self.study_file, self.swept_in_study)
         if _has_path(_read_yaml(self.study_file), parts):
             return _display(self.study_file)
         # Longest package match among the group choices, e.g. 'model@models.smollm2_135m'.
@@ -100,11 +103,18 @@ def study_argument(study_file: Path) -> str:
     return " ".join([study, *(f"--config-dir {shlex.quote(_display(d))}" for d in user_config_dirs())])
 
 
+MAX_STUDY_BYTES = 1_000_000
+
+
 def resolve_study_file(study: str) -> Path:
     path = Path(study)
     if path.suffix in (".yaml", ".yml"):
         if not path.exists():
             raise SpecError(f"study file not found: {path}")
+        if not path.is_file():  # a folder, or a device or pipe that would never finish reading
+            raise SpecError(f"{path} is not a regular file")
+        if path.stat().st_size > MAX_STUDY_BYTES:
+            raise SpecError(f"{path} is {path.stat().st_size:,} bytes: a study file is at most {MAX_STUDY_BYTES:,}")
         return path.resolve()
     candidate = STUDIES_DIR / f"{study}.yaml"
     if not candidate.exists():
@@ -113,25 +123,36 @@ def resolve_study_file(study: str) -> Path:
     return candidate
 
 
-def compose(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], Sources]:
-    """Compose the study file with its config groups and overrides into a plain dict."""
+def compose(study: str, overrides: list[str] | tuple[str, ...] = (), *,
+            swept_in_study: frozenset[str] = frozenset()) -> tuple[dict[str, Any], Sources]:
+    """Compose the study file with its config groups and overrides into a plain dict.
+    `swept_in_study`: the keys of `overrides` that a sweep took from the study's hydra.sweeper.params
+    (errors in them name the study file, not the command line)."""
     from hydra.errors import HydraException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
     study_file = resolve_study_file(study)
     overrides = absorb_searchpath(overrides)
     check_env_config_dirs()
+    for path in (study_file, *user_config_files()):
+        check_yaml_size(path, _display(path))
     try:
         container, choices, sweeper_params = _hydra_compose(study_file, overrides)
     except OverrideParseException as exc:
         bad = _unparsable_override(overrides)
-        raise SpecError(redact_text(_first_line(exc)), file=command_line(bad) if bad else "the command line",
-                        key=_override_key_or_none(bad)) from None
-    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
+        raise SpecError(redact_text(_first_line(exc)), file=override_origin(bad, study_file, swept_in_study) if bad else
+                        "the command line", key=_override_key_or_none(bad)) from None
+    except MissingValue as exc:
+        where = Sources(study_file, exc.choices, overrides, swept_in_study=swept_in_study).file_for(exc.key)
+        raise SpecError(f"a required value is missing (left as ??? in the config): give it, e.g. on the command "
+                        f"line as {exc.key}=...", file=where, key=exc.key) from None
+    # Hydra raises ValueError or TypeError for some malformed overrides (e.g. a number for a config group),
+    # OmegaConf a RecursionError for a value nested hundreds deep.
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         if "submitit" in str(exc):  # Hydra knows no submitit launcher: the plug-in is an extra
             require("hydra_plugins.hydra_submitit_launcher", "slurm", file="the Hydra launcher", key="hydra/launcher")
-        raise _composition_error(exc, study_file, overrides) from None
-    return container, Sources(study_file, choices, overrides, sweeper_params)
+        raise _composition_error(exc, study_file, overrides, swept_in_study) from None
+    return container, Sources(study_file, choices, overrides, sweeper_params, swept_in_study)
 
 
 def add_config_dirs(folders: list[str], key: str = "--config-dir") -> None:
@@ -152,23 +173,32 @@ def check_env_config_dirs() -> None:
 
 
 def _check_config_dir(folder: str, file: str, key: str) -> None:
-    if not Path(folder).is_dir():
-        raise SpecError(f"config folder not found: {folder}", file=file, key=key)
-    if any(c in folder for c in "'\"[],"):  # Hydra's override grammar cannot quote these in a search path
-        raise SpecError(f"a config folder's path cannot contain quotes, brackets or commas: {folder}", file=file,
-                        key=key)
+    # The folders reach sweep jobs in ENGINE_CONFIG_PATH, separated by os.pathsep: a folder whose
+    # path holds one would arrive cut in two.
+    if key != CONFIG_PATH_ENV and os.pathsep in folder:
+        raise SpecError(f"a config folder's path cannot contain '{os.pathsep}' (config folders are passed on in "
+                        f"{CONFIG_PATH_ENV}, separated by '{os.pathsep}'): {folder}", file=file, key=key)
+    if not folder.strip() or not Path(folder).is_dir():  # '' would be the working directory
+        raise SpecError(f"config folder not found: {folder!r}", file=file, key=key)
 
 
 def absorb_searchpath(overrides: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """A `hydra.searchpath=[file://DIR, ...]` override adds DIR to the user's config folders (it
     would otherwise replace the search path that finds the shipped groups); the rest pass through."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
     kept = []
     for override in overrides:
         key, _, value = override.partition("=")
         if key.lstrip("+") != "hydra.searchpath":
             kept.append(override)
             continue
-        entries = [e.strip().strip("'\"") for e in value.strip().strip("[]").split(",") if e.strip()]
+        try:
+            parsed = OverridesParser.create().parse_override(override).value()
+        except OverrideParseException as exc:
+            raise SpecError(_first_line(exc), file=command_line(override), key="hydra.searchpath") from None
+        entries = [str(e) for e in (parsed if isinstance(parsed, list) else [parsed])]
         if any(not e.startswith("file://") for e in entries):
             raise SpecError("only file:// folders can be added to the search path (e.g. "
                             "hydra.searchpath=[file://path/to/conf])", file=command_line(override),
@@ -181,6 +211,7 @@ def _hydra_compose(study_file: Path, overrides: tuple[str, ...]) -> tuple[dict, 
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
 
     from engine.kernel.paths import hydra_searchpath_override
 
@@ -196,11 +227,25 @@ def _hydra_compose(study_file: Path, overrides: tuple[str, ...]) -> tuple[dict, 
         sweeper_params = tuple((str(k), str(v)) for k, v in (cfg.hydra.sweeper.get("params") or {}).items())
         OmegaConf.set_struct(cfg, False)
         cfg.pop("hydra")
-        container = OmegaConf.to_container(cfg, resolve=True)
+        try:
+            container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        except MissingMandatoryValue as exc:
+            if type(exc) is not MissingMandatoryValue:  # an interpolation of a missing value: as any other error
+                raise
+            raise MissingValue(str(exc.full_key), choices) from None
     return container, choices, sweeper_params
 
 
-def _composition_error(exc: Exception, study_file: Path, overrides: tuple[str, ...]) -> SpecError:
+class MissingValue(Exception):
+    """A mandatory value (`???`) that the composed config leaves unset."""
+
+    def __init__(self, key: str, choices: dict[str, str]):
+        super().__init__(key)
+        self.key, self.choices = key, choices
+
+
+def _composition_error(exc: Exception, study_file: Path, overrides: tuple[str, ...],
+                       swept_in_study: frozenset[str] = frozenset()) -> SpecError:
     """A Hydra/OmegaConf/YAML error of composition, blamed on the override that causes it if the files
     compose without the overrides, else on the files."""
     culprit = _faulty_override(study_file, overrides, exc)
@@ -208,11 +253,14 @@ def _composition_error(exc: Exception, study_file: Path, overrides: tuple[str, .
     if isinstance(exc, yaml.YAMLError):
         # Hydra reads every file of the composition; the YAML error names the one that is broken.
         message = f"invalid YAML: {' '.join(str(exc).split())}"
+    elif isinstance(exc, RecursionError):
+        message = "a value is nested too deeply to compose"
     else:
         message = _hydra_message(exc)
     message = redact_text(message)  # Hydra quotes the override or the file's line, a secret with it
     if culprit is not None:
-        return SpecError(message, file=command_line(culprit), key=key or _override_key_or_none(culprit))
+        return SpecError(message, file=override_origin(culprit, study_file, swept_in_study),
+                         key=key or _override_key_or_none(culprit))
     return SpecError(message, file=_display(study_file), key=key)
 
 
@@ -268,6 +316,19 @@ def _override_key_or_none(override: str | None) -> str | None:
     return key if re.fullmatch(r"[A-Za-z0-9_\-/]+(\.[A-Za-z0-9_\-/]+)*", key) else None
 
 
+def override_origin(override: str, study_file: Path, swept_in_study: frozenset[str] = frozenset()) -> str:
+    """Where an override was written: the command line, or (a sweep's value of a key the study sweeps)
+    the study file's `hydra.sweeper.params`."""
+    if override_key(override) in swept_in_study:
+        return in_sweeper_params(override, study_file)
+    return command_line(override)
+
+
+def in_sweeper_params(override: str, study_file: Path) -> str:
+    """Where an error in one value of the study's `hydra.sweeper.params` is."""
+    return f"{_display(study_file)} (hydra.sweeper.params: '{redact_override(override)}')"
+
+
 def command_line(override: str) -> str:
     """Where an error from a command-line override is: the override itself, an API key's value hidden."""
     name, eq, value = override.partition("=")
@@ -276,9 +337,10 @@ def command_line(override: str) -> str:
     return f"the command line (override '{redact_override(override)}')"
 
 
-def load_spec(study: str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+def load_spec(study: str, overrides: list[str] | tuple[str, ...] = (), *,
+              swept_in_study: frozenset[str] = frozenset()) -> LoadedSpec:
     """Compose and validate a study: schema, scenario parameters, then the design."""
-    return validate_spec(*compose(study, overrides))
+    return validate_spec(*compose(study, overrides, swept_in_study=swept_in_study))
 
 
 def validate_spec(resolved: dict[str, Any], sources: Sources) -> LoadedSpec:
@@ -394,17 +456,30 @@ def _validate(model: type[BaseModel], data: dict, sources: Sources, prefix: tupl
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = []
+        lines: dict[str, str] = {}
+        unions: dict[str, list[str]] = {}
         for err in exc.errors():
+            loc = list(err["loc"])
+            # A value no member of a union (e.g. `int | list[int]`) takes fails once per member, each
+            # under the member's name: one line for the key, naming the types it takes.
+            member = loc.pop() if loc and isinstance(loc[-1], str) and UNION_MEMBER.fullmatch(loc[-1]) else None
             # A model-level check names the key it is about in its context (e.g. a model entry's api_key).
             field = (err.get("ctx") or {}).get("field")
-            key = ".".join(str(p) for p in (*prefix, *err["loc"], *([field] if field else [])))
+            key = ".".join(str(p) for p in (*prefix, *loc, *([field] if field else [])))
             message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            if member is not None:
+                unions.setdefault(key, []).append(member)
+                message = f"expected {' or '.join(unions[key])}"
             # A rejected value that may be an API key is never echoed.
             quiet = err["type"] in ("extra_forbidden", "missing", SECRET_ERROR) or is_secret_path(key)
             got = "" if quiet else f" (got {redact_spec(err['input'])!r})"
-            lines.append(str(SpecError(message + got, file=sources.file_for(key), key=key)))
-        raise SpecError("\n".join(lines)) from None
+            lines[key if member is not None else f"{key}#{len(lines)}"] = str(
+                SpecError(message + got, file=sources.file_for(key), key=key))
+        raise SpecError("\n".join(lines.values())) from None
+
+
+# How pydantic names a union's member in an error's location: 'int', 'list[int]', 'dict[str,any]'.
+UNION_MEMBER = re.compile(r"(str|int|float|bool|none|(list|dict|tuple|set)\[.*\])")
 
 
 def _read_yaml(path: Path) -> dict:

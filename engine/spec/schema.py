@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from engine.kernel.records import Strict
 from engine.spec.request_params import api_base_problem, extra_params_problems
 
 Level = str | int | float | bool
+
+
+def _not_a_bool(v: Any) -> Any:
+    # Checked before coercion, which would take `true` as 1 (one call slot, one retry).
+    if isinstance(v, bool):
+        raise ValueError(f"expected a whole number, not {v!r}")
+    return v
+
+
+NotBool = BeforeValidator(_not_a_bool)
+
+# Bounds on the executor's numbers: generous for any real setup, yet no typo can make a run wait
+# forever (a billion retries, an hour between retries, zero call slots) or start more than it can hold.
+MAX_SLOTS = 1024  # call slots of one route
+MAX_TRIALS_IN_FLIGHT = 10_000
+MAX_RETRIES = 100
+MAX_WAIT_S = 3600.0  # one backoff, Retry-After pause or progress interval
+MAX_TIMEOUT_S = 86400.0  # one call
+MAX_THREADS = 512
+# Bounds on a design: seeds are stored as 32-bit integers; a design of more trials than this
+# (cells x seeds, before a scenario's items) is a typo, not a study, and would take minutes to plan.
+MAX_SEED = 2**31 - 1
+MAX_DESIGN_TRIALS = 1_000_000
+
+Slots = Annotated[int, NotBool, Field(ge=1, le=MAX_SLOTS)]
+TrialsInFlight = Annotated[int, NotBool, Field(ge=1, le=MAX_TRIALS_IN_FLIGHT)]
+Retries = Annotated[int, NotBool, Field(ge=0, le=MAX_RETRIES)]
+ParseRetries = Annotated[int, NotBool, Field(ge=0, le=20)]
+Threads = Annotated[int, NotBool, Field(ge=1, le=MAX_THREADS)]
+Tokens = Annotated[int, NotBool, Field(ge=1, le=10_000_000)]
+TokenBudget = Annotated[int, NotBool, Field(ge=0, le=2**62)]
+Wait = Annotated[float, Field(ge=0, le=MAX_WAIT_S)]  # a finite wait; 0 = none
+Interval = Annotated[float, Field(gt=0, le=MAX_WAIT_S)]
 
 
 class Params(Strict):
@@ -125,7 +159,7 @@ class ModelEntry(Strict):
 class Generation(Strict):
     temperature: float = Field(default=0.7, ge=0, le=2)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    max_tokens: int = Field(default=160, gt=0)
+    max_tokens: Tokens = 160
 
 
 class Design(Strict):
@@ -167,15 +201,30 @@ class Design(Strict):
         if isinstance(v, int):
             if v < 1:
                 raise ValueError("seeds must be >= 1 (a number of seeds), or a list of seeds")
+            if v > MAX_DESIGN_TRIALS:
+                raise ValueError(f"{v:,} seeds: at most {MAX_DESIGN_TRIALS:,}")
             return v
         if not v:
             raise ValueError("seeds is an empty list: give at least one seed")
         if any(s < 0 for s in v):
             raise ValueError(f"seeds must be >= 0, not {min(v)}")
+        if any(s > MAX_SEED for s in v):
+            raise ValueError(f"a seed is at most {MAX_SEED:,} (stored as a 32-bit integer), not {max(v)}")
         repeated = sorted({s for s in v if v.count(s) > 1})
         if repeated:
             raise ValueError(f"seed {repeated[0]} is repeated: its trials would run twice")
         return v
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "Design":
+        cells = math.prod(len(levels) for levels in self.factors.values()) + sum(
+            math.prod(len(levels) for levels in block.values()) for block in self.controls)
+        seeds = self.seeds if isinstance(self.seeds, int) else len(self.seeds)
+        if cells * seeds > MAX_DESIGN_TRIALS:
+            raise PydanticCustomError("too_large", f"{cells:,} cells x {seeds:,} seeds = {cells * seeds:,} trials "
+                                      f"before items: more than the {MAX_DESIGN_TRIALS:,} a design may have",
+                                      {"field": "seeds"})
+        return self
 
     @property
     def seed_list(self) -> list[int]:
@@ -185,7 +234,7 @@ class Design(Strict):
 
 class Budget(Strict):
     max_usd: float | None = Field(default=None, ge=0)
-    max_tokens: int | None = Field(default=None, ge=0)
+    max_tokens: TokenBudget | None = None
 
 
 class RayOptions(Strict):
@@ -193,8 +242,9 @@ class RayOptions(Strict):
 
     address: str | None = Field(default=None, description="a running cluster ('auto', 'ray://host:10001'); "
                                                            "null = start a local Ray instance")
-    num_cpus: int | None = Field(default=None, gt=0, description="CPUs of the local instance (null = all)")
-    cpus_per_trial: float = Field(default=1.0, gt=0)
+    num_cpus: Annotated[int, NotBool, Field(ge=1)] | None = Field(
+        default=None, description="CPUs of the local instance (null = all)")
+    cpus_per_trial: float = Field(default=1.0, gt=0, le=MAX_THREADS)
 
     @field_validator("address")
     @classmethod
@@ -208,25 +258,25 @@ class RayOptions(Strict):
 class Executor(Strict):
     backend: Literal["local", "ray"] = "local"
     ray: RayOptions = RayOptions()
-    max_concurrent_trials: int | None = Field(
-        default=None, gt=0, description="trials played at once; null = enough to keep every route's call slots "
-                                        "busy (the sum of the slots of the routes the study uses)")
+    max_concurrent_trials: TrialsInFlight | None = Field(
+        default=None, description="trials played at once; null = enough to keep every route's call slots "
+                                  "busy (the sum of the slots of the routes the study uses)")
     # Call slots per route (a 429 halves a route's slots for a while; they recover on success).
-    concurrency: dict[str, int] = {"default": 32}
+    concurrency: dict[str, Slots] = {"default": 32}
     # Group commit: finished trials are written together at least this often (a kill -9 loses at most this much).
     commit_interval_s: float = Field(default=0.5, gt=0, le=60)
     # Where there is no terminal, a progress line this often (CI, nohup, a log file).
-    progress_every_s: float = Field(default=30.0, gt=0)
-    max_retries: int = Field(default=4, ge=0)
-    backoff_initial_s: float = Field(default=1.0, ge=0)
-    backoff_max_s: float = Field(default=30.0, ge=0)
+    progress_every_s: Interval = 30.0
+    max_retries: Retries = 4
+    backoff_initial_s: Wait = 1.0
+    backoff_max_s: Wait = 30.0
     # The longest wait a provider's Retry-After can impose on one retry (some ask for an hour).
-    retry_after_max_s: float = Field(default=120.0, ge=0)
-    timeout_s: float = Field(default=120.0, gt=0)
-    parse_retries: int = Field(default=2, ge=0)
+    retry_after_max_s: Wait = 120.0
+    timeout_s: float = Field(default=120.0, gt=0, le=MAX_TIMEOUT_S)
+    parse_retries: ParseRetries = 2
     budget: Budget = Budget()
     retry_errored_trials: bool = True
-    local_threads: int = Field(default=2, gt=0)
+    local_threads: Threads = 2
 
     def limit_for(self, route: str) -> int:
         return self.concurrency.get(route, self.concurrency.get("default", 32))

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from engine.kernel.errors import SpecError
-from engine.kernel.paths import hydra_searchpath_override
+from engine.kernel.paths import hydra_quoted, hydra_searchpath_override
 from engine.kernel.spec_redaction import redact_override
 from engine.store.db import transaction
 from engine.store.lock import study_lock
@@ -31,18 +31,38 @@ class SweepResult:
     merged: dict[str, int]  # rows added to the study database, per table
 
 
+def launch_overrides(sweep: Sweep) -> list[str]:
+    """What Hydra's multirun is given: the sweep's own overrides, then where to find the config groups
+    and write the jobs' logs (paths quoted: a folder may be named anything)."""
+    # No .hydra folder per job: its config.yaml, hydra.yaml and overrides.yaml would copy every
+    # override (an api_base with a password) into the sweep folder; Hydra's logs are redacted. (A
+    # command line that sets these itself wins.)
+    private = ["hydra.output_subdir=null", "hydra/hydra_logging=redacted", "hydra/job_logging=redacted"]
+    return [*private, *sweep.task_overrides, *sweep.hydra_overrides, hydra_searchpath_override(),
+            f"hydra.sweep.dir={hydra_quoted(str(sweep.dir))}", f"hydra.job.name={sweep.name}"]
+
+
+def check_launchable(sweep: Sweep) -> None:
+    """Hydra's multirun will parse every override it is given: checked before any shard is written."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for override in launch_overrides(sweep):
+        try:
+            parser.parse_override(override)
+        except OverrideParseException as exc:
+            raise SpecError(f"Hydra cannot parse this sweep override: {' '.join(str(exc).split())[:300]}",
+                            file=f"the sweep's launch (override '{redact_override(override)}')") from None
+
+
 def launch(sweep: Sweep) -> None:
     """Hand the sweep to Hydra: its sweeper expands the same jobs, its launcher runs them."""
     import hydra
 
     from engine.sweep.job import LAUNCHER_ENV, launcher_mark, sweep_job
 
-    # No .hydra folder per job: its config.yaml, hydra.yaml and overrides.yaml would copy every
-    # override (an api_base with a password) into the sweep folder; Hydra's logs are redacted. (A
-    # command line that sets these itself wins.)
-    private = ["hydra.output_subdir=null", "hydra/hydra_logging=redacted", "hydra/job_logging=redacted"]
-    argv = [f"{sweep.name}-sweep", "--multirun", *private, *sweep.task_overrides, *sweep.hydra_overrides,
-            hydra_searchpath_override(), f"hydra.sweep.dir='{sweep.dir}'", f"hydra.job.name={sweep.name}"]
+    argv = [f"{sweep.name}-sweep", "--multirun", *launch_overrides(sweep)]
     saved, saved_env = sys.argv, os.environ.get(LAUNCHER_ENV)
     sys.argv = argv
     # Jobs started on this machine (joblib workers, submitit local jobs) inherit it and stop when this
@@ -150,6 +170,7 @@ def run_sweep(study: str, overrides: list[str] | tuple[str, ...], *, sweep: Swee
     sweep = sweep or expand_sweep(study, overrides)
     if not sweep.jobs:
         raise SpecError("the sweep has no jobs", file=str(sweep.study_file))
+    check_launchable(sweep)
     # Held from seeding to merging: no other command writes the study while its jobs run.
     with study_lock(sweep.store_path, "run -m"):
         Path(sweep.dir).mkdir(parents=True, exist_ok=True)

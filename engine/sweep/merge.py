@@ -47,7 +47,9 @@ def copy_results(con: duckdb.DuckDBPyConnection, source: Path, *, only_trials: l
     rows added per table."""
     target = con.execute("SELECT current_database()").fetchone()[0]
     try:
-        con.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
+        # ATTACH takes no parameters: the path as a SQL string literal (a folder's name may hold a quote).
+        literal = "'" + str(source).replace("'", "''") + "'"
+        con.execute(f"ATTACH {literal} AS src (READ_ONLY)")
     except duckdb.IOException as exc:
         raise MergeError(f"cannot read {source}: {' '.join(str(exc).split())[:300]}") from None
     try:

@@ -4,6 +4,7 @@ the report's own estimates, the assumptions stated when there is no data, the ta
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -101,3 +102,64 @@ def test_plan_prints_precision_and_the_seeds_a_target_needs(tmp_path):
 def test_planning_keys_do_not_change_the_spec_hash():
     assert (load_spec("model_size", ["design.target_halfwidth=0.05", "design.assumed_icc=0.3"]).spec_hash
             == load_spec("model_size").spec_hash)
+
+
+# -- design.target_halfwidth with items that recur under every seed ------------------------------
+
+def target_for(icc: float, target: float):
+    """plan_precision's answer for 10 prompts, one model, one attack, one seed, no data."""
+    plan = compile_plan(load_spec("provider_vs_size", [
+        f"scenario.select.ids=[{','.join(PROMPTS)}]", "scenario.select.benign=0", "design.factors.attack=[direct]",
+        "design.factors.model=[smollm2_135m]", "design.seeds=1", f"design.assumed_icc={icc}",
+        f"design.target_halfwidth={target}"]))
+    return plan_precision(plan, None).target
+
+
+def simulated_halfwidth(items: int, seeds: int, icc: float, replicates: int, seed: int) -> tuple[float, float]:
+    """Mean half-width (and its Monte Carlo standard error) of the interval the report gives a cell
+    (engine/analyze/metrics.py: a cluster bootstrap over items when an item recurs, else Wilson's)
+    when each of `items` items is asked under `seeds` seeds, outcomes correlated within an item by
+    `icc` (item rates from a Beta with mean 1/2: ICC = 1 / (alpha + beta + 1))."""
+    from engine.analyze.paired_stats import cluster_bootstrap_interval
+    from engine.analyze.stats import wilson
+
+    rng = np.random.default_rng(seed)
+    half = (1 / icc - 1) / 2
+    widths = []
+    for r in range(replicates):
+        rates = rng.beta(half, half, items) if icc < 1 else rng.integers(0, 2, items).astype(float)
+        values = (rng.random((items, seeds)) < rates[:, None]).astype(float).ravel()
+        groups = np.repeat(np.arange(items), seeds)
+        if seeds > 1:
+            low, high = cluster_bootstrap_interval(values, groups, seed=r)
+        else:
+            est = wilson(int(values.sum()), len(values))
+            low, high = est.low, est.high
+        widths.append((high - low) / 2)
+    return float(np.mean(widths)), float(np.std(widths, ddof=1) / np.sqrt(replicates))
+
+
+def test_the_promised_seeds_reach_the_target_in_a_simulation_of_the_clustered_design():
+    # 10 prompts at ICC 0.2: each prompt's 0/1 outcomes across seeds are correlated, so seeds add
+    # less than independent trials would. (Before: the ICC was ignored at one seed and 5 seeds were
+    # promised, which give about ±20%.)
+    target = target_for(0.2, 0.15)
+    assert target.seeds is not None and target.seeds > 10
+    mean, se = simulated_halfwidth(len(PROMPTS), target.seeds, 0.2, replicates=300, seed=1)
+    assert mean <= 0.15 + 2 * se  # reached, within Monte Carlo error
+    assert mean >= 0.15 * 0.8  # and not by promising far more seeds than needed
+    fewer, se_fewer = simulated_halfwidth(len(PROMPTS), target.seeds // 3, 0.2, replicates=300, seed=2)
+    assert fewer > 0.15 + 2 * se_fewer  # a third of them would not do
+
+
+def test_a_target_no_number_of_seeds_reaches_says_so():
+    # At ICC 1 a prompt answers the same under every seed: 10 prompts are 10 observations however
+    # many seeds run. (Before: ±1% was promised with 960 seeds.)
+    target = target_for(1.0, 0.01)
+    assert target.seeds is None
+    note = target.notes[0]  # one per headline rate, all alike without data
+    best = float(re.search(r"below ±([\d.]+)%", note)[1]) / 100
+    assert "no number of seeds" in note and "10 items" in note and "add items" in note
+    mean, se = simulated_halfwidth(len(PROMPTS), 200, 1.0, replicates=300, seed=3)
+    assert mean > 0.01 + 10 * se  # 200 seeds stay far from ±1%
+    assert abs(mean - best) < 0.15 * best  # near the floor the note states
