@@ -175,6 +175,10 @@ def _print_table(console, title: str, table) -> None:
             values[metric] += f" (n={row[n_column]})"
         out.add_row(*[values[c] for c in shown])
     console.print(out)
+    from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
+
+    if any(BASE_MODEL_MARK in str(v) for v in table.to_numpy().ravel()):
+        console.print(BASE_MODEL_NOTE, highlight=False, soft_wrap=True)
 
 
 def _table_title(loaded) -> str:

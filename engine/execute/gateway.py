@@ -56,6 +56,8 @@ class ChatRequest:
             key["api_base"] = self.model.api_base
         if self.model.extra_params:
             key["extra_params"] = self.model.extra_params
+        if self.model.prompt_format:  # the same messages in another format are another prompt
+            key["prompt_format"] = self.model.prompt_format
         return content_hash(key, 32)
 
     def body(self) -> dict[str, Any]:

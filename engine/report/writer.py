@@ -18,6 +18,8 @@ import yaml
 from engine.kernel.contracts import Figure, Rendered
 from engine.kernel.errors import ReportError
 from engine.report.charts import to_svg
+from engine.report.markdown import escape
+from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
 from engine.report.render import Outputs, render
 
 
@@ -29,13 +31,17 @@ class Report:
 
 
 def figure_block(fig: Figure) -> str:
-    """A Quarto figure: interactive chart in HTML, static SVG in every other format."""
+    """A Quarto figure: interactive chart in HTML, static SVG in every other format. A chart that shows
+    a base model's numbers says what they are under it."""
+    caption = fig.caption
+    if BASE_MODEL_MARK in json.dumps(fig.vega_lite, ensure_ascii=False, default=str):
+        caption += " " + escape(BASE_MODEL_NOTE)
     return (f"::: {{#{fig.label}}}\n"
             f"::: {{.content-visible when-format=\"html\"}}\n"
             f"```{{=html}}\n<div class=\"vega-chart\" id=\"vis-{fig.label}\"></div>\n```\n:::\n"
             f"::: {{.content-visible unless-format=\"html\"}}\n"
             f"![](figures/{fig.label}.svg){{width=100%}}\n:::\n\n"
-            f"{fig.caption}\n:::")
+            f"{caption}\n:::")
 
 
 def _write_within(work: Path, name: str, text: str) -> None:
