@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="only this judge (repeatable); default: all of the study's judges")
             p.add_argument("--no-progress", action="store_true", help="no live progress display")
         if name in ("run", "report"):
-            p.add_argument("--formats", default="html,pdf", help="report formats (default: html,pdf)")
+            p.add_argument("--formats", default="html,pdf",
+                           help="report formats, comma-separated: html, pdf (default: html,pdf)")
     text = "write the study's trials as logs for another tool (inspect: one Inspect .eval per model x condition); call nothing"
     p = sub.add_parser("export", help=text, description=text)
     p.add_argument("format", choices=["inspect"], help="the output format")
@@ -67,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = [*args.overrides, *extra]
+    if getattr(args, "formats", None) is not None:
+        from engine.report.render import report_formats
+
+        try:  # a usage error before anything is loaded, run or written
+            args.formats = report_formats(args.formats)
+        except ValueError as exc:
+            parser.error(f"argument --formats: {exc}")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from rich.console import Console
     from rich.markup import escape
@@ -113,7 +121,7 @@ def _plan(args, console) -> int:
     plan = compile_plan(loaded)
     est = estimate_plan(plan)
     spec = loaded.spec
-    console.print(f"[bold]{spec.title}[/]  (spec {loaded.spec_hash}, store {spec.store.path})")
+    console.print(f"[bold]{_terminal(spec.title)}[/]  (spec {loaded.spec_hash}, store {_terminal(spec.store.path)})")
     console.print(f"cells {est.cells} · trials {est.trials} · model calls ≤ {est.calls:,} · "
                   f"tokens ≤ {est.prompt_tokens + est.completion_tokens:,} "
                   f"(prompt {est.prompt_tokens:,}, completion {est.completion_tokens:,}) · "
@@ -166,19 +174,29 @@ def _print_table(console, title: str, table) -> None:
     # enough that cell labels are not folded.
     merged = {c: str(c)[:-2] for c in table.columns if str(c).endswith(" n") and str(c)[:-2] in table.columns}
     shown = [c for c in table.columns if c not in merged]
-    out = Table(title=title, show_lines=False)
+    out = Table(title=_terminal(title), show_lines=False)
     for column in shown:
-        out.add_column(str(column), overflow="fold")
+        out.add_column(_terminal(column), overflow="fold")
     for _, row in table.iterrows():
         values = {c: str(row[c]) for c in shown}
         for n_column, metric in merged.items():
             values[metric] += f" (n={row[n_column]})"
-        out.add_row(*[values[c] for c in shown])
+        out.add_row(*[_terminal(values[c]) for c in shown])
     console.print(out)
     from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
 
     if any(BASE_MODEL_MARK in str(v) for v in table.to_numpy().ravel()):
         console.print(BASE_MODEL_NOTE, highlight=False, soft_wrap=True)
+
+
+def _terminal(text: object) -> str:
+    """An author's, model's or file's string as rich markup that prints it as it is: brackets escaped,
+    control and bidi characters (a terminal's escape sequences) shown as escapes."""
+    from rich.markup import escape
+
+    from engine.report.markdown import neutralise
+
+    return escape(neutralise(str(text)))
 
 
 def _table_title(loaded) -> str:
@@ -196,10 +214,17 @@ def _summary(args, console) -> int:
 
 
 def _run(args, console) -> int:
-    from engine.study import run_study
+    from engine.study import load_study, writing
 
-    loaded, summary, table = run_study(args.study, args.overrides, show_progress=not args.no_progress,
-                                       judge=not args.no_judge)
+    loaded = load_study(args.study, args.overrides)
+    with writing(loaded, "run"):  # the run and its report: one writer of the study throughout
+        return _run_loaded(args, console, loaded)
+
+
+def _run_loaded(args, console, loaded) -> int:
+    from engine.study import run_loaded
+
+    summary, table = run_loaded(loaded, show_progress=not args.no_progress, judge=not args.no_judge)
     _print_table(console, _table_title(loaded), table)
     s = summary.stats
     console.print(
@@ -207,9 +232,10 @@ def _run(args, console) -> int:
         f"{summary.errors} errors, {summary.not_run_budget} not run (budget) · live calls {s.live_calls}, "
         f"cache hits {s.cache_hits}, retries {s.retries}, tokens {s.tokens:,}, cost ${s.cost_usd:.4f} · "
         f"{summary.seconds:.1f}s · {summary.backend} executor · database {loaded.spec.store.path}")
-    if s.rate_limited or s.empty_replies or s.timeouts:
+    if s.rate_limited or s.empty_replies or s.timeouts or s.faulty_replies:
         console.print(f"provider trouble: {s.rate_limited} rate-limited (429), {s.empty_replies} empty replies, "
-                      f"{s.timeouts} timeouts, all retried with backoff")
+                      f"{s.timeouts} timeouts, {s.faulty_replies} failed or malformed replies, "
+                      "all retried with backoff")
     for route, e in summary.routes.items():
         console.print(f"  route {route}: {e.rate_limited} × 429, slots halved {e.decreases}× (down to "
                       f"{e.min_slots}), Retry-After pauses {e.paused_s:.1f}s")
@@ -251,15 +277,15 @@ def _report(args, console, loaded=None) -> int:
     import time
 
     from engine.report.study_report import build_report_for
-    from engine.study import load_study
+    from engine.study import load_study, writing
 
     started = time.perf_counter()
     loaded = loaded or load_study(args.study, args.overrides)
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    report = build_report_for(loaded, formats=formats)
-    made = [str(p) for p in (report.outputs.html, report.outputs.pdf) if p]
+    with writing(loaded, "report"):
+        report = build_report_for(loaded, formats=args.formats)
+    made = [_terminal(p) for p in (report.outputs.html, report.outputs.pdf) if p]
     console.print(f"report ({report.outputs.engine}, {time.perf_counter() - started:.1f}s): "
-                  f"{report.outputs.qmd} -> {', '.join(made)}")
+                  f"{_terminal(report.outputs.qmd)} -> {', '.join(made)}", soft_wrap=True)
     return 0
 
 
@@ -267,9 +293,11 @@ def _export(args, console) -> int:
     from pathlib import Path
 
     from engine.export import export_inspect
-    from engine.study import load_study
+    from engine.study import load_study, writing
 
-    result = export_inspect(load_study(args.study, args.overrides), Path(args.out) if args.out else None)
+    loaded = load_study(args.study, args.overrides)
+    with writing(loaded, "export"):
+        result = export_inspect(loaded, Path(args.out) if args.out else None)
     for path in result.files:
         console.print(str(path), highlight=False, soft_wrap=True)
     console.print(f"{len(result.files)} Inspect logs, {result.samples} samples ({result.errored} errored) in "
@@ -280,10 +308,7 @@ def _export(args, console) -> int:
 
 def _sweep(args, console) -> int:
     """run/plan/report -m: the jobs of a sweep, then (run) launch, merge and the sweep report."""
-    import time
-
-    from engine.sweep.report import build_sweep_report
-    from engine.sweep import expand_sweep, run_sweep
+    from engine.sweep import expand_sweep
 
     sweep = expand_sweep(args.study, args.overrides)
     console.print(f"[bold]sweep {sweep.sweep_id}[/]: {len(sweep.jobs)} jobs over {', '.join(sweep.keys) or '-'}"
@@ -297,6 +322,19 @@ def _sweep(args, console) -> int:
             console.print(f"  job {job.index} ({job.swept or '-'}): cells {est.cells} · trials {est.trials} · "
                           f"calls ≤ {est.calls:,} · cost ≤ ${est.usd:.2f}")
         return 0
+    from engine.store.lock import study_lock
+
+    # The sweep (seed, jobs, merge) and its report: one writer of the study throughout.
+    with study_lock(sweep.store_path, f"{args.command} -m"):
+        return _sweep_locked(args, console, sweep)
+
+
+def _sweep_locked(args, console, sweep) -> int:
+    import time
+
+    from engine.sweep.report import build_sweep_report
+    from engine.sweep import run_sweep
+
     if args.command == "run":
         started = time.perf_counter()
         result = run_sweep(args.study, args.overrides, sweep=sweep)  # expanded once, above
@@ -304,8 +342,8 @@ def _sweep(args, console) -> int:
         console.print(f"merged {len(sweep.jobs)} shards in {time.perf_counter() - started:.1f}s: {added or 'nothing new'}")
         if args.no_report:
             return 0
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    report = build_sweep_report(sweep, formats=formats)
-    made = [str(p) for p in (report.outputs.html, report.outputs.pdf) if p]
-    console.print(f"sweep report ({report.outputs.engine}): {report.outputs.qmd} -> {', '.join(made)}")
+    report = build_sweep_report(sweep, formats=args.formats)
+    made = [_terminal(p) for p in (report.outputs.html, report.outputs.pdf) if p]
+    console.print(f"sweep report ({report.outputs.engine}): {_terminal(report.outputs.qmd)} -> {', '.join(made)}",
+                  soft_wrap=True)
     return 0

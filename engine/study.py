@@ -6,6 +6,7 @@ import gc
 import subprocess
 import sys
 from collections import defaultdict
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -31,6 +32,7 @@ from engine.spec.load import LoadedSpec, load_spec
 from engine.checks import check_study
 from engine.report.study_report import Report, build_report_for
 from engine.store.db import StoreBusy, StudyStore
+from engine.store.lock import study_lock
 
 RECORDED_PACKAGES = ("litellm", "llama_cpp_python", "duckdb", "hydra-core", "omegaconf", "pydantic",
                      "numpy", "scipy", "statsmodels", "pandas")
@@ -112,6 +114,12 @@ def store_path(loaded: LoadedSpec) -> Path:
     return Path(loaded.spec.store.path)
 
 
+def writing(loaded: LoadedSpec, command: str) -> AbstractContextManager[None]:
+    """Hold the study's one-writer lock for `command` (run, judge, report, ...): StoreBusy, before
+    anything is called or written, while another command writes the same study."""
+    return study_lock(store_path(loaded), command)
+
+
 def package_versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0]}
     for name in RECORDED_PACKAGES:
@@ -182,7 +190,9 @@ def run_loaded(loaded: LoadedSpec, *, store_at: Path | None = None, show_progres
     # loop unfreezes when it ends; unfreezing again below covers a failure before it starts.
     gc.freeze()
     try:
-        return _run_frozen(loaded, store_at, show_progress, gateway_factory, judge)
+        # A sweep job writes only its shard: the sweep's launching process holds the study's lock.
+        with writing(loaded, "run") if store_at is None else nullcontext():
+            return _run_frozen(loaded, store_at, show_progress, gateway_factory, judge)
     finally:
         gc.unfreeze()
 
@@ -234,15 +244,16 @@ def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: li
     path = store_path(loaded)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run the study first")
-    store = open_store(loaded)
-    try:
-        spec = loaded.spec
-        record(store, loaded, compile_plan(loaded))
-        gateway = gateway_factory(spec.executor, store) if gateway_factory else None
-        summary = run_judges(loaded, store, only=only, gateway=gateway, show_progress=show_progress)
-        loaded.scenario.cache_analyses(store, loaded)
-    finally:
-        store.close()
+    with writing(loaded, "judge"):
+        store = open_store(loaded)
+        try:
+            spec = loaded.spec
+            record(store, loaded, compile_plan(loaded))
+            gateway = gateway_factory(spec.executor, store) if gateway_factory else None
+            summary = run_judges(loaded, store, only=only, gateway=gateway, show_progress=show_progress)
+            loaded.scenario.cache_analyses(store, loaded)
+        finally:
+            store.close()
     return loaded, summary
 
 
@@ -263,4 +274,6 @@ def study_summary(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tu
 def build_report(study: str, overrides: list[str] | tuple[str, ...] = (), *, formats: tuple[str, ...] = ("html", "pdf"),
                  out_dir: Path | None = None, force_pandoc: bool = False) -> Report:
     """The study's report (HTML and PDF) from its database; no model calls."""
-    return build_report_for(load_study(study, overrides), formats=formats, out_dir=out_dir, force_pandoc=force_pandoc)
+    loaded = load_study(study, overrides)
+    with writing(loaded, "report"):
+        return build_report_for(loaded, formats=formats, out_dir=out_dir, force_pandoc=force_pandoc)

@@ -18,8 +18,9 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from engine.kernel.errors import BudgetExhausted, ProviderError
 from engine.execute.limits import LocalRouteLimits, RouteLimits
-from engine.execute.transports import RETRYABLE_STATUS, EmptyReply, LiteLLM, OpenAICompatible, ProviderReply, \
-    TransportError, is_openai_compatible, parse_retry_after
+from engine.execute.replies import EmptyReply, ProviderFault, ProviderReply, TransportError
+from engine.execute.transports import RETRYABLE_STATUS, LiteLLM, OpenAICompatible, is_openai_compatible, \
+    parse_retry_after
 from engine.kernel.hashing import content_hash
 from engine.kernel.redaction import redact
 from engine.spec.schema import Executor, ModelEntry
@@ -94,6 +95,7 @@ class GatewayStats:
     cost_usd: float = 0.0
     rate_limited: int = 0  # HTTP 429 answers (each retried or, after the retries, an error)
     empty_replies: int = 0  # HTTP 200 without content (retried; never cached)
+    faulty_replies: int = 0  # replies that said they failed or were malformed (retried; never cached)
     timeouts: int = 0
 
     @property
@@ -256,6 +258,8 @@ class Gateway:
                           reply.finish_reason)
 
     def _account(self, req: ChatRequest, reply: ProviderReply) -> float:
+        # The counts were checked where the reply entered (0..10^9 each: engine/execute/replies.py)
+        # and prices are finite and >= 0, so the spend on record only ever grows, by a bounded amount.
         cost = req.model.price.cost(reply.prompt_tokens, reply.completion_tokens)
         self.stats.prompt_tokens += reply.prompt_tokens
         self.stats.completion_tokens += reply.completion_tokens
@@ -292,6 +296,8 @@ class Gateway:
                         slot.rate_limited(wait, started)
                     elif isinstance(exc, EmptyReply):
                         self.stats.empty_replies += 1
+                    elif isinstance(exc, ProviderFault):
+                        self.stats.faulty_replies += 1
                     elif isinstance(exc, TimeoutError):
                         self.stats.timeouts += 1
             if not is_retryable(error) or retries >= self.executor.max_retries:

@@ -22,7 +22,7 @@ class RouteEvents:
     """What happened on one route, for the run summary."""
 
     rate_limited: int = 0  # 429 answers
-    decreases: int = 0  # times the slots were halved
+    decreases: int = 0  # times the slots went down (halved, to no fewer than one)
     min_slots: int = 0  # the fewest slots the route went down to
     paused_s: float = 0.0  # total Retry-After pause asked for
 
@@ -101,8 +101,9 @@ class AdaptiveLimit:
 
     def rate_limited(self, retry_after_s: float | None, started: float) -> None:
         self.events.rate_limited += 1
-        # One decrease per round: a request sent before the last decrease saw the old load.
-        if started >= self._last_decrease:
+        # One decrease per round: a request sent before the last decrease saw the old load. At the
+        # floor there is nothing to halve, and nothing is counted.
+        if started >= self._last_decrease and self.slots > self.minimum:
             self.slots = max(float(self.minimum), self.slots / 2)
             self._last_decrease = time.monotonic()
             self.events.decreases += 1

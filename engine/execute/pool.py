@@ -4,9 +4,10 @@ a 100,000-trial run holds `size` tasks, not 100,000 tasks waiting on a semaphore
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, Iterable, TypeVar
+from typing import Awaitable, Callable, Hashable, Iterable, Mapping, TypeVar
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 async def run_pool(jobs: Iterable[T], work: Callable[[T], Awaitable[None]], size: int) -> list[BaseException]:
@@ -24,3 +25,11 @@ async def run_pool(jobs: Iterable[T], work: Callable[[T], Awaitable[None]], size
 
     await asyncio.gather(*(worker() for _ in range(max(1, size))))
     return failures
+
+
+async def run_pools(groups: Mapping[K, Iterable[T]], work: Callable[[T], Awaitable[None]],
+                    sizes: Mapping[K, int]) -> list[BaseException]:
+    """One pool per group, side by side: a group whose jobs wait (on a rate-limited route, in
+    backoff) holds only its own workers, never another group's."""
+    results = await asyncio.gather(*(run_pool(jobs, work, sizes[key]) for key, jobs in groups.items()))
+    return [failure for failures in results for failure in failures]

@@ -19,8 +19,8 @@ from engine.execute import loop as event_loop
 from engine.execute.context import CallContext
 from engine.execute.gateway import Budget, Gateway, GatewayStats
 from engine.execute.progress import RunProgress
-from engine.execute.runner import RunSummary, TrialRecord, plan_routes, play_trial, raise_first_bug, round_robin, \
-    trials_to_run
+from engine.execute.runner import RunSummary, TrialRecord, by_routes, play_trial, pool_sizes, raise_first_bug, \
+    round_robin, trials_to_run
 from engine.kernel.registry import get_scenario
 from engine.plan.compile import Plan
 from engine.kernel.records import Trial
@@ -162,8 +162,13 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
     spec = plan.loaded.spec
     executor = spec.executor
     todo, finished = trials_to_run(plan, store)
-    queue = list(reversed(round_robin(todo)))
-    in_flight_max = executor.trials_in_flight(plan_routes(plan, plan.scenario))
+    # Admitted per group of routes, as by the local executor: trials waiting on a rate-limited
+    # route never hold the places of another route's trials.
+    groups = by_routes(plan, round_robin(todo))
+    caps = pool_sizes(executor, groups)
+    queues = {routes: list(reversed(jobs)) for routes, jobs in groups.items()}
+    running = dict.fromkeys(groups, 0)
+    in_flight_max = sum(caps.values())
     spent_before = store.spent()
     counts = {"done": 0, "error": 0, "budget": 0}
     stats = GatewayStats()
@@ -178,31 +183,36 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
                 str(store.path.resolve()))
             limiter = ray.remote(RouteLimiter).options(num_cpus=0).remote(executor)
             loaded = ray.put(plan.loaded)
-            in_flight: dict[Any, Trial] = {}
+            in_flight: dict[Any, frozenset[str]] = {}  # a trial's future -> its group of routes
             results: list[Any] = []
             try:
-                while queue or in_flight:
-                    while queue and len(in_flight) < in_flight_max:
-                        # shared by the trials that can still be in flight, not by every slot
-                        share = max(1, min(in_flight_max, len(queue) + len(in_flight)))
-                        budget = trial_budget(executor, stats, share, spent_before)
-                        if budget.exhausted:
-                            counts["budget"] += len(queue)
-                            queue.clear()
-                            break
-                        trial, attempt = queue.pop()
-                        ref = play.remote(loaded, plan.scenario_name, trial, attempt, budget, writer, limiter)
-                        in_flight[asyncio.wrap_future(ref.future())] = trial
+                while any(queues.values()) or in_flight:
+                    for routes, queue in queues.items():
+                        while queue and running[routes] < caps[routes]:
+                            # shared by the trials that can still be in flight, not by every slot
+                            waiting = sum(map(len, queues.values()))
+                            share = max(1, min(in_flight_max, waiting + len(in_flight)))
+                            budget = trial_budget(executor, stats, share, spent_before)
+                            if budget.exhausted:
+                                counts["budget"] += waiting
+                                for q in queues.values():
+                                    q.clear()
+                                break
+                            trial, attempt = queue.pop()
+                            ref = play.remote(loaded, plan.scenario_name, trial, attempt, budget, writer, limiter)
+                            in_flight[asyncio.wrap_future(ref.future())] = routes
+                            running[routes] += 1
                     if not in_flight:
                         break
                     finished_now, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                     for fut in finished_now:
-                        in_flight.pop(fut)
+                        running[in_flight.pop(fut)] -= 1
                         try:
                             record, used = fut.result()
                         except Exception as exc:  # noqa: BLE001 - a bug in a worker: stop after in-flight trials
                             results.append(exc)
-                            queue.clear()
+                            for q in queues.values():
+                                q.clear()
                             continue
                         add_stats(stats, used)
                         if record is None:

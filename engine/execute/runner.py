@@ -7,17 +7,18 @@ import time
 import traceback
 from operator import attrgetter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from engine.kernel.errors import BudgetExhausted, ParseFailure, ProviderError, WeightsError
 from engine.execute.context import CallContext
 from engine.execute.gateway import Gateway, GatewayStats
-from engine.execute.pool import run_pool
+from engine.execute.pool import run_pools
 from engine.execute.progress import RunProgress
 from engine.plan.compile import Plan
 from engine.kernel.records import Trial
 from engine.kernel.redaction import redact
 from engine.kernel.contracts import Scenario
+from engine.spec.schema import Executor
 from engine.store.db import StudyStore
 from engine.store.resume import still_to_do
 from engine.kernel.records import now
@@ -97,9 +98,36 @@ async def play_trial(scenario: Scenario, trial: Trial, attempt: int, ctx: CallCo
     return TrialRecord(row, ctx.calls, rows if status == "done" else {})
 
 
-def plan_routes(plan: Plan, scenario: Scenario) -> set[str]:
-    spec = plan.loaded.spec
-    return {spec.models[k].route for cell in plan.cells for k in scenario.cell_models(cell) if k in spec.models}
+Routes = frozenset[str]
+
+
+def by_routes(plan: Plan, todo: list[tuple[Trial, int]]) -> dict[Routes, list[tuple[Trial, int]]]:
+    """The trials to play grouped by the routes their cell's models call (each group in `todo`'s order)."""
+    spec, scenario = plan.loaded.spec, plan.scenario
+    routes_of: dict[str, Routes] = {}
+    groups: dict[Routes, list[tuple[Trial, int]]] = {}
+    for job in todo:
+        trial = job[0]
+        routes = routes_of.get(trial.cell_id)
+        if routes is None:
+            routes = routes_of[trial.cell_id] = frozenset(
+                spec.models[k].route for k in scenario.cell_models(trial.cell) if k in spec.models)
+        groups.setdefault(routes, []).append(job)
+    return groups
+
+
+def pool_sizes(executor: Executor, groups: Iterable[Routes]) -> dict[Routes, int]:
+    """Trials in flight per group of routes: enough to fill its routes' slots. Trials are admitted
+    per group, so trials waiting on a rate-limited route (for a slot, in backoff, in a Retry-After
+    pause) never hold the places of another route's trials. `max_concurrent_trials` is the total:
+    shared among the groups by their slots, each at least one."""
+    groups = list(groups)
+    cap = executor.max_concurrent_trials
+    if cap is None or len(groups) < 2:
+        return {routes: executor.trials_in_flight(set(routes)) for routes in groups}
+    slots = {routes: sum(executor.limit_for(r) for r in routes) or 1 for routes in groups}
+    total = sum(slots.values())
+    return {routes: max(1, cap * slots[routes] // total) for routes in groups}
 
 
 async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = None, show_progress: bool = True,
@@ -110,10 +138,9 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
     scenario = plan.scenario
     gateway = gateway or Gateway(spec.executor, store)
     todo, finished = todo or trials_to_run(plan, store)
-    todo = round_robin(todo)
+    groups = by_routes(plan, round_robin(todo))
     counts = {"done": 0, "error": 0, "budget": 0}
     started, cpu_started = time.perf_counter(), time.process_time()
-    in_flight = spec.executor.trials_in_flight(plan_routes(plan, scenario))
     progress = RunProgress(len(plan.trials), finished, gateway.stats, enabled=show_progress,
                            line_every_s=spec.executor.progress_every_s)
 
@@ -135,7 +162,7 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
     with progress:
         try:
             async with store.writer.running(interval_s=spec.executor.commit_interval_s, on_tick=progress.tick):
-                results = await run_pool(todo, play, in_flight)
+                results = await run_pools(groups, play, pool_sizes(spec.executor, groups))
         finally:
             await gateway.close()
     raise_first_bug(results)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import orjson
 
+from engine.execute.replies import FAILED_FINISH_REASONS, EmptyReply, ProviderReply, TransportError, \
+    checked_reply, error_body_message, reply_from_json
 from engine.kernel.errors import SpecError
-from engine.kernel.redaction import redact, redactor
+from engine.kernel.redaction import redactor
 from engine.spec.schema import ModelEntry
 
 # litellm providers that speak the OpenAI chat-completions protocol over HTTP, with their endpoints.
@@ -31,34 +32,6 @@ DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "hosted_vllm": "HOSTED_VLLM_API_K
 # Providers whose default variable holds a key meant for whatever server api_base names.
 OWN_KEY_VARIABLE = {"hosted_vllm"}
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
-
-
-@dataclass(frozen=True)
-class ProviderReply:
-    text: str | None
-    raw_json: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str | None
-    tool_calls: bool = False
-
-
-class TransportError(Exception):
-    """An HTTP answer that is not a reply (status >= 400), or a reply without a usable body."""
-
-    def __init__(self, message: str, status: int | None = None, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.status_code = status
-        self.retry_after_s = retry_after_s
-
-
-class EmptyReply(TransportError):
-    """HTTP 200 with no content: retried like a provider error (unless the model stopped on its own
-    account: `final`), never cached."""
-
-    def __init__(self, message: str, final: bool = False):
-        super().__init__(message)
-        self.final = final
 
 
 def provider_of(model: ModelEntry) -> str:
@@ -120,19 +93,6 @@ def parse_retry_after(value: str | None) -> float | None:
             return None
 
 
-def reply_from_json(raw: str) -> ProviderReply:
-    data = orjson.loads(raw)
-    choices = data.get("choices") or []
-    if not choices:
-        raise EmptyReply("the reply has no choices")
-    first = choices[0]
-    message = first.get("message") or {}
-    usage = data.get("usage") or {}
-    return ProviderReply(message.get("content"), raw, int(usage.get("prompt_tokens") or 0),
-                         int(usage.get("completion_tokens") or 0), first.get("finish_reason"),
-                         bool(message.get("tool_calls")))
-
-
 class OpenAICompatible:
     """Direct HTTP to OpenAI-compatible endpoints: one connection pool per endpoint and event loop."""
 
@@ -163,12 +123,14 @@ class OpenAICompatible:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         # As litellm does: extra_body's keys go into the request body itself (vLLM's chat_template_kwargs).
-        payload = {**body, "model": model.litellm_id.split("/", 1)[1], **extra.pop("extra_body", {}), **extra}
+        # What the engine sets comes last: the request sent is the one recorded (the spec refuses
+        # extra_params that would override it: ENGINE_REQUEST_KEYS in engine/spec/request_params.py).
+        payload = {**extra.pop("extra_body", {}), **extra, **body, "model": model.litellm_id.split("/", 1)[1]}
         try:
             async with self._session(url).post(url, data=orjson.dumps(payload, default=str), headers=headers) as response:
                 text = (await response.read()).decode("utf-8", errors="replace")
                 if response.status >= 400:
-                    raise TransportError(f"HTTP {response.status}: {_error_text(text)}", response.status,
+                    raise TransportError(f"HTTP {response.status}: {error_body_message(text)}", response.status,
                                          parse_retry_after(response.headers.get("Retry-After")))
         except aiohttp.ClientError as exc:
             raise TransportError(f"{type(exc).__name__}: {exc} ({url})") from exc
@@ -182,19 +144,6 @@ class OpenAICompatible:
         loop_id = id(asyncio.get_running_loop())
         for key in [k for k in self._sessions if k[0] == loop_id]:
             await self._sessions.pop(key).close()
-
-
-def _error_text(body: str) -> str:
-    """The provider's error message, redacted before it is cut (a cut key would escape the mask)."""
-    try:
-        error = json.loads(body).get("error")
-        if isinstance(error, dict):
-            return redact(str(error.get("message") or error))[:300]
-        if error:
-            return redact(str(error))[:300]
-    except (ValueError, AttributeError):
-        pass
-    return redact(body.strip())[:300]
 
 
 class LiteLLM:
@@ -212,7 +161,8 @@ class LiteLLM:
         litellm.drop_params = False
 
     async def complete(self, model_key: str, model: ModelEntry, body: dict[str, Any]) -> ProviderReply:
-        kwargs = {**body, "model": model.litellm_id, "num_retries": 0, **model.extra_params}
+        # What the engine sets comes last, as on the direct path.
+        kwargs = {**model.extra_params, **body, "model": model.litellm_id, "num_retries": 0}
         if model.api_base:
             kwargs["api_base"] = model.api_base
         key = api_key(model, model_key) if model.api_key_env else None
@@ -224,13 +174,30 @@ class LiteLLM:
             import litellm
 
             response = await litellm.acompletion(**kwargs)
-        choice = response.choices[0]
-        usage = getattr(response, "usage", None)
-        message = choice.message
-        return ProviderReply(message.content, _raw_json(response),
-                             int(getattr(usage, "prompt_tokens", 0) or 0),
-                             int(getattr(usage, "completion_tokens", 0) or 0),
-                             getattr(choice, "finish_reason", None), bool(getattr(message, "tool_calls", None)))
+        choices = _field(response, "choices")
+        if not choices:
+            raise EmptyReply("the reply has no choices")
+        choice = choices[0]
+        usage = _field(response, "usage")
+        message = _field(choice, "message")
+        # litellm maps a provider's failure ("error", Cohere's "ERROR") to "stop" and keeps the original.
+        native = _field(_field(choice, "provider_specific_fields"), "native_finish_reason")
+        finish_reason = _field(choice, "finish_reason")
+        if isinstance(native, str) and native.lower() in FAILED_FINISH_REASONS:
+            finish_reason = native
+        return checked_reply(content=_field(message, "content"), raw_json=_raw_json(response),
+                             prompt_tokens=_field(usage, "prompt_tokens"),
+                             completion_tokens=_field(usage, "completion_tokens"), finish_reason=finish_reason,
+                             tool_calls=bool(_field(message, "tool_calls")), error=_field(choice, "error"))
+
+
+def _field(obj: Any, name: str) -> Any:
+    """A field of a litellm object, a plain dict or whatever a test's provider returns (None if absent)."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 def _raw_json(response: Any) -> str | None:

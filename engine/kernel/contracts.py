@@ -327,7 +327,7 @@ class Figure:
     """A chart: Vega-Lite spec for the interactive HTML, SVG for the PDF."""
 
     label: str          # e.g. 'fig-divergence'
-    caption: str
+    caption: str        # plain text: the report writer escapes it
     vega_lite: dict[str, Any]
 
 

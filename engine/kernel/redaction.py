@@ -32,7 +32,9 @@ class Redactor:
         if len(secret) >= _MIN_SECRET and secret not in self.secrets:
             self.secrets = sorted([*self.secrets, secret], key=len, reverse=True)
 
-    def __call__(self, text: str) -> str:
+    def __call__(self, text: object) -> str:
+        if not isinstance(text, str):  # a number or a map a provider sent where text belongs
+            text = str(text)
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
@@ -58,5 +60,6 @@ def configure(key_env_names: Iterable[str]) -> Redactor:
     return _default
 
 
-def redact(text: str | None) -> str | None:
+def redact(text: object) -> str | None:
+    """`text` with every key masked; anything that is not a string is masked as its str()."""
     return None if text is None else redactor()(text)

@@ -16,7 +16,7 @@ from engine.kernel.contracts import ATTEMPTED, FINISHED, verdict_match, verdict_
 from engine.plan.generation import generation_settings
 from engine.report.charts import estimate_chart
 from engine.report.context import ReportContext
-from engine.report.markdown import bullet_list, escape, table
+from engine.report.markdown import bullet_list, code_block, escape, table
 from engine.kernel.contracts import check_metric, Figure, NoOptions, Rendered, Section
 from engine.kernel.registry import register_section
 from engine.report.precision import precision_markdown
@@ -339,7 +339,7 @@ class Chart(Section):
         spec = estimate_chart(frame, x="x", x_title="Parameters (B)" if options.x == "params" else options.x,
                               y_title=metric.label, color=group, log_x=log_x and numeric,
                               percent=metric.percent, nominal_x=not numeric)
-        return Rendered(f"@@FIGURE:{label}@@", [Figure(label, escape(caption), spec)])
+        return Rendered(f"@@FIGURE:{label}@@", [Figure(label, caption, spec)])
 
 
 def exclusion_counts(ctx: ReportContext) -> dict[str, object]:
@@ -463,4 +463,4 @@ class Reproducibility(Section):
                         + table(["Item", "Value"], rows, "Versions and identifiers of this run.", "tbl-repro",
                                 ["l", "l"])
                         + "\n\nTo reproduce (the response cache makes a rerun of a finished study call no model):"
-                        + f"\n\n```\n{command}\n```")
+                        + "\n\n" + code_block(command))

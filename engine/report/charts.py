@@ -1,10 +1,16 @@
-"""Altair charts for the report: points with 95% error bars, colour-blind-safe, sized for print."""
+"""Altair charts for the report: points with 95% error bars, colour-blind-safe, sized for print;
+and the guard in front of the chart converter (vl-convert), which aborts the whole process on some
+characters and overflows its stack on charts of very many rows: every string of a chart is made one
+safe line (`chart_safe`), and `to_svg` draws a chart or says why it cannot (`ChartNotDrawn`)."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import pandas as pd
+
+from engine.report.markdown import one_line, visible
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -56,10 +62,69 @@ def estimate_chart(data: pd.DataFrame, *, x: str, x_title: str, y_title: str, co
     return chart.to_dict()
 
 
+# The most data rows a chart draws: far more than a reader can tell apart, and well below the
+# ~1,500 labelled rows at which vl-convert's JavaScript overflows its stack.
+MAX_CHART_ROWS = 500
+# Characters a chart shows as they are: letters, marks, numbers, punctuation, symbols and spaces.
+# Controls, format characters, surrogates, private-use and unassigned code points and line or
+# paragraph separators are shown as escapes: vl-convert aborts the process on some of them
+# (NUL and the other C0 controls, U+FFFE) and fails to parse a title that holds a line break.
+_DRAWN_CATEGORIES = ("L", "M", "N", "P", "S", "Zs")
+
+
+class ChartNotDrawn(Exception):
+    """Why a chart was not drawn (the report shows this in its place)."""
+
+
+def chart_text(text: str) -> str:
+    """A string as a chart shows it: one line, every character outside _DRAWN_CATEGORIES an escape."""
+    line = one_line(text)
+    if line.isascii():
+        return line
+    return "".join(c if unicodedata.category(c).startswith(_DRAWN_CATEGORIES) else visible(c) for c in line)
+
+
+def chart_safe(value: Any) -> Any:
+    """A Vega-Lite spec (or any part of one) with every string, keys included, through `chart_text`:
+    the same text becomes the same string everywhere, so fields still match their data."""
+    if isinstance(value, str):
+        return chart_text(value)
+    if isinstance(value, dict):
+        return {chart_text(k) if isinstance(k, str) else k: chart_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [chart_safe(v) for v in value]
+    return value
+
+
+def chart_rows(vega_lite: dict[str, Any]) -> int:
+    """The data rows a spec carries: its named datasets and every inline `data.values`."""
+    rows = sum(len(v) for v in (vega_lite.get("datasets") or {}).values() if isinstance(v, list))
+
+    def inline(node: Any) -> int:
+        if isinstance(node, dict):
+            data = node.get("data")
+            own = len(data["values"]) if isinstance(data, dict) and isinstance(data.get("values"), list) else 0
+            return own + sum(inline(v) for k, v in node.items() if k not in ("data", "datasets"))
+        if isinstance(node, list):
+            return sum(inline(v) for v in node)
+        return 0
+
+    return rows + inline(vega_lite)
+
+
 def to_svg(vega_lite: dict[str, Any]) -> str:
+    """The chart as SVG, or ChartNotDrawn saying why not: too many rows to draw, or the converter's
+    own error. Pass a `chart_safe` spec: the converter aborts the process on some characters."""
     import vl_convert as vlc
 
-    return vlc.vegalite_to_svg(vega_lite)
+    rows = chart_rows(vega_lite)
+    if rows > MAX_CHART_ROWS:
+        raise ChartNotDrawn(f"it has {rows:,} data rows, more than the {MAX_CHART_ROWS:,} a chart draws")
+    try:
+        return vlc.vegalite_to_svg(vega_lite)
+    except ValueError as exc:  # vl-convert's error for a spec it cannot draw (a JavaScript error inside)
+        said = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc).strip())
+        raise ChartNotDrawn(f"the chart converter failed ({said[:200]})") from None
 
 
 def forest_chart(data: pd.DataFrame, *, x_title: str, percent: bool) -> dict[str, Any]:

@@ -6,9 +6,11 @@ invisible control and bidi characters visible."""
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 from itertools import chain
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
 
@@ -19,19 +21,22 @@ _PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$@~^&:;\"'=/%,?])")
 MODEL_TEXT_LIMIT = 4000
 
 # C0 controls except tab, newline and CR; DEL and the C1 controls; the Unicode bidi marks,
-# embeddings, overrides and isolates. Invisible or reordering in HTML and PDF (and some break the
-# typst or HTML output), so each is shown as an escape a reader can see.
-_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# embeddings, overrides and isolates; lone surrogates (no file can hold them) and the noncharacters
+# U+FFFE and U+FFFF. Invisible or reordering in HTML and PDF (and some break the typst or HTML
+# output, or the file), so each is shown as an escape a reader can see.
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                     "\ud800-\udfff\ufffe\uffff]")
 
 
-def _visible(char: str) -> str:
+def visible(char: str) -> str:
+    """A character as an escape a reader can see: '\\x1b', 'U+202E'."""
     code = ord(char)
     return f"\\x{code:02x}" if code < 0xA0 else f"U+{code:04X}"
 
 
 def neutralise(text: str) -> str:
     """Each control or bidi character replaced by a visible escape: '\\x1b', 'U+202E'."""
-    return _UNSAFE.sub(lambda m: _visible(m.group()), text)
+    return _UNSAFE.sub(lambda m: visible(m.group()), text)
 
 
 def model_text(text: object, limit: int = MODEL_TEXT_LIMIT) -> str:
@@ -42,7 +47,7 @@ def model_text(text: object, limit: int = MODEL_TEXT_LIMIT) -> str:
     out, room, pos = [], limit, 0
     for match in chain(_UNSAFE.finditer(raw), [None]):
         end = match.start() if match else len(raw)
-        for piece, divisible in ((raw[pos:end], True), (_visible(match.group()) if match else "", False)):
+        for piece, divisible in ((raw[pos:end], True), (visible(match.group()) if match else "", False)):
             if len(piece) > room:
                 if divisible:  # an escape is never split
                     out.append(piece[:room])
@@ -61,10 +66,18 @@ def model_text_note(limit: int = MODEL_TEXT_LIMIT) -> str:
             "bidirectional-text characters a model wrote are shown as escapes such as \\x1b or U+202E.")
 
 
+def one_line(text: object) -> str:
+    """Any text as one line of plain text: unsafe characters made visible (`neutralise`), every run
+    of whitespace (newlines included) one space. What a chart label or a Markdown line may hold."""
+    return " ".join(neutralise(str(text)).split())
+
+
 def escape(text: object) -> str:
-    """Backslash-escape every ASCII punctuation mark (pandoc reads each as a literal character)."""
-    flat = " ".join(neutralise(str(text)).split())  # newlines would start new Markdown blocks
-    return _PUNCT.sub(r"\\\1", flat)
+    """Backslash-escape every ASCII punctuation mark (pandoc reads each as a literal character).
+    The one escape for any text this project did not write itself: model replies, anything read
+    back from the database, and every string a study author writes (title, description, captions,
+    claims, display names, factor levels): in the body, in tables and in the front matter."""
+    return _PUNCT.sub(r"\\\1", one_line(text))  # a newline would start a new Markdown block
 
 
 def code_block(text: str, language: str = "") -> str:
@@ -96,6 +109,27 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], caption: str
         lines.append("")
         lines.append(f": {escape(caption)}" + (f" {{#{label}}}" if label else ""))
     return "\n".join(lines)
+
+
+# Raw HTML blocks the engine writes carry this per-process mark; the sanitize filter shows every
+# other raw block as text (filters/sanitize.lua), so a string that missed `escape` still cannot place markup, script or typst.
+RAW_TOKEN = secrets.token_hex(16)
+RAW_MARK = f"<!-- engine-raw {RAW_TOKEN} -->"
+
+
+def raw_html_block(html: str) -> str:
+    """A pandoc/Quarto raw HTML block of the engine's own markup (never text from elsewhere: JSON in
+    it goes through `json_script_text`); the fence is longer than any backtick run that starts a line."""
+    runs = [len(line) - len(line.lstrip("`")) for line in html.splitlines()]
+    fence = "`" * max(4, max(runs, default=0) + 1)
+    return f"{fence}{{=html}}\n{RAW_MARK}\n{html}\n{fence}"
+
+
+def json_script_text(data: Any) -> str:
+    """JSON that can sit inside <script>: '<', '>' and '&' as \\u escapes, so no string can close the
+    element or open a comment; JSON.parse reads them back as the same characters."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def bullet_list(items: Iterable[str]) -> str:

@@ -160,6 +160,6 @@ class PairedContrastsSection(Section):
             spec = forest_chart(plotted, x_title=f"{metric.label}, A − B", percent=metric.percent)
             fig_caption = (f"{metric.label}: differences between models (A − B) with 95% intervals; points without "
                            "a bar have no interval (the table says why). Each row's n is in the table and tooltip.")
-            figures.append(Figure(f"fig-{label}", escape(fig_caption), spec))
+            figures.append(Figure(f"fig-{label}", fig_caption, spec))
             md.append(f"@@FIGURE:fig-{label}@@")
         return Rendered("\n\n".join(md), figures)

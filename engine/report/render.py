@@ -12,8 +12,22 @@ from pathlib import Path
 
 from engine.kernel.errors import ReportError
 from engine.kernel.contracts import Figure
+from engine.report.markdown import RAW_TOKEN, json_script_text
 
+# The formats a report renders to (`--formats`, `formats=`).
+FORMATS = ("html", "pdf")
 FILTER = Path(__file__).parent / "filters" / "crossref.lua"
+# Runs first: raw markup, links and images that the engine did not place are shown as text. Quarto
+# runs it from the front matter (user filters run before its own), pandoc from the command line.
+SANITIZE = Path(__file__).parent / "filters" / "sanitize.lua"
+SANITIZE_COPY = "_sanitize.lua"
+
+
+def safety_net(folder: Path) -> dict[str, object]:
+    """Front-matter entries (and a copy of the filter in `folder`) that make both renderers run the
+    sanitize filter with this process's raw-block token."""
+    shutil.copyfile(SANITIZE, folder / SANITIZE_COPY)
+    return {"filters": [SANITIZE_COPY], "engine-raw-token": RAW_TOKEN}
 CSS = """
 body { max-width: 52rem; margin: 2rem auto; padding: 0 1rem; font-family: Georgia, 'Times New Roman', serif;
        line-height: 1.5; color: #1a1a1a; }
@@ -39,6 +53,20 @@ TYPST_PREAMBLE = """#set page(paper: "a4", margin: 2cm, numbering: "1")
 # How much of a failing tool's message a ReportError quotes.
 TOOL_MESSAGE_LINES = 8
 TOOL_MESSAGE_LINE_CHARS = 240
+
+
+def report_formats(formats: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """'html,pdf' (or a sequence of names) -> ('html', 'pdf'), each once, in the order given. No
+    format, or one that is not in FORMATS, is a ValueError naming it and the allowed ones."""
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    chosen = tuple(dict.fromkeys(str(f).strip().lower() for f in names if str(f).strip()))
+    allowed = f"allowed: {', '.join(FORMATS)}, comma-separated"
+    if not chosen:
+        raise ValueError(f"no report format given ({allowed})")
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown report format {', '.join(map(repr, unknown))} ({allowed})")
+    return chosen
 
 
 def tool_error(step: str, path: Path, message: str) -> ReportError:
@@ -108,22 +136,28 @@ def _render_quarto(qmd: Path, formats: tuple[str, ...]) -> Outputs:
     return Outputs(qmd, html if html.exists() else None, pdf if pdf.exists() else None, "quarto")
 
 
+VEGA_SPECS_ID = "vega-specs"
+
+
 def _vega_script(figures: list[Figure]) -> str:
-    """The Vega runtime, once, plus one embed call per chart."""
+    """The charts' specs as inline JSON (no string in them can end the element), then the Vega runtime,
+    once, with one embed call per chart."""
     import vl_convert as vlc
 
     specs = {f"vis-{f.label}": f.vega_lite for f in figures}
-    snippet = ("const specs = " + json.dumps(specs) + ";\n"
+    snippet = (f"const specs = JSON.parse(document.getElementById({json.dumps(VEGA_SPECS_ID)}).textContent);\n"
                "for (const [id, spec] of Object.entries(specs)) {\n"
                "  vegaEmbed('#' + id, spec, {actions: false, renderer: 'svg'});\n}\n")
-    # JSON may contain '</script>' only inside strings; break it so HTML parsing cannot end early.
-    return "<script type=\"module\">\n" + vlc.javascript_bundle(snippet).replace("</script", "<\\/script") + "\n</script>"
+    # The bundle is the runtime's own code: '</script' may occur only inside its strings; break it.
+    bundle = vlc.javascript_bundle(snippet).replace("</script", "<\\/script")
+    return (f'<script type="application/json" id="{VEGA_SPECS_ID}">{json_script_text(specs)}</script>\n'
+            f'<script type="module">\n{bundle}\n</script>')
 
 
 def _render_pandoc(qmd: Path, figures: list[Figure], formats: tuple[str, ...]) -> Outputs:
     out_dir = qmd.parent
     html = pdf = None
-    common = ["--lua-filter", str(FILTER), "--standalone"]
+    common = ["--lua-filter", SANITIZE_COPY, "--lua-filter", str(FILTER), "--standalone"]
     if "html" in formats:
         css = out_dir / "_report.css"
         css.write_text(CSS)

@@ -11,9 +11,7 @@ and '&'; the chunks are base64)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
@@ -22,7 +20,7 @@ from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash
 from engine.kernel.records import Strict
 from engine.kernel.registry import register_section
-from engine.report.markdown import MODEL_TEXT_LIMIT, escape, model_text_note
+from engine.report.markdown import MODEL_TEXT_LIMIT, escape, json_script_text, model_text_note, raw_html_block
 from engine.report.transcript_data import CHUNK_TRIALS, BrowserData, browser_data
 
 SCRIPT = Path(__file__).with_name("transcript_browser.js")
@@ -39,13 +37,6 @@ STYLE = """
 .tb-reply { background: #eef4ff; }
 .tb-error { color: #a00; }
 """
-
-
-def json_script_text(data: Any) -> str:
-    """JSON that can sit inside <script>: '<', '>' and '&' as \\u escapes, so no string can close the
-    element or open a comment; JSON.parse reads them back as the same characters."""
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def chunks_file(key: str) -> str:
@@ -70,13 +61,6 @@ def browser_html(key: str, data: BrowserData, page_size: int, unit: tuple[str, s
              f"<script>\n{SCRIPT.read_text()}\n</script>",
              f'<script src="{chunks_file(key)}"></script>']
     return "\n".join(parts)
-
-
-def raw_html_block(html: str) -> str:
-    """A pandoc/Quarto raw HTML block; the fence is longer than any backtick run that starts a line."""
-    runs = [len(line) - len(line.lstrip("`")) for line in html.splitlines()]
-    fence = "`" * max(4, max(runs, default=0) + 1)
-    return f"{fence}{{=html}}\n{html}\n{fence}"
 
 
 @register_section

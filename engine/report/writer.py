@@ -1,5 +1,9 @@
 """Rendered sections -> a Quarto project (index.qmd, _quarto.yml, figures) -> HTML and PDF, built in a
-work folder next to the target and swapped in whole, so a failed render leaves the old report."""
+work folder next to the target and swapped in whole, so a failed render leaves the old report.
+
+The writer places the text it is given by contract as plain text: the front matter's values and the
+figures' captions go through `escape` here (sections pass them unescaped); a chart's every string
+goes through `chart_safe`, and a chart that cannot be drawn becomes a note in its place."""
 
 from __future__ import annotations
 
@@ -17,10 +21,10 @@ import yaml
 
 from engine.kernel.contracts import Figure, Rendered
 from engine.kernel.errors import ReportError
-from engine.report.charts import to_svg
-from engine.report.markdown import escape
+from engine.report.charts import ChartNotDrawn, chart_safe, to_svg
+from engine.report.markdown import escape, raw_html_block
+from engine.report.render import Outputs, render, report_formats, safety_net
 from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
-from engine.report.render import Outputs, render
 
 
 @dataclass(frozen=True)
@@ -30,18 +34,44 @@ class Report:
     figures: int
 
 
-def figure_block(fig: Figure) -> str:
-    """A Quarto figure: interactive chart in HTML, static SVG in every other format. A chart that shows
-    a base model's numbers says what they are under it."""
+# A figure's label names its element id and files (figure_block): letters, digits, '-' and '_' only.
+FIGURE_LABEL = re.compile(r"fig-[A-Za-z0-9_-]+")
+
+
+def figure_block(fig: Figure, not_drawn: str | None = None) -> str:
+    """A Quarto figure: interactive chart in HTML, static SVG in every other format; or, for a chart
+    that could not be drawn, a note saying why, in every format. The caption is plain text. A chart
+    that shows a base model's numbers says what they are under it."""
     caption = fig.caption
     if BASE_MODEL_MARK in json.dumps(fig.vega_lite, ensure_ascii=False, default=str):
-        caption += " " + escape(BASE_MODEL_NOTE)
-    return (f"::: {{#{fig.label}}}\n"
-            f"::: {{.content-visible when-format=\"html\"}}\n"
-            f"```{{=html}}\n<div class=\"vega-chart\" id=\"vis-{fig.label}\"></div>\n```\n:::\n"
-            f"::: {{.content-visible unless-format=\"html\"}}\n"
-            f"![](figures/{fig.label}.svg){{width=100%}}\n:::\n\n"
-            f"{caption}\n:::")
+        caption += " " + BASE_MODEL_NOTE
+    if not_drawn is not None:
+        body = f"*{escape(f'This chart is not drawn: {not_drawn}.')}*\n"
+    else:
+        chart = raw_html_block(f'<div class="vega-chart" id="vis-{fig.label}"></div>')
+        body = (f"::: {{.content-visible when-format=\"html\"}}\n{chart}\n:::\n"
+                f"::: {{.content-visible unless-format=\"html\"}}\n"
+                f"![](figures/{fig.label}.svg){{width=100%}}\n:::\n")
+    return f"::: {{#{fig.label}}}\n{body}\n{escape(caption)}\n:::"
+
+
+def _draw(figures: list[Figure], folder: Path) -> tuple[list[Figure], dict[str, str]]:
+    """Each chart made safe and drawn to figures/<label>.svg (with its spec beside it). Returns the
+    charts drawn and, for every other one, why it was not."""
+    drawn, not_drawn = [], {}
+    for fig in figures:
+        if not FIGURE_LABEL.fullmatch(fig.label):
+            raise ValueError(f"a figure's label is 'fig-' and letters, digits, '-' or '_': {fig.label!r}")
+        safe = Figure(fig.label, fig.caption, chart_safe(fig.vega_lite))
+        try:
+            svg = to_svg(safe.vega_lite)
+        except ChartNotDrawn as why:
+            not_drawn[fig.label] = str(why)
+            continue
+        (folder / f"{fig.label}.svg").write_text(svg)
+        (folder / f"{fig.label}.vl.json").write_text(json.dumps(safe.vega_lite))
+        drawn.append(safe)
+    return drawn, not_drawn
 
 
 def _write_within(work: Path, name: str, text: str) -> None:
@@ -124,9 +154,36 @@ def _new_work_dir(target: Path) -> Path:
     raise ReportError(f"could not create a work folder next to {target}")
 
 
+def _swap_in(work: Path, target: Path) -> None:
+    """`work` becomes `target`; the old report is moved aside first and removed only once the new
+    one is in place (a failure on the way puts it back)."""
+    if not target.exists():
+        work.rename(target)
+        return
+    old = _new_work_dir(target)  # a name the stale-work sweep removes, should this process die here
+    old.rmdir()
+    target.rename(old)
+    try:
+        work.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_outputs(outputs: Outputs, formats: tuple[str, ...]) -> None:
+    """Every format asked for was written and is not empty: only a complete report replaces the old."""
+    for name, path in (("html", outputs.html), ("pdf", outputs.pdf)):
+        if name in formats and (path is None or not path.exists() or path.stat().st_size == 0):
+            raise ReportError(f"the {name.upper()} output was not written")
+
+
 def write_report(out_dir: Path, front: dict, rendered: list[Rendered], formats: tuple[str, ...],
                  force_pandoc: bool = False) -> Report:
-    """Rendered sections -> a Quarto project with figures -> HTML/PDF in `out_dir`, swapped in whole."""
+    """Rendered sections -> a Quarto project with figures -> HTML/PDF in `out_dir`, swapped in whole.
+    `front`'s values are plain text (title, subtitle, date); an unknown format is a ValueError raised
+    before anything is written."""
+    formats = report_formats(formats)
     target = out_dir.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_work(target)
@@ -137,24 +194,24 @@ def write_report(out_dir: Path, front: dict, rendered: list[Rendered], formats: 
                                                     "started": time.time(), "target": target.name}))
         figures = [f for r in rendered for f in r.figures]
         (work / "figures").mkdir()
-        for fig in figures:
-            (work / "figures" / f"{fig.label}.svg").write_text(to_svg(fig.vega_lite))
-            (work / "figures" / f"{fig.label}.vl.json").write_text(json.dumps(fig.vega_lite))
+        drawn, not_drawn = _draw(figures, work / "figures")
         for r in rendered:
             for name, text in r.files.items():
                 _write_within(work, name, text)
         body = "\n\n".join(r.markdown for r in rendered)
         for fig in figures:
-            body = body.replace(f"@@FIGURE:{fig.label}@@", figure_block(fig))
-        front = {**front, "format": {"html": {"embed-resources": True, "toc": True}, "typst": {"toc": False}}}
+            body = body.replace(f"@@FIGURE:{fig.label}@@", figure_block(fig, not_drawn.get(fig.label)))
+        # Plain text, escaped as Markdown: pandoc and Quarto read front-matter strings as Markdown.
+        front = {**{k: escape(v) for k, v in front.items()},
+                 "format": {"html": {"embed-resources": True, "toc": True}, "typst": {"toc": False}},
+                 **safety_net(work)}
         qmd = work.resolve() / "index.qmd"
         qmd.write_text("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n" + body + "\n")
         (work / "_quarto.yml").write_text(yaml.safe_dump({"project": {"type": "default", "output-dir": "."}}))
-        outputs = render(qmd, figures, formats, force_pandoc=force_pandoc)
+        outputs = render(qmd, drawn, formats, force_pandoc=force_pandoc)
+        _check_outputs(outputs, formats)
         (work / WORK_RECORD).unlink()
-        if target.exists():
-            shutil.rmtree(target)
-        work.rename(target)
+        _swap_in(work, target)
     except ReportError as exc:
         shutil.rmtree(work, ignore_errors=True)
         raise ReportError(f"report {target} not updated: {exc}") from None
@@ -163,4 +220,4 @@ def write_report(out_dir: Path, front: dict, rendered: list[Rendered], formats: 
         raise
     moved = lambda p: target / p.name if p else None  # noqa: E731
     return Report(target, Outputs(target / "index.qmd", moved(outputs.html), moved(outputs.pdf), outputs.engine),
-                  len(figures))
+                  len(drawn))

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from engine.kernel.records import Strict
+from engine.spec.request_params import api_base_problem, extra_params_problems
 
 Level = str | int | float | bool
 
@@ -35,8 +36,8 @@ class Params(Strict):
 class Price(Strict):
     """USD per million tokens (as providers publish them)."""
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
+    input_per_mtok: float = Field(ge=0, allow_inf_nan=False)  # a cost is a finite number
+    output_per_mtok: float = Field(ge=0, allow_inf_nan=False)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
@@ -104,8 +105,16 @@ class ModelEntry(Strict):
     @field_validator("api_base")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("api_base must be a URL starting with http:// or https://")
+        problem = None if v is None else api_base_problem(v)
+        if problem:  # never echoed: the URL may hold a password
+            raise PydanticCustomError(SECRET_ERROR, problem)
+        return v
+
+    @field_validator("extra_params")
+    @classmethod
+    def _sendable_extra_params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, problem in extra_params_problems(v):  # the first; never echoing a value (a header may be a key)
+            raise PydanticCustomError(SECRET_ERROR, problem, {"field": key})
         return v
 
     @field_validator("api_key_env")

@@ -173,10 +173,11 @@ class StudyStore:
 
     def spent(self) -> tuple[float, int]:
         """USD and tokens of every live call on record (the study's spend so far, across runs). Each
-        live reply is one row of the response cache, also when its trial did not finish."""
+        live reply is one row of the response cache, also when its trial did not finish. A negative
+        figure (stored before provider numbers were checked) never lowers the spend."""
         usd, tokens = self.con.execute(
-            "SELECT coalesce(sum(cost_usd), 0), coalesce(sum(prompt_tokens + completion_tokens), 0)"
-            " FROM responses").fetchall()[0]
+            "SELECT coalesce(sum(greatest(cost_usd, 0)), 0),"
+            " coalesce(sum(greatest(prompt_tokens, 0) + greatest(completion_tokens, 0)), 0) FROM responses").fetchall()[0]
         return float(usd), int(tokens)
 
     def trial_statuses(self) -> dict[str, tuple[str, int]]:

@@ -23,6 +23,7 @@ import pyarrow as pa
 import duckdb
 
 from engine.kernel.contracts import VERDICT_KEY
+from engine.kernel.records import ERROR_LABEL
 
 if TYPE_CHECKING:
     from engine.kernel.records import CachedResponse
@@ -168,7 +169,7 @@ class GroupCommit:
             try:
                 try:
                     self._transaction(lambda cur: self._write_batch(cur, batch))
-                except duckdb.Error as exc:
+                except Exception as exc:  # noqa: BLE001 - any bad row (an Arrow overflow, a type, a constraint)
                     self._salvage(batch, exc)
                 batch.done = True
                 self.on_responses_written(list(batch.responses))
@@ -190,31 +191,43 @@ class GroupCommit:
             cur.close()
 
     def _salvage(self, batch: Batch, error: Exception) -> None:
-        """One bad row must not cost the whole batch: the cached replies alone, then each owner's
-        rows (a trial or a graded subject, with its calls and scenario rows) in a transaction of
-        its own. The first failure is raised: it is a bug, never an outcome."""
+        """One bad row must not cost the whole batch: the cached replies first (each alone if they
+        fail together; a reply that cannot be stored is dropped, never cached), then each owner's
+        rows (a trial or a graded subject, with its calls and scenario rows) in a transaction of its
+        own. An owner whose rows cannot be stored is stored as an error (a rerun plays it again);
+        only when even that fails is the failure raised: a bug, never an outcome."""
         failures: list[Exception] = []
-        groups: dict[str, Batch] = {}
-
-        def group(owner: str) -> Batch:
-            return groups.setdefault(owner, Batch())
-
-        for row in batch.trials:
-            group(row["trial_id"]).trials.append(row)
-        for row in batch.verdicts:
-            group(row["subject_id"]).verdicts.append(row)
-        for row in batch.calls:
-            group(row["trial_id"]).calls.append(row)
-        for table, rows in batch.scenario_rows.items():
-            for row in rows:
-                group(row["trial_id"]).scenario_rows.setdefault(table, []).append(row)
-        for part in [Batch(responses=batch.responses), *groups.values()]:
+        self._write_responses(batch.responses)
+        for part in _by_owner(batch).values():
             try:
                 self._transaction(lambda cur, part=part: self._write_batch(cur, part))
-            except duckdb.Error as exc:
-                failures.append(exc)
+            except Exception as exc:  # noqa: BLE001 - whatever the cause, the owner becomes an error row
+                reason = self._reason(exc)
+                try:
+                    self._transaction(lambda cur, part=part: self._write_batch(cur, _as_errors(part, reason)))
+                except Exception as again:  # noqa: BLE001 - raised below, after the other owners are written
+                    failures.append(again)
         if failures:
             raise failures[0] from error
+
+    def _write_responses(self, responses: dict[str, tuple[str, "CachedResponse"]]) -> None:
+        if not responses:
+            return
+        try:
+            self._transaction(lambda cur: self._write_batch(cur, Batch(responses=responses)))
+            return
+        except Exception:  # noqa: BLE001 - one at a time, to keep all but the bad ones
+            pass
+        for request_hash, response in responses.items():
+            try:
+                one = Batch(responses={request_hash: response})
+                self._transaction(lambda cur, one=one: self._write_batch(cur, one))
+            except Exception:  # noqa: BLE001 - not cached: a rerun asks again rather than trust it
+                pass
+
+    def _reason(self, exc: Exception) -> str:
+        """Why an owner's rows could not be stored: one line, redacted before it is cut."""
+        return " ".join((self.redact(f"{type(exc).__name__}: {exc}") or "").split())[:300]
 
     def _write_batch(self, cur: "duckdb.DuckDBPyConnection", batch: Batch) -> None:
         if batch.responses:
@@ -272,6 +285,36 @@ class GroupCommit:
             self._types[table] = {name: _ARROW.get(kind.split("(")[0], pa.string()) for name, kind in described}
             self._json[table] = {name for name, kind in described if kind == "JSON"}
         return self._types[table]
+
+
+def _by_owner(batch: Batch) -> dict[str, Batch]:
+    """The batch's rows grouped by owner: a trial, or a graded subject (its calls name it as trial_id)."""
+    groups: dict[str, Batch] = {}
+
+    def group(owner: str) -> Batch:
+        return groups.setdefault(owner, Batch())
+
+    for row in batch.trials:
+        group(row["trial_id"]).trials.append(row)
+    for row in batch.verdicts:
+        group(row["subject_id"]).verdicts.append(row)
+    for row in batch.calls:
+        group(row["trial_id"]).calls.append(row)
+    for table, rows in batch.scenario_rows.items():
+        for row in rows:
+            group(row["trial_id"]).scenario_rows.setdefault(table, []).append(row)
+    return groups
+
+
+def _as_errors(part: Batch, reason: str) -> Batch:
+    """An owner whose rows could not be stored, as error rows without its calls and scenario rows:
+    never an outcome, and played (or graded) again by a rerun."""
+    trials = [{**row, "status": "error", "error_kind": "store",
+               "error": f"its rows could not be stored ({reason}); a rerun plays it again"} for row in part.trials]
+    verdicts = [{**row, "label": ERROR_LABEL, "score": None, "rationale": None, "status": "error", "call_id": None,
+                 "error": f"the verdict could not be stored ({reason}); a rerun grades it again"}
+                for row in part.verdicts]
+    return Batch(trials=trials, verdicts=verdicts)
 
 
 def _json(value: Any) -> str:

@@ -5,10 +5,62 @@ from the launching process but the config Hydra hands it, so it works the same o
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+# The sweep's launching process, "<host>:<pid>", in its jobs' environment (set by launch.launch).
+LAUNCHER_ENV = "ENGINE_SWEEP_LAUNCHER"
+EXIT_ORPHANED = 1
+WATCH_INTERVAL_S = 0.25
+
+
+def launcher_mark() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def ancestors() -> list[int]:
+    """This process's parent, its parent, ... (read from /proc on Linux; elsewhere the parent only)."""
+    chain = [os.getppid()]
+    while chain[-1] > 1 and len(chain) < 64:
+        try:
+            stat = Path(f"/proc/{chain[-1]}/stat").read_text()
+        except OSError:
+            break
+        chain.append(int(stat.rsplit(")", 1)[1].split()[1]))  # after "pid (comm)": state, then ppid
+    return chain
+
+
+def stop_with_launcher() -> threading.Event | None:
+    """A job that the sweep's launching process started on this machine (a joblib worker, a submitit
+    local job) exits as soon as that process is gone, e.g. killed with kill -9: nobody would merge
+    what it goes on paying for. A kill loses at most its trials in flight, as a killed run does (the
+    shard's writes are transactions), and a rerun of the sweep resumes the shard. Returns the event
+    that ends the watch, or None when there is nothing to watch: the job runs in the launching process
+    itself (the basic launcher), or was started by another machine or by Slurm, whose jobs are the
+    cluster's to stop (scancel)."""
+    host, _, pid = os.environ.get(LAUNCHER_ENV, "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) not in ancestors():
+        return None
+    launcher = int(pid)
+    done = threading.Event()
+
+    def watch() -> None:
+        # Polled: a process is re-parented when its parent dies, so the launcher leaves the chain
+        # (PR_SET_PDEATHSIG would fire when the launcher's thread that started the worker ends).
+        while not done.wait(WATCH_INTERVAL_S):
+            if launcher not in ancestors():
+                print(f"sweep job (pid {os.getpid()}): the launching process {launcher} is gone; stopping. "
+                      "Rerun the sweep to resume.", file=sys.stderr, flush=True)
+                os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="sweep-launcher-watch", daemon=True).start()
+    return done
 
 
 def job_study_file() -> Path:
@@ -20,6 +72,15 @@ def job_study_file() -> Path:
 
 
 def sweep_job(cfg: DictConfig) -> dict[str, Any]:
+    watch = stop_with_launcher()
+    try:
+        return _run_job(cfg)
+    finally:
+        if watch is not None:
+            watch.set()
+
+
+def _run_job(cfg: DictConfig) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
 
     from engine.checks import check_study
@@ -32,6 +93,7 @@ def sweep_job(cfg: DictConfig) -> dict[str, Any]:
     sources = Sources(job_study_file(), dict(OmegaConf.to_container(hc.runtime.choices)), overrides)
     loaded = check_study(validate_spec(OmegaConf.to_container(cfg, resolve=True), sources))
     shard = shard_path(Path(hc.sweep.dir), overrides)
+    # The shard only: the launching process holds the study's one-writer lock for the whole sweep.
     summary, _ = run_loaded(loaded, store_at=shard, show_progress=False)
     return {"spec_hash": loaded.spec_hash, "shard": str(shard), "done": summary.done + summary.skipped_done,
             "errors": summary.errors, "not_run_budget": summary.not_run_budget}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import duckdb
 from engine.kernel.errors import SpecError
 from engine.kernel.paths import hydra_searchpath_override
 from engine.store.db import transaction
+from engine.store.lock import study_lock
 from engine.sweep.expand import Sweep, expand_sweep
 from engine.sweep.merge import MergeError, copy_results
 
@@ -31,13 +33,16 @@ def launch(sweep: Sweep) -> None:
     """Hand the sweep to Hydra: its sweeper expands the same jobs, its launcher runs them."""
     import hydra
 
-    from engine.sweep.job import sweep_job
+    from engine.sweep.job import LAUNCHER_ENV, launcher_mark, sweep_job
 
     argv = [f"{sweep.name}-sweep", "--multirun", *sweep.task_overrides, *sweep.hydra_overrides,
             hydra_searchpath_override(), f"hydra.sweep.dir='{sweep.dir}'",
             f"hydra.job.name={sweep.name}"]
-    saved = sys.argv
+    saved, saved_env = sys.argv, os.environ.get(LAUNCHER_ENV)
     sys.argv = argv
+    # Jobs started on this machine (joblib workers, submitit local jobs) inherit it and stop when this
+    # process is gone.
+    os.environ[LAUNCHER_ENV] = launcher_mark()
     try:
         hydra.main(config_path=str(sweep.study_file.parent), config_name=sweep.study_file.stem,
                    version_base="1.3")(sweep_job)()
@@ -47,6 +52,10 @@ def launch(sweep: Sweep) -> None:
                               "finished jobs are kept: rerun the same command to resume") from None
     finally:
         sys.argv = saved
+        if saved_env is None:
+            os.environ.pop(LAUNCHER_ENV, None)
+        else:
+            os.environ[LAUNCHER_ENV] = saved_env
 
 
 def seed(sweep: Sweep) -> None:
@@ -134,7 +143,9 @@ def run_sweep(study: str, overrides: list[str] | tuple[str, ...], *, sweep: Swee
     sweep = sweep or expand_sweep(study, overrides)
     if not sweep.jobs:
         raise SpecError("the sweep has no jobs", file=str(sweep.study_file))
-    Path(sweep.dir).mkdir(parents=True, exist_ok=True)
-    seed(sweep)
-    launch(sweep)
-    return SweepResult(sweep, merge(sweep))
+    # Held from seeding to merging: no other command writes the study while its jobs run.
+    with study_lock(sweep.store_path, "run -m"):
+        Path(sweep.dir).mkdir(parents=True, exist_ok=True)
+        seed(sweep)
+        launch(sweep)
+        return SweepResult(sweep, merge(sweep))

@@ -99,7 +99,8 @@ def test_report_files_exist(rendered):
 def test_html_is_self_contained_with_one_vega_runtime(rendered):
     report, _, _ = rendered
     html = report.outputs.html.read_text()
-    assert html.count("<script") == 1  # runtime and every chart spec in one inline module script
+    # Every chart spec in one inline JSON element, the runtime in one inline module script.
+    assert html.count("<script") == 2 and html.count('<script type="application/json" id="vega-specs">') == 1
     assert 'id="vis-fig-divergence-params"' in html
     assert not re.search(r'<(script|link|img)[^>]+(src|href)="https?://', html)  # nothing fetched online
 
@@ -473,9 +474,12 @@ def test_an_exception_during_rendering_leaves_no_work_folder(tmp_path, monkeypat
 
 def test_a_sections_files_land_inside_the_report_and_nowhere_else(tmp_path):
     from engine.kernel.contracts import Rendered
+    from engine.report.markdown import raw_html_block
     from engine.report.writer import write_report
 
-    shipped = Rendered("## Data\n\n```{=html}\n<script src=\"data/x.js\"></script>\n```", files={"data/x.js": "window.x = 1;\n"})
+    # A section's own markup goes in through raw_html_block (any other raw block is shown as text).
+    shipped = Rendered("## Data\n\n" + raw_html_block('<script src="data/x.js"></script>'),
+                       files={"data/x.js": "window.x = 1;\n"})
     report = write_report(tmp_path / "r", {"title": "t"}, [shipped], ("html",), force_pandoc=True)
     assert (report.out_dir / "data" / "x.js").read_text() == "window.x = 1;\n"
     assert "window.x = 1;" in report.outputs.html.read_text()  # embedded in the one-file HTML
