@@ -73,8 +73,10 @@ def file_facts(path: Path) -> FileFacts:
     read: a fraction of a second)."""
     if path not in _facts:
         from llama_cpp import Llama
+        from llama_cpp._utils import suppress_stdout_stderr
 
-        meta = Llama(model_path=str(path), vocab_only=True, verbose=False).metadata
+        with suppress_stdout_stderr(disable=False):  # llama.cpp warns that a vocabulary has no context size
+            meta = Llama(model_path=str(path), vocab_only=True, verbose=False).metadata
         _facts[path] = FileFacts(meta.get("general.name"), meta.get("general.architecture"),
                                  bool(meta.get("tokenizer.chat_template")))
     return _facts[path]
