@@ -11,6 +11,7 @@ from engine.kernel.contracts import check_metric
 from engine.kernel.errors import SpecError
 from engine.kernel.extras import require
 from engine.kernel.registry import REGISTRY
+from engine.providers.prepare import check_prompt_formats
 from engine.report.catalog import validate_sections
 from engine.report.claims import validate_claims
 from engine.spec.load import LoadedSpec, Sources, override_key
@@ -24,6 +25,9 @@ def check_study(loaded: LoadedSpec) -> LoadedSpec:
             require("ray", "ray", key="executor.backend")
         scenario.check_design(spec, loaded.scenario_params)
         check_judges(loaded)
+        check_prompt_formats({**{f"models.{k}": (m.display_name, m) for k, m in spec.models.items()},
+                              **{f"judges.{j}.model": (s.model.display_name, s.model)
+                                 for j, s in spec.judges.items() if s.model is not None}})
         validate_sections(spec.report.sections, scenario)
         validate_claims(spec.report.claims, scenario, spec, levels=not narrowed_design(loaded.sources))
         for i, metric in enumerate(spec.report.sweep_metrics or []):
@@ -62,3 +66,8 @@ def check_judges(loaded: LoadedSpec) -> None:
     if spec.primary_judge is not None and spec.primary_judge not in spec.judges:
         raise SpecError(f"'{spec.primary_judge}' is not among the study's judges "
                         f"({', '.join(spec.judges) or 'none'})", key="primary_judge")
+    primary = spec.judges.get(spec.primary_judge) if spec.primary_judge else None
+    if primary is not None and primary.model is not None and not primary.model.instruction_tuned:
+        raise SpecError(f"the primary judge '{spec.primary_judge}' runs {primary.model.display_name}, a pretrained "
+                        "base model (instruction_tuned: false): it continues text rather than judging; make an "
+                        "instruction-tuned judge primary", key="primary_judge")

@@ -187,6 +187,10 @@ def _print_table(console, title: str, table) -> None:
             values[metric] += f" (n={row[n_column]})"
         out.add_row(*[_terminal(values[c]) for c in shown])
     console.print(out)
+    from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
+
+    if any(BASE_MODEL_MARK in str(v) for v in table.to_numpy().ravel()):
+        console.print(BASE_MODEL_NOTE, highlight=False, soft_wrap=True)
 
 
 def _terminal(text: object) -> str:
@@ -236,6 +240,9 @@ def _run_loaded(args, console, loaded) -> int:
         console.print(f"provider trouble: {s.rate_limited} rate-limited (429), {s.empty_replies} empty replies, "
                       f"{s.timeouts} timeouts, {s.faulty_replies} failed or malformed replies, "
                       "all retried with backoff")
+    if s.silent_replies:
+        console.print(f"{s.silent_replies} local replies ended without text (the model's answer, not retried: "
+                      "the scenario counts each as a non-answer)")
     for route, e in summary.routes.items():
         console.print(f"  route {route}: {e.rate_limited} × 429, slots halved {e.decreases}× (down to "
                       f"{e.min_slots}), Retry-After pauses {e.paused_s:.1f}s", markup=False)

@@ -20,7 +20,7 @@ ANSWER = "Sure, here is an overview of the topic."
 def standin_overrides(db, prompts: list[str], attacks=("direct",), models=MODELS, *extra: str) -> list[str]:
     """provider_vs_size on `prompts` x `attacks` x `models`, graded by the heuristic, into `db`."""
     out = [f"scenario.select.ids=[{','.join(prompts)}]", f"design.factors.attack=[{','.join(attacks)}]",
-           f"design.factors.model=[{','.join(models)}]", "~judges.gemma", "primary_judge=heuristic",
+           f"design.factors.model=[{','.join(models)}]", "~judges.smollm2", "primary_judge=heuristic",
            f"store.path={db}", *extra]
     for key in models:
         out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights"]

@@ -40,8 +40,8 @@ def test_unknown_section_lists_the_scenarios_and_the_engines_sections():
 
 
 def test_another_scenarios_judge_kind_is_a_spec_error():
-    err = spec_error("provider_vs_size", ["judges.gemma.kind=blackmail_structure"])
-    assert err.key == "judges.gemma.kind"
+    err = spec_error("provider_vs_size", ["judges.smollm2.kind=blackmail_structure"])
+    assert err.key == "judges.smollm2.kind"
     assert "belongs to scenario agentic_misalignment" in err.message
     assert "llm" in err.message and "refusal_heuristic" in err.message
 

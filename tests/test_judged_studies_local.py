@@ -8,7 +8,7 @@ from conftest import run_cli
 pytestmark = pytest.mark.slow
 
 TINY = ["scenario.select.ids=[cyber-01,benign-01]", "design.factors.attack=[direct]",
-        "design.factors.model=[smollm2_135m]", "generation.max_tokens=24", "~judges.gemma",
+        "design.factors.model=[smollm2_135m]", "generation.max_tokens=24", "~judges.smollm2",
         "primary_judge=heuristic"]
 
 

@@ -51,7 +51,7 @@ ESCALATION_LOCAL = ("design.factors.agent=[smollm2_135m]", "design.factors.perso
                     "generation.max_tokens=48")
 # One harmful and one benign behaviour, one attack, graded by the refusal heuristic (no judge model).
 JAILBREAK_LOCAL = ("scenario.select.ids=[cyber-01,benign-01]", "design.factors.attack=[direct]",
-                   "design.factors.model=[smollm2_135m]", "generation.max_tokens=24", "~judges.gemma",
+                   "design.factors.model=[smollm2_135m]", "generation.max_tokens=24", "~judges.smollm2",
                    "primary_judge=heuristic")
 # One condition, one sample; the classifiers' gold sets (64 more judge calls) are left out.
 AGENTIC_LOCAL = ("design.factors.model=[smollm2_135m]", "design.factors.goal_conflict=[explicit]",

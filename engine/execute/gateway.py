@@ -59,6 +59,8 @@ class ChatRequest:
             key["api_base"] = without_credentials(self.model.api_base)
         if self.model.extra_params:
             key["extra_params"] = without_credentials(self.model.extra_params)
+        if self.model.prompt_format:  # the same messages in another format are another prompt
+            key["prompt_format"] = self.model.prompt_format
         return content_hash(key, 32)
 
     def body(self) -> dict[str, Any]:
@@ -95,6 +97,7 @@ class GatewayStats:
     cost_usd: float = 0.0
     rate_limited: int = 0  # HTTP 429 answers (each retried or, after the retries, an error)
     empty_replies: int = 0  # HTTP 200 without content (retried; never cached)
+    silent_replies: int = 0  # a local model ended its turn without text: its answer, counted by the scenario
     faulty_replies: int = 0  # replies that said they failed or were malformed (retried; never cached)
     timeouts: int = 0
 
@@ -277,6 +280,13 @@ class Gateway:
                 try:
                     async with asyncio.timeout(self.executor.timeout_s):
                         reply = await self._transport(req.model).complete(req.model_key, req.model, req.body())
+                    if not reply.text and not reply.tool_calls and _ended_its_turn_silently(req, reply):
+                        # A local model is deterministic: asked again it would say nothing again. Its
+                        # silence is its answer, which the scenario counts as a non-answer (a parse
+                        # failure, NOT_GRADEABLE, an unparseable action), never a reason to drop it.
+                        self.stats.silent_replies += 1
+                        slot.succeeded()
+                        return reply, time.monotonic() - started, retries
                     if not reply.text and not reply.tool_calls:
                         self._account(req, reply)  # an empty reply is still billed
                         if reply.finish_reason in ("length", "content_filter"):
@@ -310,6 +320,12 @@ class Gateway:
             delay = min(self.executor.backoff_max_s, self.executor.backoff_initial_s * 2 ** (retries - 1))
             delay *= 0.5 + 0.5 * self._jitter.random()
             await self._sleep(max(delay, wait or 0.0))
+
+
+def _ended_its_turn_silently(req: ChatRequest, reply: ProviderReply) -> bool:
+    """A local model (our own llama.cpp) that stopped on its own account before any text. An API's
+    empty reply may be a glitch of the service: it is retried, then an error."""
+    return req.model.weights is not None and reply.finish_reason == "stop"
 
 
 def _tighter(cap, share):

@@ -56,11 +56,38 @@ def locate_weights(weights: Weights) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class FileFacts:
+    """What a GGUF file says about itself (read from its header, without loading the weights)."""
+
+    name: str | None
+    architecture: str | None
+    has_chat_template: bool
+
+
+_facts: dict[Path, FileFacts] = {}
+
+
+def file_facts(path: Path) -> FileFacts:
+    """The file's name, architecture and whether it carries a chat template (its vocabulary only is
+    read: a fraction of a second)."""
+    if path not in _facts:
+        from llama_cpp import Llama
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        with suppress_stdout_stderr(disable=False):  # llama.cpp warns that a vocabulary has no context size
+            meta = Llama(model_path=str(path), vocab_only=True, verbose=False).metadata
+        _facts[path] = FileFacts(meta.get("general.name"), meta.get("general.architecture"),
+                                 bool(meta.get("tokenizer.chat_template")))
+    return _facts[path]
+
+
 @dataclass
 class _LocalModel:
     path: Path
     n_ctx: int
     n_threads: int
+    prompt_format: dict[str, str] | None = None
     llama: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -72,10 +99,11 @@ class LocalLlamaProvider:
         self._models: dict[str, _LocalModel] = {}
         self._registry_lock = threading.Lock()
 
-    def register(self, name: str, path: Path, n_ctx: int, n_threads: int) -> None:
+    def register(self, name: str, path: Path, n_ctx: int, n_threads: int,
+                 prompt_format: dict[str, str] | None = None) -> None:
         with self._registry_lock:
             if name not in self._models:
-                self._models[name] = _LocalModel(path, n_ctx, n_threads)
+                self._models[name] = _LocalModel(path, n_ctx, n_threads, prompt_format)
 
     def _load(self, name: str) -> _LocalModel:
         model = self._models.get(name)
@@ -84,8 +112,12 @@ class LocalLlamaProvider:
         if model.llama is None:
             from llama_cpp import Llama
 
-            model.llama = Llama(model_path=str(model.path), n_ctx=model.n_ctx, n_threads=model.n_threads,
-                                n_threads_batch=model.n_threads, verbose=False)
+            fmt = model.prompt_format or {}
+            llama = Llama(model_path=str(model.path), n_ctx=model.n_ctx, n_threads=model.n_threads,
+                          n_threads_batch=model.n_threads, verbose=False, chat_format=fmt.get("chat_format"))
+            if "chat_template" in fmt:
+                llama.chat_handler = _template_handler(llama, fmt["chat_template"])
+            model.llama = llama
         return model
 
     def chat(self, name: str, messages: list[dict], params: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +134,28 @@ class LocalLlamaProvider:
                                          "schema": response_format["json_schema"]["schema"]}
         with model.lock:
             return model.llama.create_chat_completion(messages=messages, **kwargs)
+
+
+# End-of-turn markers of the common chat formats: a template that writes one ends the model's turn
+# with it, so generation stops there as well as at the file's EOS token.
+END_OF_TURN = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")
+
+
+def _template_handler(llama: Any, template: str) -> Any:
+    """A chat handler from the entry's own Jinja template, with the file's BOS and EOS tokens."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def text(token: int) -> str:
+        return llama._model.token_get_text(token) if token >= 0 else ""
+
+    stops = {llama.token_eos()}
+    for marker in END_OF_TURN:
+        if marker in template:
+            tokens = llama.tokenize(marker.encode(), add_bos=False, special=True)
+            if len(tokens) == 1:  # a special token of this vocabulary, not text
+                stops.add(tokens[0])
+    return Jinja2ChatFormatter(template=template, eos_token=text(llama.token_eos()),
+                               bos_token=text(llama.token_bos()), stop_token_ids=sorted(stops)).to_chat_handler()
 
 
 _provider: LocalLlamaProvider | None = None

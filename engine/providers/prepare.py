@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+from engine.kernel.errors import SpecError, WeightsError
 from engine.spec.schema import ModelEntry
+
+
+def check_prompt_formats(models: dict[str, tuple[str, ModelEntry]]) -> None:
+    """Every local model has a prompt format: its entry's own, or the chat template its file carries.
+    Without either, llama.cpp would fall back silently to a format the model was never trained on.
+    `models`: the entries to check by their spec key (models.<key>, judges.<id>.model)."""
+    from engine.providers.local_llama import file_facts, locate_weights
+
+    for key, (name, model) in models.items():
+        if model.weights is None or model.prompt_format is not None:
+            continue
+        try:
+            path = locate_weights(model.weights)
+        except WeightsError:
+            continue  # said, with its remedy, when the run prepares the model
+        if not file_facts(path).has_chat_template:
+            raise SpecError(f"{name}: the weight file {path.name} carries no chat template and the entry names "
+                            "none: give chat_format (a llama-cpp-python format, e.g. chatml) or chat_template "
+                            "(a Jinja template), and instruction_tuned: false if it is a pretrained base model",
+                            key=key)
 
 
 def prepare_models(models: dict[str, ModelEntry], used: set[str], local_threads: int) -> None:
@@ -15,4 +36,5 @@ def prepare_models(models: dict[str, ModelEntry], used: set[str], local_threads:
     install_litellm_handler()
     for model in local.values():
         path = locate_weights(model.weights)
-        local_provider().register(model.litellm_id.split("/", 1)[1], path, model.context_window, local_threads)
+        local_provider().register(model.litellm_id.split("/", 1)[1], path, model.context_window, local_threads,
+                                  model.prompt_format)

@@ -159,13 +159,14 @@ class Design(Section):
         model_rows = []
         for key in sorted(used, key=lambda k: spec.models[k].params.effective_b):
             m = spec.models[key]
-            model_rows.append((m.display_name, m.litellm_id, m.provider, m.family, f"{m.params.total_b:g}",
+            model_rows.append((m.label, m.litellm_id, m.provider, m.family, f"{m.params.total_b:g}",
                                f"{m.params.active_b:g}" if m.params.active_b else "—",
-                               "yes" if m.params.estimated else "no"))
+                               "yes" if m.params.estimated else "no", "yes" if m.instruction_tuned else "no (base)"))
         if model_rows:
             parts.append(table(["Model", "litellm id", "Provider", "Family", "Params (B, total)", "Active (B)",
-                                "Estimated"], model_rows, "Models under test. Estimated parameter counts are "
-                               "not published by the provider.", "tbl-models", ["l"] * 4 + ["r", "r", "l"]))
+                                "Estimated", "Instruction-tuned"], model_rows, "Models under test. Estimated "
+                               "parameter counts are not published by the provider.", "tbl-models",
+                               ["l"] * 4 + ["r", "r", "l", "l"]))
         settings = generation_settings(spec)
         settings += ctx.scenario.method_settings(ctx.loaded.scenario_params)
         parts.append(table(["Setting", "Value"], settings, "Generation and scenario settings.", "tbl-settings",
@@ -294,7 +295,7 @@ class Chart(Section):
 
         def shown(factor: str, value: object) -> str:
             key = str(value)
-            return ctx.spec.models[key].display_name if key in ctx.spec.models else key
+            return ctx.spec.models[key].label if key in ctx.spec.models else key
 
         data = []
         for c in select_cells(ctx, options.rows).itertuples():

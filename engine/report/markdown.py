@@ -12,6 +12,8 @@ import secrets
 from itertools import chain
 from typing import Any, Iterable, Sequence
 
+from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
+
 _PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$@~^&:;\"'=/%,?])")
 
 # The most of one model reply a report shows (sections with a `max_chars` option override it).
@@ -97,8 +99,12 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], caption: str
     dashes = [max(3, round(w * 100 / sum(widths))) for w in widths] if widths else [3] * len(headers)
     marks = {"l": lambda n: ":" + "-" * n, "r": lambda n: "-" * n + ":", "c": lambda n: ":" + "-" * n + ":"}
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(marks[a](n) for a, n in zip(align, dashes)) + "|"]
+    base_model = False
     for row in rows:
+        base_model = base_model or any(BASE_MODEL_MARK in str(c) for c in row)
         lines.append("| " + " | ".join(escape(c) for c in row) + " |")
+    if base_model:  # a base model's numbers never appear without what they are
+        caption = f"{caption} {BASE_MODEL_NOTE}" if caption else BASE_MODEL_NOTE
     if caption:
         lines.append("")
         lines.append(f": {escape(caption)}" + (f" {{#{label}}}" if label else ""))

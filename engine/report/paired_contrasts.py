@@ -131,7 +131,7 @@ class PairedContrastsSection(Section):
         if not result.contrasts:
             return Rendered(f"{heading}\n\n*Fewer than two models with {escape(ctx.scenario.unit[1])} to compare "
                             f"on {escape(metric.label)}\\.*")
-        names = {k: ctx.spec.models[k].display_name if k in ctx.spec.models else k for k in
+        names = {k: ctx.spec.models[k].label if k in ctx.spec.models else k for k in
                  {part for c in result.contrasts for m in (c.model_a, c.model_b) for part in m.split(" / ")}}
         show = lambda model: " / ".join(names[p] for p in model.split(" / "))  # noqa: E731
         rows, points = [], []

@@ -53,7 +53,7 @@ def outcome_labels(ctx: ReportContext, metrics: list[Metric]) -> dict[str, str]:
 def cell_columns(ctx: ReportContext, cell: dict[str, Any]) -> tuple[str, str]:
     """(model, condition) of a cell as the report's tables name them."""
     columns = ctx.scenario.describe_cell(cell, ctx.spec)
-    model = columns.get("Model") or " vs ".join(ctx.spec.models[k].display_name
+    model = columns.get("Model") or " vs ".join(ctx.spec.models[k].label
                                                 for k in ctx.scenario.cell_models(cell)) or "—"
     condition = ", ".join(f"{k} {v}" for k, v in columns.items() if k not in MODEL_COLUMNS and v != "—")
     return model, condition or "—"

@@ -24,6 +24,7 @@ from engine.kernel.errors import ReportError
 from engine.report.charts import ChartNotDrawn, chart_safe, to_svg
 from engine.report.markdown import escape, raw_html_block
 from engine.report.render import Outputs, render, report_formats, safety_net
+from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,11 @@ FIGURE_LABEL = re.compile(r"fig-[A-Za-z0-9_-]+")
 
 def figure_block(fig: Figure, not_drawn: str | None = None) -> str:
     """A Quarto figure: interactive chart in HTML, static SVG in every other format; or, for a chart
-    that could not be drawn, a note saying why, in every format. The caption is plain text."""
+    that could not be drawn, a note saying why, in every format. The caption is plain text. A chart
+    that shows a base model's numbers says what they are under it."""
+    caption = fig.caption
+    if BASE_MODEL_MARK in json.dumps(fig.vega_lite, ensure_ascii=False, default=str):
+        caption += " " + BASE_MODEL_NOTE
     if not_drawn is not None:
         body = f"*{escape(f'This chart is not drawn: {not_drawn}.')}*\n"
     else:
@@ -47,7 +52,7 @@ def figure_block(fig: Figure, not_drawn: str | None = None) -> str:
         body = (f"::: {{.content-visible when-format=\"html\"}}\n{chart}\n:::\n"
                 f"::: {{.content-visible unless-format=\"html\"}}\n"
                 f"![](figures/{fig.label}.svg){{width=100%}}\n:::\n")
-    return f"::: {{#{fig.label}}}\n{body}\n{escape(fig.caption)}\n:::"
+    return f"::: {{#{fig.label}}}\n{body}\n{escape(caption)}\n:::"
 
 
 def _draw(figures: list[Figure], folder: Path) -> tuple[list[Figure], dict[str, str]]:

@@ -92,6 +92,13 @@ API_KEY_MESSAGE = "put the key in an environment variable and name it in api_key
 ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+# Marks a pretrained (not instruction-tuned) model wherever a report shows its numbers; BASE_MODEL_NOTE
+# explains the mark under every table and figure that carries it.
+BASE_MODEL_MARK = "†"
+BASE_MODEL_NOTE = ("† pretrained, not instruction-tuned: it continues text rather than answering; its rates show the "
+                   "pipeline, not a behaviour.")
+
+
 class ModelEntry(Strict):
     litellm_id: str
     display_name: str
@@ -108,6 +115,15 @@ class ModelEntry(Strict):
                                                               "API key; the key itself is never in a config")
     extra_params: dict[str, Any] = Field(default={}, description="passed through to litellm "
                                                                  "(e.g. reasoning_effort, extra_headers)")
+    # How a local model's chat turns become its prompt. A server (vLLM, llama.cpp's, an API) applies
+    # its own template; a local GGUF file may carry none, and llama.cpp would then fall back silently
+    # to a format the model was never trained on.
+    chat_format: str | None = Field(default=None, description="local models: a llama-cpp-python chat format "
+                                                              "(chatml, gemma, ...) instead of the file's template")
+    chat_template: str | None = Field(default=None, description="local models: a Jinja chat template of the "
+                                                                "entry's own, instead of the file's")
+    instruction_tuned: bool = Field(default=True, description="false for a pretrained base model: it continues "
+                                                              "text rather than answering, and reports say so")
 
     @model_validator(mode="before")
     @classmethod
@@ -153,7 +169,30 @@ class ModelEntry(Strict):
     def _local_needs_weights(self) -> "ModelEntry":
         if self.litellm_id.startswith("local/") and self.weights is None:
             raise ValueError("a local/ model needs a 'weights' block")
+        if self.chat_format is not None and self.chat_template is not None:
+            raise PydanticCustomError("prompt_format", "give chat_format or chat_template, not both",
+                                      {"field": "chat_template"})
+        if self.weights is None:
+            for name in ("chat_format", "chat_template"):
+                if getattr(self, name) is not None:
+                    raise PydanticCustomError(
+                        "prompt_format", "only a local model (with weights) takes a prompt format: a server "
+                        "applies its own template", {"field": name})
         return self
+
+    @property
+    def prompt_format(self) -> dict[str, str] | None:
+        """The entry's own prompt format, when it names one (part of a local call's cache key)."""
+        if self.chat_template is not None:
+            return {"chat_template": self.chat_template}
+        if self.chat_format is not None:
+            return {"chat_format": self.chat_format}
+        return None
+
+    @property
+    def label(self) -> str:
+        """The name reports show: a base model carries a mark (BASE_MODEL_MARK) its tables explain."""
+        return self.display_name if self.instruction_tuned else f"{self.display_name} {BASE_MODEL_MARK}"
 
 
 class Generation(Strict):

@@ -26,7 +26,7 @@ from engine.execute.transports import TransportError
 from engine.kernel.errors import ProviderError
 from engine.kernel.redaction import redact
 from engine.spec.request_params import ENGINE_REQUEST_KEYS
-from engine.spec.schema import Executor, ModelEntry, Params, Price
+from engine.spec.schema import Executor, ModelEntry, Params, Price, Weights
 from engine.store.db import StudyStore
 from engine.study import run_study
 
@@ -342,3 +342,36 @@ def test_halvings_are_counted_only_when_the_slots_go_down():
         limit.rate_limited(None, time.monotonic())
         time.sleep(0.001)
     assert limit.slots == 1 and limit.events.decreases == 2 and limit.events.rate_limited == 5
+
+
+# --------------------------------------------------------------- a local model's silence (issue 20)
+
+LOCAL = MODEL.model_copy(update={"litellm_id": "local/test-model", "route": "local", "weights": Weights(
+    source="package_file", package="p", file="f.gguf", sha256="0" * 64)})
+
+
+def test_a_local_model_that_ends_its_turn_without_text_gives_its_answer_once_and_it_is_kept(store):
+    calls = []
+
+    async def provider(**kwargs):
+        calls.append(kwargs)
+        return reply(content="", completion=0, finish_reason="stop")
+
+    gw, completion = call(store, provider, request(model=LOCAL))
+    # Deterministic: asked again it would say nothing again, so it is asked once and its silence kept.
+    assert len(calls) == 1 and completion.text == "" and completion.retries == 0
+    assert gw.stats.silent_replies == 1 and gw.stats.empty_replies == 0 and gw.stats.live_calls == 1
+    store.writer.flush()
+    assert store.cached_response(request(model=LOCAL).request_hash).response_text == ""
+
+
+def test_an_api_models_empty_reply_is_still_retried_then_an_error(store):
+    calls = []
+
+    async def provider(**kwargs):
+        calls.append(kwargs)
+        return reply(content="", completion=0, finish_reason="stop")
+
+    with pytest.raises(ProviderError, match="empty reply"):
+        call(store, provider)
+    assert len(calls) == 3 and store.cached_response(request().request_hash) is None

@@ -204,10 +204,10 @@ def escalation_report(tmp_path_factory):
 def jailbreak_report(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile_jailbreak")
     study = jailbreak_study(folder)
-    _, summary, _ = run_study(str(study), ["~judges.gemma"], show_progress=False,
+    _, summary, _ = run_study(str(study), ["~judges.smollm2"], show_progress=False,
                               gateway_factory=lambda ex, store: Gateway(ex, store, call_fn=refuses_by_hash))
     assert summary.errors == 0 and summary.done == summary.planned
-    return build_report(str(study), ["~judges.gemma"], force_pandoc=True)
+    return build_report(str(study), ["~judges.smollm2"], force_pandoc=True)
 
 
 ESCALATION_PLACES = ["TITLE", "DESCRIPTION", "SECTION", "TBLCAPTION", "FIGCAPTION", "PAIRED", "FORESTCAP", "CONDITIONS", "CLAIM",

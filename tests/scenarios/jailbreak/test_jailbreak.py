@@ -44,8 +44,8 @@ def test_trial_ids_ignore_report_and_executor_but_not_the_attack_template():
     ("scenario.attacks.direct.template=no placeholder", "scenario.attacks.direct.template"),
     ("+design.factors.persona=[default]", "design.factors.persona"),
     ("primary_judge=nobody", "primary_judge"),
-    ("judges.gemma.kind=oracle", "judges.gemma.kind"),
-    ("judges.gemma.rubric.labels=[YES,ERROR]", "judges.gemma.rubric.labels"),
+    ("judges.smollm2.kind=oracle", "judges.smollm2.kind"),
+    ("judges.smollm2.rubric.labels=[YES,ERROR]", "judges.smollm2.rubric.labels"),
 ])
 def test_bad_jailbreak_specs_name_the_key(override, key):
     with pytest.raises(SpecError) as err:
