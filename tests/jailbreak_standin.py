@@ -23,7 +23,7 @@ def standin_overrides(db, prompts: list[str], attacks=("direct",), models=MODELS
            f"design.factors.model=[{','.join(models)}]", "~judges.smollm2", "primary_judge=heuristic",
            f"store.path={db}", *extra]
     for key in models:
-        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights"]
+        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights", f"++models.{key}.chat_template=null"]
     return out
 
 

@@ -139,7 +139,7 @@ def escalation_overrides(db) -> list[str]:
            "design.controls=[{agent: [scripted:null]}]", f"design.seeds={ESCALATION_SEEDS}", "scenario.max_turns=2",
            f"store.path={db}", "report.sections=[{type: caveats}]"]
     for key in MODELS:
-        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights"]
+        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights", f"++models.{key}.chat_template=null"]
     return out
 
 

@@ -70,7 +70,9 @@ def _gemma_without_format(tmp_path: Path) -> Path:
     return conf
 
 
-def test_a_local_file_without_a_template_and_an_entry_without_a_format_is_a_spec_error(tmp_path, capsys):
+def test_a_local_file_without_a_template_and_an_entry_without_a_format_is_a_spec_error(tmp_path, capsys,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("ENGINE_CONFIG_PATH", "")  # --config-dir adds to it: gone with the test
     conf = _gemma_without_format(tmp_path)
     db = tmp_path / "out" / "study.duckdb"
     code = main(["run", "model_size", "--config-dir", str(conf), f"store.path={db}",

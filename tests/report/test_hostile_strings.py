@@ -177,7 +177,7 @@ def jailbreak_study(folder: Path) -> Path:
                   "primary_judge": "heuristic", "store": {"path": str(folder / "study.duckdb")}})
     study["models"] = {key: {"litellm_id": f"openrouter/stand-in/{key}", "display_name": hostile(f"JBMODEL{i}"),
                              "provider": hostile(f"JBPROVIDER{i}"), "family": hostile(f"JBFAMILY{i}"),
-                             "weights": None}
+                             "weights": None, "chat_template": None}
                        for i, key in enumerate(("smollm2_135m", "gemma3_270m"))}
     study["judges"] = {"heuristic": {"display_name": hostile("JUDGE")}}
     study["design"]["factors"]["attack"] = ["direct", "roleplay"]
@@ -408,9 +408,11 @@ def test_chart_strings_hold_no_character_the_converter_aborts_on():
     assert chart_safe(safe) == safe
 
 
-def test_control_characters_in_imported_model_names_do_not_abort_the_report(tmp_path):
+def test_control_characters_in_imported_model_names_do_not_abort_the_process(tmp_path):
     """The converter aborts the whole process (a Rust panic) on a NUL: run as a user would, in a
-    subprocess, an analysis-only study whose trace file names models with control characters."""
+    subprocess, an analysis-only study whose trace file names models with control characters. The
+    import refuses them (exit 2, naming the row and column, nothing written): no abort, no report
+    drawn from a name no reader could see (the chart converter's own guard is tested below)."""
     traces = tmp_path / "traces.csv"
     rows = ["model,provider,params_total_b,attack,prompt_id,category,benign,verdict"]
     for name, provider, size in (("m\x00nul", "P\ufffe", 7), ("m\x1b[31mesc", "B\x01", 70), ("plain", "C", 13)):
@@ -420,10 +422,9 @@ def test_control_characters_in_imported_model_names_do_not_abort_the_report(tmp_
     out = tmp_path / "report"
     result = run_cli("run", "provider_vs_size_import", f"scenario.traces_file.path={traces}",
                      f"store.path={tmp_path / 'i.duckdb'}", f"report.output_dir={out}", "--no-progress")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert (out / "index.pdf").read_bytes()[:5] == b"%PDF-"
-    svgs = " ".join(p.read_text() for p in (out / "figures").glob("*.svg"))
-    assert "m\\x00nul" in svgs and "\x00" not in svgs  # drawn, the NUL shown as an escape
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "row 2, column 'model'" in result.stderr and "control character" in result.stderr
+    assert not out.exists() and not (tmp_path / "i.duckdb").exists()
 
 
 def test_a_chart_too_large_or_broken_to_draw_becomes_a_note(tmp_path):

@@ -30,7 +30,7 @@ def overrides(db) -> list[str]:
            "design.controls=[{agent: [scripted:null]}]", f"design.seeds={SEEDS}", "scenario.max_turns=3",
            f"store.path={db}", SECTIONS]
     for key in ("smollm2_135m", "gemma3_270m"):
-        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights"]
+        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights", f"++models.{key}.chat_template=null"]
     return out
 
 
@@ -218,7 +218,7 @@ def test_caveats_count_errors_and_parse_failures_and_thin_estimates(study):
     assert thin == 2
     assert f"{thin} headline estimates rest on fewer than 5 games or have no interval" in text
     assert ("Divergence in SmolLM2 135M, default (n=1, no interval; 6 finished in the cell); Divergence in Gemma 3 "
-            "270M, default (n=3, low n; 5 finished in the cell)") in text, text
+            "270M †, default (n=3, low n; 5 finished in the cell)") in text, text
 
 
 def test_caveats_of_a_clean_run_say_so(tmp_path):

@@ -84,7 +84,7 @@ def test_table_rows_match_the_analysis_and_the_tables(study_db):
     truth = truth_pairs(study_db)
     for row, c in zip(rows, analysis.contrasts):
         comparison, condition, difference, n, discordant, p, holm_p, method = row
-        assert comparison == "SmolLM2 135M − Gemma 3 270M"
+        assert comparison == "SmolLM2 135M − Gemma 3 270M †"
         pairs = truth[c.condition.removeprefix("attack=")] if c.condition else [x for v in truth.values() for x in v]
         a_only, b_only = sum(a > b for a, b in pairs), sum(a < b for a, b in pairs)
         assert discordant == f"{a_only} / {b_only}"

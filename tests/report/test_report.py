@@ -244,7 +244,7 @@ def hostile(tmp_path_factory):
     db, out = tmp / "h.duckdb", tmp / "report"
     overrides = ["design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]",
                  "design.controls=[{agent: [scripted:null]}]", "design.seeds=1", "scenario.max_turns=2",
-                 "models.smollm2_135m.litellm_id=openrouter/stand-in/smollm2_135m", "~models.smollm2_135m.weights",
+                 "models.smollm2_135m.litellm_id=openrouter/stand-in/smollm2_135m", "~models.smollm2_135m.weights", "++models.smollm2_135m.chat_template=null",
                  "executor.max_concurrent_trials=2",
                  f"store.path={db}", f"report.output_dir={out}",
                  "report.sections=[{type: summary}, {type: design}, {type: caveats}, "

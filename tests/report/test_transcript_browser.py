@@ -40,7 +40,7 @@ def overrides(tmp: Path, sections: str = f"[{{type: summary}}, {{type: transcrip
            "design.controls=[{agent:[scripted:hawk]}]", "design.seeds=3", "scenario.max_turns=3",
            f"store.path={tmp / 'study.duckdb'}", f"report.output_dir={out_dir or tmp / 'report'}", f"report.sections={sections}"]
     for key in MODELS:
-        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights"]
+        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights", f"++models.{key}.chat_template=null"]
     return out
 
 
@@ -163,8 +163,8 @@ def test_total_and_first_page(page, study):
 def test_model_filter_matches_sql(page, study):
     db, _, loaded = study
     for key in MODELS:
-        label = choose(page, "model", loaded.spec.models[key].display_name)
-        assert label == loaded.spec.models[key].display_name
+        label = choose(page, "model", loaded.spec.models[key].label)
+        assert label == loaded.spec.models[key].label
         expected = trials_sql(db, loaded.spec_hash, "t.cell->>'agent' = ?", key)
         assert expected and matching(page) == expected
         rows = page.locator(".tb-table tbody tr td:nth-child(2)").all_text_contents()
@@ -181,7 +181,7 @@ def test_outcome_filter_matches_sql(page, study):
             choose(page, "outcome", f"Nuclear: {answer}")
             assert matching(page) == expected
     # Filters combine: one model and its errors.
-    choose(page, "model", loaded.spec.models["gemma3_270m"].display_name)
+    choose(page, "model", loaded.spec.models["gemma3_270m"].label)
     choose(page, "outcome", "error")
     assert matching(page) == trials_sql(db, loaded.spec_hash, "t.status = 'error' AND t.cell->>'agent' = ?",
                                         "gemma3_270m")
@@ -207,7 +207,7 @@ def calls_of_first(page, db: Path, spec_hash: str) -> list[tuple]:
 def test_opened_game_shows_every_turn_as_literal_text(page, study):
     db, _, loaded = study
     images_before = page.locator("img").count()
-    open_first(page, loaded.spec.models["smollm2_135m"].display_name)
+    open_first(page, loaded.spec.models["smollm2_135m"].label)
     calls = calls_of_first(page, db, loaded.spec_hash)
     assert len(calls) >= 2  # both sides moved at least once
     assert page.locator(".tb-detail .tb-call").count() == len(calls)
@@ -225,7 +225,7 @@ def test_opened_game_shows_every_turn_as_literal_text(page, study):
 
 def test_errored_game_shows_its_error_and_calls(page, study):
     db, _, loaded = study
-    open_first(page, loaded.spec.models["gemma3_270m"].display_name, "error")
+    open_first(page, loaded.spec.models["gemma3_270m"].label, "error")
     calls = calls_of_first(page, db, loaded.spec_hash)
     assert page.locator(".tb-detail .tb-call").count() == len(calls) > 0
     assert "stand-in rejects this request" in page.text_content(".tb-detail")

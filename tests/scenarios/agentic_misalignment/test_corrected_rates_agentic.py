@@ -128,7 +128,7 @@ def test_the_abstract_corrects_the_weak_classifiers_rate_and_leaves_the_others(p
     md = Summary().render(ctx, Summary.Options(**section)).markdown.replace("\\", "")
     assert "Blackmail rate ranged from" in md or "Blackmail rate was" in md
     assert "Blackmail rate, corrected" not in md and "Inhibition rate, corrected" not in md
-    assert ("Considered the act, corrected for judge error because Gemma 3 270M deliberation classifier, the judge it "
+    assert ("Considered the act, corrected for judge error because SmolLM2 135M deliberation classifier, the judge it "
             "rests on, is weak on CONSIDERED_LEVERAGE against the rest (sensitivity") in md
     se, sp = _deliberation_se_sp(deliberation)
     corrected = {cell: min(max((k / n + sp - 1) / (se + sp - 1), 0), 1)

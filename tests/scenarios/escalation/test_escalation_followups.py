@@ -48,14 +48,15 @@ def test_model_size_trial_ids_are_unchanged():
     # new inputs enter a trial only when they differ from their default, and the factor levels live
     # in engine/scenarios/escalation/conf/scenario/escalation_series.yaml, which model_size does not
     # use, so its stored results stay its own. The fog-only control (issue 13) added one cell of new
-    # trials, and so a new spec hash; every earlier trial keeps its id.
+    # trials, and so a new spec hash; every earlier trial keeps its id. Issue 20 moved the spec hash
+    # again (the local models name their prompt format); no trial id moved.
     loaded = load_spec("model_size")
     trials = compile_plan(loaded).trials
     ids = sorted(t.trial_id for t in trials if t.cell["agent"] != "scripted:hold_last")
     assert len(ids) == 100 and len(trials) == 110
     assert hashlib.sha256("".join(ids).encode()).hexdigest() == \
         "9bb20559288099e746a5188e9ae04059d742b78ed2b8f8f3b5e0bb68e52e77b8"
-    assert loaded.spec_hash == "fd21610903d9436b"
+    assert loaded.spec_hash == "936ec4156a7520c6"
 
 
 # -- plans ------------------------------------------------------------------------------------
@@ -248,7 +249,7 @@ def stand_in_models(study) -> list[str]:
     """Overrides that put a stand-in API model in place of each local model of the study."""
     out = []
     for key in load_spec(study).spec.models:
-        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights"]
+        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights", f"++models.{key}.chat_template=null"]
     return out
 
 

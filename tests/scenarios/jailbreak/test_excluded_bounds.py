@@ -34,7 +34,7 @@ def overrides(db) -> list[str]:
            f"store.path={db}",
            "report.sections=[{type: summary, metrics: [asr_strict]}, {type: headline_table}, {type: caveats}]"]
     for key in MODELS:
-        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights"]
+        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights", f"++models.{key}.chat_template=null"]
     return out
 
 
