@@ -16,6 +16,7 @@ from engine.kernel.contracts import ATTEMPTED, FINISHED, verdict_match, verdict_
 from engine.plan.generation import generation_settings
 from engine.report.charts import estimate_chart
 from engine.report.context import ReportContext
+from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
 from engine.report.markdown import bullet_list, code_block, escape, table
 from engine.kernel.contracts import check_metric, Figure, NoOptions, Rendered, Section
 from engine.kernel.registry import register_section
@@ -127,6 +128,8 @@ class Summary(Section):
                 sentences.append(weak_judge_sentence(metric.prose, judged, models, rows, show))
             else:
                 sentences.append(f"{metric.prose} {spread(rows, show)}.")
+        if any(BASE_MODEL_MARK in s for s in sentences):
+            sentences.append(BASE_MODEL_NOTE)
         text = " ".join(escape(s) for s in sentences)
         corrected = (f", and for rates corrected for judge error a seeded bootstrap over {many} and gold-set items"
                      if corrected_any else "")

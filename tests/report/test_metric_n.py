@@ -16,6 +16,7 @@ from engine.analyze.summary import format_estimate, n_note, summary_frame
 from engine.execute.gateway import Gateway
 from engine.report.builtin import cell_label
 from engine.report.catalog import validate_sections
+from engine.spec.schema import BASE_MODEL_NOTE
 from engine.report.context import ReportContext
 from engine.store.db import StudyStore
 from engine.study import run_study
@@ -189,6 +190,13 @@ def test_abstract_names_the_n_behind_each_end_of_a_range(study):
     a, b = sorted((t["smollm2_135m"]["welfare"], t["gemma3_270m"]["welfare"]))
     assert (f"n={a})" in m[0] and f"n={b})" in m[0]) or f"(n={a} to {b} per cell)" in m[0], m[0]
     assert "low n" not in m[0] and "no interval" not in m[0], m[0]
+
+
+def test_the_abstract_says_what_a_base_models_numbers_are(study):
+    _, ctx, rendered, _ = study
+    assert not ctx.spec.models["gemma3_270m"].instruction_tuned  # the stand-in keeps the entry's flag
+    text = re.sub(r"\\(.)", r"\1", rendered["summary:0"].markdown)
+    assert "Gemma 3 270M †" in text and BASE_MODEL_NOTE in text
 
 
 def test_chart_caption_lists_the_points_resting_on_few_units(study):
