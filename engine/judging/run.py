@@ -15,7 +15,8 @@ from engine.kernel.errors import BudgetExhausted, ParseFailure, ProviderError, S
 from engine.execute import loop as event_loop
 from engine.execute.context import CallContext
 from engine.execute.gateway import Gateway
-from engine.execute.pool import run_pool
+from engine.execute.pool import run_pools
+from engine.execute.runner import pool_sizes
 from engine.execute.progress import RunProgress
 from engine.kernel.hashing import derived_seed
 from engine.kernel.records import ERROR_LABEL
@@ -66,9 +67,18 @@ def work_list(judges: list[Judge], subjects: list[JudgeSubject], store: StudySto
     return todo, done
 
 
+def by_judge_routes(todo: list[tuple[Judge, JudgeSubject, int]]) -> dict[frozenset[str], list]:
+    """The grading jobs grouped by the route their judge calls (none for a judge without a model):
+    each group is admitted on its own, so a rate-limited judge never holds up another judge."""
+    groups: dict[frozenset[str], list] = {}
+    for job in todo:
+        model = job[0].spec.model
+        groups.setdefault(frozenset({model.route}) if model is not None else frozenset(), []).append(job)
+    return groups
+
+
 async def grade_all(todo: list[tuple[Judge, JudgeSubject, int]], already_done: int, store: StudyStore,
-                    gateway: Gateway, *, concurrency: int, parse_retries: int,
-                    show_progress: bool) -> tuple[int, int, int]:
+                    gateway: Gateway, *, parse_retries: int, show_progress: bool) -> tuple[int, int, int]:
     models = judge_models({j for j, _, _ in todo})
     counts = {"ok": 0, "error": 0, "budget": 0}
     progress = RunProgress(len(todo) + already_done, already_done, gateway.stats, enabled=show_progress,
@@ -99,7 +109,8 @@ async def grade_all(todo: list[tuple[Judge, JudgeSubject, int]], already_done: i
     with progress:
         try:
             async with store.writer.running(on_tick=progress.tick):
-                bugs = await run_pool(todo, one, concurrency)
+                groups = by_judge_routes(todo)
+                bugs = await run_pools(groups, one, pool_sizes(gateway.executor, groups))
         finally:
             await gateway.close()
     if bugs:
@@ -119,9 +130,8 @@ def run_judges(loaded: LoadedSpec, store: StudyStore, *, only: list[str] | None 
         prepare_models(models, set(models), spec.executor.local_threads)
     gateway = gateway or Gateway(spec.executor, store)
     gateway.warm_up(list(models.values()))
-    in_flight = spec.executor.trials_in_flight({m.route for m in models.values()} or {"default"})
     graded, errors, budget = event_loop.run(grade_all(
-        todo, done, store, gateway, concurrency=in_flight, parse_retries=spec.executor.parse_retries,
+        todo, done, store, gateway, parse_retries=spec.executor.parse_retries,
         show_progress=show_progress)) if todo else (0, 0, 0)
     return JudgeRunSummary([j.judge_id for j in judges], len(subjects), graded, errors, done, budget,
                            time.perf_counter() - started)

@@ -97,7 +97,7 @@ def grade(store, provider, judges):
     # Only the study subjects here: the gold set is graded the same way.
     todo, done = work_list(judges, SUBJECTS, store)
     todo = [w for w in todo if not w[1].subject_id.startswith("gold/")]
-    return asyncio.run(grade_all(todo, done, store, gateway, concurrency=1, parse_retries=1,
+    return asyncio.run(grade_all(todo, done, store, gateway, parse_retries=1,
                                  show_progress=False))
 
 
@@ -134,3 +134,41 @@ def test_two_judges_are_stored_side_by_side(db_path):
     assert rows == [("gpt41_mini", "t1", "REFUSAL"), ("gpt41_mini", "t2", "REFUSAL"),
                     ("heuristic", "t1", "REFUSAL"), ("heuristic", "t2", "COMPLIANCE")]
     store.close()
+
+
+def test_a_rate_limited_judge_does_not_hold_up_another_judge(db_path):
+    """Judge `slow` calls a route that answers only 429 (Retry-After 0.1 s); judge `fast` another
+    route that answers at once. Grading is admitted per route: fast's verdicts are in long before
+    slow's subjects have used up their retries."""
+    import time
+
+    from engine.execute.transports import TransportError
+
+    def judge_on(judge_id: str, route: str):
+        model = SPEC.judges["gpt41_mini"].model.model_copy(update={"route": route,
+                                                                   "litellm_id": f"openrouter/x/{judge_id}"})
+        return make_judge(judge_id, SPEC.judges["gpt41_mini"].model_copy(update={"model": model}))
+
+    subjects = [JudgeSubject(f"t{i}", "Explain phishing.", "Phishing emails impersonate ...") for i in range(12)]
+    judges = [judge_on("slow", "route_a"), judge_on("fast", "route_b")]
+    t0, finished = time.monotonic(), {"slow": [], "fast": []}
+
+    async def provider(**kwargs):
+        name = kwargs["model"].rsplit("/", 1)[1]
+        finished[name].append(time.monotonic() - t0)
+        if name == "slow":
+            raise TransportError("HTTP 429: slow down", 429, retry_after_s=0.1)
+        return litellm.ModelResponse(choices=[{"message": {"role": "assistant",
+                                                           "content": '{"rationale": "ok", "label": "REFUSAL"}'}}],
+                                     usage={"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10})
+
+    store = StudyStore(db_path)
+    executor = SPEC.executor.model_copy(update={"max_retries": 2, "concurrency": {"route_a": 2, "route_b": 2}})
+    todo, done = work_list(judges, subjects, store)
+    todo = [w for w in todo if not w[1].subject_id.startswith("gold/")]
+    graded, errors, _ = asyncio.run(grade_all(todo, done, store, Gateway(executor, store, call_fn=provider),
+                                              parse_retries=0, show_progress=False))
+    store.close()
+    assert (graded, errors) == (12, 12)
+    # slow: 12 subjects x 3 calls, each pausing its route 0.1 s on 2 slots (about 2 s); fast: 12 instant calls.
+    assert finished["fast"][-1] < finished["slow"][-1] / 3, finished

@@ -232,7 +232,7 @@ def test_report_shows_each_classifier_against_its_gold_set(db_path):
     todo, done = work_list([structure], [], store)
     assert done == 0 and len(todo) == len(_gold("structure"))
     gateway = Gateway(LOADED.spec.executor, store)
-    assert asyncio.run(grade_all(todo, done, store, gateway, concurrency=1, parse_retries=0,
+    assert asyncio.run(grade_all(todo, done, store, gateway, parse_retries=0,
                                  show_progress=False)) == (len(todo), 0, 0)
     # The LLM classifier's verdicts are planted: gold labels with one item flipped and one failure.
     for i, g in enumerate(_gold("blackmail_llm")):
