@@ -165,7 +165,7 @@ def test_the_mitigation_section_prints_the_interval_and_says_when_it_is_not_esti
     _, high = mn_interval(0, n_on, n_off, n_off)  # 0 events with the instructions, all events without
     expected = f"100% [{1 - high:.0%}, 100%]"
     rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
-    first, second = (loaded.spec.models[m].display_name for m in models)
+    first, second = (loaded.spec.models[m].label for m in models)
     assert rows[first].rstrip(" |").endswith(expected), rows[first]
     assert 1 - high < 0.9  # the interval is not the old degenerate [100%, 100%]
     assert rows[second].rstrip(" |").endswith(NOT_ESTIMABLE_NO_CONTROL_EVENTS), rows[second]
