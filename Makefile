@@ -73,6 +73,12 @@ summary: install
 report: install
 	$(PY) -m engine report $(STUDY) $(ARGS)
 
+# Two finished studies (or spec versions) side by side: B - A per cell and metric, the spec diff, and a
+# report in reports/compare-<A>-vs-<B>/; calls no model. E.g. make compare A=model_size B=model_size:5193fd3f
+.PHONY: compare
+compare: install
+	$(PY) -m engine compare $(A) $(B) $(ARGS)
+
 # Inspect logs of the study, one .eval per model x condition (ARGS="--out DIR" to choose where); calls no model.
 .PHONY: export-inspect
 export-inspect: install-inspect

@@ -1,4 +1,4 @@
-"""Command line: `python -m engine run|plan|summary STUDY [hydra overrides...]`.
+"""Command line: `python -m engine run|plan|summary|report|judge STUDY [hydra overrides...]`, `export`, `compare A B`.
 
 Heavy imports (litellm, llama.cpp, Hydra) happen inside the commands so that --help is instant.
 """
@@ -50,6 +50,28 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("run", "report"):
             p.add_argument("--formats", default="html,pdf",
                            help="report formats, comma-separated: html, pdf (default: html,pdf)")
+    text = ("compare two finished studies, two spec versions of one study, or one design on two versions of a "
+            "model: B - A per matched cell and metric with paired 95% intervals, what differs between the specs, "
+            "and a report (HTML and PDF); calls nothing")
+    p = sub.add_parser("compare", help=text, description=text)
+    side = ("STUDY (composed with its overrides, like run), STUDY:SPEC_HASH (a version its database holds), "
+            "DATABASE.duckdb, or DATABASE.duckdb:SPEC_HASH")
+    p.add_argument("a", metavar="A", help=f"the baseline: {side}")
+    p.add_argument("b", metavar="B", help="the other side, in the same forms (differences are B - A)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for both A and B (when they are studies)")
+    p.add_argument("--a", dest="a_overrides", action="append", default=[], metavar="OVERRIDE",
+                   help="a Hydra override for A only (repeatable)")
+    p.add_argument("--b", dest="b_overrides", action="append", default=[], metavar="OVERRIDE",
+                   help="a Hydra override for B only (repeatable)")
+    p.add_argument("--map", dest="mapping", action="append", default=[], metavar="A_LEVEL=B_LEVEL",
+                   help="match A's level (e.g. a model key) to B's: --map gpt4o=gpt4o_2025_08 (repeatable)")
+    p.add_argument("--metric", dest="metrics", action="append", metavar="NAME",
+                   help="a metric to compare (repeatable; default: the scenario's headline metrics)")
+    p.add_argument("--out", metavar="DIR", help="where the report goes (default: reports/compare-<A>-vs-<B>)")
+    p.add_argument("--formats", default="html,pdf", help="report formats, comma-separated: html, pdf")
+    p.add_argument("--no-report", action="store_true", help="print the table only; write nothing")
+    p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                   help="a folder of your own config groups, as for run")
     text = "write the study's trials as logs for another tool (inspect: one Inspect .eval per model x condition); call nothing"
     p = sub.add_parser("export", help=text, description=text)
     p.add_argument("format", choices=["inspect"], help="the output format")
@@ -105,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return _judge(args, console)
         if args.command == "export":
             return _export(args, console)
+        if args.command == "compare":
+            return _compare(args, console)
         return _run(args, console)
     except SpecError as exc:
         # Not wrapped at the terminal width: each line stays "spec error <file>: key '<key>': <message>".
@@ -313,6 +337,34 @@ def _export(args, console) -> int:
     console.print(f"{len(result.files)} Inspect logs, {result.samples} samples ({result.errored} errored) in "
                   f"{result.out_dir}; open them with: inspect view --log-dir {result.out_dir}",
                   highlight=False, soft_wrap=True, markup=False)
+    return 0
+
+
+def _compare(args, console) -> int:
+    from pathlib import Path
+
+    from engine.compare import compare_studies
+    from engine.compare.report import build_compare_report, report_dir, terminal_table, terminal_title
+    from engine.spec.load import check_output_path
+
+    if args.out is not None and not args.no_report:
+        check_output_path(args.out, "--out", folder=True)  # before anything is read
+    comparison = compare_studies(args.a, args.b, overrides=args.overrides, a_overrides=args.a_overrides,
+                                 b_overrides=args.b_overrides, mapping=args.mapping, metrics=args.metrics)
+    _print_table(console, terminal_title(comparison), terminal_table(comparison))
+    shown = [c for c in comparison.changes if c.kind != "cosmetic"]
+    console.print(f"specs differ in {len(shown)} keys" + (":" if shown else " (report and executor keys aside)"),
+                  highlight=False)
+    for change in shown:
+        console.print(f"  {_terminal(change.key)} ({change.kind}): {_terminal(change.a)} -> {_terminal(change.b)}",
+                      highlight=False, soft_wrap=True)
+    if args.no_report:
+        return 0
+    report = build_compare_report(comparison, Path(args.out) if args.out else report_dir(comparison),
+                                  formats=args.formats)
+    made = [_terminal(p) for p in (report.outputs.html, report.outputs.pdf) if p]
+    console.print(f"comparison report ({report.outputs.engine}): {_terminal(report.outputs.qmd)} -> {', '.join(made)}",
+                  soft_wrap=True)
     return 0
 
 
