@@ -345,6 +345,7 @@ def _compare(args, console) -> int:
 
     from engine.compare import compare_studies
     from engine.compare.report import build_compare_report, report_dir, terminal_table, terminal_title
+    from engine.compare.sections import significant, summary_sentence
     from engine.spec.load import check_output_path
 
     if args.out is not None and not args.no_report:
@@ -352,6 +353,8 @@ def _compare(args, console) -> int:
     comparison = compare_studies(args.a, args.b, overrides=args.overrides, a_overrides=args.a_overrides,
                                  b_overrides=args.b_overrides, mapping=args.mapping, metrics=args.metrics)
     _print_table(console, terminal_title(comparison), terminal_table(comparison))
+    console.print(_terminal(summary_sentence(comparison)) + (" (the Holm p column)" if significant(comparison) else ""),
+                  highlight=False, soft_wrap=True)
     shown = [c for c in comparison.changes if c.kind != "cosmetic"]
     console.print(f"specs differ in {len(shown)} keys" + (":" if shown else " (report and executor keys aside)"),
                   highlight=False)

@@ -82,6 +82,49 @@ def metric_table_rows(ctx: CompareContext, result: MetricDifferences) -> list[li
     return out
 
 
+def short_sha(sha: str | None) -> str:
+    """A recorded commit as its first 12 hex digits (and '-dirty' when it had uncommitted changes)."""
+    if not sha:
+        return "—"
+    return sha[:12] + ("-dirty" if sha.endswith("-dirty") else "")
+
+
+ALPHA = 0.05
+
+
+def significant(comparison: Comparison) -> list[tuple[MetricDifferences, Row]]:
+    """The comparisons whose Holm-adjusted p is below ALPHA, in report order."""
+    return [(r, row) for r in comparison.results for row in r.rows
+            if row.contrast is not None and row.contrast.holm_p < ALPHA]
+
+
+def summary_sentence(comparison: Comparison) -> str:
+    found = significant(comparison)
+    if not found:
+        return (f"No difference between A and B is significant at {ALPHA:.0%} after Holm's correction across the "
+                f"{comparison.family} comparisons; the intervals below say how large a difference the data rule out.")
+    return (f"{len(found)} of the {comparison.family} comparisons differ at {ALPHA:.0%} after Holm's correction "
+            "across all of them")
+
+
+class CompareSummary(Section):
+    """The differences that hold after Holm's correction: what a regression check reads first."""
+
+    type = "compare_summary"
+    Options = NoOptions
+
+    def render(self, ctx: CompareContext, options) -> Rendered:  # type: ignore[override]
+        c = ctx.comparison
+        items = [escape(f"{r.metric.label} {'' if row.cell is None else 'in '}{ctx.row_name(row)}: "
+                        f"{change_text(row, r.metric.percent)} "
+                        f"(Holm p {p_text(row.contrast.holm_p)}, {n_text(row.contrast)})")
+                 for r, row in significant(c)]
+        parts = ["## Summary", escape(summary_sentence(c) + (" (B − A, 95% interval):" if items else ""))]
+        if items:
+            parts.append(bullet_list(items))
+        return Rendered("\n\n".join(parts))
+
+
 class CompareOverview(Section):
     """What A and B are, that both are finished, and which cells they share."""
 
@@ -108,10 +151,10 @@ class CompareOverview(Section):
             ["Study", c.a.name, c.b.name], ["Spec hash", c.a.spec_hash, c.b.spec_hash],
             ["Database", str(c.a.db_path), str(c.b.db_path)],
             ["Run first on", str(c.a.record["created_at"])[:16], str(c.b.record["created_at"])[:16]],
-            ["Overrides", " ".join(c.a.record["overrides"]) or "none", " ".join(c.b.record["overrides"]) or "none"],
             ["Engine", str(c.a.record["engine_version"]), str(c.b.record["engine_version"])],
-            ["Git commit", str(c.a.record["git_sha"] or "—"), str(c.b.record["git_sha"] or "—")]],
-            "The two spec versions compared, as recorded in their databases.", "tbl-compare-sides", ["l", "l", "l"])
+            ["Git commit", short_sha(c.a.record["git_sha"]), short_sha(c.b.record["git_sha"])]],
+            "The two spec versions compared, as recorded in their databases (their overrides are in the commands "
+            "below).", "tbl-compare-sides", ["l", "l", "l"])
         rows = [[ctx.match_name(x), f"{x.a_planned} ({x.a_errors})", f"{x.b_planned} ({x.b_errors})", x.shared,
                  x.same_trials] for x in m.cells]
         cells = table(["Cell (B's levels)", f"A: {many} (errors)", f"B: {many} (errors)", "Pairs", "Same trials"], rows,
@@ -234,7 +277,8 @@ class CompareMethods(Section):
 
 def sections(comparison: Comparison) -> list[tuple[Section, Strict]]:
     """The report's sections, in order, with their options."""
-    out: list[tuple[Section, Strict]] = [(CompareOverview(), NoOptions(type=CompareOverview.type)),
+    out: list[tuple[Section, Strict]] = [(CompareSummary(), NoOptions(type=CompareSummary.type)),
+                                          (CompareOverview(), NoOptions(type=CompareOverview.type)),
                                           (CompareSpecDiff(), NoOptions(type=CompareSpecDiff.type))]
     out += [(CompareMetric(), CompareMetric.Options(type=CompareMetric.type, metric=r.metric.name))
             for r in comparison.results]

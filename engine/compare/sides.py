@@ -25,8 +25,9 @@ from engine.spec.schema import StudySpec
 from engine.store.db import StudyStore
 from engine.store.lock import lock_path
 
-# `HEAD:HASH`: a spec hash (or a unique prefix of one, as git takes) after the last colon.
-_WITH_HASH = re.compile(r"^(?P<head>.+):(?P<hash>[0-9a-f]{6,64})$")
+# `HEAD:HASH`: a spec hash (or a unique prefix of at least MIN_PREFIX digits, as git takes) after the last colon.
+_HEX = re.compile(r"[0-9a-fA-F]+")
+MIN_PREFIX = 6
 DATABASE_SUFFIXES = (".duckdb", ".db")
 COMMAND_LINE = "the command line"
 
@@ -66,13 +67,20 @@ class Located:
 def locate(label: str, argument: str, overrides: list[str]) -> Located:
     """Where a side's database is and which version of it is meant; composes a study argument (a
     SpecError for a bad study or override, exit 2, before anything is opened)."""
-    match = _WITH_HASH.match(argument)
-    head, wanted = (match["head"], match["hash"]) if match else (argument, None)
+    head, colon, tail = argument.rpartition(":")
+    if colon and head and _HEX.fullmatch(tail):
+        if len(tail) < MIN_PREFIX:
+            raise SpecError(f"{argument}: name a spec version by at least {MIN_PREFIX} digits of its hash",
+                            file=COMMAND_LINE, key=label)
+        wanted: str | None = tail.lower()
+    else:
+        head, wanted = argument, None
     path = Path(head)
     if path.suffix in DATABASE_SUFFIXES or (path.is_file() and path.suffix not in (".yaml", ".yml")):
         if overrides:
             raise SpecError(f"{label} is a database file ({head}): overrides ({' '.join(overrides)}) apply to a "
-                            "study, not to a database", file=COMMAND_LINE, key=label)
+                            f"study, not to a database (give a study's own with --{'b' if label == 'A' else 'a'})",
+                            file=COMMAND_LINE, key=label)
         return Located(label, argument, path, wanted, None)
     loaded = load_spec(head, overrides)
     return Located(label, argument, Path(loaded.spec.store.path), wanted, loaded)

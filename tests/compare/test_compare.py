@@ -10,6 +10,7 @@ The model-version comparison plays two "versions" of a model served by two loopb
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import math
 import shutil
@@ -78,7 +79,7 @@ def rows_of(comparison, metric: str) -> dict[str | None, object]:
 
 def text_of(path: Path) -> str:
     """A file's text with every run of whitespace one space (pandoc wraps long lines)."""
-    return " ".join(path.read_text().split())
+    return " ".join(html.unescape(path.read_text()).split())
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
@@ -130,9 +131,12 @@ def test_a_planted_difference_is_found_on_pairs_of_seeds_and_rendered(fog, plant
     assert "scenario.fog_probability (trials): 0.3 -> 0.5" in printed.out
     shown = f"+{hold.difference.value * 100:.0f} pp [+{hold.difference.low * 100:.0f}, +{hold.difference.high * 100:.0f}]"
     assert shown in printed.out
-    html = text_of(out / "index.html")
-    assert "Nuclear: B − A" in html and shown in html and "scenario.fog_probability" in html
-    assert "paired: Newcombe paired, exact McNemar" in html
+    page = text_of(out / "index.html")
+    assert "Nuclear: B − A" in page and shown in page and "scenario.fog_probability" in page
+    assert "paired: Newcombe paired, exact McNemar" in page
+    # The summary opens with what holds after Holm's correction: the planted change among it.
+    assert f"Nuclear in scripted:hold_last: {shown} (Holm p <0.001, {SEEDS} pairs)" in page
+    assert "comparisons differ at 5% after Holm's correction" in printed.out
     assert (out / "index.pdf").read_bytes()[:5] == b"%PDF-"
     assert (out / "figures" / "fig-compare-nuclear-rate.svg").exists()
     # Read-only: the database and everything beside it are untouched (no WAL, no lock file).
@@ -160,11 +164,12 @@ def test_an_identical_pair_shows_no_difference_and_only_the_changed_key(fog, tmp
             # An interval holding 0, or none, said why (a pooled rate without a discordant pair).
             assert d.low <= 0 <= d.high or (math.isnan(d.low) and d.note)
     assert [(c.key, c.kind) for c in comparison.changes if c.kind != "cosmetic"] == [("title", "identity")]
-    html = text_of(out / "index.html")
-    assert "No key that decides the trials or the grading differs" in html
+    assert "No key that decides the trials or the grading differs" in text_of(out / "index.html")
     # The author's title is text, in the report and at the terminal.
-    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    raw = (out / "index.html").read_text()
+    assert "<script>alert(1)</script>" not in raw and "&lt;script&gt;alert(1)&lt;/script&gt;" in raw
     assert "[bold]x[/bold]" in printed.out
+    assert "No difference between A and B is significant at 5% after Holm's correction" in printed.out
 
 
 def test_database_and_hash_forms_name_the_same_versions(fog, planted, capsys):
