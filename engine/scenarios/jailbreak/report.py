@@ -406,7 +406,7 @@ def _variance_shares(ctx, result, n_bootstrap: int) -> tuple[list[tuple[str, str
              "inverting the noncentral F of the slope (1 and N - 2 df, sizes fixed; Steiger 2004)"),
             ("R² expected with no size effect", f"{v.null_r2:.3f}", "1/(N - 1)"),
             ("Provider minus size: eta² - R²", f"{v.difference:+.3f} [{v.difference_low:+.3f}, {v.difference_high:+.3f}]",
-             f"95% percentile bootstrap over models ({v.n_bootstrap} resamples, seeded; {v.dropped} dropped because a "
+             f"95% BCa bootstrap over models ({v.n_bootstrap} resamples, seeded; {v.dropped} dropped because a "
              "share was undefined in them)"),
             ("eta² - R² expected with neither effect", f"{v.null_difference:+.3f}",
              "(k - 2)/(N - 1): read the difference against this, not against 0")]
@@ -417,8 +417,9 @@ def _variance_shares(ctx, result, n_bootstrap: int) -> tuple[list[tuple[str, str
         f"difference, eta² - R² = {v.difference:+.3f} (95% interval {v.difference_low:+.3f} to "
         f"{v.difference_high:+.3f}), would be about {v.null_difference:+.3f} if neither provider nor size mattered, "
         f"because {v.k} providers take up {v.k - 1} degrees of freedom and size 1. The interval resamples models "
-        f"and recomputes both shares ({v.n_bootstrap} resamples, {v.dropped} dropped); duplicated models inflate "
-        "eta², so it is an interval for the sample difference, to be read against the no-effect value. The ratio "
+        f"and recomputes both shares ({v.n_bootstrap} resamples, {v.dropped} dropped), bias-corrected and "
+        "accelerated (BCa): duplicated models inflate a resample's eta², which a percentile interval would carry "
+        "over; read it against the no-effect value. The ratio "
         "eta² / R² is not reported: it grows without bound as R² approaches 0, so a large ratio can come from a "
         "size effect near 0 rather than from a provider effect.")
     return rows, text

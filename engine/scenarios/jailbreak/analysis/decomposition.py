@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import statsmodels.api as sm
-from scipy import optimize, stats
+from scipy import stats
+
+from engine.analyze.inference import IntervalAt, bca_family, share_family
 
 
 @dataclass(frozen=True)
@@ -81,21 +83,7 @@ def _eta2_omega2_f(y: np.ndarray, codes: np.ndarray, k: int) -> tuple[float, flo
 def eta2_interval(f: float, df_between: int, df_within: int, alpha: float = 0.05) -> tuple[float, float]:
     """Confidence interval for eta-squared: invert the noncentral F for its noncentrality lambda,
     then eta^2 = lambda / (lambda + N) with N = df_between + df_within + 1."""
-    if math.isnan(f):
-        return math.nan, math.nan
-    n = df_between + df_within + 1
-
-    def lam_for(prob: float) -> float:
-        # cdf(F; lambda) falls as lambda grows; lambda = 0 when even the central F is past `prob`.
-        if stats.f.cdf(f, df_between, df_within) <= prob:
-            return 0.0
-        high = max(10.0, 2 * f * df_between)
-        while stats.ncf.cdf(f, df_between, df_within, high) > prob:
-            high *= 2
-        return optimize.brentq(lambda lam: stats.ncf.cdf(f, df_between, df_within, lam) - prob, 0.0, high)
-
-    low, high = lam_for(1 - alpha / 2), lam_for(alpha / 2)
-    return low / (low + n), high / (high + n)
+    return share_family(f, df_between, df_within, df_between + df_within + 1)(alpha)
 
 
 def one_way(values: np.ndarray, groups: list[str] | np.ndarray, *, seed: int,
@@ -189,13 +177,14 @@ class VarianceShares:
     eta2_high: float
     null_eta2: float  # (k - 1) / (N - 1)
     difference: float  # eta2 - r2
-    difference_low: float  # percentile bootstrap over models
+    difference_low: float  # BCa bootstrap over models
     difference_high: float
     null_difference: float  # (k - 2) / (N - 1): eta2 - r2 expected when neither provider nor size matters
     n_bootstrap: int  # resamples drawn
     dropped: int  # resamples in which either share is undefined, left out of the interval and counted
     k: int
     n: int
+    difference_at: IntervalAt | None = None  # the difference's interval at any level (None: no interval)
 
 
 def _r2(y: np.ndarray, x: np.ndarray) -> float:
@@ -206,6 +195,26 @@ def _r2(y: np.ndarray, x: np.ndarray) -> float:
     return min(float(np.sum((x - x.mean()) * (y - y.mean()))) ** 2 / (sx * sy), 1.0)
 
 
+def _differences(y: np.ndarray, x: np.ndarray, codes: np.ndarray, k: int,
+                 index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """eta^2 - R^2 of each row of model indices (resamples x models), and whether both shares are defined
+    there (at least 2 groups and fewer groups than models, variation in size and in ASR)."""
+    ys, xs, groups = y[index], x[index], codes[index]
+    centred = ys - ys.mean(axis=1, keepdims=True)
+    total = np.sum(centred ** 2, axis=1)
+    member = groups[:, :, None] == np.arange(k)
+    counts, sums = member.sum(axis=1), np.einsum("bnk,bn->bk", member, centred)
+    between = np.sum(np.where(counts > 0, sums ** 2 / np.maximum(counts, 1), 0.0), axis=1)
+    dx = xs - xs.mean(axis=1, keepdims=True)
+    spread = np.sum(dx ** 2, axis=1)
+    groups_seen = (counts > 0).sum(axis=1)
+    defined = (total > 0) & (spread > 0) & (groups_seen >= 2) & (groups_seen < index.shape[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta2 = between / total
+        r2 = np.minimum(np.sum(dx * centred, axis=1) ** 2 / (spread * total), 1.0)
+    return np.where(defined, eta2 - r2, np.nan), defined
+
+
 def variance_shares(asr: np.ndarray, params_b: np.ndarray, groups: list[str] | np.ndarray, *, seed: int,
                     n_bootstrap: int = 2000, alpha: float = 0.05) -> VarianceShares:
     """Provider eta^2 and size R^2 of the same models, and eta^2 - R^2.
@@ -214,10 +223,13 @@ def variance_shares(asr: np.ndarray, params_b: np.ndarray, groups: list[str] | n
     and N - 2 degrees of freedom, sizes fixed). Under no effect the sample eta^2 and R^2 average
     (k-1)/(N-1) and 1/(N-1) (their null Beta distributions; also their exact means over all
     permutations of ASR across models), so eta^2 - R^2 averages (k-2)/(N-1), not 0. The difference's
-    interval is a percentile bootstrap resampling models (both shares recomputed on each resample,
-    so their correlation is kept); a resample where either share is undefined (fewer than 2
-    providers or as many providers as models, one size, one ASR) is dropped and counted in
-    `dropped`, never silently."""
+    interval family is a BCa bootstrap resampling models (both shares recomputed on each resample, so
+    their correlation is kept; jackknife over models for the acceleration); a resample where either
+    share is undefined (fewer than 2 providers or as many providers as models, one size, one ASR) is
+    dropped and counted in `dropped`, never silently. Not the percentile interval: a duplicated model
+    shrinks its provider's spread, so resampled eta^2 runs high, and in simulation (21 models of 12
+    providers, neither effect; tests/scenarios/jailbreak/test_variance_claim.py) its lower end
+    cleared the no-effect value in 7.8% of studies against a nominal 2.5%; BCa's did in 0.4-1.6%."""
     y, x = np.asarray(asr, float), np.log2(np.asarray(params_b, float))
     labels, codes = np.unique(np.asarray(groups), return_inverse=True)
     k, n = len(labels), len(y)
@@ -233,21 +245,14 @@ def variance_shares(asr: np.ndarray, params_b: np.ndarray, groups: list[str] | n
     r2_low, r2_high = eta2_interval(f_size, 1, n - 2, alpha)
 
     rng = np.random.default_rng(seed)
-    diffs, dropped = [], 0
-    for _ in range(n_bootstrap):
-        idx = rng.integers(0, n, n)
-        sub_labels, sub_codes = np.unique(codes[idx], return_inverse=True)
-        k_b = len(sub_labels)
-        r2_b = _r2(y[idx], x[idx])
-        eta2_b = _eta2_omega2_f(y[idx], sub_codes, k_b)[0] if 2 <= k_b < n else math.nan
-        if math.isnan(r2_b) or math.isnan(eta2_b):
-            dropped += 1
-            continue
-        diffs.append(eta2_b - r2_b)
-    if diffs:
-        d_low, d_high = np.percentile(diffs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    resampled, defined = _differences(y, x, codes, k, rng.integers(0, n, (n_bootstrap, n)))
+    leave_one_out, kept = _differences(y, x, codes, k, np.array([np.delete(np.arange(n), i) for i in range(n)]))
+    dropped = int((~defined).sum())
+    if defined.any():  # the acceleration from the leave-one-out differences that are defined
+        family = bca_family(resampled[defined], float(eta2 - r2), leave_one_out[kept] if kept.sum() > 1 else [0.0])
+        d_low, d_high = family(alpha)
     else:
-        d_low = d_high = math.nan
+        family, d_low, d_high = None, math.nan, math.nan
     return VarianceShares(float(r2), float(r2_low), float(r2_high), 1 / (n - 1), float(eta2), float(eta2_low),
                           float(eta2_high), (k - 1) / (n - 1), float(eta2 - r2), float(d_low), float(d_high),
-                          (k - 2) / (n - 1), n_bootstrap, dropped, k, n)
+                          (k - 2) / (n - 1), n_bootstrap, dropped, k, n, family)
