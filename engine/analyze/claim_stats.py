@@ -88,13 +88,19 @@ def part_p(part: ClaimPart) -> float:
     return claim_p(part.estimate.interval_at, part.claimed.low, part.claimed.high)
 
 
+def part_ps(est: ClaimEstimate, options: ClaimOptions) -> list[float] | None:
+    """Each part's p-value against its claimed boundary; None when the claim has no estimate."""
+    parts = parts_of(est, options)
+    if not _usable(est) or not all(_usable(p.estimate) for p in parts):
+        return None
+    return [part_p(p) for p in parts]
+
+
 def decision_p(est: ClaimEstimate, options: ClaimOptions) -> float:
     """The claim's p-value (NaN when it has no estimate): the largest over its parts of the inverted
     family's p against the claimed boundary (one-sided, or TOST for a range)."""
-    parts = parts_of(est, options)
-    if not _usable(est) or not all(_usable(p.estimate) for p in parts):
-        return math.nan
-    return max(part_p(p) for p in parts)
+    ps = part_ps(est, options)
+    return max(ps) if ps else math.nan
 
 
 def verdict_of(low: float, high: float, claimed: Claimed) -> Verdict:
@@ -197,8 +203,10 @@ def _why(verdict: Verdict, claimed: Claimed, level: float, power: float) -> str:
     return f"{interval} reaches across the claim's boundary (claimed: {where}){assumed}"
 
 
-def decide(est: ClaimEstimate, options: ClaimOptions, holm: HolmStep | None) -> Decision:
-    """One claim's verdict at its Holm step (None: the claim has no p-value)."""
+def decide(est: ClaimEstimate, options: ClaimOptions, holm: HolmStep | None,
+           part_ps: list[float] | None = None) -> Decision:
+    """One claim's verdict at its Holm step (None: the claim has no p-value); `part_ps`: its parts'
+    p-values when already computed."""
     power, mdd = _power(est, options)
     if holm is None:
         reason = est.reason or next((p.estimate.reason for p in est.parts if p.estimate.reason), None) \
@@ -206,11 +214,12 @@ def decide(est: ClaimEstimate, options: ClaimOptions, holm: HolmStep | None) -> 
         return Decision(math.nan, math.nan, math.nan, 0, 0, math.nan, math.nan, None, power, mdd, UNRESOLVED,
                         reason)
     parts = parts_of(est, options)
+    part_ps = part_ps or [part_p(part) for part in parts]
     decided = []
-    for part in parts:
+    for part, p in zip(parts, part_ps):
         assert part.estimate.interval_at is not None
         low, high = part.estimate.interval_at(2 * holm.alpha)
-        decided.append(PartDecision(part.label, part.claimed, part.estimate, low, high, part_p(part),
+        decided.append(PartDecision(part.label, part.claimed, part.estimate, low, high, p,
                                     verdict_of(low, high, part.claimed)))
     binding = max(range(len(decided)), key=lambda i: decided[i].p)
     bind = decided[binding]
@@ -224,5 +233,6 @@ def decide(est: ClaimEstimate, options: ClaimOptions, holm: HolmStep | None) -> 
 
 def decide_claims(claims: list[tuple[ClaimOptions, ClaimEstimate]]) -> list[Decision]:
     """Every claim's verdict, Holm's procedure running across the claims that have a p-value."""
-    steps = holm_steps([decision_p(est, options) for options, est in claims], FAMILYWISE)
-    return [decide(est, options, step) for (options, est), step in zip(claims, steps)]
+    ps = [part_ps(est, options) for options, est in claims]
+    steps = holm_steps([max(p) if p else math.nan for p in ps], FAMILYWISE)
+    return [decide(est, options, step, p) for (options, est), step, p in zip(claims, steps, ps)]

@@ -16,10 +16,12 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from engine.analyze import paired_stats
 from engine.analyze.claim_stats import from_family, trend_across_models, unusable
@@ -52,6 +54,20 @@ class ClaimUnits:
     def percent(self) -> bool:
         return self.metric.percent
 
+    _keys: dict[frozenset[str], pd.Series] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """The frame's `level_table`, made once."""
+        return level_table(self.frame)
+
+    def arm(self, levels: Levels, compared: set[str]) -> pd.DataFrame:
+        """`arm` of the frame, its pair keys made once per set of compared factors."""
+        known = frozenset(compared)
+        if known not in self._keys:
+            self._keys[known] = pair_keys(self.frame, self.table, compared)
+        return arm(self.frame, levels, compared, self.table, self._keys[known])
+
     def as_mean(self) -> "ClaimUnits":
         """The same units read as a mean (sums and differences of 0/1 outcomes are not 0/1)."""
         return replace(self, metric=replace(self.metric, kind="mean"))
@@ -71,11 +87,29 @@ def rows(frame: pd.DataFrame, keep) -> pd.DataFrame:
     return frame[np.array([keep(c) for c in frame["cell"]], bool)].copy()
 
 
-def arm(frame: pd.DataFrame, levels: Levels, compared: set[str]) -> pd.DataFrame:
-    """The units at `levels`, keyed by what a pair shares: the rest of the cell, the seed and the item."""
-    out = rows(frame, lambda c: matches(c, levels))
-    out["key"] = [json.dumps([{k: v for k, v in c.items() if k not in compared}, int(s), i], sort_keys=True,
-                             default=str) for c, s, i in zip(out["cell"], out["seed"], out["item"])]
+def level_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each unit's factor levels as text, one column per factor."""
+    return pd.DataFrame(list(frame["cell"]), index=frame.index).astype(str)
+
+
+def pair_keys(frame: pd.DataFrame, table: pd.DataFrame, compared: set[str]) -> pd.Series:
+    """What a unit shares with its partners in other conditions: the levels of the factors not
+    `compared`, the seed and the item."""
+    parts = [factor + "=" + table[factor] for factor in sorted(set(table.columns) - compared)]
+    parts += [frame["seed"].astype(str), frame["item"].astype(str)]
+    return parts[0].str.cat(parts[1:], sep="\x1f")
+
+
+def arm(frame: pd.DataFrame, levels: Levels, compared: set[str], table: pd.DataFrame | None = None,
+        keys: pd.Series | None = None) -> pd.DataFrame:
+    """The units at `levels`, with `key` (`pair_keys`). `table`, `keys`: the frame's, when the caller
+    has them."""
+    table = level_table(frame) if table is None else table
+    keep = np.ones(len(frame), bool)
+    for factor, level in levels.items():
+        keep &= (table[factor] == str(level)).to_numpy() if factor in table else False
+    out = frame[keep].copy()
+    out["key"] = (pair_keys(frame, table, compared) if keys is None else keys)[keep]
     return out
 
 
@@ -84,7 +118,8 @@ def arm(frame: pd.DataFrame, levels: Levels, compared: set[str]) -> pd.DataFrame
 def _difference_family(diff: paired_stats.Difference, a: pd.DataFrame, b: pd.DataFrame, metric: Metric,
                        seed: int) -> IntervalAt | None:
     """The difference's interval family: its own `interval_at` (engine/analyze/paired_stats.py, rule 1),
-    else the same interval function `compare` used, evaluated at any level."""
+    else the interval `compare` gave, at any level: the same function, or for a bootstrap the same
+    resamples (drawn once) read at other quantiles."""
     given = getattr(diff, "interval_at", None)
     if given is not None:
         return given
@@ -96,16 +131,54 @@ def _difference_family(diff: paired_stats.Difference, a: pd.DataFrame, b: pd.Dat
         counts = [int(((va == x) & (vb == y)).sum()) for x, y in ((1, 1), (1, 0), (0, 1), (0, 0))]
         return lambda alpha: paired_stats.newcombe_paired_interval(*counts, alpha=alpha)
     if diff.interval in ("paired bootstrap", "cluster bootstrap"):
-        d, clusters = va - vb, merged["cluster_a"].to_numpy()
-        return lambda alpha: paired_stats.cluster_bootstrap_interval(d, clusters, seed, alpha)
+        return _cluster_bootstrap_family(va - vb, merged["cluster_a"].to_numpy(), seed)
     xa, xb = a["value"].to_numpy(), b["value"].to_numpy()
     if diff.interval == "Newcombe independent":
         return lambda alpha: paired_stats.newcombe_independent_interval(int(xa.sum()), len(xa), int(xb.sum()),
                                                                         len(xb), alpha)
     if diff.interval == "two-sample cluster bootstrap":
-        ca, cb = a["cluster"].to_numpy(), b["cluster"].to_numpy()
-        return lambda alpha: paired_stats.two_sample_cluster_interval(xa, ca, xb, cb, seed, alpha)
+        return _two_sample_family(xa, a["cluster"].to_numpy(), xb, b["cluster"].to_numpy(), seed)
     return None
+
+
+def _quantiles(draws: np.ndarray) -> IntervalAt:
+    """scipy.stats.bootstrap's percentile interval (linear interpolation between order statistics)."""
+    ordered = np.sort(draws)
+    return lambda alpha: tuple(float(q) for q in np.quantile(ordered, [alpha / 2, 1 - alpha / 2]))
+
+
+def _cluster_bootstrap_family(values: np.ndarray, clusters: np.ndarray, seed: int) -> IntervalAt:
+    """`paired_stats.cluster_bootstrap_interval`'s resamples, at any level."""
+    sums, counts = paired_stats.cluster_totals(values, clusters)
+    if np.all(sums / counts == sums[0] / counts[0]):
+        return lambda alpha: (float(sums[0] / counts[0]),) * 2
+    result = stats.bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis=axis) / c.sum(axis=axis), paired=True,
+                             vectorized=True, n_resamples=paired_stats.BOOTSTRAP_RESAMPLES, method="percentile",
+                             rng=np.random.default_rng(seed))
+    return _quantiles(result.bootstrap_distribution)
+
+
+def _two_sample_family(xa: np.ndarray, ca: np.ndarray, xb: np.ndarray, cb: np.ndarray, seed: int) -> IntervalAt:
+    """`paired_stats.two_sample_cluster_interval`'s resamples, at any level."""
+    sa, na = paired_stats.cluster_totals(xa, ca)
+    sb, nb = paired_stats.cluster_totals(xb, cb)
+    rng = np.random.default_rng(seed)
+    ia = rng.integers(0, len(sa), size=(paired_stats.BOOTSTRAP_RESAMPLES, len(sa)))
+    ib = rng.integers(0, len(sb), size=(paired_stats.BOOTSTRAP_RESAMPLES, len(sb)))
+    return _quantiles(sa[ia].sum(-1) / na[ia].sum(-1) - sb[ib].sum(-1) / nb[ib].sum(-1))
+
+
+def cluster_mean(values: np.ndarray, clusters: np.ndarray) -> tuple[float, IntervalAt | None, int]:
+    """The mean of `values` (sum over count, every unit weighted equally) with a t family on clusters - 1
+    df, its standard error from the clusters' totals (the linearised ratio estimator, the usual
+    cluster-robust SE); no family below 2 clusters or without variation between them."""
+    sums, counts = paired_stats.cluster_totals(values, clusters)
+    k, mean = len(sums), float(sums.sum() / counts.sum())
+    residual = sums - mean * counts
+    if k < 2 or not np.any(residual != 0):
+        return mean, None, k
+    se = math.sqrt(k / (k - 1) * float(np.sum(residual ** 2))) / float(counts.sum())
+    return mean, t_family(mean, se, k - 1), k
 
 
 def compared(a: pd.DataFrame, b: pd.DataFrame, units: ClaimUnits, quantity: str, salt: str) -> ClaimEstimate:
@@ -131,7 +204,7 @@ def difference(units: ClaimUnits, a: Levels, b: Levels, label: str | None = None
     if units.reason:
         return unusable(quantity, "—", units.percent, units.reason)
     keys = set(a) | set(b)
-    return compared(arm(units.frame, a, keys), arm(units.frame, b, keys), units, quantity, json.dumps([a, b]))
+    return compared(units.arm(a, keys), units.arm(b, keys), units, quantity, json.dumps([a, b]))
 
 
 # -------------------------------------------------------------------------------------- model level
@@ -154,18 +227,13 @@ def trend(units: ClaimUnits) -> ClaimEstimate:
 
 # ------------------------------------------------------------------------------------- interaction
 
-def _signed_sums(units: ClaimUnits, cells: list[tuple[Levels, int]], factors: set[str]) -> tuple[pd.DataFrame,
-                                                                                                 pd.DataFrame]:
-    """Per key present in every cell: the sum of the values of the cells signed +1 (first frame) and
-    of those signed -1 (second), as keyed arms."""
-    arms = [(arm(units.frame, levels, factors), sign) for levels, sign in cells]
-    shared = set.intersection(*(set(a["key"]) for a, _ in arms))
-    out = []
-    for wanted in (1, -1):
-        parts = [a[a["key"].isin(shared)].set_index("key")[["value", "cluster"]] for a, s in arms if s == wanted]
-        total = sum(p["value"] for p in parts).rename("value")
-        out.append(pd.concat([total, parts[0]["cluster"]], axis=1).reset_index())
-    return out[0], out[1]
+def _contrast_values(units: ClaimUnits, cells: list[tuple[Levels, int]], factors: set[str]) -> pd.DataFrame:
+    """Per key present in every cell (the rest of the cell, seed and item): the signed sum of the cells'
+    values, and the key's cluster (the first cell's)."""
+    arms = [(units.arm(levels, factors).set_index("key"), sign) for levels, sign in cells]
+    shared = sorted(set.intersection(*(set(a.index) for a, _ in arms)))
+    total = sum(sign * a.loc[shared, "value"].astype(float) for a, sign in arms)
+    return pd.DataFrame({"value": total, "cluster": arms[0][0].loc[shared, "cluster"]})
 
 
 def interaction_parts(units: ClaimUnits, present: Levels, absent: Levels, interaction: Claimed,
@@ -187,8 +255,13 @@ def interaction_parts(units: ClaimUnits, present: Levels, absent: Levels, intera
     parts = [ClaimPart(f"{describe(c)} − {describe(control)} ≤ {margin:g}",
                        difference(units, c, control), Claimed("at_most", high=margin)) for c in partial]
     signed = [(c, 1 if sum(c[f] != present[f] for f in factors) % 2 == 0 else -1) for c in _cells(present, absent)]
-    plus, minus = _signed_sums(units, signed, set(factors))
-    contrast = compared(plus, minus, units.as_mean(), quantity, json.dumps(["interaction", present, absent]))
+    values = _contrast_values(units, signed, set(factors))
+    value, family, k = cluster_mean(values["value"].to_numpy(), values["cluster"].to_numpy())
+    test = f"t over {k} clusters (cluster-robust SE)"
+    contrast = (unusable(quantity, test, units.percent, f"{k} cluster(s) of complete sets of cells, or no variation "
+                         "between them: no interval", len(values), "sets of cells") if family is None else
+                from_family(value, family, len(values), f"{quantity}; {len(values)} complete sets of cells", test,
+                            units.percent, units="sets of cells"))
     parts.append(ClaimPart(f"interaction contrast {_claimed_text(interaction)}", contrast, interaction))
     broken = next((p.estimate.reason for p in parts if p.estimate.reason), None)
     return replace(contrast, parts=tuple(parts), reason=broken)
@@ -217,7 +290,7 @@ def reduction(units: ClaimUnits, control: Levels, treated: Levels) -> ClaimEstim
     if units.reason:
         return unusable(quantity, "—", True, units.reason)
     keys = set(control) | set(treated)
-    c, t = arm(units.frame, control, keys), arm(units.frame, treated, keys)
+    c, t = units.arm(control, keys), units.arm(treated, keys)
     merged = c.merge(t, on="key", suffixes=("_c", "_t"))
     paired = len(merged) > 0 and 2 * len(merged) >= min(len(c), len(t))
     if paired:

@@ -30,6 +30,7 @@ IntervalAt = Callable[[float], tuple[float, float]]
 FLOOR = 1e-12
 WIDEST_ALPHA, NARROWEST_ALPHA = 2 * FLOOR, 1 - 1e-12
 BISECTIONS = 60  # beta to within 0.5 / 2^60: far below any level a claim is decided at
+Z_FLOOR = float(-special.ndtri(FLOOR))
 
 
 def _at(family: IntervalAt, beta: float) -> tuple[float, float]:
@@ -39,21 +40,23 @@ def _at(family: IntervalAt, beta: float) -> tuple[float, float]:
 def _first_beta(gap: Callable[[float], float]) -> float:
     """The beta in [FLOOR, 0.5] where `gap` (the interval's end minus the bound, signed so that it is
     positive when the test rejects, and rising with beta) turns positive; the caller has checked it
-    is positive at 0.5. Brent's method: a few steps for a smooth family, and for a step function
-    (bootstrap quantiles) it brackets the jump as bisection would; bisection if the family gives NaN."""
+    is positive at 0.5. Searched on z = the normal quantile of 1 - beta, where most families' ends are
+    near linear (a normal family's exactly): Brent's method takes a few steps for a smooth family, and
+    for a step function (bootstrap quantiles) it brackets the jump as bisection would; bisection if
+    the family gives NaN."""
     if gap(FLOOR) > 0:
         return FLOOR
 
-    def signed(beta: float) -> float:  # strictly negative where the test does not reject (a share's end
-        g = gap(beta)                  # sits at exactly 0 there), so the sign turns exactly at the root
-        return g if g > 0 else g - 1e-9 * (0.5 - beta)
+    def signed(z: float) -> float:  # strictly negative where the test does not reject (a share's end sits
+        g = gap(float(special.ndtr(-z)))  # at exactly 0 there), so the sign turns exactly at the root
+        return g if g > 0 else g - 1e-9 * z
 
     try:
-        beta = float(optimize.brentq(signed, FLOOR, 0.5, xtol=1e-15, rtol=1e-13, maxiter=200))
-        step = max(1e-15, 1e-13 * beta)
-        while not gap(beta) > 0 and beta < 0.5:  # the root's rejecting side (a step function's jump)
-            beta, step = min(beta + step, 0.5), 2 * step
-        return beta
+        z = float(optimize.brentq(signed, 0.0, Z_FLOOR, xtol=1e-12, rtol=1e-12, maxiter=200))
+        step = 1e-12
+        while not gap(float(special.ndtr(-z))) > 0 and z > 0:  # the root's rejecting side (a step's jump)
+            z, step = max(z - step, 0.0), 2 * step
+        return float(special.ndtr(-z))
     except (ValueError, RuntimeError):
         lo, hi = FLOOR, 0.5
         for _ in range(BISECTIONS):
@@ -84,7 +87,14 @@ def p_below(family: IntervalAt, bound: float) -> float:
 
 
 def two_sided_p(family: IntervalAt, null: float) -> float:
-    return min(1.0, 2 * min(p_above(family, null), p_below(family, null)))
+    """2 min(p_above, p_below), capped at 1: the smaller one is on the estimate's side (the other is 1
+    minus it), so one inversion does."""
+    centre = _at(family, 0.5)
+    if centre[0] > null:
+        return min(1.0, 2 * p_above(family, null))
+    if centre[1] < null:
+        return min(1.0, 2 * p_below(family, null))
+    return 1.0
 
 
 def claim_p(family: IntervalAt, low: float, high: float) -> float:
