@@ -135,7 +135,10 @@ def range_power(se: float, low: float, high: float) -> float:
 
 
 def minimum_detectable(se: float) -> float:
-    """How far beyond the boundary the quantity must lie for 80% power at one-sided 2.5%."""
+    """How far beyond the boundary the quantity must lie for 80% power at one-sided 2.5% (NaN without
+    a standard error)."""
+    if not math.isfinite(se) or se <= 0:
+        return math.nan
     return (Z + float(stats.norm.ppf(POWER))) * se
 
 
@@ -186,14 +189,27 @@ def _power(est: ClaimEstimate, options: ClaimOptions) -> tuple[float, float]:
     return (power_at(se, options.effect) if options.effect is not None else math.nan), minimum_detectable(se)
 
 
-def _boundary_text(claimed: Claimed) -> str:
-    if claimed.kind == "range" or (math.isfinite(claimed.low) and math.isfinite(claimed.high)):
-        return f"inside [{claimed.low:g}, {claimed.high:g}]"
-    return f"above {claimed.low:g}" if math.isfinite(claimed.low) else f"below {claimed.high:g}"
+def amount(x: float, percent: bool) -> str:
+    """A value as the report prints it (a rate in percent); 0 as 0."""
+    if not math.isfinite(x):
+        return "—" if math.isnan(x) else ("∞" if x > 0 else "−∞")
+    if x == 0:
+        return "0"
+    if percent:
+        return f"{x * 100:.1f}%" if abs(x) < 0.1 else f"{x:.0%}"
+    return f"{x:.3g}"
 
 
-def _why(verdict: Verdict, claimed: Claimed, level: float, power: float) -> str:
-    where = _boundary_text(claimed)
+def boundary_text(claimed: Claimed, percent: bool) -> str:
+    """Where the claim puts the quantity: above, below or inside."""
+    if math.isfinite(claimed.low) and math.isfinite(claimed.high):
+        return f"inside [{amount(claimed.low, percent)}, {amount(claimed.high, percent)}]"
+    return (f"above {amount(claimed.low, percent)}" if math.isfinite(claimed.low)
+            else f"below {amount(claimed.high, percent)}")
+
+
+def _why(verdict: Verdict, claimed: Claimed, level: float, power: float, percent: bool) -> str:
+    where = boundary_text(claimed, percent)
     interval = f"the {level:.4g}% interval"
     if verdict == "supported":
         return f"{interval} lies {where}"
@@ -224,7 +240,7 @@ def decide(est: ClaimEstimate, options: ClaimOptions, holm: HolmStep | None,
     binding = max(range(len(decided)), key=lambda i: decided[i].p)
     bind = decided[binding]
     level = 100 * (1 - 2 * holm.alpha)
-    why = _why(bind.verdict, bind.claimed, level, power)
+    why = _why(bind.verdict, bind.claimed, level, power, bind.estimate.percent)
     if len(decided) > 1:
         why = f"binding part ({bind.label}): {why}"
     return Decision(max(d.p for d in decided), holm.adjusted, holm.alpha, holm.step, holm.of, bind.low, bind.high,

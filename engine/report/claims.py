@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.analyze.claim_stats import FAMILYWISE, Decision, decide_claims
+from engine.analyze.claim_stats import FAMILYWISE, Decision, amount, decide_claims
 from engine.kernel.contracts import ClaimEstimate, Claimed, ClaimOptions, ClaimTest, Rendered, Scenario, Section
 from engine.kernel.errors import SpecError
 from engine.kernel.registry import REGISTRY, register_section
@@ -94,14 +94,6 @@ def evaluate_claims(ctx) -> list[ClaimResult]:
             for (options, est), decision in zip(estimates, decide_claims(estimates))]
 
 
-def _amount(x: float, percent: bool) -> str:
-    if not math.isfinite(x):
-        return "—" if math.isnan(x) else ("∞" if x > 0 else "−∞")
-    if percent:
-        return f"{x * 100:.1f}%" if abs(x) < 0.1 else f"{x:.0%}"
-    return f"{x:.3g}"
-
-
 def _n_text(est: ClaimEstimate) -> str:
     units = f" {est.units}" if est.units else ""
     return f"n={est.n}{units}" + (f"; {est.detail}" if est.detail else "")
@@ -112,9 +104,9 @@ def estimate_text(est: ClaimEstimate, low: float | None = None, high: float | No
     if est.reason is not None and not math.isfinite(est.value):
         return f"— ({_n_text(est)})"
     low, high = (est.low, est.high) if low is None or high is None else (low, high)
-    body = _amount(est.value, est.percent)
+    body = amount(est.value, est.percent)
     if not (math.isnan(low) or math.isnan(high)):
-        body += f" [{_amount(low, est.percent)}, {_amount(high, est.percent)}]"
+        body += f" [{amount(low, est.percent)}, {amount(high, est.percent)}]"
     return f"{body} ({_n_text(est)})"
 
 
@@ -123,7 +115,7 @@ KIND_NAMES = {"direction": "direction", "at_least": "at least", "at_most": "at m
 
 def claimed_text(claimed: Claimed, percent: bool) -> str:
     """What is claimed of the quantity: its kind and the region it must lie in."""
-    low, high = _amount(claimed.low, percent), _amount(claimed.high, percent)
+    low, high = amount(claimed.low, percent), amount(claimed.high, percent)
     if claimed.kind == "range":
         return f"range: in [{low}, {high}]"
     if claimed.kind == "direction":
@@ -135,7 +127,7 @@ def kind_text(r: "ClaimResult") -> str:
     est, options = r.estimate, r.options
     text = claimed_text(options.claimed(est.null), est.percent)
     if options.effect is not None:
-        text += f" (effect assumed for the power: {_amount(options.effect, est.percent)})"
+        text += f" (effect assumed for the power: {amount(options.effect, est.percent)})"
     if est.parts:
         text += f"; intersection-union of {len(est.parts)} parts, every one must hold"
     return text
@@ -151,7 +143,7 @@ def level_text(d: Decision) -> str:
 
 def power_text(r: ClaimResult) -> str:
     d, percent = r.decision, r.estimate.percent
-    mdd = f"MDD {_amount(d.mdd, percent)}" if math.isfinite(d.mdd) else ""
+    mdd = f"MDD {amount(d.mdd, percent)}" if math.isfinite(d.mdd) else ""
     power = f"{d.power:.0%}" if math.isfinite(d.power) else ""
     return "; ".join(x for x in (power, mdd) if x) or "—"
 
@@ -205,7 +197,7 @@ class Claims(Section):
         intro = INTRO.format(supported=counts["supported"], contradicted=counts["contradicted"],
                              open=counts["not resolvable with this design"],
                              tested=sum(r.decision.step > 0 for r in results), familywise=f"{FAMILYWISE:.1%}")
-        table_md = table(["Claim", "Kind: claimed", "Estimate [decision CI]", "CI", "Interval (its p inverted)", "p",
+        table_md = table(["Claim", "Kind: claimed", "Estimate [decision CI]", "CI", "Interval family (p inverts it)", "p",
                           "Holm p", "Power; MDD", "Verdict"],
                          [row(r) for r in results], "The write-up's claims as tested verdicts.", "tbl-claims",
                          ["l", "l", "r", "l", "l", "r", "r", "r", "l"])
