@@ -142,6 +142,20 @@ def quantile_family(draws: np.ndarray) -> IntervalAt:
     return at
 
 
+def shift_family(value: float, null_draws: np.ndarray, centre: float) -> IntervalAt:
+    """The interval that inverts a permutation (or other null-distribution) test under a location shift:
+    value minus the null draws' quantiles taken about their `centre` (the statistic's value with no
+    effect). Its lower end clears `centre` exactly when the test's one-sided p (the share of null draws
+    at or above the value) is below alpha / 2; exact under the null when the draws include the
+    observed arrangement (a step function of alpha)."""
+    ordered = np.sort(np.asarray(null_draws, float))
+
+    def at(alpha: float) -> tuple[float, float]:
+        low, high = np.quantile(ordered, [alpha / 2, 1 - alpha / 2], method="inverted_cdf")
+        return value - (float(high) - centre), value - (float(low) - centre)
+    return at
+
+
 def bca_family(draws: np.ndarray, estimate: float, jackknife: np.ndarray) -> IntervalAt:
     """Bias-corrected and accelerated bootstrap interval (Efron 1987) from the resampled estimates,
     the estimate and its leave-one-out (jackknife) values."""

@@ -1,6 +1,7 @@
 """The jailbreak scenario's claim tests, on the model-level table of the provider_vs_size analysis:
 - `variance_share`: provider explains more of the model-level ASR variance than size: eta² - R² above
-  its no-effect value (k - 2)/(N - 1), with the BCa bootstrap family of the provider_vs_size section;
+  its no-effect value (k - 2)/(N - 1), with the provider_vs_size section's interval family (the
+  permutation test of neither mattering, inverted under a shift);
 - `provider_risk_ratio`: the pooled ASR of the highest provider over the lowest's, with the
   selection-aware interval of engine/scenarios/jailbreak/analysis (owned there; wrapped here);
 - `provider_best`: a named provider's ASR for its models' size below every other provider's: the
@@ -72,43 +73,44 @@ class ProviderClaimTest(ClaimTest):
 
 
 class VarianceShareClaim(TierClaim):
-    n_bootstrap: int = Field(default=2000, ge=200)
+    n_permutations: int = Field(default=5000, ge=100, description="as the provider_vs_size section's (same "
+                                "default), so both print one interval")
 
 
 @register_claim_test
 class VarianceShare(ProviderClaimTest):
     """Provider eta² minus size R² of the same models, read against its value with neither effect;
-    its interval family and p-value from the BCa bootstrap over models."""
+    its interval family and p-value: the permutation test of neither mattering, inverted under a shift
+    (engine/scenarios/jailbreak/analysis/decomposition.variance_shares)."""
 
     test = "variance_share"
     Options = VarianceShareClaim
 
     def from_units(self, units: ProviderUnits, options) -> ClaimEstimate:
-        test = "BCa bootstrap over models"
         if units.reason:
-            return unusable(QUANTITY, test, False, units.reason)
-        return share_difference(units.models, units.seed, options.n_bootstrap)
+            return unusable(QUANTITY, SHARE_TEST, False, units.reason)
+        return share_difference(units.models, units.seed, options.n_permutations)
 
 
-def share_difference(models: pd.DataFrame, seed: int, n_bootstrap: int) -> ClaimEstimate:
+SHARE_TEST = "permutation test inverted (shift)"
+
+
+def share_difference(models: pd.DataFrame, seed: int, n_permutations: int) -> ClaimEstimate:
     """eta² - R² - (k - 2)/(N - 1) of the models (columns asr, params_b, provider), with the family
     of `variance_shares` (the provider_vs_size section's, same seed) shifted by the no-effect value."""
-    test = "BCa bootstrap over models"
     try:
         v = variance_shares(models["asr"].to_numpy(), models["params_b"].to_numpy(), models["provider"].to_numpy(),
-                            seed=derived_seed(seed, "provider_vs_size", "variance_shares"), n_bootstrap=n_bootstrap)
+                            seed=derived_seed(seed, "provider_vs_size", "variance_shares"),
+                            n_permutations=n_permutations)
     except ValueError as err:
-        return unusable(QUANTITY, test, False, str(err), len(models), "models")
-    if v.difference_at is None:
-        return unusable(QUANTITY, test, False, f"every one of {v.n_bootstrap} resamples left a share undefined", v.n,
-                        "models")
+        return unusable(QUANTITY, SHARE_TEST, False, str(err), len(models), "models")
     family = v.difference_at
 
     def shifted(alpha: float) -> tuple[float, float]:
         low, high = family(alpha)
         return low - v.null_difference, high - v.null_difference
     return from_family(v.difference - v.null_difference, shifted, v.n, f"{QUANTITY}; {v.k} providers, {v.n} models",
-                       f"{test} ({v.n_bootstrap} resamples, {v.dropped} dropped)", False, units="models")
+                       f"{SHARE_TEST}, {v.n_permutations} arrangements", False, units="models")
 
 
 @register_claim_test

@@ -11,20 +11,20 @@ Units are models: each has an attack success rate (ASR), a parameter count and a
   equally), with a t interval from the regression with the provider's own intercept added.
 - `risk_ratio`: ratio of two pooled rates with the Katz log interval.
 - `variance_shares`: size R^2 and provider eta^2 of the same models, each with a noncentral-F
-  interval and its no-effect value, and their difference with a bootstrap interval over models.
+  interval and its no-effect value, and their difference with the inverted permutation test.
   Deliberately no ratio eta^2 / R^2: it grows without bound as R^2 approaches 0.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import statsmodels.api as sm
 from scipy import stats
 
-from engine.analyze.inference import IntervalAt, bca_family, share_family
+from engine.analyze.inference import IntervalAt, share_family, shift_family
 
 
 @dataclass(frozen=True)
@@ -177,14 +177,25 @@ class VarianceShares:
     eta2_high: float
     null_eta2: float  # (k - 1) / (N - 1)
     difference: float  # eta2 - r2
-    difference_low: float  # BCa bootstrap over models
+    difference_low: float  # the permutation test inverted (see variance_shares)
     difference_high: float
     null_difference: float  # (k - 2) / (N - 1): eta2 - r2 expected when neither provider nor size matters
-    n_bootstrap: int  # resamples drawn
-    dropped: int  # resamples in which either share is undefined, left out of the interval and counted
+    n_permutations: int  # arrangements of ASR over the models drawn (the observed one added)
     k: int
     n: int
-    difference_at: IntervalAt | None = None  # the difference's interval at any level (None: no interval)
+    difference_at: IntervalAt | None = field(default=None, compare=False)  # its interval at any level
+
+
+def _differences(ys: np.ndarray, xs: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
+    """eta^2 - R^2 of each row (arrangements x models) of ASR `ys`, log sizes `xs` and group codes."""
+    centred = ys - ys.mean(axis=1, keepdims=True)
+    total = np.sum(centred ** 2, axis=1)
+    member = groups[:, :, None] == np.arange(k)
+    counts, sums = member.sum(axis=1), np.einsum("bnk,bn->bk", member, centred)
+    between = np.sum(np.where(counts > 0, sums ** 2 / np.maximum(counts, 1), 0.0), axis=1)
+    dx = xs - xs.mean(axis=1, keepdims=True)
+    r2 = np.minimum(np.sum(dx * centred, axis=1) ** 2 / (np.sum(dx ** 2, axis=1) * total), 1.0)
+    return between / total - r2
 
 
 def _r2(y: np.ndarray, x: np.ndarray) -> float:
@@ -195,41 +206,24 @@ def _r2(y: np.ndarray, x: np.ndarray) -> float:
     return min(float(np.sum((x - x.mean()) * (y - y.mean()))) ** 2 / (sx * sy), 1.0)
 
 
-def _differences(y: np.ndarray, x: np.ndarray, codes: np.ndarray, k: int,
-                 index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """eta^2 - R^2 of each row of model indices (resamples x models), and whether both shares are defined
-    there (at least 2 groups and fewer groups than models, variation in size and in ASR)."""
-    ys, xs, groups = y[index], x[index], codes[index]
-    centred = ys - ys.mean(axis=1, keepdims=True)
-    total = np.sum(centred ** 2, axis=1)
-    member = groups[:, :, None] == np.arange(k)
-    counts, sums = member.sum(axis=1), np.einsum("bnk,bn->bk", member, centred)
-    between = np.sum(np.where(counts > 0, sums ** 2 / np.maximum(counts, 1), 0.0), axis=1)
-    dx = xs - xs.mean(axis=1, keepdims=True)
-    spread = np.sum(dx ** 2, axis=1)
-    groups_seen = (counts > 0).sum(axis=1)
-    defined = (total > 0) & (spread > 0) & (groups_seen >= 2) & (groups_seen < index.shape[1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta2 = between / total
-        r2 = np.minimum(np.sum(dx * centred, axis=1) ** 2 / (spread * total), 1.0)
-    return np.where(defined, eta2 - r2, np.nan), defined
-
-
 def variance_shares(asr: np.ndarray, params_b: np.ndarray, groups: list[str] | np.ndarray, *, seed: int,
-                    n_bootstrap: int = 2000, alpha: float = 0.05) -> VarianceShares:
+                    n_permutations: int = 2000, alpha: float = 0.05) -> VarianceShares:
     """Provider eta^2 and size R^2 of the same models, and eta^2 - R^2.
 
     Each share's interval inverts the noncentral F (Steiger 2004; for R^2 the F of the slope with 1
     and N - 2 degrees of freedom, sizes fixed). Under no effect the sample eta^2 and R^2 average
     (k-1)/(N-1) and 1/(N-1) (their null Beta distributions; also their exact means over all
-    permutations of ASR across models), so eta^2 - R^2 averages (k-2)/(N-1), not 0. The difference's
-    interval family is a BCa bootstrap resampling models (both shares recomputed on each resample, so
-    their correlation is kept; jackknife over models for the acceleration); a resample where either
-    share is undefined (fewer than 2 providers or as many providers as models, one size, one ASR) is
-    dropped and counted in `dropped`, never silently. Not the percentile interval: a duplicated model
-    shrinks its provider's spread, so resampled eta^2 runs high, and in simulation (21 models of 12
-    providers, neither effect; tests/scenarios/jailbreak/test_variance_claim.py) its lower end
-    cleared the no-effect value in 7.8% of studies against a nominal 2.5%; BCa's did in 0.4-1.6%."""
+    permutations of ASR across models), so eta^2 - R^2 averages (k-2)/(N-1), not 0.
+
+    The difference's interval inverts the permutation test of "neither provider nor size matters"
+    (ASR permuted over the models, sizes and providers kept; the observed arrangement counted among
+    the draws) under a shift of eta^2 - R^2: the estimate minus the permutation quantiles taken
+    about (k-2)/(N-1). Its lower end clears the no-effect value exactly when the permutation p-value
+    is below 2.5%. Chosen by simulation (21 models of 12 providers, neither effect;
+    tests/scenarios/jailbreak/test_variance_claim.py): the lower end cleared the no-effect value in
+    2.5% of studies and the upper end fell below it in 2.1% (3000 studies), where a percentile bootstrap
+    over models cleared it in 7.8% (a duplicated model shrinks its provider's spread, so resampled
+    eta^2 runs high), a BCa bootstrap fell below it in 14% and a bootstrap-t in 7%."""
     y, x = np.asarray(asr, float), np.log2(np.asarray(params_b, float))
     labels, codes = np.unique(np.asarray(groups), return_inverse=True)
     k, n = len(labels), len(y)
@@ -244,15 +238,11 @@ def variance_shares(asr: np.ndarray, params_b: np.ndarray, groups: list[str] | n
     f_size = r2 * (n - 2) / (1 - r2) if r2 < 1 else math.nan
     r2_low, r2_high = eta2_interval(f_size, 1, n - 2, alpha)
 
-    rng = np.random.default_rng(seed)
-    resampled, defined = _differences(y, x, codes, k, rng.integers(0, n, (n_bootstrap, n)))
-    leave_one_out, kept = _differences(y, x, codes, k, np.array([np.delete(np.arange(n), i) for i in range(n)]))
-    dropped = int((~defined).sum())
-    if defined.any():  # the acceleration from the leave-one-out differences that are defined
-        family = bca_family(resampled[defined], float(eta2 - r2), leave_one_out[kept] if kept.sum() > 1 else [0.0])
-        d_low, d_high = family(alpha)
-    else:
-        family, d_low, d_high = None, math.nan, math.nan
+    order = np.argsort(np.random.default_rng(seed).random((n_permutations, n)), axis=1)
+    permuted = _differences(y[order], np.broadcast_to(x, order.shape), np.broadcast_to(codes, order.shape), k)
+    null_difference = (k - 2) / (n - 1)
+    family = shift_family(eta2 - r2, np.append(permuted, eta2 - r2), null_difference)
+    d_low, d_high = family(alpha)
     return VarianceShares(float(r2), float(r2_low), float(r2_high), 1 / (n - 1), float(eta2), float(eta2_low),
                           float(eta2_high), (k - 1) / (n - 1), float(eta2 - r2), float(d_low), float(d_high),
-                          (k - 2) / (n - 1), n_bootstrap, dropped, k, n, family)
+                          null_difference, n_permutations, k, n, family)
