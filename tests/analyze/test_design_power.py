@@ -18,7 +18,8 @@ from engine.analyze.design_power import plan_precision
 from engine.analyze.metrics import cell_estimates
 from engine.analyze.precision import anova_icc
 from engine.kernel.paths import REPO_ROOT
-from engine.plan.power import design_effect, rate_halfwidth
+from engine.analyze.report_power import rate_cell_halfwidth
+from engine.plan.power import wilson_halfwidths
 from engine.store.db import StudyStore
 
 PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range(1, 5)]
@@ -67,8 +68,7 @@ def test_measured_rates_and_correlations_feed_the_half_widths(study_db):
     for est in estimates.itertuples():
         row = rows.loc[est.cell_id]
         assert row.basis == pytest.approx(est.value)
-        assert row.halfwidth == pytest.approx(rate_halfwidth(est.value, row.n, design_effect(row.cluster_size,
-                                                                                             broad.icc)))
+        assert row.halfwidth == pytest.approx(rate_cell_halfwidth(row.n, row.clusters, est.value, icc=broad.icc))
     # Paired on items the models agree on, the model comparison detects smaller differences than the
     # unpaired formula would allow at the same n.
     models = pp.comparisons[(pp.comparisons.metric == "asr_broad") & pp.comparisons.family.str.startswith("models")]
@@ -79,9 +79,11 @@ def test_without_data_the_assumptions_are_stated(tmp_path):
     plan = compile_plan(load_spec("provider_vs_size", overrides(tmp_path / "none.duckdb")))
     pp = plan_precision(plan, None)
     broad = next(b for b in pp.bases if b.metric.name == "asr_broad")
-    assert "50% assumed" in broad.statement() and "ICC 0.1 assumed" in broad.statement()
+    assert "base rate 50% for every model cell: a stated default" in broad.statement()
+    assert "ICC 0.1 assumed" in broad.statement()
     row = pp.cells[pp.cells.metric == "asr_broad"].iloc[0]
-    assert row.halfwidth == pytest.approx(rate_halfwidth(0.5, row.n, design_effect(row.cluster_size, 0.1)))
+    assert row.source == "default"
+    assert row.halfwidth == pytest.approx(rate_cell_halfwidth(row.n, row.clusters, 0.5, icc=0.1))
 
 
 def test_plan_prints_precision_and_the_seeds_a_target_needs(tmp_path):
@@ -91,12 +93,12 @@ def test_plan_prints_precision_and_the_seeds_a_target_needs(tmp_path):
                             env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Expected half-width per design cell" in out and "Minimum detectable difference" in out
-    assert "base rate 50% assumed" in out and not db.exists()
-    # A game is its own cluster within a cell, so a ±10% Wilson half-width at 50% needs the smallest
-    # n with rate_halfwidth(0.5, n) <= 0.1: 93 games, one per seed.
-    needed = next(n for n in range(1, 1000) if rate_halfwidth(0.5, n) <= 0.1)
-    assert f"{needed} seeds per cell (now 10" in " ".join(out.split())
+    assert "Expected 95% half-width per design cell" in out and "Minimum detectable difference" in out
+    assert "base rate 50% for every model cell" in " ".join(out.split()) and not db.exists()
+    # A game is its own cluster within a cell, so an expected ±10% Wilson half-width at 50% needs the
+    # smallest n whose half-width, averaged over the binomial outcomes, is at most 0.1: one game per seed.
+    needed = next(n for n in range(1, 1000) if wilson_halfwidths(0.5, n) <= 0.1)
+    assert f"Nuclear: {needed} seeds per cell" in " ".join(out.split())
 
 
 def test_planning_keys_do_not_change_the_spec_hash():
