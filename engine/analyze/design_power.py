@@ -123,7 +123,7 @@ class MetricBasis:
 def cell_precision(sizes: dict[str, list[CellSize]], bases: list[MetricBasis], describe,
                    procedure: Procedure) -> pd.DataFrame:
     """One row per design cell and metric: the metric's planned n and clusters there, the rate or SD
-    assumed and its source, the expected half-width and the one 90% of studies stay within."""
+    assumed and its source, the expected half-width."""
     rows = []
     for basis in bases:
         for size in sizes[basis.metric.name]:
@@ -132,8 +132,7 @@ def cell_precision(sizes: dict[str, list[CellSize]], bases: list[MetricBasis], d
                          "label": basis.metric.label, "kind": basis.metric.kind, "n": size.n,
                          "clusters": size.clusters, "cluster_size": size.cluster_size, "basis": b.value,
                          "source": b.source,
-                         "halfwidth": _cell_halfwidth(basis, b, size.n, size.clusters, procedure),
-                         "halfwidth_q90": _cell_halfwidth(basis, b, size.n, size.clusters, procedure, QUANTILE)})
+                         "halfwidth": _cell_halfwidth(basis, b, size.n, size.clusters, procedure)})
     return pd.DataFrame(rows)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -80,13 +81,20 @@ def simulate_arms(rng: np.random.Generator, layout: Layout, kind: Kind, first: f
         ea, eb = _correlated(rng, (k, per), between)
         a = (first + sd * (math.sqrt(icc) * ua + math.sqrt(1 - icc) * ea)).ravel()
         b = (second + sd * (math.sqrt(icc) * ub + math.sqrt(1 - icc) * eb)).ravel()
+    (key_a, cluster_a), (key_b, cluster_b) = _labels(k, per, layout.paired)
+    return (pd.DataFrame({"key": key_a, "value": a, "cluster": cluster_a}),
+            pd.DataFrame({"key": key_b, "value": b, "cluster": cluster_b}))
+
+
+@lru_cache(maxsize=32)
+def _labels(k: int, per: int, paired: bool) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(key, cluster) labels of each arm's units: shared keys when paired, none shared otherwise."""
     cluster = np.repeat(np.arange(k), per).astype(str)
-    keys = np.array([f"{c}|{j}" for c in range(k) for j in range(per)])
-    if layout.paired:
-        return (pd.DataFrame({"key": keys, "value": a, "cluster": cluster}),
-                pd.DataFrame({"key": keys, "value": b, "cluster": cluster}))
-    return (pd.DataFrame({"key": np.char.add("a", keys), "value": a, "cluster": np.char.add("a", cluster)}),
-            pd.DataFrame({"key": np.char.add("b", keys), "value": b, "cluster": np.char.add("b", cluster)}))
+    keys = np.char.add(np.char.add(cluster, "|"), np.tile(np.arange(per), k).astype(str))
+    if paired:
+        return (keys, cluster), (keys, cluster)
+    return ((np.char.add("a", keys), np.char.add("a", cluster)),
+            (np.char.add("b", keys), np.char.add("b", cluster)))
 
 
 def _share(hits: list[bool]) -> Simulated:

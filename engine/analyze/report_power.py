@@ -21,11 +21,13 @@ import pandas as pd
 from engine.analyze.paired import compare
 from engine.analyze.paired_stats import (MIN_CLUSTERS, Difference, newcombe_independent_interval,
                                          newcombe_paired_interval)
+from engine.analyze.stats import wilson
 from engine.kernel.contracts import Metric
 from engine.plan.power import (ALPHA, POWER, ClusteredRates, ClusterRule, centred_arms, cluster_halfwidth,
                                cluster_mean_sd, cluster_power, design_effect, exact_independent_power,
-                               exact_paired_power, paired_cells, percentile_critical, percentile_decide,
-                               power_two_rates, smallest_detectable, t_critical, t_decide, wilson_halfwidths)
+                               exact_paired_power, paired_cells, percentile_critical, percentile_decide, percentile_interval,
+                               power_two_rates, smallest_detectable, t_critical, t_decide, t_interval,
+                               counts_halfwidths)
 
 # Counts-based intervals are evaluated exactly up to this many pairs (units per arm); beyond it the
 # normal approximation they approach is used.
@@ -54,6 +56,11 @@ def _report_difference(a: pd.DataFrame, b: pd.DataFrame, metric: Metric, seed: i
     return compare(a, b, metric, seed)[0]
 
 
+def _report_wilson(x: int, n: int, alpha: float) -> tuple[float, float]:
+    est = wilson(x, n, alpha)
+    return est.low, est.high
+
+
 @dataclass(frozen=True)
 class Procedure:
     """The report's intervals, by layout."""
@@ -66,9 +73,10 @@ class Procedure:
     differences: ClusterRule  # paired differences over clusters; every paired mean
     unpaired_clusters: ClusterRule  # two arms of clusters; every unpaired mean
     cell: ClusterRule  # a cell's rate where its units share clusters; a cell's mean (units or clusters)
+    # A cell's rate over independent units: (x, n, alpha) -> interval.
+    cell_counts: Callable[[int, int, float], tuple[float, float]]
     # The report's code on unit frames (key, value, cluster), for simulations of a design.
     difference: Callable[[pd.DataFrame, pd.DataFrame, Metric, int], Difference] = _report_difference
-    description: str = ""
     _decided: dict = field(default_factory=dict, compare=False, repr=False)
 
     def paired_decider(self, alpha: float) -> Callable[[tuple[int, int, int, int]], bool]:
@@ -101,22 +109,19 @@ REPORT = Procedure(
     newcombe_paired_interval, newcombe_independent_interval,
     differences=ClusterRule("percentile cluster bootstrap", percentile_critical, MIN_CLUSTERS, percentile_decide),
     unpaired_clusters=ClusterRule("two-sample percentile cluster bootstrap", percentile_critical, MIN_CLUSTERS),
-    cell=ClusterRule("percentile (cluster) bootstrap", percentile_critical, 2),
-    description="Newcombe's intervals where each cluster holds one pair (or unit) of 0/1 outcomes, evaluated "
-                f"exactly; else a percentile bootstrap over clusters, given from {MIN_CLUSTERS} clusters on; "
-                "Wilson's interval for a cell's rate, a percentile bootstrap over items where an item recurs")
+    cell=ClusterRule("percentile (cluster) bootstrap", percentile_critical, 2, interval=percentile_interval),
+    cell_counts=_report_wilson)
 
 # Intervals built for few clusters (issue 21's suggestion): a t interval on cluster means with
-# k - 1 degrees of freedom. Power statements follow it once the report computes it (pass it as
-# `procedure`; tests/analyze/test_report_power.py checks the rule against such an interval).
+# k - 1 degrees of freedom. Power statements follow it when passed as `procedure`
+# (tests/plan/test_power_holds.py checks them against such an interval).
 CLUSTER_T = Procedure(
     "cluster-level t",
     newcombe_paired_interval, newcombe_independent_interval,
     differences=ClusterRule("cluster-level t", t_critical, MIN_CLUSTERS, t_decide),
     unpaired_clusters=ClusterRule("two-sample cluster-level t", t_critical, MIN_CLUSTERS),
-    cell=ClusterRule("cluster-level t", t_critical, 2),
-    description="Newcombe's intervals where each cluster holds one pair (or unit) of 0/1 outcomes; else a t "
-                f"interval on cluster means with clusters - 1 degrees of freedom, from {MIN_CLUSTERS} clusters on")
+    cell=ClusterRule("cluster-level t", t_critical, 2, interval=t_interval),
+    cell_counts=_report_wilson)
 
 
 def _rate_power(layout: Layout, p1: float, p2: float, icc: float, rho: float, procedure: Procedure,
@@ -133,7 +138,8 @@ def _rate_power(layout: Layout, p1: float, p2: float, icc: float, rho: float, pr
     v1, v2 = p1 * (1 - p1), p2 * (1 - p2)
     inflation = design_effect(m, icc) / m / k
     if simulated(layout, rho, procedure):
-        return ClusteredRates(k, int(m), icc).power(p1, p2, procedure.differences, alpha)
+        rule = procedure.differences
+        return ClusteredRates(k, int(m), icc, rule.draws).power(p1, p2, rule, alpha)
     if layout.paired:
         pair_var = max(v1 + v2 - 2 * rho * math.sqrt(v1 * v2), 0.0)
         return cluster_power(p2 - p1, math.sqrt(pair_var * inflation), k, procedure.differences, alpha)
@@ -203,8 +209,15 @@ def rate_cell_halfwidth(n: int, clusters: int, p: float, *, icc: float = 0.0, pr
     if n <= 0:
         return math.nan
     if clusters >= n:
-        return wilson_halfwidths(p, n, alpha, quantile)
-    return cluster_halfwidth(cluster_mean_sd(p, n / clusters, icc), clusters, procedure.cell, alpha, quantile)
+        return counts_halfwidths(p, n, procedure.cell_counts, alpha, quantile)
+    rule, m = procedure.cell, n / clusters
+    if not rule.gives_interval(clusters):
+        return math.nan
+    if (quantile is None and rule.normal_theory) or rule.interval is None or m != int(m):
+        return cluster_halfwidth(cluster_mean_sd(p, m, icc), clusters, rule, alpha, quantile)
+    # Simulated studies of 0/1 outcomes in clusters (the expectation is exact enough in normal theory).
+    widths = ClusteredRates(clusters, int(m), icc, rule.draws).halfwidths(p, rule, alpha)
+    return float(widths.mean() if quantile is None else np.quantile(widths, quantile))
 
 
 def mean_cell_halfwidth(n: int, clusters: int, sd: float, *, icc: float = 0.0, procedure: Procedure = REPORT,

@@ -218,6 +218,11 @@ class Design(Strict):
     assumed_rate: float | None = Field(default=None, gt=0, lt=1)
     assumed_sd: dict[str, float] = {}
 
+    @field_validator("assumed_sd", mode="before")
+    @classmethod
+    def _none_is_no_sds(cls, v: Any) -> Any:
+        return {} if v is None else v
+
     @field_validator("assumed_sd")
     @classmethod
     def _positive_sds(cls, v: dict[str, float]) -> dict[str, float]:

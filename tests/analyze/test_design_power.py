@@ -165,3 +165,55 @@ def test_a_target_no_number_of_seeds_reaches_says_so():
     mean, se = simulated_halfwidth(len(PROMPTS), 200, 1.0, replicates=300, seed=3)
     assert mean > 0.01 + 10 * se  # 200 seeds stay far from ±1%
     assert abs(mean - best) < 0.15 * best  # near the floor the note states
+
+
+# -- where a base rate comes from ------------------------------------------------------------------
+
+def escalation_overrides(db, agent: str) -> list[str]:
+    """model_size with one stand-in model and the hawkish scripted policy as its control."""
+    out = [f"design.factors.agent=[{agent}]", "design.factors.persona=[default]",
+           "design.controls=[{agent: [scripted:hawk]}]", "design.seeds=3", "scenario.max_turns=3", f"store.path={db}"]
+    for key in ("smollm2_135m", "gemma3_270m"):
+        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights",
+                f"++models.{key}.chat_template=null"]
+    return out
+
+
+async def holds_at_zero(**kwargs):
+    import json
+
+    import litellm
+
+    content = json.dumps({"reasoning": "stand-in", "signal_level": 0, "action_level": 0})
+    return litellm.ModelResponse(choices=[{"message": {"role": "assistant", "content": content}}],
+                                 usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15})
+
+
+def test_a_new_panel_is_planned_on_a_stated_rate_not_on_the_controls_of_an_earlier_run(tmp_path):
+    from engine.execute.gateway import Gateway
+    from engine.study import run_study
+
+    db = tmp_path / "study.duckdb"
+    run_study("model_size", escalation_overrides(db, "smollm2_135m"), show_progress=False, judge=False,
+              gateway_factory=lambda ex, store: Gateway(ex, store, call_fn=holds_at_zero))
+    # Another panel on the same database: its control cell (the same scripted games, the same trial
+    # ids) is measured, its model cells are not. (Before: the model cells were planned at the rate
+    # pooled over the scripted controls, without saying so.)
+    plan = compile_plan(load_spec("model_size", escalation_overrides(db, "gemma3_270m")))
+    store = StudyStore(db, read_only=True)
+    try:
+        pp = plan_precision(plan, store.con)
+    finally:
+        store.close(checkpoint=False)
+    nuclear = next(b for b in pp.bases if b.metric.name == "nuclear_rate")
+    assert nuclear.observed is not None and nuclear.observed.n == 3 and nuclear.observed.n_model == 0
+    rows = pp.cells[pp.cells.metric == "nuclear_rate"].set_index("cell")
+    (control,) = [r for cell, r in rows.iterrows() if "scripted:hawk" in cell]
+    (model,) = [r for cell, r in rows.iterrows() if "scripted:hawk" not in cell]
+    assert (model.basis, model.source) == (0.5, "default") and control.source == "measured"
+    statement = " ".join(nuclear.statement().split())
+    assert "no model cell measured yet" in statement and "control cells measured on 3 trials, for themselves only" in statement
+    assumed = plan_precision(compile_plan(load_spec("model_size", [*escalation_overrides(db, "gemma3_270m"),
+                                                                   "design.assumed_rate=0.3"])), None)
+    assert set(assumed.cells[(assumed.cells.metric == "nuclear_rate")].source) == {"assumed"}
+    assert "30% assumed for every model cell (design.assumed_rate)" in assumed.bases[0].statement()
