@@ -2,7 +2,7 @@
 of a rate at the planned N, the minimum detectable difference (MDD) of a comparison at 80% power
 and alpha 0.05, and the N that reaches a target half-width.
 
-The math here is procedure-agnostic; `engine.analyze.design_power` says which interval the report
+The math here is procedure-agnostic; `engine.analyze.report_power` says which interval the report
 computes in each design and feeds it in:
 - clustering: n trials in clusters of m (an item repeated across seeds, the games of one seed
   under common random numbers) carry the information of n / deff trials, deff = 1 + (m - 1) ICC
@@ -13,7 +13,9 @@ computes in each design and feeds it in:
   clusters' SD: its power is a noncentral t's tail (k - 1 degrees of freedom) and its expected
   half-width c(k) c4(k) sigma / sqrt(k) (c4: the bias of the sample SD);
 - an interval on counts (one pair or one unit per cluster) is evaluated exactly: its power is the
-  probability of the counts for which it excludes 0 (`exact_power`).
+  probability of the counts for which it excludes 0 (`exact_paired_power`,
+  `exact_independent_power`, `counts_halfwidths`);
+- otherwise, 0/1 outcomes in clusters are simulated (`ClusteredRates`), with common random numbers.
 """
 
 from __future__ import annotations
@@ -150,8 +152,6 @@ def t_critical(k: int, alpha: float = ALPHA) -> float:
     return float(stats.t.ppf(1 - alpha / 2, k - 1))
 
 
-
-
 # On simulated studies, each a row of k clusters' event counts (m units a cluster), an interval over
 # clusters is a function of those counts: `decide(first, second, m, alpha)` says, per study, whether
 # the interval of the second arm's rate minus the first's excludes 0; `interval(counts, m, alpha)`
@@ -241,7 +241,7 @@ def per_study_interval(interval: StudyInterval) -> Callable[[np.ndarray, int, fl
 
 
 # Simulated studies behind a plan-time power of 0/1 outcomes in clusters (MC SE 0.009 at 80%), and
-# behind one whose interval is computed a study at a time (MC SE 0.02).
+# behind one whose interval is computed a study at a time (`per_study_decide`; MC SE 0.02).
 PLAN_DRAWS = 2000
 PER_STUDY_DRAWS = 400
 

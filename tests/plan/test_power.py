@@ -114,3 +114,22 @@ def test_no_difference_is_detectable_with_one_trial_per_arm():
     # Even 0% vs 100% is one discordant pair: Newcombe's interval does not exclude 0.
     assert rate_mdd(Layout(1, 1, paired=True), 0.5) is None
     assert rate_mdd(Layout(1, 1, paired=False), 0.5) is None
+
+
+def test_an_interval_computed_one_study_at_a_time_gives_the_same_power():
+    # The path an interval with no vectorised form takes (e.g. one the report computes on each study's
+    # cluster totals): a t interval written per study decides as the vectorised one does.
+    from engine.plan.power import (PER_STUDY_DRAWS, ClusteredRates, ClusterRule, per_study_decide, t_critical,
+                                   t_decide)
+
+    def t_of_totals(first, second, m, alpha):
+        d = (second - first) / m
+        half = t_critical(len(d), alpha) * d.std(ddof=1) / math.sqrt(len(d))
+        return d.mean() - half, d.mean() + half
+
+    design = ClusteredRates(12, 3, 0.1, draws=PER_STUDY_DRAWS)
+    one = ClusterRule("t", t_critical, 10, per_study_decide(t_of_totals), draws=PER_STUDY_DRAWS)
+    many = ClusterRule("t", t_critical, 10, t_decide)
+    for p1, p2 in ((0.3, 0.6), (0.5, 0.5), (0.2, 0.9)):
+        assert design.power(p1, p2, one) == design.power(p1, p2, many)
+    assert ClusteredRates(9, 3, 0.1).power(0.1, 0.9, many) == 0.0  # fewer clusters than the rule needs
