@@ -171,25 +171,29 @@ MAX_CELL_ROWS = 30
 def _print_precision(console, plan, est) -> None:
     from rich.markup import escape
 
-    from engine.analyze.design_power import cells_display, comparisons_display
+    from engine.analyze.design_power import cells_display, comparisons_display, precision_preamble
     from engine.study import plan_precision_of, seeds_cost
 
     pp, unread = plan_precision_of(plan)
-    console.print("\n[bold]Precision and power at the planned N[/] (95% intervals; minimum detectable "
-                  "differences at 80% power, alpha 0.05, two-sided)")
+    console.print("\n[bold]Precision and power at the planned N[/]")
+    for line in precision_preamble(pp):
+        console.print(f"  {escape(line)}", soft_wrap=True, highlight=False)
     if unread:
         console.print(f"  database not read: {escape(unread)}")
     for basis in pp.bases:
-        console.print(f"  {escape(basis.statement())}")
+        console.print(f"  {escape(basis.statement())}", soft_wrap=True, highlight=False)
     console.print(f"  trials cluster on {pp.unit}")
     cells = cells_display(pp)
     if len(cells) > MAX_CELL_ROWS:
         console.print(f"  first {MAX_CELL_ROWS} of {len(cells)} cells:")
         cells = cells.head(MAX_CELL_ROWS)
-    _print_table(console, "Expected half-width per design cell", cells)
-    _print_table(console, "Minimum detectable difference per comparison", comparisons_display(pp))
+    _print_table(console, "Expected 95% half-width per design cell (mean over studies)", cells)
+    _print_table(console, "Minimum detectable difference per comparison (80% power, alpha 0.05)",
+                 comparisons_display(pp))
     if pp.target is not None:
-        console.print(escape(seeds_cost(pp.target, est)))
+        for line in seeds_cost(pp.target, est, plan.loaded.spec.executor.budget):
+            style = "bold red" if line.lstrip().startswith("OVER BUDGET") else None
+            console.print(escape(line), style=style, soft_wrap=True, highlight=False)
 
 
 def _print_table(console, title: str, table) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
-from collections import defaultdict
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -15,20 +13,20 @@ import duckdb
 import pandas as pd
 
 from engine.kernel.version import __version__
-from engine.analyze.design_power import PlanPrecision, TargetSeeds, plan_precision
+from engine.analyze.design_power import Budget, PlanPrecision, TargetSeeds, plan_precision, target_lines
+from engine.analyze.plan_cost import PlanEstimate, estimate_plan  # noqa: F401 (the API of `plan`)
 from engine.analyze.summary import summary_frame
 from engine.execute import loop as event_loop
 from engine.execute.gateway import Gateway
 from engine.execute.runner import RunSummary, execute, trials_to_run
 from engine.execute.transports import check_credentials
 from engine.judging.run import run_judges, study_judges, JudgeRunSummary
-from engine.kernel.contracts import Judge
 from engine.judging.catalog import judge_models, make_judges
 from engine.kernel.paths import REPO_ROOT
 from engine.plan.compile import compile_plan, Plan
 from engine.providers.prepare import prepare_models
-from engine.kernel.records import CallEstimate
 from engine.spec.load import LoadedSpec, load_spec
+from engine.spec.schema import Budget as BudgetSpec
 from engine.checks import check_study
 from engine.report.study_report import Report, build_report_for
 from engine.store.db import StoreBusy, StudyStore
@@ -38,45 +36,10 @@ RECORDED_PACKAGES = ("litellm", "llama_cpp_python", "duckdb", "hydra-core", "ome
                      "numpy", "scipy", "statsmodels", "pandas")
 
 
-@dataclass(frozen=True)
-class PlanEstimate:
-    cells: int
-    trials: int
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    usd: float
-    per_model: dict[str, dict[str, float]]
-
-
 def load_study(study: str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
     """Compose and validate a study: the spec's own fields, then every check across stages (design,
     judges, report sections). Raises SpecError before anything is written."""
     return check_study(load_spec(study, overrides))
-
-
-def judge_estimates(plan: Plan, judges: list[Judge]) -> list[CallEstimate]:
-    """One grading of every planned trace and gold item by each judge that calls a model."""
-    from engine.judging.gold import load_gold
-
-    estimates = [j.estimate(len(plan.trials) + len(load_gold(j.spec.rubric))) for j in judges]
-    return [e for e in estimates if e is not None]
-
-
-def estimate_plan(plan: Plan) -> PlanEstimate:
-    judges = make_judges(plan.loaded.spec)
-    models = {**plan.loaded.spec.models, **judge_models(judges)}
-    per_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for e in [*plan.estimates(), *judge_estimates(plan, judges)]:
-        row = per_model[e.model_key]
-        row["calls"] += e.calls
-        row["prompt_tokens"] += e.prompt_tokens
-        row["completion_tokens"] += e.completion_tokens
-        row["usd"] += models[e.model_key].price.cost(e.prompt_tokens, e.completion_tokens)
-    total = lambda k: sum(r[k] for r in per_model.values())  # noqa: E731
-    return PlanEstimate(len(plan.cells), len(plan.trials), int(total("calls")), int(total("prompt_tokens")),
-                        int(total("completion_tokens")), float(total("usd")),
-                        {k: dict(v) for k, v in per_model.items()})
 
 
 def plan_precision_of(plan: Plan) -> tuple[PlanPrecision, str | None]:
@@ -97,17 +60,11 @@ def plan_precision_of(plan: Plan) -> tuple[PlanPrecision, str | None]:
         store.close(checkpoint=False)
 
 
-def seeds_cost(target: TargetSeeds, est: PlanEstimate) -> str:
-    """What reaching a target half-width takes: seeds per cell, and the plan's calls, tokens and
-    cost scaled to them (every trial's cost is per seed; gold-set grading is counted as planned)."""
-    head = f"target ±{target.target:.0%} on every headline rate"
-    if target.seeds is None:
-        return f"{head}: not reachable with more seeds: " + "; ".join(target.notes)
-    scale = target.seeds / target.seeds_now
-    tokens = (est.prompt_tokens + est.completion_tokens) * scale
-    return (f"{head}: {target.seeds} seeds per cell (now {target.seeds_now}; the most needed by "
-            f"{target.worst}): model calls ≤ {est.calls * scale:,.0f}, tokens ≤ {tokens:,.0f}, "
-            f"cost ≤ ${est.usd * scale:,.2f}")
+def seeds_cost(target: TargetSeeds, est: PlanEstimate, budget: BudgetSpec) -> list[str]:
+    """What reaching a target half-width takes: seeds per rate, and the plan's calls, tokens and cost
+    scaled to them, flagged when over the study's budget."""
+    return target_lines(target, est.calls, est.prompt_tokens + est.completion_tokens, est.usd,
+                        Budget(budget.max_usd, budget.max_tokens))
 
 
 def store_path(loaded: LoadedSpec) -> Path:

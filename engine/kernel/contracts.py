@@ -102,6 +102,12 @@ class AnalysisContract(ABC):
         """Named parameters the metrics' SQL may use (e.g. which judge's verdicts count)."""
         return {}
 
+    def counts_in(self, metric: "Metric", trial: Trial) -> bool:
+        """Whether a planned trial will be a unit of the metric once it has run: the metric's
+        denominator before any data, for planning its precision (e.g. attack success counts harmful
+        requests only). The metric's SQL decides on data. Default: every trial."""
+        return True
+
     def cache_analyses(self, store: "StudyStore", loaded: "LoadedSpec") -> None:
         """Compute the expensive analyses the report will show and store them in the database
         (engine/store/fit_cache.py), while it is writable: after a run, an import or a regrade. The

@@ -436,7 +436,7 @@ LEGACY_EXECUTOR = {"backend": "local", "max_concurrent_trials": 4,
                    "local_threads": 2}
 
 
-PLANNING_KEYS = ("target_halfwidth", "assumed_icc")
+PLANNING_KEYS = ("target_halfwidth", "assumed_icc", "assumed_rate", "assumed_sd")
 
 
 def spec_hash_of(resolved: dict[str, Any]) -> str:

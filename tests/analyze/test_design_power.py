@@ -18,7 +18,8 @@ from engine.analyze.design_power import plan_precision
 from engine.analyze.metrics import cell_estimates
 from engine.analyze.precision import anova_icc
 from engine.kernel.paths import REPO_ROOT
-from engine.plan.power import design_effect, rate_halfwidth
+from engine.analyze.report_power import rate_cell_halfwidth
+from engine.plan.power import wilson_halfwidths
 from engine.store.db import StudyStore
 
 PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range(1, 5)]
@@ -67,8 +68,7 @@ def test_measured_rates_and_correlations_feed_the_half_widths(study_db):
     for est in estimates.itertuples():
         row = rows.loc[est.cell_id]
         assert row.basis == pytest.approx(est.value)
-        assert row.halfwidth == pytest.approx(rate_halfwidth(est.value, row.n, design_effect(row.cluster_size,
-                                                                                             broad.icc)))
+        assert row.halfwidth == pytest.approx(rate_cell_halfwidth(row.n, row.clusters, est.value, icc=broad.icc))
     # Paired on items the models agree on, the model comparison detects smaller differences than the
     # unpaired formula would allow at the same n.
     models = pp.comparisons[(pp.comparisons.metric == "asr_broad") & pp.comparisons.family.str.startswith("models")]
@@ -79,9 +79,11 @@ def test_without_data_the_assumptions_are_stated(tmp_path):
     plan = compile_plan(load_spec("provider_vs_size", overrides(tmp_path / "none.duckdb")))
     pp = plan_precision(plan, None)
     broad = next(b for b in pp.bases if b.metric.name == "asr_broad")
-    assert "50% assumed" in broad.statement() and "ICC 0.1 assumed" in broad.statement()
+    assert "base rate 50% for every model cell: a stated default" in broad.statement()
+    assert "ICC 0.1 assumed" in broad.statement()
     row = pp.cells[pp.cells.metric == "asr_broad"].iloc[0]
-    assert row.halfwidth == pytest.approx(rate_halfwidth(0.5, row.n, design_effect(row.cluster_size, 0.1)))
+    assert row.source == "default"
+    assert row.halfwidth == pytest.approx(rate_cell_halfwidth(row.n, row.clusters, 0.5, icc=0.1))
 
 
 def test_plan_prints_precision_and_the_seeds_a_target_needs(tmp_path):
@@ -91,12 +93,12 @@ def test_plan_prints_precision_and_the_seeds_a_target_needs(tmp_path):
                             env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Expected half-width per design cell" in out and "Minimum detectable difference" in out
-    assert "base rate 50% assumed" in out and not db.exists()
-    # A game is its own cluster within a cell, so a ±10% Wilson half-width at 50% needs the smallest
-    # n with rate_halfwidth(0.5, n) <= 0.1: 93 games, one per seed.
-    needed = next(n for n in range(1, 1000) if rate_halfwidth(0.5, n) <= 0.1)
-    assert f"{needed} seeds per cell (now 10" in " ".join(out.split())
+    assert "Expected 95% half-width per design cell" in out and "Minimum detectable difference" in out
+    assert "base rate 50% for every model cell" in " ".join(out.split()) and not db.exists()
+    # A game is its own cluster within a cell, so an expected ±10% Wilson half-width at 50% needs the
+    # smallest n whose half-width, averaged over the binomial outcomes, is at most 0.1: one game per seed.
+    needed = next(n for n in range(1, 1000) if wilson_halfwidths(0.5, n) <= 0.1)
+    assert f"Nuclear: {needed} seeds per cell" in " ".join(out.split())
 
 
 def test_planning_keys_do_not_change_the_spec_hash():
@@ -163,3 +165,55 @@ def test_a_target_no_number_of_seeds_reaches_says_so():
     mean, se = simulated_halfwidth(len(PROMPTS), 200, 1.0, replicates=300, seed=3)
     assert mean > 0.01 + 10 * se  # 200 seeds stay far from ±1%
     assert abs(mean - best) < 0.15 * best  # near the floor the note states
+
+
+# -- where a base rate comes from ------------------------------------------------------------------
+
+def escalation_overrides(db, agent: str) -> list[str]:
+    """model_size with one stand-in model and the hawkish scripted policy as its control."""
+    out = [f"design.factors.agent=[{agent}]", "design.factors.persona=[default]",
+           "design.controls=[{agent: [scripted:hawk]}]", "design.seeds=3", "scenario.max_turns=3", f"store.path={db}"]
+    for key in ("smollm2_135m", "gemma3_270m"):
+        out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights",
+                f"++models.{key}.chat_template=null"]
+    return out
+
+
+async def holds_at_zero(**kwargs):
+    import json
+
+    import litellm
+
+    content = json.dumps({"reasoning": "stand-in", "signal_level": 0, "action_level": 0})
+    return litellm.ModelResponse(choices=[{"message": {"role": "assistant", "content": content}}],
+                                 usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15})
+
+
+def test_a_new_panel_is_planned_on_a_stated_rate_not_on_the_controls_of_an_earlier_run(tmp_path):
+    from engine.execute.gateway import Gateway
+    from engine.study import run_study
+
+    db = tmp_path / "study.duckdb"
+    run_study("model_size", escalation_overrides(db, "smollm2_135m"), show_progress=False, judge=False,
+              gateway_factory=lambda ex, store: Gateway(ex, store, call_fn=holds_at_zero))
+    # Another panel on the same database: its control cell (the same scripted games, the same trial
+    # ids) is measured, its model cells are not. (Before: the model cells were planned at the rate
+    # pooled over the scripted controls, without saying so.)
+    plan = compile_plan(load_spec("model_size", escalation_overrides(db, "gemma3_270m")))
+    store = StudyStore(db, read_only=True)
+    try:
+        pp = plan_precision(plan, store.con)
+    finally:
+        store.close(checkpoint=False)
+    nuclear = next(b for b in pp.bases if b.metric.name == "nuclear_rate")
+    assert nuclear.observed is not None and nuclear.observed.n == 3 and nuclear.observed.n_model == 0
+    rows = pp.cells[pp.cells.metric == "nuclear_rate"].set_index("cell")
+    (control,) = [r for cell, r in rows.iterrows() if "scripted:hawk" in cell]
+    (model,) = [r for cell, r in rows.iterrows() if "scripted:hawk" not in cell]
+    assert (model.basis, model.source) == (0.5, "default") and control.source == "measured"
+    statement = " ".join(nuclear.statement().split())
+    assert "no model cell measured yet" in statement and "control cells measured on 3 trials, for themselves only" in statement
+    assumed = plan_precision(compile_plan(load_spec("model_size", [*escalation_overrides(db, "gemma3_270m"),
+                                                                   "design.assumed_rate=0.3"])), None)
+    assert set(assumed.cells[(assumed.cells.metric == "nuclear_rate")].source) == {"assumed"}
+    assert "30% assumed for every model cell (design.assumed_rate)" in assumed.bases[0].statement()
