@@ -191,7 +191,8 @@ def histogram_chart(values: list[float], flagged: list[bool], *, x_title: str, f
     chart = alt.Chart(data).mark_bar().encode(
         x=alt.X("start:Q", title=x_title, axis=alt.Axis(format=x_format), scale=alt.Scale(domain=[low, high])),
         x2="end:Q", y=alt.Y("bottom:Q", title="comparisons"), y2="top:Q", color=colour,
-        tooltip=[alt.Tooltip("start:Q", format=x_format, title="from"), alt.Tooltip("end:Q", format=x_format, title="to"),
+        tooltip=[alt.Tooltip("start:Q", format=x_format, title="from"),
+                 alt.Tooltip("end:Q", format=x_format, title="to"),
                  alt.Tooltip("count:Q", title="comparisons"), alt.Tooltip("flag:N", title=flag_title)])
     return chart.properties(width=WIDTH, height=HEIGHT).configure_axis(
         labelFontSize=11, titleFontSize=12).configure_legend(labelFontSize=11, titleFontSize=12).to_dict()

@@ -70,7 +70,6 @@ def discordant_text(c: Contrast) -> str:
     return "—" if c.a_only is None else f"{c.a_only} / {c.b_only}"
 
 
-
 def prose(result: PairedContrasts, ctx) -> list[str]:
     """How the units were paired and clustered and which methods the rows use (both families)."""
     one, many = ctx.scenario.unit
@@ -112,16 +111,17 @@ def primary_prose(fam: ContrastFamilies, show, given_reference: bool) -> str:
     if fam.rule == "named":
         pairs = "the pair" if len(fam.pairs) == 1 else f"the {len(fam.pairs)} pairs"
         text = (f"The primary contrasts are {pairs} of models this section names before the data (its "
-                f"`primary` option). Their p-values are Holm-corrected across these {n} rows only.")
+                f"primary option). Their p-values are Holm-corrected across these {n} rows only.")
     else:
         k = len(fam.models)
-        why = "named by the section's `reference` option" if given_reference else "the first model of the study"
-        text = (f"No contrast is named in the spec (the section's `primary` option), so the primary family is each "
+        why = "named by the section's reference option" if given_reference else "the first model of the study"
+        text = (f"No contrast is named in the spec (the section's primary option), so the primary family is each "
                 f"model against one reference, {show(fam.reference)} ({why}): {len(fam.pairs)} comparisons of models "
                 f"instead of all {k * (k - 1) // 2} pairs. Their p-values are Holm-corrected across these {n} rows "
                 "only.")
     if fam.absent:
-        text += " Not in the data, so not compared: " + ", ".join(f"{show(a)} − {show(b)}" for a, b in fam.absent) + "."
+        absent = ", ".join(f"{show(a)} − {show(b)}" for a, b in fam.absent)
+        text += f" Not in the data, so not compared: {absent}."
     return text
 
 
@@ -167,17 +167,19 @@ def check_family_options(options, key: str) -> None:
                         key=f"{key}.reference")
     for i, (a, b) in enumerate(options.primary or []):
         if a == b:
-            raise SpecError(f"a contrast compares two different models, not {a!r} with itself", key=f"{key}.primary.{i}")
+            raise SpecError(f"a contrast compares two different models, not {a!r} with itself",
+                            key=f"{key}.primary.{i}")
 
 
 def check_model_names(options, models: list[str], key: str, source: str) -> None:
     """Every model `primary` and `reference` name is one of `models` (a model of a pair of model factors
     written 'a / b' by its parts); else a SpecError naming the key."""
     known = set(models)
+    listed = ", ".join(models[:30]) + (f" and {len(models) - 30} more" if len(models) > 30 else "")
 
     def check(name: str, at: str) -> None:
         if not all(part in known for part in str(name).split(" / ")):
-            raise SpecError(f"'{name}' is not a model of this study ({source}: {', '.join(models) or 'none'})", key=at)
+            raise SpecError(f"'{name}' is not a model of this study ({source}: {listed or 'none'})", key=at)
 
     if options.reference is not None:
         check(options.reference, f"{key}.reference")
@@ -220,10 +222,12 @@ class PairedContrastsSection(Section):
 
     def first_model(self, loaded, options) -> str | None:
         """The reference when none is named: the study's first model, in the order of the design's
-        levels (the plan's order), among those `models` keeps."""
+        levels (the plan's first cell), among those `models` keeps; with several factors naming models
+        (e.g. a player and its opponent), their first models as the contrasts name them, 'a / b'."""
         spec = loaded.spec
-        return next((str(v) for levels in spec.design.factors.values() for v in levels
-                     if str(v) in spec.models and (options.models is None or str(v) in options.models)), None)
+        kept = lambda v: str(v) in spec.models and (options.models is None or str(v) in options.models)  # noqa: E731
+        firsts = [next((str(v) for v in levels if kept(v)), None) for levels in spec.design.factors.values()]
+        return " / ".join(f for f in firsts if f is not None) or None
 
     def reference(self, loaded, options) -> str | None:
         """The reference of the primary family when no contrast is named (None when some are)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
+import duckdb
+
 from engine.kernel.errors import ReportError
 from engine.report.catalog import validate_sections
 from engine.report.context import ReportContext
@@ -16,6 +18,22 @@ from engine.report.preregistration import register_study
 from engine.report.writer import Report, write_report
 from engine.spec.load import LoadedSpec
 from engine.store.db import StudyStore
+
+
+def record_registration(db_path: Path, loaded: LoadedSpec) -> None:
+    """A change of the claims, primary contrasts or analysis settings since the registration, recorded the
+    first time a report sees it (the report is the one writer of the study while it renders). A database
+    this process may not write (a read-only copy) is reported as it is: its section then says the
+    change is not on record."""
+    try:
+        store = StudyStore(db_path)
+    except duckdb.IOException:
+        return
+    try:
+        if store.has_study(loaded.spec_hash):
+            register_study(store.con, loaded, "report")
+    finally:
+        store.close()
 
 
 def build_report_for(loaded: LoadedSpec, *, formats: tuple[str, ...] = ("html", "pdf"), out_dir: Path | None = None,
@@ -26,14 +44,7 @@ def build_report_for(loaded: LoadedSpec, *, formats: tuple[str, ...] = ("html", 
     db_path = Path(spec.store.path)
     if not db_path.exists():
         raise ReportError(f"{db_path} does not exist: run the study first (make study STUDY={spec.name})")
-    # A change of the claims, primary contrasts or analysis settings since the registration is recorded
-    # the first time a report sees it (the report is the one writer of the study while it renders).
-    store = StudyStore(db_path)
-    try:
-        if store.has_study(loaded.spec_hash):
-            register_study(store.con, loaded, "report")
-    finally:
-        store.close()
+    record_registration(db_path, loaded)
     store = StudyStore(db_path, read_only=True)
     # What is loaded so far lives until the report is written: keep it out of every garbage collection
     # the sections cause (statsmodels' Holm correction runs a full one per call: 0.2 s each here).

@@ -18,7 +18,8 @@ TRACES = REPO / "tests" / "data" / "traces_provider_panel.csv"
 
 
 def test_the_fixture_is_what_its_seeded_generator_writes():
-    spec = importlib.util.spec_from_file_location("make_panel", REPO / "tests" / "data" / "make_provider_panel_traces.py")
+    generator = REPO / "tests" / "data" / "make_provider_panel_traces.py"
+    spec = importlib.util.spec_from_file_location("make_panel", generator)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     with TRACES.open(newline="") as f:
