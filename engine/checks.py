@@ -28,7 +28,8 @@ def check_study(loaded: LoadedSpec) -> LoadedSpec:
         check_prompt_formats({**{f"models.{k}": (m.display_name, m) for k, m in spec.models.items()},
                               **{f"judges.{j}.model": (s.model.display_name, s.model)
                                  for j, s in spec.judges.items() if s.model is not None}})
-        validate_sections(spec.report.sections, scenario)
+        for i, (section, options) in enumerate(validate_sections(spec.report.sections, scenario)):
+            section.check_study(options, loaded, f"report.sections.{i}")
         validate_claims(spec.report.claims, scenario, spec, levels=not narrowed_design(loaded.sources))
         for i, metric in enumerate(spec.report.sweep_metrics or []):
             check_metric(metric, scenario, f"report.sweep_metrics.{i}")

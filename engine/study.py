@@ -28,9 +28,11 @@ from engine.providers.prepare import prepare_models
 from engine.spec.load import LoadedSpec, load_spec
 from engine.spec.schema import Budget as BudgetSpec
 from engine.checks import check_study
+from engine.report.preregistration import register_study
 from engine.report.study_report import Report, build_report_for
 from engine.store.db import StoreBusy, StudyStore
 from engine.store.lock import study_lock
+from engine.store.registration import mark_imported
 
 RECORDED_PACKAGES = ("litellm", "llama_cpp_python", "duckdb", "hydra-core", "omegaconf", "pydantic",
                      "numpy", "scipy", "statsmodels", "pandas")
@@ -169,7 +171,12 @@ def _run_frozen(loaded: LoadedSpec, store_at: Path | None, show_progress: bool, 
         todo = trials_to_run(plan, store)
         used = {key for t, _ in todo[0] for key in scenario.cell_models(t.cell)}
         prepare_models(spec.models, used, spec.executor.local_threads)
+        if store_at is None:  # a sweep job's shard is not the study's record (sweeps register nothing yet)
+            # Before the first trial (and before an import): what the report will test, hashed.
+            register_study(store.con, loaded, "run")
         record(store, loaded, plan)
+        if store_at is None and not plan.trials:  # an analysis-only study: its data is the import
+            mark_imported(store.con, spec.name)
         imported = scenario.ingest(store, loaded)
         gateway = gateway_factory(spec.executor, store) if gateway_factory else Gateway(spec.executor, store)
         if todo[0]:
@@ -205,6 +212,7 @@ def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: li
         store = open_store(loaded)
         try:
             spec = loaded.spec
+            register_study(store.con, loaded, "judge")
             record(store, loaded, compile_plan(loaded))
             gateway = gateway_factory(spec.executor, store) if gateway_factory else None
             summary = run_judges(loaded, store, only=only, gateway=gateway, show_progress=show_progress)

@@ -108,6 +108,12 @@ class AnalysisContract(ABC):
         requests only). The metric's SQL decides on data. Default: every trial."""
         return True
 
+    def analysis_settings(self, spec: "StudySpec", params: BaseModel) -> dict[str, Any]:
+        """The scenario's settings that define its metrics and analyses (e.g. which attack-success tier
+        the analysis uses), hashed into the study's pre-registration with the claims and the primary
+        contrasts: a change after the data is listed as an amendment. Default: none."""
+        return {}
+
     def cache_analyses(self, store: "StudyStore", loaded: "LoadedSpec") -> None:
         """Compute the expensive analyses the report will show and store them in the database
         (engine/store/fit_cache.py), while it is writable: after a run, an import or a regrade. The
@@ -363,6 +369,16 @@ class Section(ABC):
 
     def check(self, options: BaseModel, scenario: Scenario, key: str) -> None:
         """Raise SpecError for options that refer to things the study does not have."""
+
+    def check_study(self, options: BaseModel, loaded: "LoadedSpec", key: str) -> None:
+        """Raise SpecError for options naming what this study lacks (e.g. a model), checked with the
+        whole spec known (engine/checks.py), before anything is written."""
+
+    def registered(self, options: BaseModel, loaded: "LoadedSpec") -> dict[str, Any] | None:
+        """What decides the tests this section makes (its hypotheses and their family, e.g. the primary
+        contrasts), hashed into the study's pre-registration (engine/report/preregistration.py). None:
+        the section tests nothing of its own. Titles, captions and the like are left out."""
+        return None
 
     @abstractmethod
     def render(self, ctx: "ReportContext", options: BaseModel) -> Rendered:

@@ -202,6 +202,12 @@ class Jailbreak(Scenario):
     def metric_params(self, spec) -> dict[str, Any]:
         return primary_verdict_params(spec)
 
+    def analysis_settings(self, spec, params: JailbreakParams) -> dict[str, Any]:
+        # What the rates count (the tier), the size the scale analysis uses, and which providers the
+        # risk ratio leaves out: changing one after the data changes what the claims test.
+        return {"tier": params.tier, "params_basis": params.params_basis,
+                "min_provider_evaluable": params.min_provider_evaluable}
+
     # -- report -------------------------------------------------------------------------------
     def describe_cell(self, cell: dict[str, Any], spec) -> dict[str, str]:
         if "model" not in cell:
