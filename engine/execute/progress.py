@@ -47,6 +47,7 @@ class RunProgress:
         self._last_refresh = 0.0
         self._eta: tuple[float, float | None] = (-ETA_EVERY_S, None)  # (when computed, value)
         self._started = self._last_line = time.monotonic()
+        self._ended: float | None = None
         self._progress = Progress(
             TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
@@ -59,6 +60,7 @@ class RunProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._ended = time.monotonic()
         self.refresh()
         self._progress.__exit__(*exc)
         if self._lines:
@@ -87,11 +89,13 @@ class RunProgress:
 
     @property
     def elapsed_s(self) -> float:
-        return time.monotonic() - self._started
+        return (self._ended or time.monotonic()) - self._started
 
     def eta(self) -> float | None:
         if self.done >= self.total:
             return 0.0
+        if self._ended is not None:  # stopped before the end (the budget): nothing more is coming
+            return None
         now = time.monotonic()
         if now - self._eta[0] >= ETA_EVERY_S:
             self._eta = (now, eta_seconds(self.cells.values(), now - self._started))
