@@ -230,6 +230,7 @@ def _run_frozen(loaded: LoadedSpec, store_at: Path | None, show_progress: bool, 
                 # Import the provider libraries now: a first call must not spend its timeout importing.
                 say("importing the provider libraries")
                 gateway.warm_up([spec.models[k] for k in sorted(used)])
+            live.say("playing trials")
             summary = event_loop.run(play(plan, store, gateway, show_progress, todo, on_commit=live.progress))
             summary.imported = imported
             if spec.judges and judge:

@@ -61,6 +61,7 @@ class LivePublisher:
         self.state, self.phase = "preparing", "starting"
         self._progress: dict[str, RunProgress] = {}  # by stage: trials, then verdicts
         self._gateway: Gateway | None = None
+        self._run: dict[str, Any] = self._run_state()  # read on the thread that changes it, published by ours
         self._table: pd.DataFrame | None = None
         self._table_meta: dict[str, float] = {}
         self._metrics: tuple[float, int] | None = None  # the last table's (cost, trials stored then)
@@ -88,8 +89,9 @@ class LivePublisher:
             self.phase = kind.__name__
         self._stop.set()
         self._thread.join()
-        try:
-            self._publish(query=True, con=self._store.con, metrics=self._table is None)
+        self._run = self._run_state()  # the loop has ended: its last counts
+        try:  # a failed or interrupted run's last table is not worth delaying its exit for
+            self._publish(query=True, con=self._store.con, metrics=kind is None and self._table is None)
         except OSError:
             pass  # the run's own outcome (or error) is what counts; the next run replaces the snapshot
         finally:
@@ -102,9 +104,11 @@ class LivePublisher:
         self._changed.set()
 
     def progress(self, progress: "RunProgress", gateway: "Gateway") -> None:
-        """Called after each group commit (by the writer's loop)."""
+        """Called after each group commit, on the event loop's thread: the one that changes the
+        progress and the gateway's counters, so they are read here, not by the publishing thread."""
         self._progress[progress.what], self._gateway = progress, gateway
-        self.state, self.phase = "running", f"playing {progress.what}"
+        self.state, self.phase = "running", "playing trials" if progress.what == "trials" else f"judging: {progress.what}"
+        self._run = self._run_state()
         self._changed.set()
 
     def finished(self, table: pd.DataFrame, stopped_by_budget: bool = False) -> None:
@@ -132,10 +136,11 @@ class LivePublisher:
         """Write the snapshot; returns what it took."""
         started = time.perf_counter()
         with self._publishing:
-            data = {**self._head, "state": self.state, "phase": redact(self.phase), **self._run_state()}
+            data = {**self._head, "state": self.state, "phase": redact(self.phase), **self._run}
             if query and con is not None:
                 try:
                     data |= self._stored(con, metrics)
+                    self._problem = None
                 except Exception as exc:  # noqa: BLE001 - watching must never stop the run
                     self._problem = f"the database could not be read ({type(exc).__name__})"
             data |= self._table_snapshot()
@@ -146,7 +151,7 @@ class LivePublisher:
         return took
 
     def _run_state(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"progress": {what: p.state() for what, p in list(self._progress.items())}}
+        out: dict[str, Any] = {"progress": {what: p.state() for what, p in self._progress.items()}}
         gateway = self._gateway
         if gateway is not None:
             budget = gateway.budget
@@ -274,6 +279,11 @@ def _view(snap: Snapshot) -> LiveView:
     kinds = d.get("errors_by_kind")
     if kinds is not None:
         lines.append("errors by kind: " + (", ".join(f"{k} {n}" for k, n in kinds.items()) or "none"))
+    table = d.get("table")
+    if snap.running:
+        lines.append(f"headline metrics as computed {max(0.0, time.time() - table['computed_at']):.0f} s ago "
+                     "(recomputed as often as keeps the run's cost of it under 5%)" if table else
+                     "headline metrics: not computed yet (the first after about 10 s)")
     if d.get("problem"):
         lines.append(str(d["problem"]))
     return LiveView(lines, _cells_table(d), snap.running)

@@ -1,5 +1,5 @@
-"""Watching a running study from another process: `watch`, and `summary` while a run holds the
-database, read the snapshot the run publishes beside it (engine/analyze/live.py).
+"""Watching a running study from another process: `watch`, and `summary` and `plan` while a run
+holds the database, read the snapshot the run publishes beside it (engine/analyze/live.py).
 
 A real run (a subprocess: DuckDB's one-writer rule is between processes) of a few hundred
 single-call trials against the loopback chat server (bench/loopback_server.py, a fixed latency),
@@ -67,7 +67,7 @@ def test_watch_follows_a_run_with_counts_that_only_grow_to_the_databases_and_sum
     db = tmp_path / "watched.duckdb"
     seen: list[tuple[int, dict[str, int]]] = []  # (trials watch printed, stored per cell in the snapshot)
     etas: list[tuple[float, float, int]] = []  # (trials clock, ETA, trials finished) while the trials run
-    summary_live = None
+    summary_live = plan_live = None
     with loopback_server(0.2) as server:
         args = study_args(server, db)
         # progress where there is no terminal: the steps before the trials, then a line every second
@@ -88,6 +88,8 @@ def test_watch_follows_a_run_with_counts_that_only_grow_to_the_databases_and_sum
                     if summary_live is None and snap.running and snap.data.get("table"):
                         code, summary_live = cli(capsys, "summary", *args)
                         assert code == 0, summary_live
+                        code, plan_live = cli(capsys, "plan", *args)
+                        assert code == 0, plan_live
                 time.sleep(0.3)
         finally:
             if run.poll() is None:
@@ -107,6 +109,7 @@ def test_watch_follows_a_run_with_counts_that_only_grow_to_the_databases_and_sum
     # summary, while the run held the database, printed the snapshot's table and said so
     assert summary_live is not None and "live snapshot of a running study, updated" in summary_live
     assert "Second" in summary_live, summary_live  # the second model's row
+    assert "database not read: live snapshot of a running study, updated" in plan_live
 
     # at the end: the run's last snapshot says it ended, with exactly what the database holds
     code, out = cli(capsys, "watch", *args, "--once")
