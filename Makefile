@@ -16,7 +16,7 @@ WHEEL_DIR ?= $(HOME)/.cache/llm-study-engine/wheels
 LLAMA_WHEEL_STAMP := $(WHEEL_DIR)/.llama-$(LLAMA_VERSION)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install install-all install-ray install-slurm install-inspect install-test browser study plan summary \
+.PHONY: install install-all install-ray install-slurm install-inspect install-test browser study plan summary watch \
 	report regrade snapshot snapshot-deps test test-fast bench lock clean
 
 # One section of requirements.lock ([base], [ray], ...), as a requirements file.
@@ -68,6 +68,10 @@ plan: install
 
 summary: install
 	$(PY) -m engine summary $(STUDY) $(ARGS)
+
+# A running study, from another terminal (ARGS: the run's overrides; "--once" prints one snapshot).
+watch: install
+	$(PY) -m engine watch $(STUDY) $(ARGS)
 
 # Re-render reports/$(STUDY)/ from the database; calls no model.
 report: install

@@ -1,4 +1,4 @@
-"""Command line: `python -m engine run|plan|summary|report|judge STUDY [hydra overrides...]`, `export`, `compare A B`.
+"""Command line: `python -m engine run|plan|summary|report|judge STUDY [hydra overrides...]`, `export`, `compare A B`, `watch STUDY`.
 
 Heavy imports (litellm, llama.cpp, Hydra) happen inside the commands so that --help is instant.
 """
@@ -72,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="print the table only; write nothing")
     p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
                    help="a folder of your own config groups, as for run")
+    text = ("follow a running study from another terminal: per cell, trials stored/planned and the headline "
+            "metrics; errors, spend, routes and the ETA, from the snapshot the run publishes; calls nothing")
+    p = sub.add_parser("watch", help=text, description=text)
+    p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides: the same as the study is run with")
+    p.add_argument("--once", action="store_true", help="print the snapshot once and exit (for logs and scripts)")
+    p.add_argument("--every", type=float, default=2.0, metavar="S", help="seconds between refreshes (default 2)")
+    p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                   help="a folder of your own config groups, as for run")
     text = "write the study's trials as logs for another tool (inspect: one Inspect .eval per model x condition); call nothing"
     p = sub.add_parser("export", help=text, description=text)
     p.add_argument("format", choices=["inspect"], help="the output format")
@@ -102,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from engine.analyze.live import SnapshotUnreadable
     from engine.kernel.errors import ReportError, SpecError, StoreBusy, WeightsError
     from engine.kernel.redaction import redact
 
@@ -129,12 +139,14 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args, console)
         if args.command == "compare":
             return _compare(args, console)
+        if args.command == "watch":
+            return _watch(args, console)
         return _run(args, console)
     except SpecError as exc:
         # Not wrapped at the terminal width: each line stays "spec error <file>: key '<key>': <message>".
         err.print(f"[bold red]spec error[/] {escape(redact(str(exc)) or '')}", highlight=False, soft_wrap=True)
         return EXIT_SPEC
-    except (WeightsError, FileNotFoundError, ReportError, StoreBusy, SweepFailed) as exc:
+    except (WeightsError, FileNotFoundError, ReportError, StoreBusy, SweepFailed, SnapshotUnreadable) as exc:
         err.print(f"[bold red]error[/] {escape(redact(str(exc)) or '')}", highlight=False)
         return EXIT_RUNTIME
 
@@ -197,10 +209,17 @@ def _print_precision(console, plan, est) -> None:
 
 
 def _print_table(console, title: str, table) -> None:
-    from rich.table import Table
-
     if table.empty:
         return
+    console.print(_rich_table(title, table))
+    from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
+
+    if any(BASE_MODEL_MARK in str(v) for v in table.to_numpy().ravel()):
+        console.print(BASE_MODEL_NOTE, highlight=False, soft_wrap=True)
+
+
+def _rich_table(title: str, table):
+    from rich.table import Table
 
     # A metric's own n (column "<label> n") is shown inside the metric's cell: the table stays narrow
     # enough that cell labels are not folded.
@@ -214,11 +233,7 @@ def _print_table(console, title: str, table) -> None:
         for n_column, metric in merged.items():
             values[metric] += f" (n={row[n_column]})"
         out.add_row(*[_terminal(values[c]) for c in shown])
-    console.print(out)
-    from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
-
-    if any(BASE_MODEL_MARK in str(v) for v in table.to_numpy().ravel()):
-        console.print(BASE_MODEL_NOTE, highlight=False, soft_wrap=True)
+    return out
 
 
 def _terminal(text: object) -> str:
@@ -240,9 +255,66 @@ def _table_title(loaded) -> str:
 def _summary(args, console) -> int:
     from engine.study import study_summary
 
-    loaded, table = study_summary(args.study, args.overrides)
+    loaded, table, live = study_summary(args.study, args.overrides)
+    if live:
+        console.print(_terminal(live), soft_wrap=True)
     _print_table(console, _table_title(loaded), table)
     return 0
+
+
+def _watch(args, console) -> int:
+    """The snapshot a running study publishes, refreshed until the run ends (or once)."""
+    import time
+
+    from rich.live import Live
+
+    from engine.study import load_study, store_path
+    from engine.store.lock import lock_holder
+    from engine.store.snapshot import read_snapshot
+
+    if not args.every > 0:
+        raise SystemExit("argument --every: must be a number of seconds above 0")
+    loaded = load_study(args.study, args.overrides)
+    db = store_path(loaded)
+    snap = read_snapshot(db)
+    if snap is None:
+        holder = lock_holder(db)
+        why = (f"{holder} holds it and publishes no snapshot" if holder else
+               "no run of it is under way" if db.exists() else "it has not been run yet")
+        console.print(_terminal(f"no live snapshot of {db}: {why}. `python -m engine summary {args.study}` reads "
+                                "what its database holds"), soft_wrap=True)
+        return EXIT_RUNTIME
+    if args.once or not console.is_terminal:
+        _print_live(console, snap)
+        return 0
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            live.update(_live_renderable(snap), refresh=True)
+            if not snap.running:
+                return 0
+            time.sleep(args.every)
+            snap = read_snapshot(db) or snap
+
+
+def _print_live(console, snap) -> None:
+    from engine.analyze.live import live_view
+
+    view = live_view(snap)  # SnapshotUnreadable: said by main()
+    for line in view.lines:
+        console.print(_terminal(line), soft_wrap=True)
+    _print_table(console, "per cell (N = finished/planned)", view.table)
+
+
+def _live_renderable(snap):
+    from rich.console import Group
+    from rich.text import Text
+
+    from engine.analyze.live import live_view
+    from engine.report.markdown import neutralise
+
+    view = live_view(snap)
+    return Group(*(Text(neutralise(line)) for line in view.lines), _rich_table("per cell (N = finished/planned)",
+                                                                                view.table))
 
 
 def _run(args, console) -> int:
