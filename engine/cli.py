@@ -161,6 +161,7 @@ def _plan(args, console) -> int:
     plan = compile_plan(loaded)
     est = estimate_plan(plan)
     spec = loaded.spec
+    _warn_without_results(console, loaded)
     console.print(f"[bold]{_terminal(spec.title)}[/]  (spec {loaded.spec_hash}, store {_terminal(spec.store.path)})")
     console.print(f"cells {est.cells} · trials {est.trials} · model calls ≤ {est.calls:,} · "
                   f"tokens ≤ {est.prompt_tokens + est.completion_tokens:,} "
@@ -325,9 +326,18 @@ def _run(args, console) -> int:
         return _run_loaded(args, console, loaded)
 
 
+def _warn_without_results(console, loaded) -> None:
+    from engine.report.catalog import no_results_warning, validate_sections
+
+    warning = no_results_warning(validate_sections(loaded.spec.report.sections, loaded.scenario), loaded.scenario)
+    if warning:
+        console.print(f"[bold yellow]warning[/] {_terminal(warning)}", soft_wrap=True, highlight=False)
+
+
 def _run_loaded(args, console, loaded) -> int:
     from engine.study import run_loaded
 
+    _warn_without_results(console, loaded)
     summary, table = run_loaded(loaded, show_progress=not args.no_progress, judge=not args.no_judge)
     _print_table(console, _table_title(loaded), table)
     s = summary.stats

@@ -239,6 +239,7 @@ def metric_table(ctx: ReportContext, options: TableOptions, label: str) -> str:
 @register_section
 class HeadlineTable(Section):
     type = "headline_table"
+    shows_results = True
     Options = TableOptions
 
     def check(self, options, scenario, key):
@@ -277,6 +278,7 @@ class Chart(Section):
     `color` factors (dodged so intervals do not overlap); `where` keeps only cells with those levels."""
 
     type = "chart"
+    shows_results = True
 
     class Options(Strict):
         type: str

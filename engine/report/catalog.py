@@ -68,3 +68,14 @@ def validate_sections(raw_sections: list[dict[str, Any]], scenario: Scenario,
         section.check(options, scenario, key)
         out.append((section, options))
     return out
+
+
+def no_results_warning(sections: list[tuple[Section, BaseModel]], scenario: Scenario) -> str | None:
+    """Why the report would show no results, when none of its sections shows any (said at plan time)."""
+    if any(section.shows_results for section, _ in sections):
+        return None
+    shown = ", ".join(section.type for section, _ in sections) or "none"
+    kinds = [e.name for e in REGISTRY.visible("section", scenario.name) if e.obj.shows_results]
+    return (f"report.sections lists no section that shows results ({shown}): the report will have no table, "
+            f"chart, claims or transcripts. Add one (e.g. {{type: headline_table}}; results sections of this "
+            f"study: {', '.join(kinds)}), or leave report.sections out for the scenario's defaults.")

@@ -187,6 +187,7 @@ class Claims(Section):
     verdict."""
 
     type = "claims"
+    shows_results = True
 
     def render(self, ctx, options) -> Rendered:
         results = evaluate_claims(ctx)

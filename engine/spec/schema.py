@@ -348,16 +348,11 @@ class Store(Strict):
     path: str
 
 
-DEFAULT_SECTIONS: list[dict[str, Any]] = [
-    {"type": "summary"}, {"type": "design"}, {"type": "headline_table"}, {"type": "caveats"},
-    {"type": "reproducibility"},
-]
-
-
 class ReportSpec(Strict):
     """Sections by type with their options; types come from the section registry."""
 
-    sections: list[dict[str, Any]] = DEFAULT_SECTIONS
+    # None: the scenario's default sections (engine/kernel/contracts.py DEFAULT_SECTIONS and its own).
+    sections: list[dict[str, Any]] | None = None
     output_dir: str
     # Metrics of the sweep report (run -m); default: the metrics the sections above show.
     sweep_metrics: list[str] | None = None

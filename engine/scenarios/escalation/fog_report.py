@@ -80,6 +80,7 @@ class FogControl(Section):
     control's (scripted:hold_last on both sides, same rules), with the exact fog-only probability."""
 
     type = "fog_control"
+    shows_results = True
 
     class Options(Strict):
         type: str

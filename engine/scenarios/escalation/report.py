@@ -52,6 +52,7 @@ class Transcripts(Section):
     (capped at `max_chars`, control and bidi characters made visible) and is escaped."""
 
     type = "transcripts"
+    shows_results = True
 
     class Options(Strict):
         type: str
@@ -129,6 +130,7 @@ class ForcedByRules(Section):
     (e.g. a ceasefire rule that ends every game whose sides stay at 0 for k <= N turns)."""
 
     type = "forced_by_rules"
+    shows_results = True
 
     class Options(Strict):
         type: str
@@ -182,6 +184,7 @@ class Conditions(Section):
     design uses, as the models read it."""
 
     type = "conditions"
+    shows_results = True
 
     class Options(Strict):
         type: str

@@ -51,6 +51,7 @@ class PairedAsrSection(PairedContrastsSection):
     Holm p; the primary contrasts as a table and a forest plot, the exploratory rest summarised."""
 
     type = "paired_asr"
+    shows_results = True
     registered_options = ("tier", "attacks", "models", "by_condition", "pooled", "primary", "reference")
 
     class Options(Strict):

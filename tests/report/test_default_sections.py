@@ -1,0 +1,87 @@
+"""A study that lists no `report.sections` gets its scenario's default sections (results included:
+the headline table, the transcripts); a list without any section that shows results is said at plan
+time (and at the start of a run), a complete one is not."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from engine import load_spec
+from engine.cli import main
+from engine.kernel.contracts import DEFAULT_SECTIONS
+from engine.report.catalog import validate_sections
+
+STUDY = """\
+defaults:
+  - base
+  - model_set: local_ladder
+  - scenario: escalation
+  - executor: local
+  - _self_
+
+name: my_first_study
+title: "A first study"
+design:
+  factors:
+    agent: [scripted:hawk, scripted:tit_for_tat]
+  seeds: 2
+scenario:
+  max_turns: 3
+"""
+
+
+@pytest.fixture()
+def study(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def write(extra: str = "") -> str:
+        path = tmp_path / "my_first_study.yaml"
+        path.write_text(STUDY + textwrap.dedent(extra))
+        return str(path)
+
+    return write
+
+
+def test_no_section_list_gets_the_scenarios_defaults(study, capsys):
+    loaded = load_spec(study())
+    types = [s["type"] for s in loaded.spec.report.sections]
+    assert types == [s["type"] for s in DEFAULT_SECTIONS if s["type"] != "claims"]
+    assert any(section.shows_results for section, _ in validate_sections(loaded.spec.report.sections, loaded.scenario))
+    assert main(["plan", study()]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
+def test_defaults_include_the_claims_section_when_the_study_makes_claims(study):
+    loaded = load_spec(study("""\
+        report:
+          claims:
+            - claim: "Hawks escalate more"
+              test: difference
+              metric: nuclear_rate
+              a: {agent: "scripted:hawk"}
+              b: {agent: "scripted:tit_for_tat"}
+              direction: positive
+        """))
+    assert "claims" in [s["type"] for s in loaded.spec.report.sections]
+
+
+def test_a_list_without_results_is_warned_about_at_plan_time(study, capsys):
+    path = study("""\
+        report:
+          sections: [{type: summary}, {type: design}, {type: caveats}]
+        """)
+    assert main(["plan", path]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "warning report.sections lists no section that shows results (summary, design, caveats)" in out
+    assert "headline_table" in out and "fog_control" in out  # the scenario's results sections are named
+
+
+def test_the_default_report_shows_a_table_and_the_transcripts(study):
+    path = study()
+    assert main(["run", path, "--no-progress", "--formats", "html"]) == 0
+    html = (Path(load_spec(path).spec.report.output_dir) / "index.html").read_text()
+    assert "<table" in html and "scripted:hawk" in html  # the headline table's rows
+    assert 'id="transcript-browser' in html or "transcript-browser" in html
