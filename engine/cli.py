@@ -1,4 +1,4 @@
-"""Command line: `python -m engine run|plan|summary|report|judge STUDY [hydra overrides...]`, `export`, `compare A B`, `watch STUDY`.
+"""Command line: `python -m engine run|plan|summary|report|judge STUDY [hydra overrides...]`, `export`, `compare A B`, `watch STUDY`, `new STUDY`.
 
 Heavy imports (litellm, llama.cpp, Hydra) happen inside the commands so that --help is instant.
 """
@@ -9,6 +9,7 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 
 EXIT_SPEC = 2
 EXIT_RUNTIME = 1
@@ -72,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="print the table only; write nothing")
     p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
                    help="a folder of your own config groups, as for run")
+    text = ("write a commented starting study and its model set that run as they are on the local models: "
+            "studies/STUDY.yaml and conf/model_set/STUDY_models.yaml, or in --dir; overwrites nothing")
+    p = sub.add_parser("new", help=text, description=text)
+    p.add_argument("study", help="the new study's name (lower-case letters, digits, _)")
+    p.add_argument("--scenario", required=True, help="escalation, jailbreak or agentic_misalignment")
+    p.add_argument("--dir", metavar="DIR", help="a folder of your own, outside the repository (then run it with "
+                   "--config-dir DIR/conf, which the command prints)")
     text = ("follow a running study from another terminal: per cell, trials stored/planned and the headline "
             "metrics; errors, spend, routes and the ETA, from the snapshot the run publishes; calls nothing")
     p = sub.add_parser("watch", help=text, description=text)
@@ -99,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [a for a in extra if a.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    args.overrides = [*args.overrides, *extra]
+    if extra and not hasattr(args, "overrides"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = [*getattr(args, "overrides", []), *extra]
     if getattr(args, "formats", None) is not None:
         from engine.report.render import report_formats
 
@@ -141,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             return _compare(args, console)
         if args.command == "watch":
             return _watch(args, console)
+        if args.command == "new":
+            return _new(args, console)
         return _run(args, console)
     except SpecError as exc:
         # Not wrapped at the terminal width: each line stays "spec error <file>: key '<key>': <message>".
@@ -324,6 +336,17 @@ def _run(args, console) -> int:
     loaded = load_study(args.study, args.overrides)
     with writing(loaded, "run"):  # the run and its report: one writer of the study throughout
         return _run_loaded(args, console, loaded)
+
+
+def _new(args, console) -> int:
+    from engine.spec.new_study import write_new_study
+
+    made = write_new_study(args.study, args.scenario, Path(args.dir) if args.dir else None)
+    console.print(f"wrote {_terminal(made.study)}\n  and {_terminal(made.model_set)}", highlight=False)
+    console.print("see the design, cost and power:  " + _terminal(made.command("plan")), highlight=False)
+    console.print("run it (local models, no API key): " + _terminal(
+        made.command("run") if made.config_dir else f"make study STUDY={args.study}"), highlight=False)
+    return 0
 
 
 def _warn_without_results(console, loaded) -> None:
