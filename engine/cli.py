@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
     p.add_argument("overrides", nargs="*", help="Hydra overrides: the same as the study is run with")
     p.add_argument("--draws", type=int, default=None, metavar="N",
-                   help="simulated studies per figure (default 100: under a minute for the seed studies)")
+                   help="simulated studies per figure (default 80: under a minute for each seed study)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="the simulation's seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--config-dir", action="append", default=[], metavar="DIR",

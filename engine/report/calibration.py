@@ -21,7 +21,7 @@ from engine.report.markdown import bullet_list, escape, table
 from engine.store import fit_cache
 
 KIND = "calibration"
-DEFAULT_DRAWS = 100  # about 30 s for model_size on 2 shared cores (README: the measured times)
+DEFAULT_DRAWS = 80  # measured on 2 shared cores: model_size 44 s, blackmail_subfrontier 36 s, provider_vs_size 23 s
 DEFAULT_SEED = 0
 
 
@@ -161,7 +161,7 @@ class CalibrationSection(Section):
         if result is None:
             md.append(escape(f"No calibration of this design on the current data is stored (a stored one is "
                              f"keyed on the spec, the data's base rates and SDs, and the code, so an older one is "
-                             f"never shown). Compute one (about 30 s): python -m engine calibrate {study}"))
+                             f"never shown). Compute one (under a minute at the default draws): python -m engine calibrate {study}"))
             return Rendered("\n\n".join(md))
         md.append(escape(INTRO.format(target=result["coverage_target"])))
         md.append(escape(provenance(result, study)))

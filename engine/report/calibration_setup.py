@@ -76,8 +76,8 @@ def _claims(plan: Plan, bases: dict[str, MetricBasis]) -> list[ClaimCase]:
     out = []
     for test, options in validate_claims(spec.report.claims, scenario, spec):
         if not isinstance(test, claim_tests.MetricClaimTest):
-            out.append(ClaimCase(options.claim, test.test, options, reason=f"claim test '{test.test}' reads more "
-                                 "than one metric's units (no simulation of its inputs yet)"))
+            out.append(ClaimCase(options.claim, test.test, options, reason=f"claim test '{test.test}' reads its "
+                                 "scenario's own inputs, not a metric's units (no simulation of them yet)"))
             continue
         frame = design_frame(plan, options.metric)
         frame = frame[[cu.matches(c, options.where) for c in frame["cell"]]].reset_index(drop=True)
@@ -172,10 +172,10 @@ def code_digest() -> str:
 
 
 def setup_digest(spec_hash: str, setup: Setup) -> str:
-    """What a stored calibration depends on, hashed: the spec, every simulated mean and SD, the ICC, and
-    the code."""
+    """What a stored calibration depends on, hashed: the spec, each claim's options (the report's claims
+    are not part of the spec's identity), every simulated mean and SD, the ICC, and the code."""
     parts: dict[str, Any] = {"spec": spec_hash, "icc": setup.icc, "basis": setup.basis, "code": code_digest(),
-                             "claims": [[c.claim, c.centre, c.sd] for c in setup.claims],
+                             "claims": [[c.options.model_dump(mode="json"), c.centre, c.sd] for c in setup.claims],
                              "cells": [[c.metric.name, c.mu.tolist(), c.sd.tolist()] for c in setup.cells],
                              "contrasts": [[c.label, c.mu.tolist(), c.sd.tolist()] for c in setup.contrasts]}
     return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
