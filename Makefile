@@ -73,6 +73,11 @@ summary: install
 watch: install
 	$(PY) -m engine watch $(STUDY) $(ARGS)
 
+# The study's own design simulated with the report's tests and intervals: false support, power, coverage
+# (ARGS: overrides, --draws N, --seed S); stored in the database for the report's calibration section.
+calibrate: install
+	$(PY) -m engine calibrate $(STUDY) $(ARGS)
+
 # Re-render reports/$(STUDY)/ from the database; calls no model.
 report: install
 	$(PY) -m engine report $(STUDY) $(ARGS)

@@ -89,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=float, default=2.0, metavar="S", help="seconds between refreshes (default 2)")
     p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
                    help="a folder of your own config groups, as for run")
+    text = ("simulate the study's own design under each claim's boundary and stated effect with the report's own "
+            "tests and intervals: every claim's false-support rate and power, every interval type's coverage and the "
+            "cells' half-width, with Monte Carlo errors; stored in the study database for the report")
+    p = sub.add_parser("calibrate", help=text, description=text)
+    p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides: the same as the study is run with")
+    p.add_argument("--draws", type=int, default=None, metavar="N",
+                   help="simulated studies per figure (default 80: under a minute for each seed study)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="the simulation's seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                   help="a folder of your own config groups, as for run")
     text = "write the study's trials as logs for another tool (inspect: one Inspect .eval per model x condition); call nothing"
     p = sub.add_parser("export", help=text, description=text)
     p.add_argument("format", choices=["inspect"], help="the output format")
@@ -153,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             return _watch(args, console)
         if args.command == "new":
             return _new(args, console)
+        if args.command == "calibrate":
+            return _calibrate(args, console)
         return _run(args, console)
     except SpecError as exc:
         # Not wrapped at the terminal width: each line stays "spec error <file>: key '<key>': <message>".
@@ -161,6 +175,47 @@ def main(argv: list[str] | None = None) -> int:
     except (WeightsError, FileNotFoundError, ReportError, StoreBusy, SweepFailed, SnapshotUnreadable) as exc:
         err.print(f"[bold red]error[/] {escape(redact(str(exc)) or '')}", highlight=False)
         return EXIT_RUNTIME
+
+
+MIN_DRAWS = 10
+
+
+def _calibrate(args, console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from engine.kernel.errors import SpecError
+    from engine.report import calibration
+    from engine.study import calibrate_study
+
+    draws = calibration.DEFAULT_DRAWS if args.draws is None else args.draws
+    if draws < MIN_DRAWS:
+        raise SpecError(f"must be at least {MIN_DRAWS} (a share over fewer simulated studies says nothing), "
+                        f"not {draws}", key="--draws")
+    if args.seed < 0:
+        raise SpecError(f"must be 0 or more, not {args.seed}", key="--seed")
+    bar = Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), console=console, disable=args.no_progress)
+    task = bar.add_task("calibrate", total=None)
+    with bar:
+        loaded, result, stored = calibrate_study(args.study, args.overrides, draws=draws, seed=args.seed,
+                                                 progress=lambda n: bar.advance(task, n),
+                                                 start=lambda total: bar.update(task, total=total))
+    study = loaded.spec.name
+    console.print(_terminal(calibration.provenance(result, study)))
+    for title, headers, rows in (("claims", calibration.CLAIM_HEADERS, calibration.claim_rows(result)),
+                                 ("intervals", calibration.INTERVAL_HEADERS, calibration.interval_rows(result))):
+        console.print(_rich_table(title, _frame(headers, rows)))
+    for line in result["basis"]:
+        console.print(_terminal(f"simulated from: {line}"))
+    console.print(_terminal("stored in the study database for its report's calibration section" if stored else
+                         "not stored: the study has no database yet (run it first to keep a calibration)"), soft_wrap=True)
+    return 0
+
+
+def _frame(headers, rows):
+    import pandas as pd
+
+    return pd.DataFrame(list(rows), columns=headers)
 
 
 def _plan(args, console) -> int:

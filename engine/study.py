@@ -30,6 +30,7 @@ from engine.providers.prepare import prepare_models
 from engine.spec.load import LoadedSpec, load_spec
 from engine.spec.schema import Budget as BudgetSpec
 from engine.checks import check_study
+from engine.report import calibration
 from engine.report.preregistration import register_study
 from engine.report.study_report import Report, build_report_for
 from engine.store.db import StoreBusy, StudyStore
@@ -302,3 +303,29 @@ def build_report(study: str, overrides: list[str] | tuple[str, ...] = (), *, for
     loaded = load_study(study, overrides)
     with writing(loaded, "report"):
         return build_report_for(loaded, formats=formats, out_dir=out_dir, force_pandoc=force_pandoc)
+
+
+def calibrate_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, draws: int = calibration.DEFAULT_DRAWS,
+                    seed: int = calibration.DEFAULT_SEED, progress=lambda n: None,
+                    start=lambda total: None) -> tuple[LoadedSpec, dict, bool]:
+    """Simulate the study's design (engine/analyze/calibration.py) with its data's base rates where its
+    database holds finished trials, else the spec's assumptions; store the result in the database (when
+    there is one) for the report's calibration section. Returns the result and whether it was stored.
+    Reads the study's results only; writes one fit_cache row."""
+    loaded = load_study(study, overrides)
+    plan = compile_plan(loaded)
+    path = store_path(loaded)
+    if not path.exists():
+        return loaded, calibration.run_calibration(plan, None, draws, seed, progress, start), False
+    store = StudyStore(path, read_only=True)
+    try:
+        result = calibration.run_calibration(plan, store.con, draws, seed, progress, start)
+    finally:
+        store.close(checkpoint=False)
+    with writing(loaded, "calibrate"):
+        store = StudyStore(path)
+        try:
+            stored = calibration.store(store.con, result)
+        finally:
+            store.close()
+    return loaded, result, stored

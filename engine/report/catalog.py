@@ -11,11 +11,11 @@ from pydantic import BaseModel, ValidationError
 from engine.kernel.contracts import Scenario, Section
 from engine.kernel.errors import SpecError
 from engine.kernel.registry import REGISTRY
-from engine.report import (builtin, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
+from engine.report import (builtin, calibration, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
                            sweep_sections, transcripts_browser)
 
 # The engine's own section modules; each registers its classes when imported.
-ENGINE_SECTIONS = (builtin, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
+ENGINE_SECTIONS = (builtin, calibration, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
                    sweep_sections, transcripts_browser)
 
 
