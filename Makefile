@@ -61,7 +61,7 @@ browser:
 		|| echo "warning: Chromium could not be installed; tests/report/test_transcript_browser.py will be skipped"
 
 study: install
-	$(PY) -m engine run $(STUDY) $(ARGS)
+	$(PY) -m engine run $(STUDY) --calibrate $(ARGS)
 
 plan: install
 	$(PY) -m engine plan $(STUDY) $(ARGS)

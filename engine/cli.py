@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true", help="same as `plan`")
             p.add_argument("--no-progress", action="store_true", help="no live progress display")
             p.add_argument("--no-report", action="store_true", help="skip rendering the report")
+            p.add_argument("--calibrate", action="store_true",
+                           help="before the report, simulate the design for its calibration section (default draws; "
+                           "about a minute); `calibrate` recomputes it with more")
             p.add_argument("--no-judge", action="store_true",
                            help="skip the judges (grade later with `python -m engine judge STUDY`)")
         if name == "judge":
@@ -416,7 +419,8 @@ def _run_loaded(args, console, loaded) -> int:
     from engine.study import run_loaded
 
     _warn_without_results(console, loaded)
-    summary, table = run_loaded(loaded, show_progress=not args.no_progress, judge=not args.no_judge)
+    summary, table = run_loaded(loaded, show_progress=not args.no_progress, judge=not args.no_judge,
+                                calibrate=args.calibrate)
     _print_table(console, _table_title(loaded), table)
     s = summary.stats
     console.print(

@@ -47,3 +47,17 @@ def test_the_section_shows_the_calibration_of_this_spec_and_data_only(tmp_path):
     other = overrides(tmp_path, "negative")
     run_standin(other, refuses_by_hash)
     assert "No calibration of this design on the current data is stored" in section(tmp_path, other)
+
+
+def test_a_run_with_calibrate_stores_the_default_calibration_its_report_shows(tmp_path):
+    # `make study` runs with --calibrate: the report then shows the design's calibration at the default
+    # draws, computed on the data the run just stored.
+    from engine.execute.gateway import Gateway
+    from engine.report.calibration import DEFAULT_DRAWS
+    from engine.study import run_study
+
+    args = overrides(tmp_path)
+    run_study("provider_vs_size", args, show_progress=False, calibrate=True,
+              gateway_factory=lambda ex, store: Gateway(ex, store, call_fn=refuses_by_hash))
+    text = section(tmp_path, args)
+    assert f"{DEFAULT_DRAWS} simulated studies per figure" in text and "measured on the study's data" in text
