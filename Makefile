@@ -102,7 +102,7 @@ snapshot-deps:
 	command -v chromium >/dev/null && command -v pdftoppm >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq chromium poppler-utils)
 
-snapshot: install snapshot-deps
+snapshot: install-test snapshot-deps
 	$(PY) reports/snapshot.py reports/$(STUDY)
 
 test: install-all browser
