@@ -146,9 +146,11 @@ class StudyStore:
             cur.register("_ids", pa.table({"trial_id": [r[0] for r in rows]}))
             ((new,),) = cur.execute("SELECT count(*) FROM _ids WHERE trial_id NOT IN"
                                     " (SELECT trial_id FROM plan WHERE spec_hash = ?)", [spec_hash]).fetchall()
+            ((unplaced,),) = cur.execute("SELECT count(*) FROM plan WHERE spec_hash = ? AND position IS NULL",
+                                         [spec_hash]).fetchall()
         finally:
             cur.close()
-        if not new:
+        if not new and not unplaced:
             return
         cell_json: dict[str, str] = {}
         for _, cell_id, cell, _ in rows:
@@ -156,11 +158,15 @@ class StudyStore:
                 cell_json[cell_id] = json.dumps(cell)
         table = pa.table({"spec_hash": [spec_hash] * len(rows), "trial_id": [r[0] for r in rows],
                           "cell_id": [r[1] for r in rows], "cell": [cell_json[r[1]] for r in rows],
-                          "seed": pa.array([r[3] for r in rows], pa.int32())})
+                          "seed": pa.array([r[3] for r in rows], pa.int32()),
+                          "position": pa.array(range(len(rows)), pa.int32())})
         with transaction(self.con):
             self.con.register("_plan", table)
-            self.con.execute("INSERT OR IGNORE INTO plan (spec_hash, trial_id, cell_id, cell, seed)"
-                             " SELECT spec_hash, trial_id, cell_id, cell, seed FROM _plan")
+            self.con.execute("INSERT OR IGNORE INTO plan (spec_hash, trial_id, cell_id, cell, seed, position)"
+                             " SELECT spec_hash, trial_id, cell_id, cell, seed, position FROM _plan")
+            if unplaced:  # planned before positions were recorded
+                self.con.execute("UPDATE plan SET position = n.position FROM _plan n WHERE plan.spec_hash = n.spec_hash"
+                                 " AND plan.trial_id = n.trial_id AND plan.position IS NULL")
             self.con.unregister("_plan")
 
     def set_budget_share(self, max_usd: float | None, max_tokens: int | None, sweep_id: str, jobs: int) -> None:

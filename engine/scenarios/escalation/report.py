@@ -30,7 +30,7 @@ def _first_games(ctx, rule: str, limit: int) -> list[tuple]:
     nuclear_only = rule == "first_nuclear_per_model"
     rows = ctx.con.execute(
         "SELECT t.trial_id, t.cell->>'agent' AS agent, t.cell::VARCHAR AS cell,"
-        " t.seed, e.first_nuclear_turn, p.rowid AS ord"
+        " t.seed, e.first_nuclear_turn, coalesce(p.position, p.rowid) AS ord"
         " FROM trials t JOIN plan p ON p.trial_id = t.trial_id AND p.spec_hash = ?"
         " JOIN escalation_episodes e ON e.trial_id = t.trial_id"
         " WHERE t.status = 'done' AND NOT starts_with(t.cell->>'agent', ?)"
