@@ -255,11 +255,15 @@ class HeadlineTable(Section):
 def low_n_caption(points: list[dict], many: str) -> str:
     """A chart caption's note of the points (each a dict with n, low, label) resting on too few units."""
     flagged = [f"{p['label']} ({n_note(p['n'], p['low'])})" for p in points if low_n(p["n"], p["low"])]
+    # Said in the caption itself, not only in the HTML's tooltips: the PDF has none.
+    ns = sorted({int(p["n"]) for p in points})
+    spread = "" if not ns else (f" Each point rests on {ns[0]} {many}." if len(ns) == 1 else
+                                f" Each point rests on {ns[0]} to {ns[-1]} {many}.")
     if not flagged:
-        return f" Each point's n ({many} behind it) is in its tooltip."
+        return spread
     shown = "; ".join(flagged[:8]) + (f"; and {len(flagged) - 8} more" if len(flagged) > 8 else "")
-    return (f" Each point's n ({many} behind it) is in its tooltip; {len(flagged)} of {len(points)} points rest on "
-            f"fewer than {LOW_N} {many} or have no interval: {shown}.")
+    return (f"{spread} {len(flagged)} of {len(points)} points rest on fewer than {LOW_N} {many} or have no "
+            f"interval: {shown}.")
 
 
 def design_levels(spec, factor: str) -> list[str]:
