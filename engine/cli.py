@@ -282,11 +282,31 @@ def _print_precision(console, plan, est) -> None:
 def _print_table(console, title: str, table) -> None:
     if table.empty:
         return
-    console.print(_rich_table(title, table))
+    grid = _rich_table(title, table)
+    if console.measure(grid, options=console.options.update(max_width=10_000)).maximum <= console.width:
+        console.print(grid)
+    else:  # e.g. a log file at 80 columns: a block per cell, one metric a line, rather than folded cells
+        for line in _narrow_table(title, table):
+            console.print(_terminal(line), highlight=False, soft_wrap=True)
     from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
 
     if any(BASE_MODEL_MARK in str(v) for v in table.to_numpy().ravel()):
         console.print(BASE_MODEL_NOTE, highlight=False, soft_wrap=True)
+
+
+def _narrow_table(title: str, table) -> list[str]:
+    """The table as text for a narrow screen or a log: per row, its descriptive columns and N on one
+    line, then one line per metric with its own n."""
+    metrics = [c for c in table.columns if f"{c} n" in table.columns]
+    described = [c for c in table.columns if c not in metrics and not str(c).endswith(" n") and c != "N"]
+    width = max(len(str(m)) for m in metrics) if metrics else 0
+    lines = [title]
+    for _, row in table.iterrows():
+        head = " · ".join(str(row[c]) for c in described if str(row[c]) != "—")
+        lines.append(head + (f"   (N {row['N']})" if "N" in table.columns else ""))
+        lines += [f"    {str(m):<{width}}  {row[m]}" + (f" (n={row[f'{m} n']})" if str(row[m]) != "—" else "")
+                  for m in metrics]
+    return lines
 
 
 def _rich_table(title: str, table):
@@ -302,7 +322,8 @@ def _rich_table(title: str, table):
     for _, row in table.iterrows():
         values = {c: str(row[c]) for c in shown}
         for n_column, metric in merged.items():
-            values[metric] += f" (n={row[n_column]})"
+            if values[metric] != "—":  # nothing measured: no n to show
+                values[metric] += f" (n={row[n_column]})"
         out.add_row(*[_terminal(values[c]) for c in shown])
     return out
 

@@ -55,7 +55,7 @@ def unit_values(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric,
     return con.execute(
         f"SELECT p.cell_id, u.trial_id, u.value FROM ({sql}) u"
         " JOIN plan p ON p.trial_id = u.trial_id AND p.spec_hash = $spec_hash"
-        " WHERE u.value IS NOT NULL",
+        " WHERE u.value IS NOT NULL ORDER BY coalesce(p.position, p.rowid), u.trial_id",  # the design order
         {"spec_hash": spec_hash, **_used(sql, params)}).df()
 
 

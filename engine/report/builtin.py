@@ -330,11 +330,6 @@ class Chart(Section):
                           *([options.rows] if options.rows != "models" else [])]).replace("_", "-")
         if options.where:
             label += "-" + content_hash(options.where, 6)
-        x_text = "parameter count (billions, log scale)" if options.x == "params" else options.x
-        caption = options.caption or (f"{metric.label} against {x_text}"
-                                      + (f", by {' and '.join(colors)}" if colors else "")
-                                      + (f" ({where})" if where else "") + "; bars are 95% intervals.")
-        caption += low_n_caption(data, ctx.scenario.unit[1])
         if not data:
             return Rendered(f"*No finished {ctx.scenario.unit[1]} to plot for {escape(metric.label)}"
                             f"{escape(' (' + where + ')') if where else ''}\\.*")
@@ -344,9 +339,14 @@ class Chart(Section):
             rank = {level: i for i, level in enumerate(design_levels(ctx.spec, options.x))}
             frame = frame.assign(x=frame["x"].astype(str)).sort_values(
                 "x", key=lambda col: col.map(lambda v: rank.get(v, len(rank))), kind="stable")
-        log_x = (options.x == "params") if options.log_x is None else options.log_x
+        log_x = ((options.x == "params") if options.log_x is None else options.log_x) and numeric
+        x_text = "parameter count (billions)" if options.x == "params" else options.x
+        caption = options.caption or (f"{metric.label} against {x_text}" + (", log scale" if log_x else "")
+                                      + (f", by {' and '.join(colors)}" if colors else "")
+                                      + (f" ({where})" if where else "") + "; bars are 95% intervals.")
+        caption += low_n_caption(data, ctx.scenario.unit[1])
         spec = estimate_chart(frame, x="x", x_title="Parameters (B)" if options.x == "params" else options.x,
-                              y_title=metric.label, color=group, log_x=log_x and numeric,
+                              y_title=metric.label, color=group, log_x=log_x,
                               percent=metric.percent, nominal_x=not numeric)
         return Rendered(f"@@FIGURE:{label}@@", [Figure(label, caption, spec)])
 

@@ -46,6 +46,25 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
+# Columns a later migration added, as a database written before it is read (it cannot be migrated
+# while opened read-only): table -> (column, its value for rows from before the migration).
+ADDED_COLUMNS = {"plan": ("position", "NULL::INTEGER")}  # (ordering falls back to storage order)
+
+
+def read_as_migrated(con: duckdb.DuckDBPyConnection) -> None:
+    """On a read-only connection to an older database, each table lacking an added column is shadowed
+    by a temporary view that has it (the code's queries then run unchanged)."""
+    database = con.execute("SELECT current_database()").fetchone()[0]
+    for table, (column, value) in ADDED_COLUMNS.items():
+        columns = {c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE table_catalog"
+                                             " = ? AND table_schema = 'main' AND table_name = ?",
+                                             [database, table]).fetchall()}
+        if columns and column not in columns:
+            # rowid too: a view has none of its own, and queries may order by it
+            con.execute(f'CREATE TEMP VIEW {table} AS SELECT *, {value} AS {column}, rowid AS rowid'
+                        f' FROM "{database}".main.{table}')
+
+
 def migrate(con: duckdb.DuckDBPyConnection, component: str, folder: Path) -> list[int]:
     """Apply the component's migrations that this database has not seen, each in a transaction."""
     con.execute(
@@ -83,6 +102,8 @@ class StudyStore:
                             "wait for it to finish or stop it, then rerun") from None
         if not read_only:
             migrate(self.con, "core", CORE_MIGRATIONS)
+        else:
+            read_as_migrated(self.con)
         self._cached_hashes: set[str] | None = None
         self.writer = GroupCommit(self.con, redact=redact, on_responses_written=self._cached)
 
