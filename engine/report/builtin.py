@@ -85,6 +85,22 @@ def weak_judge_sentence(prose: str, judged: JudgedRate, models: pd.DataFrame, ro
             f"it {spread(rows, show)}.")
 
 
+STAND_IN_MAX_B = 1.0  # local models below this many billion parameters are the offline stand-ins
+
+
+def stand_in_note(spec, keys: list[str]) -> str | None:
+    """What the models are when every one is an offline stand-in (a local model under 1B parameters):
+    they show the pipeline, and claims about larger models cannot be judged by them."""
+    entries = [spec.models[k] for k in dict.fromkeys(keys) if k in spec.models]
+    if not entries or any(m.route != "local" or m.params.effective_b >= STAND_IN_MAX_B for m in entries):
+        return None
+    names = ", ".join(m.label for m in entries)
+    return (f"The models here are offline stand-ins ({names}): local models under {STAND_IN_MAX_B:g}B parameters, "
+            "run through llama.cpp so that the study needs no API key. They show the pipeline and its statistics; "
+            "what the write-up claims about larger models cannot be judged by them (run it with an API model set "
+            "for that, README: Running the write-up's models).")
+
+
 @register_section
 class Summary(Section):
     """The abstract: what was run and the range of each key metric, from the data."""
@@ -130,6 +146,9 @@ class Summary(Section):
                 sentences.append(f"{metric.prose} {spread(rows, show)}.")
         if any(BASE_MODEL_MARK in s for s in sentences):
             sentences.append(BASE_MODEL_NOTE)
+        stand_in = stand_in_note(ctx.spec, [k for c in models.itertuples() for k in ctx.scenario.cell_models(c.cell)])
+        if stand_in:
+            sentences.append(stand_in)
         text = " ".join(escape(s) for s in sentences)
         corrected = (f", and for rates corrected for judge error a seeded bootstrap over {many} and gold-set items"
                      if corrected_any else "")

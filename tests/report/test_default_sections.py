@@ -85,3 +85,16 @@ def test_the_default_report_shows_a_table_and_the_transcripts(study):
     html = (Path(load_spec(path).spec.report.output_dir) / "index.html").read_text()
     assert "<table" in html and "scripted:hawk" in html  # the headline table's rows
     assert 'id="transcript-browser' in html or "transcript-browser" in html
+
+
+def test_the_abstract_says_when_the_models_are_the_offline_stand_ins():
+    from engine.report.builtin import stand_in_note
+
+    local = load_spec("model_size")
+    note = stand_in_note(local.spec, list(local.spec.models))
+    assert note and "offline stand-ins (SmolLM2 135M, Gemma 3 270M †)" in note and "larger models" in note
+    api = load_spec("model_size", ["model_set=openrouter_size_paper"])
+    assert stand_in_note(api.spec, list(api.spec.models)) is None
+    # One real model among them: not a stand-in study.
+    mixed = load_spec("model_size", ["+model@models.gpt4o=gpt4o"])
+    assert stand_in_note(mixed.spec, list(mixed.spec.models)) is None
