@@ -348,6 +348,11 @@ class Store(Strict):
     path: str
 
 
+class UntestedClaim(Strict):
+    claim: str
+    why: str
+
+
 class ReportSpec(Strict):
     """Sections by type with their options; types come from the section registry."""
 
@@ -359,6 +364,9 @@ class ReportSpec(Strict):
     # The write-up's claims, each decided by a named claim test (engine/report/claim_tests.py and the
     # scenario's own) and shown by the `claims` section.
     claims: list[dict[str, Any]] = []
+    # The write-up's claims this study does not test, each with why (no test can decide it on this
+    # design, or it is an explanation rather than a measurable claim): listed by the `claims` section.
+    untested_claims: list[UntestedClaim] = []
 
 
 class Rubric(Strict):

@@ -98,3 +98,28 @@ def test_the_abstract_says_when_the_models_are_the_offline_stand_ins():
     # One real model among them: not a stand-in study.
     mixed = load_spec("model_size", ["+model@models.gpt4o=gpt4o"])
     assert stand_in_note(mixed.spec, list(mixed.spec.models)) is None
+
+
+def test_the_claims_section_says_which_write_up_claims_are_not_tested_and_why(study):
+    path = study("""\
+        report:
+          sections: [{type: claims}]
+          untested_claims:
+            - claim: "Hawks <script>alert(1)</script> escalate because they are hawks"
+              why: "an explanation, not a quantity"
+        """)
+    assert main(["run", path, "--no-progress", "--formats", "html"]) == 0
+    html = (Path(load_spec(path).spec.report.output_dir) / "index.html").read_text()
+    assert "does not test, and why" in html and "an explanation, not a quantity" in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+def test_an_untested_claim_needs_its_reason(study):
+    from engine.kernel.errors import SpecError
+
+    with pytest.raises(SpecError) as err:
+        load_spec(study("""\
+            report:
+              untested_claims: [{claim: "x"}]
+            """))
+    assert "key 'report.untested_claims.0.why'" in str(err.value)
