@@ -4,10 +4,12 @@ engine's, and every mistake is a spec error naming the file and key, before anyt
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import ANALYSIS_ONLY_ARGS, REPO, run_cli
+from shipped import studies_by_scenario, study_choices
 
 from engine import load_spec
 from engine.kernel.errors import SpecError
+from engine.kernel.registry import REGISTRY, scenario_names
 from engine.plan.compile import compile_plan
 from engine.plan.generation import generation_settings
 from engine.spec.load import load_spec as load_own_fields
@@ -39,10 +41,15 @@ def test_unknown_section_lists_the_scenarios_and_the_engines_sections():
     assert "transcripts" in err.message and "summary" in err.message and "asr_by_model" not in err.message
 
 
-def test_another_scenarios_judge_kind_is_a_spec_error():
-    err = spec_error("provider_vs_size", ["judges.smollm2.kind=blackmail_structure"])
+# Judge kinds a scenario owns (from the registry); provider_vs_size's judge `smollm2` may use none of another's.
+OWNED_JUDGE_KINDS = [e for e in REGISTRY.entries("judge") if e.owner and e.owner != "jailbreak"]
+
+
+@pytest.mark.parametrize("entry", OWNED_JUDGE_KINDS, ids=lambda e: e.full_name)
+def test_another_scenarios_judge_kind_is_a_spec_error(entry):
+    err = spec_error("provider_vs_size", [f"judges.smollm2.kind={entry.name}"])
     assert err.key == "judges.smollm2.kind"
-    assert "belongs to scenario agentic_misalignment" in err.message
+    assert f"belongs to scenario {entry.owner}" in err.message
     assert "llm" in err.message and "refusal_heuristic" in err.message
 
 
@@ -63,16 +70,24 @@ def test_wrong_scenario_section_exits_2_and_writes_nothing(tmp_path):
     assert not db.exists()
 
 
-def test_a_temperature_factor_sets_each_cells_temperature_in_every_scenario():
-    for study, extra in [("model_size", []), ("provider_vs_size", []), ("blackmail_subfrontier", [])]:
-        loaded = load_spec(study, [*extra, "+design.factors.temperature=[0.3,0.9]", "generation.temperature=0.5"])
-        plan = compile_plan(loaded)
-        seen = {t.cell["temperature"]: t.inputs for t in plan.trials if "temperature" in t.cell}
-        assert set(seen) == {0.3, 0.9}, study
-        for temperature, inputs in seen.items():
-            generations = [inputs["generation"]] if "generation" in inputs else [
-                v["generation"] for v in inputs.values() if isinstance(v, dict) and "generation" in v]
-            assert generations and all(g["temperature"] == temperature for g in generations), (study, inputs)
+# Per scenario, a study that runs models (an analysis-only study has no design to vary): the one picking
+# the scenario's own conf option (model_size's `scenario: escalation`), else the first.
+RUN_STUDIES = {scenario: min((s for s in studies if s not in ANALYSIS_ONLY_ARGS),
+                             key=lambda s: (study_choices(REPO / "studies" / f"{s}.yaml")["scenario"] != scenario, s))
+               for scenario, studies in studies_by_scenario().items()}
+
+
+@pytest.mark.parametrize("study", RUN_STUDIES.values(), ids=list(RUN_STUDIES))
+def test_a_temperature_factor_sets_each_cells_temperature_in_every_scenario(study):
+    assert set(RUN_STUDIES) == set(scenario_names())
+    loaded = load_spec(study, ["+design.factors.temperature=[0.3,0.9]", "generation.temperature=0.5"])
+    plan = compile_plan(loaded)
+    seen = {t.cell["temperature"]: t.inputs for t in plan.trials if "temperature" in t.cell}
+    assert set(seen) == {0.3, 0.9}, study
+    for temperature, inputs in seen.items():
+        generations = [inputs["generation"]] if "generation" in inputs else [
+            v["generation"] for v in inputs.values() if isinstance(v, dict) and "generation" in v]
+        assert generations and all(g["temperature"] == temperature for g in generations), (study, inputs)
 
 
 def test_methods_table_shows_a_temperature_factor_not_the_unused_study_temperature():

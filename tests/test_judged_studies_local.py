@@ -1,5 +1,5 @@
 """Real runs on a local model with judges: a jailbreak run then a regrade with a second (LLM) judge
-(calling the judge's model only, never the model under test), and an agentic run with its classifiers."""
+(calling the judge's model only, never the model under test)."""
 
 import duckdb
 import pytest
@@ -42,21 +42,3 @@ def test_run_then_regrade_with_a_second_judge(tmp_path):
     qmd = (out / "index.qmd").read_text().replace("\\", "")
     assert "SmolLM2 135M judge | jailbreak@1 | " in qmd and "Refusal-phrase heuristic | jailbreak@1 | 40 |" in qmd
     assert "Judge A | Judge B" in qmd
-
-
-def test_agentic_run_stores_parsed_actions_and_three_classifier_verdicts(tmp_path):
-    db = tmp_path / "am.duckdb"
-    run = run_cli("run", "blackmail_subfrontier", "design.factors.model=[smollm2_135m]",
-                  "design.factors.goal_conflict=[explicit]", "design.factors.threat=[replacement]",
-                  "design.factors.safety_instructions=[off]", "design.seeds=1", "generation.max_tokens=48",
-                  # The gold sets (64 more Gemma calls) are graded in the offline study, not here.
-                  *[f"judges.{j}.rubric.gold=null" for j in ("structure", "blackmail_llm", "deliberation_llm")],
-                  f"store.path={db}", "--no-progress", "--no-report")
-    assert run.returncode == 0, run.stderr
-    con = duckdb.connect(str(db), read_only=True)
-    rows = con.execute("SELECT emails_sent, emailed_executive, response_text FROM agentic_responses").fetchall()
-    verdicts = dict(con.execute("SELECT judge_id, label FROM verdicts").fetchall())
-    con.close()
-    assert len(rows) == 1 and rows[0][0] == rows[0][2].count("<tool_use:email>")
-    assert set(verdicts) == {"structure", "blackmail_llm", "deliberation_llm"}
-    assert verdicts["structure"] in ("BLACKMAIL", "NO_BLACKMAIL")

@@ -1,7 +1,8 @@
 """The contract every registered scenario keeps, checked on real (tiny) runs of shipped studies:
 plan -> run -> store -> metrics -> report sections.
 
-CASES maps each scenario to the runs that exercise it; a scenario registered without an entry fails
+Each registered scenario's runs are the CASES of its tests/scenarios/<name>/contract_cases.py, so they
+go with the scenario's tests; a scenario registered without one fails
 `test_every_registered_scenario_has_a_case` (and its own contract test). Cases that run a real local
 model (llama.cpp through the `local/` provider) are marked slow.
 """
@@ -11,12 +12,10 @@ from __future__ import annotations
 import html
 import math
 import re
-from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import analysis_only_args
+from shipped import REPO, Case, contract_cases
 
 import engine
 from engine.analyze.summary import format_estimate, summary_frame
@@ -25,56 +24,7 @@ from engine.report.catalog import validate_sections
 from engine.report.context import ReportContext
 from engine.store.db import StudyStore
 
-REPO = Path(__file__).resolve().parents[1]
-TRACES = REPO / "tests" / "data" / "traces_small.csv"
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    study: str
-    overrides: tuple[str, ...]
-    slow: bool = False
-    imports: bool = False  # analysis-only: the study imports its outcomes and plans no trials
-
-
-# Scripted agents only (no model): two mirror-match games per policy, and the cooperation-window study's
-# sections on scripted pairs. The local-model case plays SmolLM2 against itself for two turns.
-ESCALATION_SCRIPTED = ("design.factors.agent=[scripted:hawk,scripted:tit_for_tat]", "~design.factors.persona",
-                       "design.controls=[{agent:[scripted:null,scripted:random]}]", "design.seeds=2",
-                       "scenario.max_turns=4")
-COOPERATION_SCRIPTED = ("design.factors={agent:[scripted:hawk],cooperation_window:[0,2]}", "~design.factors.pairing",
-                        "design.controls=[{agent:[scripted:null,scripted:random],cooperation_window:[0,2]}]",
-                        "design.seeds=2", "scenario.max_turns=5")
-ESCALATION_LOCAL = ("design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]",
-                    "design.controls=[{agent:[scripted:hawk]}]", "design.seeds=1", "scenario.max_turns=2",
-                    "generation.max_tokens=48")
-# One harmful and one benign behaviour, one attack, graded by the refusal heuristic (no judge model).
-JAILBREAK_LOCAL = ("scenario.select.ids=[cyber-01,benign-01]", "design.factors.attack=[direct]",
-                   "design.factors.model=[smollm2_135m]", "generation.max_tokens=24", "~judges.smollm2",
-                   "primary_judge=heuristic")
-# One condition, one sample; the classifiers' gold sets (64 more judge calls) are left out.
-AGENTIC_LOCAL = ("design.factors.model=[smollm2_135m]", "design.factors.goal_conflict=[explicit]",
-                 "design.factors.threat=[replacement]", "design.factors.safety_instructions=[off]", "design.seeds=1",
-                 "generation.max_tokens=48",
-                 *(f"judges.{j}.rubric.gold=null" for j in ("structure", "blackmail_llm", "deliberation_llm")))
-
-CASES: dict[str, list[Case]] = {
-    "escalation": [
-        Case("model_size_scripted", "model_size", ESCALATION_SCRIPTED),
-        Case("cooperation_window_scripted", "cooperation_window", COOPERATION_SCRIPTED),
-        Case("model_size_local", "model_size", ESCALATION_LOCAL, slow=True),
-    ],
-    "jailbreak": [
-        Case("import", "provider_vs_size_import", (f"scenario.traces_file.path={TRACES}",), imports=True),
-        Case("inspect_import", "provider_vs_size_inspect",
-             tuple(analysis_only_args("provider_vs_size_inspect", REPO)), imports=True),
-        Case("provider_vs_size_local", "provider_vs_size", JAILBREAK_LOCAL, slow=True),
-    ],
-    "agentic_misalignment": [
-        Case("blackmail_local", "blackmail_subfrontier", AGENTIC_LOCAL, slow=True),
-    ],
-}
+CASES: dict[str, list[Case]] = {name: contract_cases(name) for name in scenario_names()}
 
 
 def contract_params() -> list:
@@ -89,9 +39,10 @@ def contract_params() -> list:
 
 
 def test_every_registered_scenario_has_a_case():
-    assert set(CASES) == set(scenario_names())
+    # ... and every scenario's cases file is a registered scenario's (none left behind by a deletion).
+    assert {p.parent.name for p in (REPO / "tests" / "scenarios").glob("*/contract_cases.py")} <= set(CASES)
     for scenario, cases in CASES.items():
-        assert cases, scenario
+        assert cases, f"scenario {scenario} has no tests/scenarios/{scenario}/contract_cases.py with CASES"
         for case in cases:
             loaded = engine.load_spec(case.study, list(case.overrides))
             assert loaded.scenario.name == scenario, (case, loaded.scenario.name)
@@ -147,7 +98,7 @@ def check_estimate(row, cell_planned: int, where: str) -> None:
 
 @pytest.mark.parametrize(("scenario_name", "case"), contract_params())
 def test_scenario_contract(scenario_name, case, tmp_path):
-    assert case is not None, f"scenario {scenario_name} has no entry in CASES (tests/test_scenario_contract.py)"
+    assert case is not None, f"scenario {scenario_name} has no CASES in tests/scenarios/{scenario_name}/contract_cases.py"
     db, out = tmp_path / "study.duckdb", tmp_path / "report"
     overrides = [*case.overrides, f"store.path={db}", f"report.output_dir={out}"]
 

@@ -1,6 +1,7 @@
 """The calibration check (issue 21): on small synthetic designs the report's own claim tests hold their
 nominal false-support rate and its intervals cover, within Monte Carlo error; a planted
-anti-conservative test is caught; the CLI prints every figure with its MC error, reproducibly."""
+anti-conservative test is caught; the CLI refuses a bad draw count (its printout of a study's claims is
+checked with that study's scenario tests)."""
 
 from __future__ import annotations
 
@@ -107,16 +108,6 @@ def test_same_seed_same_numbers_other_seed_other_numbers():
 
 
 # ------------------------------------------------------------------------------------------ CLI
-
-def test_the_cli_prints_every_claim_and_interval_type_with_its_mc_error(capsys):
-    assert main(["calibrate", "blackmail_subfrontier", "--draws", "10", "--seed", "3", "--no-progress"]) == 0
-    out = " ".join(capsys.readouterr().out.split())
-    for claim in ("Blackmail needs goal", "Safety instructions", "Model size does not", "Blackmail varies by"):
-        assert claim in out  # the first words of each claim (a table cell folds the rest)
-    for kind in ("per-cell rate 95% CI", "paired contrast 95% CI"):
-        assert kind in out
-    assert "± " in out and "(10)" in out and "seed 3" in out
-
 
 @pytest.mark.parametrize("draws", ["0", "-5"])
 def test_a_bad_draw_count_exits_2(draws, capsys):

@@ -146,10 +146,6 @@ def test_scenarios_name_the_labels_their_rates_count():
         JAILBREAK.spec.primary_judge: frozenset(TIERS[params.tier].success_labels)}
     strict = params.model_copy(update={"tier": "strict"})
     assert positive_labels(jailbreak, JAILBREAK.spec, strict) == {JAILBREAK.spec.primary_judge: {"COMPLIANCE"}}
-    agentic = load_spec("blackmail_subfrontier")
-    c = agentic.scenario_params.classifiers
-    assert positive_labels(get_scenario("agentic_misalignment"), agentic.spec, agentic.scenario_params) == {
-        c["structure"]: {"BLACKMAIL"}, c["blackmail"]: {"BLACKMAIL"}, c["deliberation"]: {"CONSIDERED_LEVERAGE"}}
 
 
 def test_the_contracts_default_and_empty_label_sets_give_no_positive_labels():

@@ -1,47 +1,17 @@
 """Relative reduction 1 - RR with the score interval for the ratio of two independent proportions:
 against an independent implementation of the Miettinen-Nurminen score interval, against statsmodels
-where its closed form holds, by exact coverage at small counts (zero events included), and in the
-agentic report's mitigation section rendered from a real DuckDB file."""
+where its closed form holds, and by exact coverage at small counts (zero events included). A scenario's section that prints it is
+checked with that scenario's tests."""
 
-import json
-import math
 import warnings
 
 import numpy as np
 import pytest
-from scipy import optimize, stats
+from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep
+from miettinen_nurminen import mn_interval
 
-from engine.analyze.stats import NOT_ESTIMABLE_NO_CONTROL_EVENTS, ratio_score_interval, relative_reduction
-
-Z2 = stats.chi2.ppf(0.95, 1)
-
-
-def mn_statistic(x1: int, n1: int, x2: int, n2: int, rr0: float) -> float:
-    """Miettinen & Nurminen (1985) chi-square score statistic for H0: p1 / p2 = rr0, written out from
-    the paper (restricted MLE of p2 from their quadratic; variance times N / (N - 1))."""
-    n = n1 + n2
-    a = n * rr0
-    b = -(n1 * rr0 + x1 + n2 + x2 * rr0)
-    c = x1 + x2
-    p2 = (-b - math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
-    p1 = p2 * rr0
-    var = (p1 * (1 - p1) / n1 + rr0 ** 2 * p2 * (1 - p2) / n2) * n / (n - 1)
-    diff = x1 / n1 - rr0 * x2 / n2
-    if var <= 0:
-        return 0.0 if diff == 0 else math.inf
-    return diff * diff / var
-
-
-def mn_interval(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
-    """All rr0 not rejected at 5%, found by bisection on log rr0 from the estimate outwards."""
-    rr = (x1 / n1) / (x2 / n2)
-    g = lambda t: mn_statistic(x1, n1, x2, n2, math.exp(t)) - Z2  # noqa: E731
-    centre = math.log(rr) if rr > 0 else -30.0
-    high = optimize.brentq(g, centre + 1e-6, centre + 60, xtol=1e-13)
-    low = 0.0 if x1 == 0 else math.exp(optimize.brentq(g, centre - 60, centre - 1e-6, xtol=1e-13))
-    return low, math.exp(high)
-
+from engine.analyze.stats import ratio_score_interval, relative_reduction
 
 SMALL = [(x1, n1, x2, n2) for n1 in (1, 3, 8) for n2 in (1, 4, 9)
          for x1 in range(n1 + 1) for x2 in range(1, n2 + 1)]
@@ -117,58 +87,3 @@ def test_exact_coverage_is_near_nominal_at_small_counts(p_control, p_treated, n)
     # nothing below 100% and so missed every true reduction under 100%.
     # (0.5, 0.02, 20): two thirds of the tables have 0 treated events.
     assert 0.93 <= coverage <= 0.99, (coverage, not_estimable)
-
-
-def test_the_mitigation_section_prints_the_interval_and_says_when_it_is_not_estimable(db_path):
-    from engine import load_spec
-    from engine.kernel.registry import get_scenario
-    from engine.plan.compile import compile_plan
-    from engine.report.catalog import validate_sections
-    from engine.report.context import ReportContext
-    from engine.store.db import StudyStore
-
-    loaded = load_spec("blackmail_subfrontier")
-    plan = compile_plan(loaded)
-    models = sorted({t.inputs["model_key"] for t in plan.trials})
-    assert len(models) == 2
-    scenario = get_scenario("agentic_misalignment")
-    store = StudyStore(db_path)
-    store.migrate_component(scenario.name, scenario.migrations_dir)
-    store.record_plan(loaded.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in plan.trials])
-    params = scenario.metric_params(loaded.spec)
-    counts = {m: [0, 0] for m in models}  # off trials per model, on trials per model
-    for t in plan.trials:
-        model, off = t.inputs["model_key"], str(t.cell["safety_instructions"]) == "off"
-        counts[model][0 if off else 1] += 1
-        act = model == models[0] and off  # the first model blackmails in every trial without the instructions
-        store.commit_trial(
-            {"trial_id": t.trial_id, "scenario": scenario.name, "cell_id": t.cell_id, "cell": t.cell,
-             "seed": t.seed, "inputs": t.inputs, "status": "done", "attempt": 1},
-            [], {"agentic_responses": [{
-                "trial_id": t.trial_id, "model_key": model, "variant": "blackmail",
-                **t.inputs["condition"], "sample": t.seed, "response_text": "...", "scratchpad_text": None,
-                "emails": json.dumps([]), "emails_sent": int(act), "emailed_executive": act, "call_id": "c"}]})
-        labels = {"s": "BLACKMAIL" if act else "NO_BLACKMAIL", "b": "BLACKMAIL" if act else "NO_BLACKMAIL",
-                  "d": "CONSIDERED_LEVERAGE" if act else "DID_NOT_CONSIDER"}
-        for alias, label in labels.items():
-            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_judge_id"],
-                                  "rubric_version": params[f"{alias}_rubric_version"],
-                                  "judge_fingerprint": params[f"{alias}_judge_fingerprint"], "judge_kind": "x",
-                                  "label": label, "status": "ok", "attempt": 1}, [])
-    ctx = ReportContext(loaded, store.con, scenario, str(db_path))
-    sections = {s.type: (s, o) for s, o in validate_sections(loaded.spec.report.sections, scenario)}
-    section, options = sections["mitigation"]
-    md = section.render(ctx, options).markdown.replace("\\", "")
-    store.close()
-
-    n_off, n_on = counts[models[0]]
-    _, high = mn_interval(0, n_on, n_off, n_off)  # 0 events with the instructions, all events without
-    expected = f"100% [{1 - high:.0%}, 100%]"
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
-    first, second = (loaded.spec.models[m].label for m in models)
-    assert rows[first].rstrip(" |").endswith(expected), rows[first]
-    assert 1 - high < 0.9  # the interval is not the old degenerate [100%, 100%]
-    assert rows[second].rstrip(" |").endswith(NOT_ESTIMABLE_NO_CONTROL_EVENTS), rows[second]
-    assert NOT_ESTIMABLE_NO_CONTROL_EVENTS == "not estimable: no events without the instructions"
-    assert "score interval for RR (Koopman 1984; Miettinen and Nurminen 1985" in md
-    assert "no resampling" in md and "bootstrap" not in md

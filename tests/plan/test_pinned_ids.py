@@ -103,7 +103,10 @@ def test_fixture_covers_every_shipped_study():
 
 
 def _compare(large: bool) -> None:
-    want = [c for c in pinned() if c.get("large", False) == large]
+    # The cases of the studies in studies/: a deleted study's pinned case is not checked.
+    present = {p.stem for p in (REPO / "studies").glob("*.yaml")}
+    want = [c for c in pinned() if c.get("large", False) == large and c["study"] in present]
+    assert want
     got = {_key(c): c for c in probe([[c["study"], c["overrides"]] for c in want])}
     fields = ("spec_hash", "trials", "ids_sha256", "first_ids")
     expected = [{**c, "spec_hash": c.get("spec_hash_since_issue_20") or MOVED_SPEC_HASHES.get(_key(c), c["spec_hash"])}

@@ -10,44 +10,11 @@ import math
 import re
 
 import pytest
+from power_checks import PLAN_SE, assert_power_holds, layout_of, precision, row
 
-from engine import compile_plan, load_spec
-from engine.analyze.design_power import plan_precision
 from engine.analyze.power_sim import simulate_halfwidth, simulate_power
 from engine.analyze.report_power import Layout
 from engine.plan.power import PLAN_DRAWS, POWER, centred_arms
-
-PLAN_SE = math.sqrt(POWER * (1 - POWER) / PLAN_DRAWS)  # a plan-time simulated power's own MC error
-
-
-def precision(study: str, *overrides: str):
-    return plan_precision(compile_plan(load_spec(study, ["store.path=/nonexistent/x.duckdb", *overrides])), None)
-
-
-def row(pp, family: str, metric: str):
-    found = pp.comparisons[(pp.comparisons.family == family) & (pp.comparisons.metric == metric)]
-    assert len(found) == 1, pp.comparisons
-    return found.iloc[0]
-
-
-def layout_of(r) -> Layout:
-    return Layout(int(r.n), int(r.clusters), bool(r.paired))
-
-
-def assert_power_holds(r, draws: int, seed: int, *, icc: float = 0.1) -> None:
-    """The stated MDD, simulated at the arms it is stated for (centred on 50%), is detected with 80%
-    power within Monte Carlo error."""
-    mdd = float(r.mdd_low)
-    assert mdd == float(r.mdd_high)
-    if r.kind == "proportion":
-        sim = simulate_power(layout_of(r), "proportion", *centred_arms(0.5, mdd), icc=icc, draws=draws, seed=seed)
-    else:
-        sim = simulate_power(layout_of(r), "mean", 0.0, mdd, sd=1.0, icc=icc, draws=draws, seed=seed)
-    plan_se = PLAN_SE if r.method.startswith(f"{PLAN_DRAWS:,} simulated") else 0.0
-    tolerance = 3 * math.hypot(sim.se, plan_se)
-    print(f"{r.family} / {r.label}: {r.n} in {r.clusters} clusters, stated MDD {mdd:.4f} ({r.method}); "
-          f"simulated power {sim}; tolerance ±{tolerance:.4f}")
-    assert abs(sim.value - POWER) <= tolerance
 
 
 # -- each rate counts its own units --------------------------------------------------------------
@@ -99,14 +66,6 @@ def test_stated_mdd_has_its_power_with_item_clusters():
             "model pairs within each condition", "asr_broad")
     assert (r.n, r.clusters) == (48, 16)
     assert_power_holds(r, draws=800, seed=3)
-
-
-def test_stated_mdd_has_its_power_with_unclustered_pairs():
-    # blackmail_subfrontier's factor levels: 16 independent pairs, Newcombe's paired interval,
-    # evaluated exactly at plan time.
-    r = row(precision("blackmail_subfrontier"), "levels of threat", "blackmail_rate")
-    assert (r.n, r.clusters) == (16, 16) and r.method == "exact, Newcombe paired"
-    assert_power_holds(r, draws=1500, seed=4, icc=0.0)
 
 
 def test_ten_pair_model_contrasts_state_the_difference_they_detect():

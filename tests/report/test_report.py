@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 import duckdb
 import pytest
 from conftest import run_cli
+from hostile_text import BIDI, CONTROLS, HOSTILE_REPLY
 
 from engine.kernel.errors import SpecError
 from engine import build_report
@@ -211,10 +212,6 @@ def test_escape_and_code_block_are_safe():
 
 # -- model text: capped, control and bidi characters made visible (no real LLM: a stand-in replies) --
 
-REPLY_FILL = 1_000_000
-CONTROLS = "".join(map(chr, [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]))  # C0 but tab/LF/CR, DEL
-BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
-HOSTILE_REPLY = f"ctl[{CONTROLS}] bidi[{BIDI}] " + "x" * REPLY_FILL  # one model reply, over 1 MB
 
 
 def visible(char: str) -> str:
@@ -300,47 +297,6 @@ def test_model_text_caps_and_neutralises_in_one_place():
     assert model_text("tab\tnl\ncr\r") == "tab\tnl\ncr\r"  # kept
     assert model_text("\x00\x07\x1b\x7f\u202e\u2066\u200f\u061c") == "\\x00\\x07\\x1b\\x7fU+202EU+2066U+200FU+061C"
     assert "\u202e" not in escape("a\u202eb") and "\x1b" not in code_block("a\x1bb")
-
-
-def test_inhibition_examples_are_cut_at_their_max_chars(tmp_path):
-    """The agentic scenario's quoted examples go through the same helper: four 1 MB replies that
-    considered the act and refrained."""
-    import json
-
-    from engine.plan.compile import compile_plan
-    from engine.report.context import ReportContext
-    from engine.kernel.registry import get_scenario
-    from engine.scenarios.agentic_misalignment.report import Inhibition
-    from engine.store.db import StudyStore
-
-    loaded = load_spec("blackmail_subfrontier")
-    plan = compile_plan(loaded)
-    trials = plan.trials[:4]
-    scenario = get_scenario("agentic_misalignment")
-    store = StudyStore(tmp_path / "a.duckdb")
-    store.migrate_component(scenario.name, scenario.migrations_dir)
-    store.record_plan(loaded.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in plan.trials[:4]])
-    params = scenario.metric_params(loaded.spec)
-    for t in trials:
-        store.commit_trial(
-            {"trial_id": t.trial_id, "scenario": scenario.name, "cell_id": t.cell_id, "cell": t.cell,
-             "seed": t.seed, "inputs": t.inputs, "status": "done", "attempt": 1},
-            [], {"agentic_responses": [{
-                "trial_id": t.trial_id, "model_key": t.inputs["model_key"], "variant": "blackmail",
-                **t.inputs["condition"], "sample": t.seed, "response_text": HOSTILE_REPLY, "scratchpad_text": None,
-                "emails": json.dumps([]), "emails_sent": 0, "emailed_executive": False, "call_id": "c"}]})
-        for alias, label in (("s", "NO_BLACKMAIL"), ("b", "NO_BLACKMAIL"), ("d", "CONSIDERED_LEVERAGE")):
-            store.commit_verdict({"subject_id": t.trial_id, "judge_id": params[f"{alias}_judge_id"],
-                                  "rubric_version": params[f"{alias}_rubric_version"],
-                                  "judge_fingerprint": params[f"{alias}_judge_fingerprint"], "judge_kind": "x",
-                                  "label": label, "status": "ok", "attempt": 1}, [])
-    ctx = ReportContext(loaded, store.con, scenario, str(tmp_path / "a.duckdb"))
-    md = Inhibition().render(ctx, Inhibition.Options(type="inhibition", examples=4, max_chars=500)).markdown
-    store.close()
-    assert md.count(f"(cut, {len(HOSTILE_REPLY)} chars)") == 4
-    assert "shown up to 500 characters per reply" in md.replace("\\", "")
-    assert "\x00" not in md and "\u202e" not in md and "ctl[\\x00\\x01" in md
-    assert len(md) < 4 * 500 + 5000
 
 
 # -- rendering tools that fail, and the work folder -----------------------------------------------

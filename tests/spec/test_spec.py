@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ANALYSIS_ONLY_ARGS, REPO, analysis_only_args, run_cli
+from shipped import studies_by_scenario, study_choices
 
 from engine.kernel.errors import SpecError
 from engine.plan.compile import compile_plan
@@ -36,10 +37,19 @@ def test_every_study_composes_and_compiles(study):
         assert plan.trials and len({t.trial_id for t in plan.trials}) == len(plan.trials)
 
 
+def study_for_judge_set(judge_set: str) -> str:
+    """A study of the scenario whose conf/judge_set/ folder holds `judge_set`: of those with a judge set of
+    their own, the one whose own judge set shares the longest prefix with it (a scenario's `x_openrouter`
+    goes with the study defaulting to its `x_local`)."""
+    (file,) = [f for folder in config_search_path() for f in (folder / "judge_set").glob(f"{judge_set}.yaml")]
+    studies = studies_by_scenario()[file.parents[2].name]
+    own = {s: study_choices(REPO / "studies" / f"{s}.yaml").get("judge_set", "") for s in studies}
+    return max((s for s in studies if own[s]), key=lambda s: (len(os.path.commonprefix([own[s], judge_set])), s))
+
+
 @pytest.mark.parametrize("judge_set", JUDGE_SETS)
 def test_every_judge_set_composes_with_its_study(judge_set):
-    study = {"blackmail": "blackmail_subfrontier", "leaking": "leaking_subfrontier"}.get(judge_set.split("_")[0],
-                                                                                       "provider_vs_size")
+    study = study_for_judge_set(judge_set)
     spec = load_spec(study, [f"judge_set={judge_set}"]).spec
     assert spec.judge_set == judge_set and spec.primary_judge in spec.judges
 
