@@ -80,7 +80,8 @@ def _claims(plan: Plan, bases: dict[str, MetricBasis]) -> list[ClaimCase]:
                                  "scenario's own inputs, not a metric's units (no simulation of them yet)"))
             continue
         frame = design_frame(plan, options.metric)
-        frame = frame[[cu.matches(c, options.where) for c in frame["cell"]]].reset_index(drop=True)
+        kept = np.array([cu.matches(c, options.where) for c in frame["cell"]], dtype=bool)
+        frame = frame.loc[kept].reset_index(drop=True)  # (a list of no booleans would select no columns)
         basis = bases[options.metric]
         cells = [_cell_mean(basis, c) for c in dict.fromkeys(frame["cell_id"])] or [(0.5, 1.0)]
         centre, sd = float(np.mean([m for m, _ in cells])), float(np.mean([s for _, s in cells]))
