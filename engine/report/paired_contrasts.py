@@ -57,7 +57,8 @@ def n_text(c: Contrast) -> str:
 
 
 def method_text(c: Contrast) -> str:
-    return f"{'paired' if c.paired else 'unpaired'}: {c.difference.interval}, {c.difference.test}"
+    """The interval's method, which says whether the row is paired (its p inverts it, as the prose says)."""
+    return c.difference.interval
 
 
 def discordant_text(c: Contrast) -> str:
@@ -78,18 +79,19 @@ def prose(result: PairedContrasts, ctx, names: dict[str, str]) -> list[str]:
            f"{factors} factor). The cluster unit is the {cluster if cluster != 'item' else item} "
            f"({result.n_clusters} in all): "
            + CLUSTER_WHY[cluster].format(item=item, many=many) + "."]
-    out.append("Rows whose clusters each hold one pair give proportions Newcombe's paired interval (1998, method "
-               "10) and the exact McNemar test; rows where a cluster holds several pairs (n reads 'in k clusters') "
-               "give a seeded percentile bootstrap over whole clusters and a sign-flip test over clusters, which is "
-               "the exact McNemar test again when every cluster holds one pair. Means get the bootstrap and the "
-               f"sign-flip test in both cases. No resampling interval is given over fewer than {MIN_CLUSTERS} "
-               "clusters; the table says so where it applies.")
+    out.append("Proportions: the MOVER interval (Newcombe's hybrid, method 10) built from each model's own exact "
+               "interval (Clopper-Pearson, or Korn-Graubard over clusters when a cluster holds several pairs) and "
+               "the correlation of the two rates (Newcombe's phi, the correlation of the clusters' totals, or 0 "
+               "unpaired). Means: a seeded studentized bootstrap over whole clusters of the paired differences (or "
+               "of each model's clusters, unpaired); none over fewer than "
+               f"{MIN_CLUSTERS} clusters, and the table says so where it applies. Each p-value inverts its row's own "
+               "interval (the level at which the interval's end reaches 0), so p < 0.05 exactly when the 95% "
+               "interval excludes 0.")
     unpaired = [c for c in rows if not c.paired]
     left_out = sum(c.n_a + c.n_b - 2 * c.n_pairs for c in rows if c.paired)
     tail = (f"{len(unpaired)} of {len(rows)} comparisons are unpaired: fewer than half the smaller arm's {many} "
-            "had a partner, so all units are compared as independent samples (Newcombe's interval for "
-            "independent proportions and Fisher's exact test, or a two-sample cluster bootstrap and a cluster "
-            "permutation test)." if unpaired else "Every comparison is paired.")
+            "had a partner, so all units are compared as independent samples." if unpaired
+            else "Every comparison is paired.")
     if left_out:
         tail += f" Paired rows leave out {left_out} {many} without a partner (e.g. ended in an error)."
     out.append(tail + f" p-values are Holm-corrected across the {len(rows)} comparisons shown; discordant counts "
@@ -100,7 +102,7 @@ def prose(result: PairedContrasts, ctx, names: dict[str, str]) -> list[str]:
 @register_section
 class PairedContrastsSection(Section):
     """Model contrasts on the same units: difference, paired 95% interval, discordant pairs,
-    McNemar (or sign-flip) p and Holm p, as a table and a forest plot."""
+    the p that inverts that interval and Holm p, as a table and a forest plot."""
 
     type = "paired_contrasts"
 

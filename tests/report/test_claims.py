@@ -27,8 +27,8 @@ PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range
 CLAIMS = ("[{claim: 'Role-play raises ASR', test: difference, metric: asr_broad, a: {attack: roleplay}, "
           "b: {attack: direct}, direction: positive, effect: 0.3},"
           " {claim: 'ASR falls with size', test: trend, metric: asr_broad, direction: negative},"
-          " {claim: 'Role-play adds 40-60 points', test: difference, metric: asr_broad, a: {attack: roleplay},"
-          " b: {attack: direct}, range: [0.4, 0.6]}]")
+          " {claim: 'Role-play adds 10-30 points', test: difference, metric: asr_broad, a: {attack: roleplay},"
+          " b: {attack: direct}, range: [0.1, 0.3]}]")
 
 
 def overrides(db, claims: str = CLAIMS) -> list[str]:
@@ -77,7 +77,7 @@ def test_difference_claim_is_recomputed_from_the_tables(study_db):
     tested = [r for r in (raises, trend, range_claim) if math.isfinite(r.decision.p)]
     expected = multipletests([r.decision.p for r in tested], method="holm")[1]
     assert [r.decision.holm_p for r in tested] == pytest.approx(list(expected))
-    # The stand-in's difference is 100 points: outside the claimed 40-60.
+    # The stand-in's difference is 100 points, its interval (10 prompts) wholly outside the claimed 10-30.
     assert range_claim.decision.verdict == "contradicted"
 
 
