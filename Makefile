@@ -16,7 +16,7 @@ WHEEL_DIR ?= $(HOME)/.cache/llm-study-engine/wheels
 LLAMA_WHEEL_STAMP := $(WHEEL_DIR)/.llama-$(LLAMA_VERSION)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install install-all install-ray install-slurm install-inspect install-test browser study plan summary \
+.PHONY: install install-all install-ray install-slurm install-inspect install-test browser study plan summary watch \
 	report regrade snapshot snapshot-deps test test-fast bench lock clean
 
 # One section of requirements.lock ([base], [ray], ...), as a requirements file.
@@ -69,9 +69,19 @@ plan: install
 summary: install
 	$(PY) -m engine summary $(STUDY) $(ARGS)
 
+# A running study, from another terminal (ARGS: the run's overrides; "--once" prints one snapshot).
+watch: install
+	$(PY) -m engine watch $(STUDY) $(ARGS)
+
 # Re-render reports/$(STUDY)/ from the database; calls no model.
 report: install
 	$(PY) -m engine report $(STUDY) $(ARGS)
+
+# Two finished studies (or spec versions) side by side: B - A per cell and metric, the spec diff, and a
+# report in reports/compare-<A>-vs-<B>/; calls no model. E.g. make compare A=model_size B=model_size:5193fd3f
+.PHONY: compare
+compare: install
+	$(PY) -m engine compare $(A) $(B) $(ARGS)
 
 # Inspect logs of the study, one .eval per model x condition (ARGS="--out DIR" to choose where); calls no model.
 .PHONY: export-inspect

@@ -28,13 +28,25 @@ def check_study(loaded: LoadedSpec) -> LoadedSpec:
         check_prompt_formats({**{f"models.{k}": (m.display_name, m) for k, m in spec.models.items()},
                               **{f"judges.{j}.model": (s.model.display_name, s.model)
                                  for j, s in spec.judges.items() if s.model is not None}})
-        validate_sections(spec.report.sections, scenario)
+        for i, (section, options) in enumerate(validate_sections(spec.report.sections, scenario)):
+            section.check_study(options, loaded, f"report.sections.{i}")
         validate_claims(spec.report.claims, scenario, spec, levels=not narrowed_design(loaded.sources))
         for i, metric in enumerate(spec.report.sweep_metrics or []):
             check_metric(metric, scenario, f"report.sweep_metrics.{i}")
+        check_assumed_sds(spec.design.assumed_sd, scenario)
     except SpecError as exc:
         raise loaded.sources.attributed(exc) from None
     return loaded
+
+
+def check_assumed_sds(assumed: dict[str, float], scenario) -> None:
+    """design.assumed_sd names mean metrics of the scenario."""
+    kinds = {m.name: m.kind for m in scenario.metrics()}
+    for name in assumed:
+        check_metric(name, scenario, f"design.assumed_sd.{name}")
+        if kinds[name] != "mean":
+            raise SpecError(f"'{name}' is a rate: its SD follows from its rate (design.assumed_rate)",
+                            key=f"design.assumed_sd.{name}")
 
 
 def narrowed_design(sources: Sources) -> bool:

@@ -1,4 +1,4 @@
-"""Command line: `python -m engine run|plan|summary STUDY [hydra overrides...]`.
+"""Command line: `python -m engine run|plan|summary|report|judge STUDY [hydra overrides...]`, `export`, `compare A B`, `watch STUDY`.
 
 Heavy imports (litellm, llama.cpp, Hydra) happen inside the commands so that --help is instant.
 """
@@ -50,6 +50,37 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("run", "report"):
             p.add_argument("--formats", default="html,pdf",
                            help="report formats, comma-separated: html, pdf (default: html,pdf)")
+    text = ("compare two finished studies, two spec versions of one study, or one design on two versions of a "
+            "model: B - A per matched cell and metric with paired 95% intervals, what differs between the specs, "
+            "and a report (HTML and PDF); calls nothing")
+    p = sub.add_parser("compare", help=text, description=text)
+    side = ("STUDY (composed with its overrides, like run), STUDY:SPEC_HASH (a version its database holds), "
+            "DATABASE.duckdb, or DATABASE.duckdb:SPEC_HASH")
+    p.add_argument("a", metavar="A", help=f"the baseline: {side}")
+    p.add_argument("b", metavar="B", help="the other side, in the same forms (differences are B - A)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for both A and B (when they are studies)")
+    p.add_argument("--a", dest="a_overrides", action="append", default=[], metavar="OVERRIDE",
+                   help="a Hydra override for A only (repeatable)")
+    p.add_argument("--b", dest="b_overrides", action="append", default=[], metavar="OVERRIDE",
+                   help="a Hydra override for B only (repeatable)")
+    p.add_argument("--map", dest="mapping", action="append", default=[], metavar="A_LEVEL=B_LEVEL",
+                   help="match A's level (e.g. a model key) to B's: --map gpt4o=gpt4o_2025_08 (repeatable)")
+    p.add_argument("--metric", dest="metrics", action="append", metavar="NAME",
+                   help="a metric to compare (repeatable; default: the scenario's headline metrics)")
+    p.add_argument("--out", metavar="DIR", help="where the report goes (default: reports/compare-<A>-vs-<B>)")
+    p.add_argument("--formats", default="html,pdf", help="report formats, comma-separated: html, pdf")
+    p.add_argument("--no-report", action="store_true", help="print the table only; write nothing")
+    p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                   help="a folder of your own config groups, as for run")
+    text = ("follow a running study from another terminal: per cell, trials stored/planned and the headline "
+            "metrics; errors, spend, routes and the ETA, from the snapshot the run publishes; calls nothing")
+    p = sub.add_parser("watch", help=text, description=text)
+    p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides: the same as the study is run with")
+    p.add_argument("--once", action="store_true", help="print the snapshot once and exit (for logs and scripts)")
+    p.add_argument("--every", type=float, default=2.0, metavar="S", help="seconds between refreshes (default 2)")
+    p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                   help="a folder of your own config groups, as for run")
     text = "write the study's trials as logs for another tool (inspect: one Inspect .eval per model x condition); call nothing"
     p = sub.add_parser("export", help=text, description=text)
     p.add_argument("format", choices=["inspect"], help="the output format")
@@ -80,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from engine.analyze.live import SnapshotUnreadable
     from engine.kernel.errors import ReportError, SpecError, StoreBusy, WeightsError
     from engine.kernel.redaction import redact
 
@@ -105,12 +137,16 @@ def main(argv: list[str] | None = None) -> int:
             return _judge(args, console)
         if args.command == "export":
             return _export(args, console)
+        if args.command == "compare":
+            return _compare(args, console)
+        if args.command == "watch":
+            return _watch(args, console)
         return _run(args, console)
     except SpecError as exc:
         # Not wrapped at the terminal width: each line stays "spec error <file>: key '<key>': <message>".
         err.print(f"[bold red]spec error[/] {escape(redact(str(exc)) or '')}", highlight=False, soft_wrap=True)
         return EXIT_SPEC
-    except (WeightsError, FileNotFoundError, ReportError, StoreBusy, SweepFailed) as exc:
+    except (WeightsError, FileNotFoundError, ReportError, StoreBusy, SweepFailed, SnapshotUnreadable) as exc:
         err.print(f"[bold red]error[/] {escape(redact(str(exc)) or '')}", highlight=False)
         return EXIT_RUNTIME
 
@@ -147,32 +183,43 @@ MAX_CELL_ROWS = 30
 def _print_precision(console, plan, est) -> None:
     from rich.markup import escape
 
-    from engine.analyze.design_power import cells_display, comparisons_display
+    from engine.analyze.design_power import cells_display, comparisons_display, precision_preamble
     from engine.study import plan_precision_of, seeds_cost
 
     pp, unread = plan_precision_of(plan)
-    console.print("\n[bold]Precision and power at the planned N[/] (95% intervals; minimum detectable "
-                  "differences at 80% power, alpha 0.05, two-sided)")
+    console.print("\n[bold]Precision and power at the planned N[/]")
+    for line in precision_preamble(pp):
+        console.print(f"  {escape(line)}", soft_wrap=True, highlight=False)
     if unread:
         console.print(f"  database not read: {escape(unread)}")
     for basis in pp.bases:
-        console.print(f"  {escape(basis.statement())}")
+        console.print(f"  {escape(basis.statement())}", soft_wrap=True, highlight=False)
     console.print(f"  trials cluster on {pp.unit}")
     cells = cells_display(pp)
     if len(cells) > MAX_CELL_ROWS:
         console.print(f"  first {MAX_CELL_ROWS} of {len(cells)} cells:")
         cells = cells.head(MAX_CELL_ROWS)
-    _print_table(console, "Expected half-width per design cell", cells)
-    _print_table(console, "Minimum detectable difference per comparison", comparisons_display(pp))
+    _print_table(console, "Expected 95% half-width per design cell (mean over studies)", cells)
+    _print_table(console, "Minimum detectable difference per comparison (80% power, alpha 0.05)",
+                 comparisons_display(pp))
     if pp.target is not None:
-        console.print(escape(seeds_cost(pp.target, est)))
+        for line in seeds_cost(pp.target, est, plan.loaded.spec.executor.budget):
+            style = "bold red" if line.lstrip().startswith("OVER BUDGET") else None
+            console.print(escape(line), style=style, soft_wrap=True, highlight=False)
 
 
 def _print_table(console, title: str, table) -> None:
-    from rich.table import Table
-
     if table.empty:
         return
+    console.print(_rich_table(title, table))
+    from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
+
+    if any(BASE_MODEL_MARK in str(v) for v in table.to_numpy().ravel()):
+        console.print(BASE_MODEL_NOTE, highlight=False, soft_wrap=True)
+
+
+def _rich_table(title: str, table):
+    from rich.table import Table
 
     # A metric's own n (column "<label> n") is shown inside the metric's cell: the table stays narrow
     # enough that cell labels are not folded.
@@ -186,11 +233,7 @@ def _print_table(console, title: str, table) -> None:
         for n_column, metric in merged.items():
             values[metric] += f" (n={row[n_column]})"
         out.add_row(*[_terminal(values[c]) for c in shown])
-    console.print(out)
-    from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
-
-    if any(BASE_MODEL_MARK in str(v) for v in table.to_numpy().ravel()):
-        console.print(BASE_MODEL_NOTE, highlight=False, soft_wrap=True)
+    return out
 
 
 def _terminal(text: object) -> str:
@@ -212,9 +255,66 @@ def _table_title(loaded) -> str:
 def _summary(args, console) -> int:
     from engine.study import study_summary
 
-    loaded, table = study_summary(args.study, args.overrides)
+    loaded, table, live = study_summary(args.study, args.overrides)
+    if live:
+        console.print(_terminal(live), soft_wrap=True)
     _print_table(console, _table_title(loaded), table)
     return 0
+
+
+def _watch(args, console) -> int:
+    """The snapshot a running study publishes, refreshed until the run ends (or once)."""
+    import time
+
+    from rich.live import Live
+
+    from engine.study import load_study, store_path
+    from engine.store.lock import lock_holder
+    from engine.store.snapshot import read_snapshot
+
+    if not args.every > 0:
+        raise SystemExit("argument --every: must be a number of seconds above 0")
+    loaded = load_study(args.study, args.overrides)
+    db = store_path(loaded)
+    snap = read_snapshot(db)
+    if snap is None:
+        holder = lock_holder(db)
+        why = (f"{holder} holds it and publishes no snapshot" if holder else
+               "no run of it is under way" if db.exists() else "it has not been run yet")
+        console.print(_terminal(f"no live snapshot of {db}: {why}. `python -m engine summary {args.study}` reads "
+                                "what its database holds"), soft_wrap=True)
+        return EXIT_RUNTIME
+    if args.once or not console.is_terminal:
+        _print_live(console, snap)
+        return 0
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            live.update(_live_renderable(snap), refresh=True)
+            if not snap.running:
+                return 0
+            time.sleep(args.every)
+            snap = read_snapshot(db) or snap
+
+
+def _print_live(console, snap) -> None:
+    from engine.analyze.live import live_view
+
+    view = live_view(snap)  # SnapshotUnreadable: said by main()
+    for line in view.lines:
+        console.print(_terminal(line), soft_wrap=True)
+    _print_table(console, "per cell (N = finished/planned)", view.table)
+
+
+def _live_renderable(snap):
+    from rich.console import Group
+    from rich.text import Text
+
+    from engine.analyze.live import live_view
+    from engine.report.markdown import neutralise
+
+    view = live_view(snap)
+    return Group(*(Text(neutralise(line)) for line in view.lines), _rich_table("per cell (N = finished/planned)",
+                                                                                view.table))
 
 
 def _run(args, console) -> int:
@@ -313,6 +413,37 @@ def _export(args, console) -> int:
     console.print(f"{len(result.files)} Inspect logs, {result.samples} samples ({result.errored} errored) in "
                   f"{result.out_dir}; open them with: inspect view --log-dir {result.out_dir}",
                   highlight=False, soft_wrap=True, markup=False)
+    return 0
+
+
+def _compare(args, console) -> int:
+    from pathlib import Path
+
+    from engine.compare import compare_studies
+    from engine.compare.report import build_compare_report, report_dir, terminal_table, terminal_title
+    from engine.compare.sections import significant, summary_sentence
+    from engine.spec.load import check_output_path
+
+    if args.out is not None and not args.no_report:
+        check_output_path(args.out, "--out", folder=True)  # before anything is read
+    comparison = compare_studies(args.a, args.b, overrides=args.overrides, a_overrides=args.a_overrides,
+                                 b_overrides=args.b_overrides, mapping=args.mapping, metrics=args.metrics)
+    _print_table(console, terminal_title(comparison), terminal_table(comparison))
+    console.print(_terminal(summary_sentence(comparison)) + (" (the Holm p column)" if significant(comparison) else ""),
+                  highlight=False, soft_wrap=True)
+    shown = [c for c in comparison.changes if c.kind != "cosmetic"]
+    console.print(f"specs differ in {len(shown)} keys" + (":" if shown else " (report and executor keys aside)"),
+                  highlight=False)
+    for change in shown:
+        console.print(f"  {_terminal(change.key)} ({change.kind}): {_terminal(change.a)} -> {_terminal(change.b)}",
+                      highlight=False, soft_wrap=True)
+    if args.no_report:
+        return 0
+    report = build_compare_report(comparison, Path(args.out) if args.out else report_dir(comparison),
+                                  formats=args.formats)
+    made = [_terminal(p) for p in (report.outputs.html, report.outputs.pdf) if p]
+    console.print(f"comparison report ({report.outputs.engine}): {_terminal(report.outputs.qmd)} -> {', '.join(made)}",
+                  soft_wrap=True)
     return 0
 
 

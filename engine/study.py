@@ -5,9 +5,8 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
-from collections import defaultdict
+import time
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -15,68 +14,37 @@ import duckdb
 import pandas as pd
 
 from engine.kernel.version import __version__
-from engine.analyze.design_power import PlanPrecision, TargetSeeds, plan_precision
+from engine.analyze.design_power import Budget, PlanPrecision, TargetSeeds, plan_precision, target_lines
+from engine.analyze.live import LivePublisher, NoSnapshot
+from engine.analyze.plan_cost import PlanEstimate, estimate_plan  # noqa: F401 (the API of `plan`)
 from engine.analyze.summary import summary_frame
 from engine.execute import loop as event_loop
 from engine.execute.gateway import Gateway
 from engine.execute.runner import RunSummary, execute, trials_to_run
 from engine.execute.transports import check_credentials
 from engine.judging.run import run_judges, study_judges, JudgeRunSummary
-from engine.kernel.contracts import Judge
 from engine.judging.catalog import judge_models, make_judges
 from engine.kernel.paths import REPO_ROOT
 from engine.plan.compile import compile_plan, Plan
 from engine.providers.prepare import prepare_models
-from engine.kernel.records import CallEstimate
 from engine.spec.load import LoadedSpec, load_spec
+from engine.spec.schema import Budget as BudgetSpec
 from engine.checks import check_study
+from engine.report.preregistration import register_study
 from engine.report.study_report import Report, build_report_for
 from engine.store.db import StoreBusy, StudyStore
 from engine.store.lock import study_lock
+from engine.store.registration import mark_imported
+from engine.store.snapshot import Snapshot, read_snapshot
 
 RECORDED_PACKAGES = ("litellm", "llama_cpp_python", "duckdb", "hydra-core", "omegaconf", "pydantic",
                      "numpy", "scipy", "statsmodels", "pandas")
-
-
-@dataclass(frozen=True)
-class PlanEstimate:
-    cells: int
-    trials: int
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    usd: float
-    per_model: dict[str, dict[str, float]]
 
 
 def load_study(study: str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
     """Compose and validate a study: the spec's own fields, then every check across stages (design,
     judges, report sections). Raises SpecError before anything is written."""
     return check_study(load_spec(study, overrides))
-
-
-def judge_estimates(plan: Plan, judges: list[Judge]) -> list[CallEstimate]:
-    """One grading of every planned trace and gold item by each judge that calls a model."""
-    from engine.judging.gold import load_gold
-
-    estimates = [j.estimate(len(plan.trials) + len(load_gold(j.spec.rubric))) for j in judges]
-    return [e for e in estimates if e is not None]
-
-
-def estimate_plan(plan: Plan) -> PlanEstimate:
-    judges = make_judges(plan.loaded.spec)
-    models = {**plan.loaded.spec.models, **judge_models(judges)}
-    per_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for e in [*plan.estimates(), *judge_estimates(plan, judges)]:
-        row = per_model[e.model_key]
-        row["calls"] += e.calls
-        row["prompt_tokens"] += e.prompt_tokens
-        row["completion_tokens"] += e.completion_tokens
-        row["usd"] += models[e.model_key].price.cost(e.prompt_tokens, e.completion_tokens)
-    total = lambda k: sum(r[k] for r in per_model.values())  # noqa: E731
-    return PlanEstimate(len(plan.cells), len(plan.trials), int(total("calls")), int(total("prompt_tokens")),
-                        int(total("completion_tokens")), float(total("usd")),
-                        {k: dict(v) for k, v in per_model.items()})
 
 
 def plan_precision_of(plan: Plan) -> tuple[PlanPrecision, str | None]:
@@ -88,7 +56,8 @@ def plan_precision_of(plan: Plan) -> tuple[PlanPrecision, str | None]:
     try:
         store = StudyStore(path, read_only=True)
     except StoreBusy as exc:
-        return plan_precision(plan, None), str(exc)
+        live = running_snapshot(plan.loaded)
+        return plan_precision(plan, None), str(exc) if live is None else live[1]
     try:
         return plan_precision(plan, store.con), None
     except duckdb.Error as exc:  # a database of another scenario or an older schema
@@ -97,17 +66,11 @@ def plan_precision_of(plan: Plan) -> tuple[PlanPrecision, str | None]:
         store.close(checkpoint=False)
 
 
-def seeds_cost(target: TargetSeeds, est: PlanEstimate) -> str:
-    """What reaching a target half-width takes: seeds per cell, and the plan's calls, tokens and
-    cost scaled to them (every trial's cost is per seed; gold-set grading is counted as planned)."""
-    head = f"target ±{target.target:.0%} on every headline rate"
-    if target.seeds is None:
-        return f"{head}: not reachable with more seeds: " + "; ".join(target.notes)
-    scale = target.seeds / target.seeds_now
-    tokens = (est.prompt_tokens + est.completion_tokens) * scale
-    return (f"{head}: {target.seeds} seeds per cell (now {target.seeds_now}; the most needed by "
-            f"{target.worst}): model calls ≤ {est.calls * scale:,.0f}, tokens ≤ {tokens:,.0f}, "
-            f"cost ≤ ${est.usd * scale:,.2f}")
+def seeds_cost(target: TargetSeeds, est: PlanEstimate, budget: BudgetSpec) -> list[str]:
+    """What reaching a target half-width takes: seeds per rate, and the plan's calls, tokens and cost
+    scaled to them, flagged when over the study's budget."""
+    return target_lines(target, est.calls, est.prompt_tokens + est.completion_tokens, est.usd,
+                        Budget(budget.max_usd, budget.max_tokens))
 
 
 def store_path(loaded: LoadedSpec) -> Path:
@@ -163,7 +126,8 @@ def record(store: StudyStore, loaded: LoadedSpec, plan: Plan) -> None:
     store.record_plan(loaded.spec_hash, [(t.trial_id, t.cell_id, t.cell, t.seed) for t in plan.trials])
 
 
-async def play(plan: Plan, store: StudyStore, gateway: Gateway, show_progress: bool, todo) -> RunSummary:
+async def play(plan: Plan, store: StudyStore, gateway: Gateway, show_progress: bool, todo,
+               on_commit=None) -> RunSummary:
     """The trials, on the executor the spec names."""
     if plan.loaded.spec.executor.backend == "ray":
         from engine.execute.ray_backend import add_stats, execute_on_ray
@@ -171,7 +135,7 @@ async def play(plan: Plan, store: StudyStore, gateway: Gateway, show_progress: b
         summary = await execute_on_ray(plan, store, show_progress=show_progress)
         add_stats(gateway.stats, summary.stats)  # the judges that follow share the budget the trials spent
         return summary
-    return await execute(plan, store, gateway=gateway, show_progress=show_progress, todo=todo)
+    return await execute(plan, store, gateway=gateway, show_progress=show_progress, todo=todo, on_commit=on_commit)
 
 
 def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_progress: bool = True,
@@ -206,32 +170,58 @@ def _run_frozen(loaded: LoadedSpec, store_at: Path | None, show_progress: bool, 
     check_credentials({k: spec.models[k] for cell in plan.cells for k in scenario.cell_models(cell)}
                       | judge_models(make_judges(spec) if judge else []))
     store = open_store(loaded, store_at)
+    local = spec.executor.backend == "local"
     try:
-        # Only models with trials left to play are checked and loaded (a finished study loads none,
-        # and does not even import litellm).
-        todo = trials_to_run(plan, store)
-        used = {key for t, _ in todo[0] for key in scenario.cell_models(t.cell)}
-        prepare_models(spec.models, used, spec.executor.local_threads)
-        record(store, loaded, plan)
-        imported = scenario.ingest(store, loaded)
-        gateway = gateway_factory(spec.executor, store) if gateway_factory else Gateway(spec.executor, store)
-        if todo[0]:
-            # Import the provider libraries now: a first call must not spend its timeout importing.
-            gateway.warm_up([spec.models[k] for k in sorted(used)])
-        summary = event_loop.run(play(plan, store, gateway, show_progress, todo))
-        summary.imported = imported
-        if spec.judges and judge:
-            # Judges grade what is stored; a rerun grades only what has no verdict yet. Judges that
-            # call no model (the heuristic) still run when the budget has stopped the trials.
-            summary.judging = run_judges(loaded, store, gateway=gateway, show_progress=show_progress)
-        if summary.stopped_by_budget:
-            summary.budget_note = gateway.budget.describe()
-        # Fits the report shows, stored now that the data are in (the report opens the file read-only).
-        scenario.cache_analyses(store, loaded)
-        table = summary_frame(store.con, loaded.spec_hash, spec, scenario)
+        # The snapshot `watch` reads (a sweep job's shard has none: the sweep is watched by its jobs' logs).
+        live = LivePublisher(store, loaded, read_db=local) if store_at is None else NoSnapshot()
+        with live:
+            say = _announcer(live, show_progress)
+            # Only models with trials left to play are checked and loaded (a finished study loads none,
+            # and does not even import litellm).
+            todo = trials_to_run(plan, store)
+            used = {key for t, _ in todo[0] for key in scenario.cell_models(t.cell)}
+            # Loaded here, where the run says so, rather than by the first call (on its timeout).
+            prepare_models(spec.models, used, spec.executor.local_threads, load=local, say=say)
+            if store_at is None:  # a sweep job's shard is not the study's record (sweeps register nothing yet)
+                # Before the first trial (and before an import): what the report will test, hashed.
+                register_study(store.con, loaded, "run")
+            record(store, loaded, plan)
+            if store_at is None and not plan.trials:  # an analysis-only study: its data is the import
+                mark_imported(store.con, spec.name)
+            imported = scenario.ingest(store, loaded)
+            gateway = gateway_factory(spec.executor, store) if gateway_factory else Gateway(spec.executor, store)
+            if todo[0]:
+                # Import the provider libraries now: a first call must not spend its timeout importing.
+                say("importing the provider libraries")
+                gateway.warm_up([spec.models[k] for k in sorted(used)])
+            live.say("playing trials")
+            summary = event_loop.run(play(plan, store, gateway, show_progress, todo, on_commit=live.progress))
+            summary.imported = imported
+            if spec.judges and judge:
+                # Judges grade what is stored; a rerun grades only what has no verdict yet. Judges that
+                # call no model (the heuristic) still run when the budget has stopped the trials.
+                live.say("judging")
+                summary.judging = run_judges(loaded, store, gateway=gateway, show_progress=show_progress,
+                                             on_commit=live.progress)
+            if summary.stopped_by_budget:
+                summary.budget_note = gateway.budget.describe()
+            # Fits the report shows, stored now that the data are in (the report opens the file read-only).
+            live.say("storing the analyses")
+            scenario.cache_analyses(store, loaded)
+            table = summary_frame(store.con, loaded.spec_hash, spec, scenario)
+            live.finished(table, summary.stopped_by_budget)
     finally:
         store.close()
     return summary, table
+
+
+def _announcer(live: LivePublisher | NoSnapshot, show_progress: bool):
+    """Each step before the trials start, said where the progress shows and in the live snapshot."""
+    def say(step: str) -> None:
+        live.say(step)
+        if show_progress:
+            print(f"{step} ...", flush=True)
+    return say
 
 
 def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: list[str] | None = None,
@@ -248,6 +238,7 @@ def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: li
         store = open_store(loaded)
         try:
             spec = loaded.spec
+            register_study(store.con, loaded, "judge")
             record(store, loaded, compile_plan(loaded))
             gateway = gateway_factory(spec.executor, store) if gateway_factory else None
             summary = run_judges(loaded, store, only=only, gateway=gateway, show_progress=show_progress)
@@ -257,18 +248,52 @@ def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: li
     return loaded, summary
 
 
-def study_summary(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[LoadedSpec, pd.DataFrame]:
-    """The per-cell table from the database alone (no model calls)."""
+def study_summary(study: str, overrides: list[str] | tuple[str, ...] = ()) -> tuple[LoadedSpec, pd.DataFrame, str | None]:
+    """The per-cell table from the database alone (no model calls); while a run holds the database,
+    from the snapshot it publishes, with a note saying so (the third value; None otherwise)."""
     loaded = load_study(study, overrides)
     path = store_path(loaded)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run the study first")
-    store = StudyStore(path, read_only=True)
+    try:
+        store = StudyStore(path, read_only=True)
+    except StoreBusy:
+        live = running_snapshot(loaded)
+        if live is None:
+            raise
+        table, note = live
+        if table is None:
+            raise StoreBusy(f"{note}; its first results are not published yet: try again in a few seconds, "
+                            f"or follow it with `python -m engine watch {study}`") from None
+        return loaded, table, note
     try:
         table = summary_frame(store.con, loaded.spec_hash, loaded.spec, loaded.scenario)
     finally:
         store.close(checkpoint=False)
-    return loaded, table
+    return loaded, table, None
+
+
+def running_snapshot(loaded: LoadedSpec) -> tuple[pd.DataFrame | None, str] | None:
+    """The summary table a running study of this spec last published, and a note that says when
+    (None: no run of this spec is publishing one)."""
+    snap = read_snapshot(store_path(loaded))
+    if snap is None or not snap.running or snap.data.get("spec_hash") != loaded.spec_hash:
+        return None
+    note = live_note(snap)
+    table = snap.data.get("table")
+    if not table:
+        return None, note
+    return pd.DataFrame(table["rows"], columns=table["columns"]), note
+
+
+def live_note(snap: Snapshot) -> str:
+    """"live snapshot of a running study, updated 3 s ago (...)": how old what is shown is."""
+    stages = snap.data.get("progress") or {}
+    table = snap.data.get("table") or {}
+    where = ", ".join(f"{p['finished']}/{p['planned']} {what}" for what, p in stages.items()) or snap.data.get("phase")
+    computed = f", its table computed {max(0, time.time() - table['computed_at']):.0f} s ago" if table else ""
+    return (f"live snapshot of a running study, updated {snap.age_s:.0f} s ago ({where}{computed}; "
+            f"pid {snap.data['writer']['pid']} holds the database)")
 
 
 def build_report(study: str, overrides: list[str] | tuple[str, ...] = (), *, formats: tuple[str, ...] = ("html", "pdf"),

@@ -127,4 +127,4 @@ def test_a_quick_run_on_fewer_levels_keeps_the_files_claims():
     # model_size's claims compare the personas; a run on one persona cannot decide them, and says so
     # in the report rather than refusing the run.
     loaded = load_spec("model_size", ["design.factors.persona=[default]"])
-    assert loaded.spec.design.factors["persona"] == ["default"] and len(loaded.spec.report.claims) == 3
+    assert loaded.spec.design.factors["persona"] == ["default"] and len(loaded.spec.report.claims) == 4

@@ -3,7 +3,7 @@ find its imports):
 
   (a) no import circles among engine's modules;
   (b) no upward import: every import goes to the same part or an earlier one in the pipeline's order
-      kernel < spec < plan < providers < store < execute < judging < analyze < report
+      kernel < spec < plan < providers < store < execute < judging < analyze < report < export < compare
              < scenarios/<name> < checks < study < sweep < cli, __main__ < engine (the public API);
   (c) the kernel imports no stage at runtime, and nothing outside engine/scenarios/<name>/ names a
       scenario module (not even by a string given to import_module);
@@ -34,7 +34,7 @@ ENGINE_DIR = REPO / "engine"
 PKG = "engine"
 
 # The pipeline's order: a part may import its own modules and those of earlier parts only.
-STAGES = ["spec", "plan", "providers", "store", "execute", "judging", "analyze", "report", "export"]
+STAGES = ["spec", "plan", "providers", "store", "execute", "judging", "analyze", "report", "export", "compare"]
 RANK: dict[str, int] = {
     "kernel": 0,
     # engine/scenarios/__init__.py, the plug-ins' namespace: a docstring only (rule d), imported by the

@@ -61,10 +61,24 @@ class Difference:
 INVERTED = "inverting the interval"
 
 
+
+def methods_prose() -> str:
+    """How every difference's interval and p-value are computed, for a report's prose."""
+    return ("Proportions: the MOVER interval (Newcombe's hybrid, method 10) built from each side's own exact "
+            "interval (Clopper-Pearson, or Korn-Graubard over clusters when a cluster holds several pairs) and the "
+            "correlation of the two rates (Newcombe's phi, the correlation of the clusters' totals, or 0 unpaired). "
+            "Means: a seeded studentized bootstrap over whole clusters of the paired differences (or of each "
+            f"side's clusters, unpaired); none over fewer than {MIN_CLUSTERS} clusters, and the table says so where "
+            "it applies. Each p-value inverts its row's own interval (the level at which the interval's end reaches "
+            "0), so p < 0.05 exactly when the 95% interval excludes 0.")
+
+
 def difference_of(value: float, interval_at: IntervalAt | None, interval: str, note: str = "") -> Difference:
-    """A difference from its interval family: 95% ends, and the p of inverting the family at 0."""
+    """A difference from its interval family: 95% ends, and the p of inverting the family at 0. With no
+    interval, p is 1 where the difference is exactly 0 (no test of it could reject: e.g. every pair
+    agrees), else none."""
     if interval_at is None:
-        return Difference(value, math.nan, math.nan, math.nan, interval, INVERTED, note)
+        return Difference(value, math.nan, math.nan, 1.0 if value == 0 else math.nan, interval, INVERTED, note)
     low, high = interval_at(0.05)
     return Difference(value, float(low), float(high), inverted_p(interval_at), interval, INVERTED, note,
                       interval_at)
@@ -103,16 +117,26 @@ def rate_difference(a: np.ndarray, b: np.ndarray, clusters_a: np.ndarray, cluste
     clusters_b = clusters_a if clusters_b is None else clusters_b
     sa, na = cluster_totals(a, clusters_a)
     sb, nb = cluster_totals(b, clusters_b)
+    phi = None
+    if paired and na.max() == 1:
+        n11, n00 = int(((a == 1) & (b == 1)).sum()), int(((a == 0) & (b == 0)).sum())
+        phi = newcombe_phi(n11, int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum()), n00)
+    return rate_difference_of_totals(sa, na, sb, nb, paired, phi)
+
+
+def rate_difference_of_totals(sa: np.ndarray, na: np.ndarray, sb: np.ndarray, nb: np.ndarray, paired: bool,
+                              phi: float | None = None) -> tuple[IntervalAt | None, str, str]:
+    """`rate_difference` from per-cluster events and units of each arm (paired: the same clusters in the
+    same order, na == nb). The correlation of the two rates: `phi` when given (one pair per cluster),
+    else, paired, the correlation of the clusters' totals, else 0."""
+    sa, na, sb, nb = (np.asarray(x, float) for x in (sa, na, sb, nb))
     family_a, method_a, note_a = rate_interval_of_totals(sa, na)
     family_b, method_b, note_b = rate_interval_of_totals(sb, nb)
     if family_a is None or family_b is None:
         return None, f"MOVER of {method_a or method_b} limits", note_a or note_b
-    p1, p2 = float(a.mean()), float(b.mean())
-    correlation = 0.0
-    if paired and na.max() == 1:
-        n11, n00 = int(((a == 1) & (b == 1)).sum()), int(((a == 0) & (b == 0)).sum())
-        correlation = newcombe_phi(n11, int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum()), n00)
-    elif paired:
+    p1, p2 = float(sa.sum() / na.sum()), float(sb.sum() / nb.sum())
+    correlation = 0.0 if phi is None else phi
+    if paired and phi is None:
         va, vb = ratio_variance(sa, na), ratio_variance(sb, na)
         if va > 0 and vb > 0:
             k, total = len(sa), na.sum()
@@ -121,6 +145,24 @@ def rate_difference(a: np.ndarray, b: np.ndarray, clusters_a: np.ndarray, cluste
     name = (f"{'paired' if paired else 'independent'} MOVER of "
             f"{method_a if method_a == method_b else method_a + ' / ' + method_b} limits")
     return mover(p1, family_a, p2, family_b, correlation), name, ""
+
+
+def mover_paired_counts(n11: int, n10: int, n01: int, n00: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The report's interval of p1 - p2 from the counts of n independent pairs (one pair per cluster):
+    what `rate_difference` gives those pairs (MOVER of Clopper-Pearson limits, Newcombe's phi)."""
+    a = np.repeat([1.0, 1.0, 0.0, 0.0], [n11, n10, n01, n00])
+    b = np.repeat([1.0, 0.0, 1.0, 0.0], [n11, n10, n01, n00])
+    family, _, _ = rate_difference_of_totals(a, np.ones(len(a)), b, np.ones(len(b)), paired=True,
+                                             phi=newcombe_phi(n11, n10, n01, n00))
+    return family(alpha) if family is not None else (math.nan, math.nan)
+
+
+def mover_independent_counts(x1: int, n1: int, x2: int, n2: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The report's interval of p1 - p2 of two independent arms of units: MOVER of their Clopper-Pearson
+    limits, correlation 0."""
+    a, b = np.repeat([1.0, 0.0], [x1, n1 - x1]), np.repeat([1.0, 0.0], [x2, n2 - x2])
+    family, _, _ = rate_difference_of_totals(a, np.ones(n1), b, np.ones(n2), paired=False, phi=0.0)
+    return family(alpha) if family is not None else (math.nan, math.nan)
 
 
 def mean_difference(a: np.ndarray, b: np.ndarray, clusters_a: np.ndarray, clusters_b: np.ndarray | None = None,

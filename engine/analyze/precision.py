@@ -27,14 +27,17 @@ class CellValue:
 
 @dataclass(frozen=True)
 class Observed:
-    """A metric's values on the finished trials of a plan."""
+    """A metric's values on the finished trials of a plan: per cell, and pooled over the model cells
+    (controls, e.g. scripted policies, say nothing about how models behave)."""
 
     cells: dict[str, CellValue]
-    pooled_mean: float
-    pooled_sd: float
-    icc: float | None  # trials sharing a cluster key within a cell (None: no cluster holds two)
+    model_cells: frozenset[str]  # the measured cells that are model cells
+    pooled_mean: float  # over the measured model cells (NaN: none)
+    pooled_sd: float  # within-cell SD pooled over the measured model cells (NaN: none with two values)
+    icc: float | None  # trials sharing a cluster key within a model cell (None: no cluster holds two)
     rho: float | None  # models' outcomes on the same item (None: no item seen by two models)
-    n: int
+    n: int  # finished trials with a value, in every cell
+    n_model: int  # of them in model cells
 
 
 def anova_icc(values: np.ndarray, groups: np.ndarray) -> float | None:
@@ -74,8 +77,10 @@ def _unit_values(con: duckdb.DuckDBPyConnection, metric: Metric, params: dict | 
 
 
 def observe(con: duckdb.DuckDBPyConnection, trials: list[Trial], metric: Metric, params: dict | None,
-            models_factor: str | None, unit: Unit, factors: dict[str, list]) -> Observed | None:
-    """The metric on the plan's finished trials; None when none has a value yet."""
+            models_factor: str | None, unit: Unit, factors: dict[str, list],
+            model_cells: set[str] | None = None) -> Observed | None:
+    """The metric on the plan's finished trials; None when none has a value yet. `model_cells` (all
+    cells when None) are the cells whose figures may stand in for other model cells."""
     by_id = {t.trial_id: t for t in trials}
     values = _unit_values(con, metric, params, set(by_id))
     if values.empty:
@@ -85,8 +90,9 @@ def observe(con: duckdb.DuckDBPyConnection, trials: list[Trial], metric: Metric,
                           "cluster": [t.cell_id + "|" + cluster_key(t, unit) for t in rows]})
     cells = {cid: CellValue(len(g), float(g.mean()), float(g.std(ddof=1)) if len(g) > 1 else math.nan)
              for cid, g in frame.groupby("cell")["value"]}
+    modelled = frame["cell"].isin(set(cells) if model_cells is None else model_cells).to_numpy()
     centred = frame["value"] - frame.groupby("cell")["value"].transform("mean")
-    icc = anova_icc(centred.to_numpy(), frame["cluster"].to_numpy())
+    icc = anova_icc(centred.to_numpy()[modelled], frame["cluster"].to_numpy()[modelled]) if modelled.any() else None
     rho = None
     if models_factor is not None:
         # Pairs of models in the crossed design only: control cells are never compared.
@@ -95,6 +101,10 @@ def observe(con: duckdb.DuckDBPyConnection, trials: list[Trial], metric: Metric,
         if keyed:
             index, keys = zip(*keyed)
             rho = anova_icc(centred.to_numpy()[list(index)], np.asarray(keys))
-    pooled = frame["value"]
-    return Observed(cells, float(pooled.mean()), float(pooled.std(ddof=1)) if len(pooled) > 1 else math.nan,
-                    icc, rho, len(frame))
+    measured = frozenset(c for c in cells if model_cells is None or c in model_cells)
+    model_values = frame["value"][modelled]
+    dof = sum(cells[c].n - 1 for c in measured if cells[c].n > 1)
+    pooled_sd = (math.sqrt(sum((cells[c].n - 1) * cells[c].sd ** 2 for c in measured if cells[c].n > 1) / dof)
+                 if dof else math.nan)
+    return Observed(cells, measured, float(model_values.mean()) if len(model_values) else math.nan, pooled_sd,
+                    icc, rho, len(frame), len(model_values))

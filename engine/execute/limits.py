@@ -146,3 +146,14 @@ class LocalRouteLimits:
         loop_id = id(asyncio.get_running_loop())
         for key in [k for k in self._limits if k[0] == loop_id]:
             del self._limits[key]
+
+    def status(self) -> dict[str, dict[str, float]]:
+        """Each route's slots as they stand (for the live snapshot; read from another thread)."""
+        now = time.monotonic()
+        out: dict[str, dict[str, float]] = {}
+        for (_, route), limit in list(self._limits.items()):
+            e = limit.events
+            out[route] = {"slots": limit.maximum, "open": int(limit.slots), "in_flight": limit.in_flight,
+                          "paused_s": round(max(0.0, limit.paused_until - now), 1), "rate_limited": e.rate_limited,
+                          "halved": e.decreases, "min_slots": e.min_slots}
+        return out

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections import Counter
 from operator import attrgetter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from engine.kernel.errors import BudgetExhausted, ParseFailure, ProviderError, WeightsError
 from engine.execute.context import CallContext
 from engine.execute.gateway import Gateway, GatewayStats
 from engine.execute.pool import run_pools
+from engine.execute.eta import CellWork
 from engine.execute.progress import RunProgress
 from engine.plan.compile import Plan
 from engine.kernel.records import Trial
@@ -101,19 +103,43 @@ async def play_trial(scenario: Scenario, trial: Trial, attempt: int, ctx: CallCo
 Routes = frozenset[str]
 
 
+def cell_routes(plan: Plan, cell: dict[str, Any]) -> Routes:
+    """The routes a cell's models call (none for a scripted cell)."""
+    spec = plan.loaded.spec
+    return frozenset(spec.models[k].route for k in plan.scenario.cell_models(cell) if k in spec.models)
+
+
 def by_routes(plan: Plan, todo: list[tuple[Trial, int]]) -> dict[Routes, list[tuple[Trial, int]]]:
     """The trials to play grouped by the routes their cell's models call (each group in `todo`'s order)."""
-    spec, scenario = plan.loaded.spec, plan.scenario
     routes_of: dict[str, Routes] = {}
     groups: dict[Routes, list[tuple[Trial, int]]] = {}
     for job in todo:
         trial = job[0]
         routes = routes_of.get(trial.cell_id)
         if routes is None:
-            routes = routes_of[trial.cell_id] = frozenset(
-                spec.models[k].route for k in scenario.cell_models(trial.cell) if k in spec.models)
+            routes = routes_of[trial.cell_id] = cell_routes(plan, trial.cell)
         groups.setdefault(routes, []).append(job)
     return groups
+
+
+def cell_work(plan: Plan, todo: list[tuple[Trial, int]]) -> dict[str, CellWork]:
+    """Each cell's trials, finished ones and the plan's calls per trial: what the ETA counts."""
+    left = Counter(trial.cell_id for trial, _ in todo)
+    calls_of: dict[int, int] = {}  # the trials of one cell and item share one inputs object
+    cells: dict[str, CellWork] = {}
+    for trial in plan.trials:
+        cell = cells.get(trial.cell_id)
+        if cell is None:
+            cell = cells[trial.cell_id] = CellWork(cell_routes(plan, trial.cell), 0)
+        calls = calls_of.get(id(trial.inputs))
+        if calls is None:
+            calls = calls_of[id(trial.inputs)] = sum(e.calls for e in plan.scenario.estimate(trial.inputs))
+        cell.planned += 1
+        cell.calls_planned += calls
+    for cell_id, cell in cells.items():
+        cell.calls_planned /= cell.planned
+        cell.finished = cell.planned - left[cell_id]
+    return cells
 
 
 def pool_sizes(executor: Executor, groups: Iterable[Routes]) -> dict[Routes, int]:
@@ -131,9 +157,11 @@ def pool_sizes(executor: Executor, groups: Iterable[Routes]) -> dict[Routes, int
 
 
 async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = None, show_progress: bool = True,
-                  todo: tuple[list[tuple[Trial, int]], int] | None = None) -> RunSummary:
+                  todo: tuple[list[tuple[Trial, int]], int] | None = None,
+                  on_commit: Callable[[RunProgress, Gateway], None] | None = None) -> RunSummary:
     """Play the plan's unfinished trials in this process (`todo`: `trials_to_run`'s answer, when
-    the caller has it). The Ray executor is engine/execute/ray_backend.py."""
+    the caller has it). `on_commit` is called with the progress after each group commit (the live
+    snapshot). The Ray executor is engine/execute/ray_backend.py."""
     spec = plan.loaded.spec
     scenario = plan.scenario
     gateway = gateway or Gateway(spec.executor, store)
@@ -141,27 +169,41 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
     groups = by_routes(plan, round_robin(todo))
     counts = {"done": 0, "error": 0, "budget": 0}
     started, cpu_started = time.perf_counter(), time.process_time()
+    cells = cell_work(plan, todo) if todo else None
     progress = RunProgress(len(plan.trials), finished, gateway.stats, enabled=show_progress,
-                           line_every_s=spec.executor.progress_every_s)
+                           line_every_s=spec.executor.progress_every_s, cells=cells)
+
+    def tick() -> None:
+        progress.tick()
+        if on_commit is not None:
+            on_commit(progress, gateway)
 
     async def play(job: tuple[Trial, int]) -> None:
         trial, attempt = job
         store.writer.check()  # a failed write is a bug: play nothing more
+        cell = cells[trial.cell_id] if cells else None
+
+        def counted() -> None:
+            progress.call_made(cell, trial.trial_id, ctx.calls[-1])
+
         ctx = CallContext(trial.trial_id, trial.seed, attempt, gateway, spec.models, spec.executor.parse_retries,
-                          on_call=progress.refresh)
+                          on_call=counted if cell is not None else progress.refresh)
         try:
             record = await play_trial(scenario, trial, attempt, ctx)
         except BudgetExhausted:
             counts["budget"] += 1  # no row: a rerun with more budget picks the trial up
+            if cell is not None:
+                cell.running.pop(trial.trial_id, None)
             return
         # Queued: the writer commits finished trials together (engine/store/writer.py).
         store.writer.add_trial(record.row, record.calls, record.scenario_rows)
         counts[record.status] += 1
-        progress.trial_finished(record.status)
+        progress.trial_finished(record.status, trial.cell_id, trial.trial_id, len(record.calls))
 
     with progress:
+        tick()
         try:
-            async with store.writer.running(interval_s=spec.executor.commit_interval_s, on_tick=progress.tick):
+            async with store.writer.running(interval_s=spec.executor.commit_interval_s, on_tick=tick):
                 results = await run_pools(groups, play, pool_sizes(spec.executor, groups))
         finally:
             await gateway.close()

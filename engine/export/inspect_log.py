@@ -145,10 +145,12 @@ def eval_log(loaded: Any, study: dict[str, Any], models: list[str], condition: d
             usage[name] = usage[name] + u if name in usage else u
     started = [t.started_at for t in trials if t.started_at is not None]
     finished = [t.finished_at for t in trials if t.finished_at is not None]
+    # A log's identity includes its models: Inspect's viewer takes logs sharing a task_id for retries of
+    # one task and lists only the newest, hiding the other models' logs of the same condition.
     group_id = content_hash([loaded.spec_hash, models, condition], 22)
     eval_spec = EvalSpec(
         eval_id=group_id, run_id=content_hash([loaded.spec_hash], 22), created=_utc(study["created_at"]),
-        task=spec.name, task_id=content_hash([loaded.spec_hash, condition], 22), task_version=loaded.scenario.version,
+        task=spec.name, task_id=group_id, task_version=loaded.scenario.version,
         task_display_name=study["title"], task_args=condition,
         dataset=EvalDataset(name=spec.name, samples=len(samples), sample_ids=[s.id for s in samples]),
         model=model, config=EvalConfig(epochs=1, fail_on_error=False), packages={"engine": __version__},

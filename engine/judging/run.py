@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from operator import attrgetter
 from dataclasses import dataclass
+from typing import Callable
 
 from engine.kernel.errors import BudgetExhausted, ParseFailure, ProviderError, SpecError
 from engine.execute import loop as event_loop
@@ -78,7 +79,8 @@ def by_judge_routes(todo: list[tuple[Judge, JudgeSubject, int]]) -> dict[frozens
 
 
 async def grade_all(todo: list[tuple[Judge, JudgeSubject, int]], already_done: int, store: StudyStore,
-                    gateway: Gateway, *, parse_retries: int, show_progress: bool) -> tuple[int, int, int]:
+                    gateway: Gateway, *, parse_retries: int, show_progress: bool,
+                    on_commit: Callable[[RunProgress, Gateway], None] | None = None) -> tuple[int, int, int]:
     models = judge_models({j for j, _, _ in todo})
     counts = {"ok": 0, "error": 0, "budget": 0}
     progress = RunProgress(len(todo) + already_done, already_done, gateway.stats, enabled=show_progress,
@@ -106,9 +108,15 @@ async def grade_all(todo: list[tuple[Judge, JudgeSubject, int]], already_done: i
         counts[row["status"]] += 1
         progress.trial_finished(row["status"])
 
+    def tick() -> None:
+        progress.tick()
+        if on_commit is not None:
+            on_commit(progress, gateway)
+
     with progress:
+        tick()
         try:
-            async with store.writer.running(on_tick=progress.tick):
+            async with store.writer.running(on_tick=tick):
                 groups = by_judge_routes(todo)
                 bugs = await run_pools(groups, one, pool_sizes(gateway.executor, groups))
         finally:
@@ -119,7 +127,8 @@ async def grade_all(todo: list[tuple[Judge, JudgeSubject, int]], already_done: i
 
 
 def run_judges(loaded: LoadedSpec, store: StudyStore, *, only: list[str] | None = None,
-               gateway: Gateway | None = None, show_progress: bool = True) -> JudgeRunSummary:
+               gateway: Gateway | None = None, show_progress: bool = True,
+               on_commit: Callable[[RunProgress, Gateway], None] | None = None) -> JudgeRunSummary:
     spec = loaded.spec
     started = time.perf_counter()
     judges = study_judges(loaded, only)
@@ -132,6 +141,6 @@ def run_judges(loaded: LoadedSpec, store: StudyStore, *, only: list[str] | None 
     gateway.warm_up(list(models.values()))
     graded, errors, budget = event_loop.run(grade_all(
         todo, done, store, gateway, parse_retries=spec.executor.parse_retries,
-        show_progress=show_progress)) if todo else (0, 0, 0)
+        show_progress=show_progress, on_commit=on_commit)) if todo else (0, 0, 0)
     return JudgeRunSummary([j.judge_id for j in judges], len(subjects), graded, errors, done, budget,
                            time.perf_counter() - started)

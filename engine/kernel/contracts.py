@@ -3,10 +3,11 @@ section, a metric. The stages know plug-ins only through these classes."""
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 from pydantic import BaseModel, Field, FiniteFloat, field_validator, model_validator
 
@@ -99,6 +100,18 @@ class AnalysisContract(ABC):
 
     def metric_params(self, spec: "StudySpec") -> dict[str, Any]:
         """Named parameters the metrics' SQL may use (e.g. which judge's verdicts count)."""
+        return {}
+
+    def counts_in(self, metric: "Metric", trial: Trial) -> bool:
+        """Whether a planned trial will be a unit of the metric once it has run: the metric's
+        denominator before any data, for planning its precision (e.g. attack success counts harmful
+        requests only). The metric's SQL decides on data. Default: every trial."""
+        return True
+
+    def analysis_settings(self, spec: "StudySpec", params: BaseModel) -> dict[str, Any]:
+        """The scenario's settings that define its metrics and analyses (e.g. which attack-success tier
+        the analysis uses), hashed into the study's pre-registration with the claims and the primary
+        contrasts: a change after the data is listed as an amendment. Default: none."""
         return {}
 
     def cache_analyses(self, store: "StudyStore", loaded: "LoadedSpec") -> None:
@@ -357,6 +370,16 @@ class Section(ABC):
     def check(self, options: BaseModel, scenario: Scenario, key: str) -> None:
         """Raise SpecError for options that refer to things the study does not have."""
 
+    def check_study(self, options: BaseModel, loaded: "LoadedSpec", key: str) -> None:
+        """Raise SpecError for options naming what this study lacks (e.g. a model), checked with the
+        whole spec known (engine/checks.py), before anything is written."""
+
+    def registered(self, options: BaseModel, loaded: "LoadedSpec") -> dict[str, Any] | None:
+        """What decides the tests this section makes (its hypotheses and their family, e.g. the primary
+        contrasts), hashed into the study's pre-registration (engine/report/preregistration.py). None:
+        the section tests nothing of its own. Titles, captions and the like are left out."""
+        return None
+
     @abstractmethod
     def render(self, ctx: "ReportContext", options: BaseModel) -> Rendered:
         ...
@@ -365,18 +388,35 @@ class Section(ABC):
 # ---------------------------------------------------------------- claim test
 
 
+ClaimKind = Literal["direction", "at_least", "at_most", "range"]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What a claim (or one part of it) says about its estimate: that the quantity lies in the open
+    interval (low, high), one end infinite for a one-sided claim, and which kind of claim that is."""
+
+    kind: ClaimKind
+    low: float = -math.inf
+    high: float = math.inf
+
+
 class ClaimOptions(Strict):
     """One entry of a study's `report.claims`: what the write-up claims and the test that decides it.
-    `direction` is the sign the claim gives the estimate (e.g. "positive": the rate rises with
-    size); `effect` the size it claims, in the estimate's units (for the power the design had to
-    detect it); `range` an interval the estimate is claimed to lie in (decided by two one-sided
-    tests)."""
+    Exactly one kind:
+    - `direction: positive|negative`: the sign only (above or below the estimate's no-effect value);
+      `effect` (optional) is only the effect assumed for the power;
+    - `at_least: b` / `at_most: b`: a one-sided test against the boundary b (estimate's units);
+      `effect` (optional): the assumed distance beyond b, for the power;
+    - `range: [low, high]`: equivalence, the interval-based two one-sided tests."""
 
     claim: str
     test: str
     direction: Literal["positive", "negative"] | None = None
-    effect: FiniteFloat | None = Field(default=None, gt=0)
+    at_least: FiniteFloat | None = None
+    at_most: FiniteFloat | None = None
     range: tuple[FiniteFloat, FiniteFloat] | None = None
+    effect: FiniteFloat | None = Field(default=None, gt=0)
 
     @field_validator("range")
     @classmethod
@@ -387,15 +427,40 @@ class ClaimOptions(Strict):
 
     @model_validator(mode="after")
     def _one_kind_of_claim(self) -> "ClaimOptions":
-        if (self.range is None) == (self.direction is None):
-            raise ValueError("a claim gives either a direction (positive/negative) or a range")
+        given = [k for k in ("direction", "at_least", "at_most", "range") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a claim gives exactly one of: direction (positive/negative), at_least, at_most, "
+                             f"range{f' (this one gives {given})' if given else ''}")
+        if self.effect is not None and self.range is not None:
+            raise ValueError("effect (the effect assumed for the power) goes with direction, at_least or at_most; "
+                             "a range claim's power is taken at the range's centre")
         return self
+
+    @property
+    def kind(self) -> ClaimKind:
+        return next(k for k in ("direction", "at_least", "at_most", "range") if getattr(self, k) is not None)
+
+    def claimed(self, null: float = 0.0) -> Claimed:
+        """The claim as an interval the quantity is claimed to lie in; `null` is the estimate's
+        value with no effect (0 for a difference, 1 for a ratio), the boundary of a direction."""
+        if self.range is not None:
+            return Claimed("range", *self.range)
+        if self.at_least is not None:
+            return Claimed("at_least", low=self.at_least)
+        if self.at_most is not None:
+            return Claimed("at_most", high=self.at_most)
+        return Claimed("direction", low=null) if self.direction == "positive" else Claimed("direction", high=null)
 
 
 @dataclass(frozen=True)
 class ClaimEstimate:
-    """What a claim test measured: an estimate with its 95% interval and a two-sided p-value for no
-    effect, or why none could be given (`reason`)."""
+    """What a claim test measured: an estimate with its interval family `interval_at(alpha)` (the
+    two-sided 1 - alpha interval; `low`/`high` are its 95% ends) and `p`, the two-sided p-value
+    against `null` by inversion of that family (engine/analyze/inference.py); or why none could be
+    given (`reason`). `n` counts the units the test's precision rests on (`units`, e.g. "models" for
+    a model-level slope), `detail` what else was counted (e.g. "60 games"). An intersection-union
+    claim (holds when every part does) gives its `parts`; its own numbers are then those of the
+    part that binds (the largest p)."""
 
     value: float
     low: float
@@ -403,14 +468,33 @@ class ClaimEstimate:
     p: float
     n: int
     quantity: str  # what the estimate is, e.g. "difference of rates (A − B)"
-    test: str  # the test behind p, e.g. "exact McNemar"
+    test: str  # the interval family the p-value inverts, e.g. "Newcombe paired"
     percent: bool = False
     reason: str | None = None
+    interval_at: Callable[[float], tuple[float, float]] | None = None
+    null: float = 0.0
+    units: str = ""
+    detail: str = ""
+    parts: tuple["ClaimPart", ...] = ()
+
+
+@dataclass(frozen=True)
+class ClaimPart:
+    """One condition of an intersection-union claim: an estimate and what the claim says about it."""
+
+    label: str
+    estimate: ClaimEstimate
+    claimed: Claimed
 
 
 class ClaimTest(ABC):
     """A claim-test plug-in: a study's `report.claims` names it by `test`. Register it with
-    `@register_claim_test`; a scenario's tests are valid in its studies only."""
+    `@register_claim_test`; a scenario's tests are valid in its studies only.
+
+    Keep the statistics a pure function of a units frame (issue 21, rule 4): `units` reads the
+    database (a thin wrapper) and `from_units` computes the estimate from what it returns, so a
+    simulation of the design can call the exact code the report uses. A test may instead override
+    `estimate` alone."""
 
     test: ClassVar[str]
     Options: ClassVar[type[ClaimOptions]] = ClaimOptions
@@ -423,6 +507,13 @@ class ClaimTest(ABC):
         claimed range or effect outside them is a spec error."""
         return None
 
-    @abstractmethod
+    def units(self, ctx: "ReportContext", options: ClaimOptions) -> Any:
+        """What the statistics read, from the study database."""
+        raise NotImplementedError(f"claim test {self.test}: neither units/from_units nor estimate")
+
+    def from_units(self, units: Any, options: ClaimOptions) -> ClaimEstimate:
+        """The estimate from `units` alone (no database)."""
+        raise NotImplementedError(f"claim test {self.test}: neither units/from_units nor estimate")
+
     def estimate(self, ctx: "ReportContext", options: ClaimOptions) -> ClaimEstimate:
-        ...
+        return self.from_units(self.units(ctx, options), options)

@@ -47,6 +47,7 @@ class CellSize:
     cell: dict[str, Any]
     n: int
     cluster_size: float  # trials per cluster key within the cell
+    clusters: int  # distinct cluster keys within the cell
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Comparison:
     paired: bool  # every unit of one arm has its counterpart in the other
     first_cells: tuple[str, ...]
     second_cells: tuple[str, ...]
+    clusters: int = 0  # distinct clusters in the arm with fewer (0: not counted)
 
     @property
     def label(self) -> str:
@@ -71,11 +73,16 @@ def _mean_cluster_size(trials: list[Trial], unit: Unit) -> float:
     return len(trials) / len(counts) if counts else 1.0
 
 
+def _clusters(trials: list[Trial], unit: Unit) -> int:
+    return len({cluster_key(t, unit) for t in trials})
+
+
 def cell_sizes(trials: list[Trial], unit: Unit) -> list[CellSize]:
     by_cell: dict[str, list[Trial]] = defaultdict(list)
     for t in trials:
         by_cell[t.cell_id].append(t)
-    return [CellSize(cid, ts[0].cell, len(ts), _mean_cluster_size(ts, unit)) for cid, ts in by_cell.items()]
+    return [CellSize(cid, ts[0].cell, len(ts), _mean_cluster_size(ts, unit), _clusters(ts, unit))
+            for cid, ts in by_cell.items()]
 
 
 def _compare(family: str, factor: str, a: str, b: str, arm_a: list[Trial], arm_b: list[Trial],
@@ -85,7 +92,8 @@ def _compare(family: str, factor: str, a: str, b: str, arm_a: list[Trial], arm_b
     return Comparison(family, factor, a, b, min(len(arm_a), len(arm_b)),
                       max(_mean_cluster_size(arm_a, unit), _mean_cluster_size(arm_b, unit)),
                       bool(keys_a) and keys_a == keys_b,
-                      tuple(dict.fromkeys(t.cell_id for t in arm_a)), tuple(dict.fromkeys(t.cell_id for t in arm_b)))
+                      tuple(dict.fromkeys(t.cell_id for t in arm_a)), tuple(dict.fromkeys(t.cell_id for t in arm_b)),
+                      min(_clusters(arm_a, unit), _clusters(arm_b, unit)))
 
 
 def model_factor(factors: dict[str, list], models: set[str]) -> str | None:

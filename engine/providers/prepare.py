@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from engine.kernel.errors import SpecError, WeightsError
 from engine.spec.schema import ModelEntry
 
@@ -26,15 +28,25 @@ def check_prompt_formats(models: dict[str, tuple[str, ModelEntry]]) -> None:
                             key=key)
 
 
-def prepare_models(models: dict[str, ModelEntry], used: set[str], local_threads: int) -> None:
-    """Check weights and register local models before any trial starts (fail fast, not mid-run)."""
+def prepare_models(models: dict[str, ModelEntry], used: set[str], local_threads: int, *, load: bool = False,
+                   say: Callable[[str], None] = lambda text: None) -> None:
+    """Check weights and register local models before any trial starts (fail fast, not mid-run);
+    with `load`, load them too (else the first call does, on its own timeout). `say` is told each
+    step as it starts: on 2 cores they take the first seconds of a run."""
     from engine.providers.local_llama import install_litellm_handler, local_provider, locate_weights
 
     local = {k: models[k] for k in sorted(used) if models[k].weights is not None}
     if not local:
         return
     install_litellm_handler()
-    for model in local.values():
-        path = locate_weights(model.weights)
-        local_provider().register(model.litellm_id.split("/", 1)[1], path, model.context_window, local_threads,
-                                  model.prompt_format)
+    for key, model in local.items():
+        weights = model.weights
+        assemble = f"assembling its file from package {weights.package}, then " \
+            if weights.source == "package_assemble" else ""
+        say(f"checking {key}'s weights: {assemble}the SHA-256 of its file")
+        path = locate_weights(weights)
+        name = model.litellm_id.split("/", 1)[1]
+        local_provider().register(name, path, model.context_window, local_threads, model.prompt_format)
+        if load:
+            say(f"loading {key} into memory ({path.stat().st_size / 1e6:,.0f} MB)")
+            local_provider()._load(name)

@@ -11,12 +11,12 @@ from pydantic import BaseModel, ValidationError
 from engine.kernel.contracts import Scenario, Section
 from engine.kernel.errors import SpecError
 from engine.kernel.registry import REGISTRY
-from engine.report import (builtin, claims, corrected_rates, judge_validity, paired_contrasts, sweep_sections,
-                           transcripts_browser)
+from engine.report import (builtin, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
+                           sweep_sections, transcripts_browser)
 
 # The engine's own section modules; each registers its classes when imported.
-ENGINE_SECTIONS = (builtin, claims, corrected_rates, judge_validity, paired_contrasts, sweep_sections,
-                   transcripts_browser)
+ENGINE_SECTIONS = (builtin, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
+                   sweep_sections, transcripts_browser)
 
 
 def section_types(scenario: str | None = None) -> list[str]:

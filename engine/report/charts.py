@@ -153,3 +153,46 @@ def forest_chart(data: pd.DataFrame, *, x_title: str, percent: bool) -> dict[str
     chart = (zero + bars + points).properties(width=WIDTH, height=height).configure_axis(
         labelFontSize=11, titleFontSize=12).configure_legend(labelFontSize=11, titleFontSize=12)
     return chart.to_dict()
+
+
+HISTOGRAM_BINS = 30
+
+
+def histogram_chart(values: list[float], flagged: list[bool], *, x_title: str, flag_title: str,
+                    percent: bool) -> dict[str, Any]:
+    """How many values (e.g. sizes of differences) fall in each of HISTOGRAM_BINS bins of equal width
+    from 0 to the largest, stacked by `flagged` (e.g. a corrected p below 0.05). Binned here, so the
+    chart carries at most 2 x HISTOGRAM_BINS rows however many values there are; non-finite values
+    are left out."""
+    import altair as alt
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    flags = np.asarray(flagged, dtype=bool)
+    keep = np.isfinite(x)
+    x, flags = x[keep], flags[keep]
+    low = min(float(x.min()), 0.0) if len(x) else 0.0
+    high = max(float(x.max()), 0.0) if len(x) else 1.0
+    if high - low < 1e-12:
+        high = low + 1.0
+    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    flagged_counts, _ = np.histogram(x[flags], bins=edges)
+    other_counts, _ = np.histogram(x[~flags], bins=edges)
+    rows = []  # stacked here: the flagged part of a bin from 0, the rest on top of it
+    for a, b, yes, no in zip(edges, edges[1:], flagged_counts, other_counts):
+        for label, bottom, count in (("yes", 0, yes), ("no", yes, no)):
+            if count:
+                rows.append({"start": float(a), "end": float(b), "bottom": int(bottom), "top": int(bottom + count),
+                             "count": int(count), "flag": label})
+    x_format = ".0%" if percent else ".2f"
+    colour = alt.Color("flag:N", title=flag_title, scale=alt.Scale(domain=["yes", "no"],
+                                                                   range=[OKABE_ITO[3], "#9E9E9E"]))
+    data = pd.DataFrame(rows, columns=["start", "end", "bottom", "top", "count", "flag"])
+    chart = alt.Chart(data).mark_bar().encode(
+        x=alt.X("start:Q", title=x_title, axis=alt.Axis(format=x_format), scale=alt.Scale(domain=[low, high])),
+        x2="end:Q", y=alt.Y("bottom:Q", title="comparisons"), y2="top:Q", color=colour,
+        tooltip=[alt.Tooltip("start:Q", format=x_format, title="from"),
+                 alt.Tooltip("end:Q", format=x_format, title="to"),
+                 alt.Tooltip("count:Q", title="comparisons"), alt.Tooltip("flag:N", title=flag_title)])
+    return chart.properties(width=WIDTH, height=HEIGHT).configure_axis(
+        labelFontSize=11, titleFontSize=12).configure_legend(labelFontSize=11, titleFontSize=12).to_dict()

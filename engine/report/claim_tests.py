@@ -1,21 +1,23 @@
-"""The engine's claim tests, for any scenario's metrics: a difference between two conditions
-(paired on the items and seeds they share), a trend in model size, an interaction (an outcome
-that needs several conditions together), and a relative reduction."""
+"""The engine's claim tests, for any scenario's metrics: a difference between two conditions (paired
+on the items and seeds they share), a trend in model size, an interaction (an outcome that needs
+several conditions together and no fewer), a relative reduction, one model responding unlike every
+other, and variation by model family beyond size.
+
+Each reads its units from the study database here (`units`: a thin wrapper) and computes its
+estimate in engine/analyze/claim_units.py (`from_units`: pure), so a simulation of the design can
+call the exact code the report uses."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from statsmodels.stats.proportion import test_proportions_2indep
+from pydantic import Field, FiniteFloat, field_validator
 
-from engine.analyze.claim_stats import trend_across_models
-from engine.analyze.paired import compare, unit_frame
-from engine.analyze.stats import relative_reduction
+from engine.analyze import claim_units as cu
+from engine.analyze.paired import unit_frame
 from engine.kernel.contracts import ClaimEstimate, ClaimOptions, ClaimTest, Scenario, check_metric
 from engine.kernel.errors import SpecError
 from engine.kernel.hashing import derived_seed
@@ -23,6 +25,7 @@ from engine.kernel.registry import register_claim_test
 from engine.plan.comparisons import randomised_unit
 
 Levels = dict[str, Any]
+DEFAULT_MARGIN = 0.05  # non-inferiority margin of a rate: 5 points
 
 
 class MetricClaim(ClaimOptions):
@@ -63,60 +66,53 @@ def _metric_kind(options: MetricClaim, scenario: Scenario) -> str:
     return next(m.kind for m in scenario.metrics() if m.name == options.metric)
 
 
-def _frame(ctx, options: MetricClaim) -> pd.DataFrame:
-    """Units of the claim's metric in the cells `where` selects (control cells left out), with the
-    cell as a dict and the cluster the scenario resamples."""
+FRAME_COLUMNS = ["trial_id", "value", "cell", "seed", "item", "cluster", "model"]
+
+
+def claim_units(ctx, options: MetricClaim) -> cu.ClaimUnits:
+    """The units of the claim's metric in the cells `where` selects (control cells left out): the
+    cell as a dict, the cluster the scenario resamples, the cell's model when it has one."""
     metric = ctx.metrics[options.metric]
+    models = {k: cu.ModelFacts(m.params.effective_b, m.family) for k, m in ctx.spec.models.items()}
+    seed = derived_seed(ctx.seed, "claim", options.claim)
+    counted = ctx.scenario.unit[1]
+    missing = missing_levels(options, ctx.spec)
+    if missing:
+        return cu.ClaimUnits(pd.DataFrame(columns=FRAME_COLUMNS), metric, seed, models, counted, missing)
     frame = unit_frame(ctx.con, ctx.spec_hash, metric, ctx.scenario.metric_params(ctx.spec))
     frame["cell"] = frame["cell"].map(json.loads)
-    frame = _rows(frame, lambda c: not ctx.scenario.is_control(c) and _matches(c, options.where))
+    frame = cu.rows(frame, lambda c: not ctx.scenario.is_control(c) and cu.matches(c, options.where))
     frame["item"] = frame["item"].fillna("")
     cluster = randomised_unit(ctx.scenario.randomised_unit, bool((frame["item"] != "").any()))
     frame["cluster"] = {"item": frame["item"], "seed": frame["seed"].astype(str),
                         "trial": frame["trial_id"]}[cluster]
-    return frame
+    frame["model"] = [_one_model(ctx.scenario.cell_models(c)) for c in frame["cell"]]
+    return cu.ClaimUnits(frame[FRAME_COLUMNS].reset_index(drop=True), metric, seed, models, counted)
 
 
-def _rows(frame: pd.DataFrame, keep) -> pd.DataFrame:
-    """The rows whose cell `keep` accepts. A boolean array, not a list: on an empty frame an empty
-    list would select no columns rather than no rows."""
-    return frame[np.array([keep(c) for c in frame["cell"]], bool)].copy()
+def _one_model(models: list[str]) -> str:
+    return str(models[0]) if len(models) == 1 else ""
 
 
-def _matches(cell: dict, levels: Levels) -> bool:
-    return all(str(cell.get(k)) == str(v) for k, v in levels.items())
+class MetricClaimTest(ClaimTest):
+    """A claim test on one of the scenario's metrics, reading its units with `claim_units`."""
+
+    def check(self, options, scenario, spec, key):
+        check_claim_levels(options, scenario, spec, key)
+
+    def units(self, ctx, options) -> cu.ClaimUnits:
+        return claim_units(ctx, options)
 
 
-def _arm(frame: pd.DataFrame, levels: Levels, compared: set[str]) -> pd.DataFrame:
-    arm = _rows(frame, lambda c: _matches(c, levels))
-    # What a pair shares: the rest of the cell, the seed and the item.
-    arm["key"] = [json.dumps([{k: v for k, v in c.items() if k not in compared}, int(s), i], sort_keys=True,
-                             default=str) for c, s, i in zip(arm["cell"], arm["seed"], arm["item"])]
-    return arm
+def _rate_scale(options: MetricClaim, scenario: Scenario) -> tuple[float, float] | None:
+    return (-1.0, 1.0) if _metric_kind(options, scenario) == "proportion" else None
 
 
-def _difference(ctx, options: MetricClaim, a: Levels, b: Levels, label: str) -> ClaimEstimate:
-    metric = ctx.metrics[options.metric]
-    missing = missing_levels(options, ctx.spec)
-    quantity = f"difference of {'rates' if metric.kind == 'proportion' else 'means'} ({label})"
-    if missing:
-        return ClaimEstimate(math.nan, math.nan, math.nan, math.nan, 0, quantity, "—", metric.percent, missing)
-    frame = _frame(ctx, options)
-    compared = set(a) | set(b)
-    arm_a, arm_b = _arm(frame, a, compared), _arm(frame, b, compared)
-    if arm_a.empty or arm_b.empty:
-        return ClaimEstimate(math.nan, math.nan, math.nan, math.nan, len(arm_a) + len(arm_b), quantity, "—",
-                             metric.percent, "no finished units in one of the compared conditions")
-    diff, counts = compare(arm_a, arm_b, metric, derived_seed(ctx.seed, "claim", options.claim))
-    n = counts["n_pairs"] if counts["paired"] else counts["n_a"] + counts["n_b"]
-    what = "pairs" if counts["paired"] else "units, unpaired"
-    reason = None if math.isfinite(diff.low) and math.isfinite(diff.high) else (diff.note or "no interval")
-    return ClaimEstimate(diff.value, diff.low, diff.high, diff.p, n, f"{quantity}; {n} {what}; {diff.interval}",
-                         diff.test, metric.percent, reason)
-
-
-def _describe(levels: Levels) -> str:
-    return ", ".join(f"{k}={v}" for k, v in levels.items())
+def require_kind(options: ClaimOptions, key: str, test: str, allowed: tuple[str, ...] = ("direction",)) -> None:
+    """A SpecError unless the claim is of one of the kinds the test decides."""
+    if options.kind not in allowed:
+        raise SpecError(f"a{'n' if test[0] in 'aeiou' else ''} {test} claim is decided as "
+                        f"{' or '.join(allowed)}, not {options.kind}", key=f"{key}.{options.kind}")
 
 
 class DifferenceClaim(MetricClaim):
@@ -125,91 +121,65 @@ class DifferenceClaim(MetricClaim):
 
 
 @register_claim_test
-class Difference(ClaimTest):
+class Difference(MetricClaimTest):
     """The metric in condition `a` minus in condition `b` (each a set of factor levels)."""
 
     test = "difference"
     Options = DifferenceClaim
 
-    def check(self, options, scenario, spec, key):
-        check_claim_levels(options, scenario, spec, key)
-
     def scale(self, options, scenario):
-        return (-1.0, 1.0) if _metric_kind(options, scenario) == "proportion" else None
+        return _rate_scale(options, scenario)
 
-    def estimate(self, ctx, options) -> ClaimEstimate:
-        return _difference(ctx, options, options.a, options.b, f"{_describe(options.a)} − {_describe(options.b)}")
+    def from_units(self, units, options) -> ClaimEstimate:
+        return cu.difference(units, options.a, options.b)
 
 
 @register_claim_test
-class Trend(ClaimTest):
+class Trend(MetricClaimTest):
     """The metric's slope per doubling of model parameters, across the models (one rate each)."""
 
     test = "trend"
     Options = MetricClaim
 
-    def check(self, options, scenario, spec, key):
-        check_claim_levels(options, scenario, spec, key)
-
-    def estimate(self, ctx, options) -> ClaimEstimate:
-        metric = ctx.metrics[options.metric]
-        missing = missing_levels(options, ctx.spec)
-        if missing:
-            return ClaimEstimate(math.nan, math.nan, math.nan, math.nan, 0, "slope per doubling of parameters",
-                                 "—", metric.percent, missing)
-        frame = _frame(ctx, options)
-        rows = []
-        for cell, value in zip(frame["cell"], frame["value"]):
-            models = ctx.scenario.cell_models(cell)
-            if len(models) == 1:
-                rows.append((models[0], value))
-        units = pd.DataFrame(rows, columns=["model", "value"])
-        per_model = units.groupby("model")["value"].mean()
-        params = np.array([ctx.spec.models[m].params.effective_b for m in per_model.index])
-        return trend_across_models(per_model.to_numpy(), params, len(units), metric.percent)
+    def from_units(self, units, options) -> ClaimEstimate:
+        return cu.trend(units)
 
 
 class InteractionClaim(MetricClaim):
     present: Levels  # the levels that together are claimed necessary
     absent: Levels  # each factor's level without it
+    margin: FiniteFloat | None = Field(default=None, ge=0, description="how much higher than the control a cell "
+                                       "with only some levels present may be (default 0.05 for a rate)")
 
 
 @register_claim_test
-class Interaction(ClaimTest):
-    """An outcome that needs every `present` level together: the metric with all of them minus with
-    each other combination (a factor at its `absent` level). The estimate is the smallest of these
-    differences; its p-value the largest (an intersection-union test: every difference must be
-    positive)."""
+class Interaction(MetricClaimTest):
+    """"The outcome needs every `present` level together; no fewer suffices": every cell with some but
+    not all of the levels no higher than the cell with none by more than `margin`, and the interaction
+    contrast on the claimed side (`direction: positive`, or `at_least`), an intersection-union test
+    (engine.analyze.claim_units.interaction_parts)."""
 
     test = "interaction"
     Options = InteractionClaim
 
     def check(self, options, scenario, spec, key):
-        check_claim_levels(options, scenario, spec, key)
+        super().check(options, scenario, spec, key)
         if set(options.present) != set(options.absent):
             raise SpecError("present and absent must name the same factors", key=f"{key}.absent")
-        if options.direction != "positive":
+        if options.direction == "negative":
             raise SpecError("an interaction claims the outcome is higher with every level present: "
-                            "direction: positive", key=f"{key}.direction")
+                            "direction: positive (or at_least)", key=f"{key}.direction")
+        require_kind(options, key, self.test, ("direction", "at_least"))
+        if options.margin is None and _metric_kind(options, scenario) != "proportion":
+            raise SpecError(f"{options.metric} is a mean: give the non-inferiority margin in its units",
+                            key=f"{key}.margin")
 
     def scale(self, options, scenario):
-        return (-1.0, 1.0) if _metric_kind(options, scenario) == "proportion" else None
+        return (-2.0, 2.0) if _metric_kind(options, scenario) == "proportion" else None
 
-    def estimate(self, ctx, options) -> ClaimEstimate:
-        factors = list(options.present)
-        others = [dict(zip(factors, combo)) for combo in
-                  itertools.product(*[(options.present[f], options.absent[f]) for f in factors])][1:]
-        found = [_difference(ctx, options, options.present, other, f"all present − {_describe(other)}")
-                 for other in others]
-        usable = [e for e in found if e.reason is None]
-        if len(usable) < len(found):
-            reason = next(e.reason for e in found if e.reason is not None)
-            return ClaimEstimate(math.nan, math.nan, math.nan, math.nan, sum(e.n for e in found),
-                                 "smallest difference", "intersection-union", found[0].percent, reason)
-        smallest = min(usable, key=lambda e: e.value)
-        return ClaimEstimate(smallest.value, smallest.low, smallest.high, max(e.p for e in usable), smallest.n,
-                             f"smallest of {len(usable)} differences: {smallest.quantity}",
-                             f"intersection-union of {usable[0].test}", smallest.percent)
+    def from_units(self, units, options) -> ClaimEstimate:
+        margin = DEFAULT_MARGIN if options.margin is None else options.margin
+        return cu.interaction_parts(units, options.present, options.absent, options.claimed(0.0), margin)
 
 
 class ReductionClaim(MetricClaim):
@@ -218,36 +188,81 @@ class ReductionClaim(MetricClaim):
 
 
 @register_claim_test
-class Reduction(ClaimTest):
-    """Relative reduction 1 - p_treated / p_control of a rate, with the score interval."""
+class Reduction(MetricClaimTest):
+    """Relative reduction 1 - p_treated / p_control of a rate: paired where the design pairs the arms
+    (the paired score interval), else the score interval of two independent arms."""
 
     test = "reduction"
     Options = ReductionClaim
 
     def check(self, options, scenario, spec, key):
-        check_claim_levels(options, scenario, spec, key)
+        super().check(options, scenario, spec, key)
         if _metric_kind(options, scenario) != "proportion":
             raise SpecError(f"a reduction needs a rate; {options.metric} is a mean", key=f"{key}.metric")
 
     def scale(self, options, scenario):
         return (-math.inf, 1.0)  # 1 - p_treated / p_control
 
-    def estimate(self, ctx, options) -> ClaimEstimate:
-        missing = missing_levels(options, ctx.spec)
-        if missing:
-            return ClaimEstimate(math.nan, math.nan, math.nan, math.nan, 0, "relative reduction", "—", True, missing)
-        frame = _frame(ctx, options)
-        compared = set(options.control) | set(options.treated)
-        control = _arm(frame, options.control, compared)["value"].to_numpy()
-        treated = _arm(frame, options.treated, compared)["value"].to_numpy()
-        n = len(control) + len(treated)
-        quantity = f"relative reduction ({_describe(options.treated)} vs {_describe(options.control)})"
-        est = relative_reduction(control, treated)
-        if est is None:
-            return ClaimEstimate(math.nan, math.nan, math.nan, math.nan, n, quantity, "score test", True,
-                                 "not estimable: no events in the control arm" if len(control) else
-                                 "no finished units in the control arm")
-        p = float(test_proportions_2indep(int(treated.sum()), len(treated), int(control.sum()), len(control),
-                                          value=1.0, compare="ratio", method="score").pvalue)
-        return ClaimEstimate(est.value, est.low, est.high, p, n, f"{quantity}; {n} units in two arms",
-                             "score test of the ratio (Miettinen-Nurminen)", True)
+    def from_units(self, units, options) -> ClaimEstimate:
+        return cu.reduction(units, options.control, options.treated)
+
+
+class OnlyModelClaim(MetricClaim):
+    model: str = Field(description="the model (its key in the study's models) claimed to respond unlike the others")
+    a: Levels
+    b: Levels | None = Field(default=None, description="with b: each model's effect is its metric at a minus at b")
+    margin: FiniteFloat = Field(default=0.0, ge=0, description="how far its effect lies beyond every other's")
+    others: FiniteFloat | None = Field(default=None, description="every other model's effect lies above this "
+                                       "(below it for direction: positive)")
+
+
+@register_claim_test
+class OnlyModel(MetricClaimTest):
+    """One named model responds unlike every other: its effect (the metric at `a` minus at `b`, paired
+    within the model) below every other model's by more than `margin` (`direction: negative`; above
+    them for positive), and with `others` every other model's effect beyond that value: an
+    intersection-union test over the other models (engine.analyze.claim_units.only_model)."""
+
+    test = "only_model"
+    Options = OnlyModelClaim
+
+    def check(self, options, scenario, spec, key):
+        super().check(options, scenario, spec, key)
+        require_kind(options, key, self.test)
+        if options.others is not None and options.b is None:
+            raise SpecError("others compares each other model's effect: give b", key=f"{key}.others")
+
+    def from_units(self, units, options) -> ClaimEstimate:
+        return cu.only_model(units, options.model, options.a, options.b, options.direction == "negative",
+                             options.margin, options.others)
+
+
+class FamilyClaim(MetricClaim):
+    size_range: tuple[FiniteFloat, FiniteFloat] = Field(description="the size slope per doubling, within "
+                                                        "families, claimed to lie in [low, high]")
+
+    @field_validator("size_range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] >= v[1]:
+            raise ValueError(f"size_range must be [low, high] with low < high, not {list(v)}")
+        return v
+
+
+@register_claim_test
+class FamilyNotSize(MetricClaimTest):
+    """The metric varies by model family, not size: family explains model-level variance beyond
+    log2 size (partial F), and the size slope within families lies in `size_range`."""
+
+    test = "family_not_size"
+    Options = FamilyClaim
+
+    def check(self, options, scenario, spec, key):
+        super().check(options, scenario, spec, key)
+        if options.direction != "positive":
+            raise SpecError("family explaining variance beyond size is decided as direction: positive",
+                            key=f"{key}.{options.kind}")
+
+    def from_units(self, units, options) -> ClaimEstimate:
+        return cu.family_beyond_size(units, options.size_range)
+

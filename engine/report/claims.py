@@ -1,6 +1,8 @@
 """The write-up's claims as tested verdicts: each entry of `report.claims` is decided by its claim
-test, with the estimate and its interval, the test and p-value (Holm-corrected across the claims),
-the power the design had, and a verdict (engine/analyze/claim_stats.decide)."""
+test (engine/analyze/claim_stats.py): its kind (direction, at least, at most, range), the decision
+interval at the level Holm's procedure gives it, the p-value that interval's family gives against the
+claimed boundary, the Holm-adjusted p, the power the design had, and the verdict, which the printed
+interval shows."""
 
 from __future__ import annotations
 
@@ -10,9 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.analyze.claim_stats import Decision, decide, decision_p
-from engine.analyze.paired_stats import holm
-from engine.kernel.contracts import ClaimEstimate, ClaimOptions, ClaimTest, Rendered, Scenario, Section
+from engine.analyze.claim_stats import FAMILYWISE, Decision, amount, decide_claims
+from engine.kernel.contracts import ClaimEstimate, Claimed, ClaimOptions, ClaimTest, Rendered, Scenario, Section
 from engine.kernel.errors import SpecError
 from engine.kernel.registry import REGISTRY, register_section
 from engine.report.claim_tests import missing_level  # (and registers the engine's claim tests)
@@ -27,7 +28,7 @@ def claim_test_names(scenario: str) -> list[str]:
 def validate_claims(raw_claims: list[dict[str, Any]], scenario: Scenario, spec, *,
                     levels: bool = False) -> list[tuple[ClaimTest, ClaimOptions]]:
     """Check every claim before any run: its test, its options and what they name (whether or not
-    the report lists the `claims` section that shows them); the claimed range or effect against the
+    the report lists the `claims` section that shows them); the claimed range or boundary against the
     values the estimate can take; with `levels`, the factor levels it names against the design (else
     a claim on a level the design lacks is left unresolved when it is decided)."""
     out = []
@@ -57,18 +58,24 @@ def validate_claims(raw_claims: list[dict[str, Any]], scenario: Scenario, spec, 
 
 
 def check_scale(options: ClaimOptions, scale: tuple[float, float] | None, key: str) -> None:
-    """A claimed range, or an effect in the claimed direction, within the values the estimate can take."""
+    """A claimed range, boundary or effect within the values the estimate can take."""
     if scale is None:
         return
     low, high = scale
     shown = f"[{low:g}, {high:g}]"
+    hint = "(rates are fractions: 0.4, not 40)"
     if options.range is not None and not (low <= options.range[0] and options.range[1] <= high):
-        raise SpecError(f"range {list(options.range)} goes outside {shown}, the values this estimate can take "
-                        "(rates are fractions: 0.4, not 40)", key=f"{key}.range")
+        raise SpecError(f"range {list(options.range)} goes outside {shown}, the values this estimate can take {hint}",
+                        key=f"{key}.range")
+    for name in ("at_least", "at_most"):
+        bound = getattr(options, name)
+        if bound is not None and not low <= bound <= high:
+            raise SpecError(f"{name} {bound:g} is outside {shown}, the values this estimate can take {hint}",
+                            key=f"{key}.{name}")
     room = high if options.direction == "positive" else -low
     if options.effect is not None and options.direction is not None and options.effect > room:
         raise SpecError(f"an effect of {options.effect:g} in the {options.direction} direction is beyond {shown}, "
-                        "the values this estimate can take (rates are fractions: 0.2, not 20)", key=f"{key}.effect")
+                        f"the values this estimate can take {hint}", key=f"{key}.effect")
 
 
 @dataclass(frozen=True)
@@ -79,51 +86,105 @@ class ClaimResult:
 
 
 def evaluate_claims(ctx) -> list[ClaimResult]:
-    """Every claim's estimate, then Holm's correction across the claims that have a p-value, then
-    the verdicts."""
+    """Every claim's estimate, then Holm's procedure across the claims that have a p-value, then the
+    verdicts read off each claim's decision interval."""
     checked = validate_claims(ctx.spec.report.claims, ctx.scenario, ctx.spec)
     estimates = [(options, test.estimate(ctx, options)) for test, options in checked]
-    pvalues = [decision_p(est, options) for options, est in estimates]
-    tested = [i for i, p in enumerate(pvalues) if math.isfinite(p)]
-    adjusted = dict(zip(tested, holm([pvalues[i] for i in tested])))
-    return [ClaimResult(options, est, decide(est, options, pvalues[i], adjusted.get(i, math.nan)))
-            for i, (options, est) in enumerate(estimates)]
+    return [ClaimResult(options, est, decision)
+            for (options, est), decision in zip(estimates, decide_claims(estimates))]
 
 
-def _amount(x: float, percent: bool) -> str:
-    if not math.isfinite(x):
-        return "—"
-    if percent:
-        return f"{x * 100:.1f}%" if abs(x) < 0.1 else f"{x:.0%}"
-    return f"{x:.3g}"
+def _n_text(est: ClaimEstimate) -> str:
+    units = f" {est.units}" if est.units else ""
+    return f"n={est.n}{units}" + (f"; {est.detail}" if est.detail else "")
 
 
-def estimate_text(est: ClaimEstimate) -> str:
+def estimate_text(est: ClaimEstimate, low: float | None = None, high: float | None = None) -> str:
+    """The estimate with an interval (the decision interval when given, else its 95% one) and its n."""
     if est.reason is not None and not math.isfinite(est.value):
-        return f"— (n={est.n})"
-    body = _amount(est.value, est.percent)
-    if math.isfinite(est.low):
-        body += f" [{_amount(est.low, est.percent)}, {_amount(est.high, est.percent)}]"
-    return f"{body} (n={est.n})"
+        return f"— ({_n_text(est)})"
+    low, high = (est.low, est.high) if low is None or high is None else (low, high)
+    body = amount(est.value, est.percent)
+    if not (math.isnan(low) or math.isnan(high)):
+        body += f" [{amount(low, est.percent)}, {amount(high, est.percent)}]"
+    return f"{body} ({_n_text(est)})"
 
 
-def claimed_text(options: ClaimOptions, percent: bool) -> str:
-    if options.range is not None:
-        return f"in [{_amount(options.range[0], percent)}, {_amount(options.range[1], percent)}]"
-    size = f", ≥ {_amount(options.effect, percent)}" if options.effect is not None else ""
-    return f"{options.direction}{size}"
+KIND_NAMES = {"direction": "direction", "at_least": "at least", "at_most": "at most", "range": "range (equivalence)"}
+
+
+def claimed_text(claimed: Claimed, percent: bool) -> str:
+    """What is claimed of the quantity: its kind and the region it must lie in."""
+    low, high = amount(claimed.low, percent), amount(claimed.high, percent)
+    if claimed.kind == "range":
+        return f"range: in [{low}, {high}]"
+    if claimed.kind == "direction":
+        return f"direction: {'positive, > ' + low if math.isfinite(claimed.low) else 'negative, < ' + high}"
+    return f"at least {low}" if claimed.kind == "at_least" else f"at most {high}"
+
+
+def kind_text(r: "ClaimResult") -> str:
+    est, options = r.estimate, r.options
+    text = claimed_text(options.claimed(est.null), est.percent)
+    if options.effect is not None:
+        text += f" (effect assumed for the power: {amount(options.effect, est.percent)})"
+    if est.parts:
+        text += f"; intersection-union of {len(est.parts)} parts, every one must hold"
+    return text
+
+
+def level_text(d: Decision) -> str:
+    """The decision interval's level and, with several tested claims, its Holm step."""
+    if not d.step:
+        return "95% CI (not tested)"
+    level = f"{100 * d.level:.4g}% CI"
+    return level if d.of == 1 else f"{level}, Holm step {d.step} of {d.of}"
 
 
 def power_text(r: ClaimResult) -> str:
     d, percent = r.decision, r.estimate.percent
-    mdd = f"MDD {_amount(d.mdd, percent)}" if math.isfinite(d.mdd) else ""
+    mdd = f"MDD {amount(d.mdd, percent)}" if math.isfinite(d.mdd) else ""
     power = f"{d.power:.0%}" if math.isfinite(d.power) else ""
     return "; ".join(x for x in (power, mdd) if x) or "—"
 
 
+def row(r: ClaimResult) -> tuple[str, ...]:
+    d, bound = r.decision, r.decision.bound
+    shown = estimate_text(bound.estimate, bound.low, bound.high) if bound else estimate_text(r.estimate)
+    test = bound.estimate.test if bound else r.estimate.test
+    return (r.options.claim, kind_text(r), shown, level_text(d), test, p_text(d.p), p_text(d.holm_p),
+            power_text(r), d.verdict)
+
+
+def _part_text(d: Decision) -> list[str]:
+    if len(d.parts) < 2:
+        return []
+    return [f"{p.label}: {estimate_text(p.estimate, p.low, p.high)}, p = {p_text(p.p)}, {p.verdict}"
+            for p in d.parts]
+
+
+INTRO = (
+    "Each claim of the write-up, decided on this study's data by the test named with it: {supported} supported, "
+    "{contradicted} contradicted, {open} not resolvable with this design. A claim is of one kind: a direction "
+    "(the sign only; an effect given with it is only the power assumption), at least or at most a boundary (a "
+    "one-sided test against it), or a range (equivalence: two one-sided tests); a claim of several parts holds "
+    "only when every part does (intersection-union). Each is decided by one interval: supported when it lies "
+    "entirely on the claimed side (inside the range), contradicted when it lies entirely on the other side "
+    "(outside the range), otherwise not resolvable. The level is Holm's across the {tested} tested claims at a "
+    "family-wise one-sided {familywise}: the claim at step j of m in order of p is decided at one-sided "
+    "{familywise}/(m - j + 1) (from the first step that fails on, at that step's level), so its interval is "
+    "the two-sided 1 - 2 x that level interval (95% for a single claim). p is that interval family's own "
+    "one-sided p against the claimed boundary (for a range the larger of the two; for several parts the "
+    "largest, the part shown), and the Holm-adjusted p is below {familywise} exactly when the claim is "
+    "supported. Power is the design's at the assumed effect (a range: at its centre) for the one-sided "
+    "{familywise} test, from the estimate's standard error; MDD is how far beyond the boundary the "
+    "quantity must lie for 80% power.")
+
+
 @register_section
 class Claims(Section):
-    """The study's `report.claims`, each with its estimate, test, Holm-corrected p, power and verdict."""
+    """The study's `report.claims`, each with its kind, decision interval and level, p, Holm p, power and
+    verdict."""
 
     type = "claims"
 
@@ -131,23 +192,16 @@ class Claims(Section):
         results = evaluate_claims(ctx)
         if not results:
             return Rendered("## Claims\n\nThis study lists no claims (`report.claims`).")
-        rows = [(r.options.claim, claimed_text(r.options, r.estimate.percent), estimate_text(r.estimate),
-                 r.estimate.test, p_text(r.decision.p), p_text(r.decision.holm_p), power_text(r),
-                 r.decision.verdict) for r in results]
         counts = {v: sum(r.decision.verdict == v for r in results) for v in
                   ("supported", "contradicted", "not resolvable with this design")}
-        intro = (f"Each claim of the write-up, decided by the test named with it on this study's data: "
-                 f"{counts['supported']} supported, {counts['contradicted']} contradicted, "
-                 f"{counts['not resolvable with this design']} not resolvable with this design. p-values are "
-                 f"two-sided tests of no effect (for a claimed range, two one-sided tests of an effect outside "
-                 f"it), Holm-corrected across the {sum(math.isfinite(r.decision.holm_p) for r in results)} "
-                 f"claims that have one. Power is the design's at the claimed effect (or, for a range, with "
-                 f"the effect at its centre), from the estimate's standard error; MDD is the effect it detects "
-                 f"with 80% power at alpha 0.05. A directional claim whose test does not reject and whose interval "
-                 f"rules out the claimed effect is contradicted.")
-        table_md = table(["Claim", "Claimed", "Estimate [95% CI]", "Test", "p", "Holm p", "Power; MDD", "Verdict"],
-                         rows, "The write-up's claims as tested verdicts.", "tbl-claims",
-                         ["l", "l", "r", "l", "r", "r", "r", "l"])
-        why = bullet_list(escape(f"{r.options.claim}: {r.decision.verdict} — {r.decision.why}. Estimate: "
-                                 f"{r.estimate.quantity}.") for r in results)
+        intro = INTRO.format(supported=counts["supported"], contradicted=counts["contradicted"],
+                             open=counts["not resolvable with this design"],
+                             tested=sum(r.decision.step > 0 for r in results), familywise=f"{FAMILYWISE:.1%}")
+        table_md = table(["Claim", "Kind: claimed", "Estimate [decision CI]", "CI", "Interval family (p inverts it)", "p",
+                          "Holm p", "Power; MDD", "Verdict"],
+                         [row(r) for r in results], "The write-up's claims as tested verdicts.", "tbl-claims",
+                         ["l", "l", "r", "l", "l", "r", "r", "r", "l"])
+        why = bullet_list(escape(
+            f"{r.options.claim}: {r.decision.verdict} — {r.decision.why}. Estimate: {r.estimate.quantity}."
+            + "".join(f" Part: {t}." for t in _part_text(r.decision))) for r in results)
         return Rendered(f"## Claims\n\n{escape(intro)}\n\n{table_md}\n\n{why}")

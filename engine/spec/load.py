@@ -142,6 +142,9 @@ def compose(study: str, overrides: list[str] | tuple[str, ...] = (), *,
         bad = _unparsable_override(overrides)
         raise SpecError(redact_text(_first_line(exc)), file=override_origin(bad, study_file, swept_in_study) if bad else
                         "the command line", key=_override_key_or_none(bad)) from None
+    except ShortModelSetError as exc:
+        where = Sources(study_file, exc.choices, overrides, swept_in_study=swept_in_study).file_for(exc.key)
+        raise SpecError(exc.message, file=where, key=exc.key.removeprefix("model_set.")) from None
     except MissingValue as exc:
         where = Sources(study_file, exc.choices, overrides, swept_in_study=swept_in_study).file_for(exc.key)
         raise SpecError(f"a required value is missing (left as ??? in the config): give it, e.g. on the command "
@@ -218,12 +221,14 @@ def _hydra_compose(study_file: Path, overrides: tuple[str, ...]) -> tuple[dict, 
     # conf/ and every scenario's conf/ folder: Hydra merges each group's options across them.
     search = hydra_searchpath_override()
     with initialize_config_dir(config_dir=str(study_file.parent), version_base="1.3"):
-        cfg = hydra_compose(
-            config_name=study_file.stem,
-            overrides=[search, *overrides],
-            return_hydra_config=True,
-        )
+        cfg = hydra_compose(config_name=study_file.stem, overrides=[search, *overrides], return_hydra_config=True)
         choices = dict(OmegaConf.to_container(cfg.hydra.runtime.choices))
+        names = short_model_set(cfg, choices)
+        if names is not None:
+            # A model set written as a list of conf/model/ names: each placed as the long form places it.
+            cfg = _compose_models(study_file, [search, *overrides], names, choices)
+            cfg.model_set = choices.get("model_set")
+            choices = dict(OmegaConf.to_container(cfg.hydra.runtime.choices))
         sweeper_params = tuple((str(k), str(v)) for k, v in (cfg.hydra.sweeper.get("params") or {}).items())
         OmegaConf.set_struct(cfg, False)
         cfg.pop("hydra")
@@ -234,6 +239,57 @@ def _hydra_compose(study_file: Path, overrides: tuple[str, ...]) -> tuple[dict, 
                 raise
             raise MissingValue(str(exc.full_key), choices) from None
     return container, choices, sweeper_params
+
+
+def short_model_set(cfg: Any, choices: dict[str, str]) -> list[str] | None:
+    """The model names of a model set written in the short form, `models: [a, b]` (in package
+    model_set, as a file without `# @package _global_` puts it); None for the long form."""
+    from omegaconf import DictConfig, ListConfig
+
+    chosen = cfg.get("model_set")
+    listed = chosen.get("models") if isinstance(chosen, DictConfig) else None
+    if isinstance(cfg.get("models"), ListConfig) or (isinstance(chosen, DictConfig) and not isinstance(listed, ListConfig)):
+        raise ShortModelSetError("a model set lists its models as `models: [name, ...]` (conf/model/ names) in a "
+                                 "file without a `# @package` line, or places them with a defaults list "
+                                 "(`- /model@models.<name>: <name>`) as conf/model_set/local_ladder.yaml does",
+                                 "model_set", choices)
+    if listed is None:
+        return None
+    names = []
+    for i, name in enumerate(listed):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+            raise ShortModelSetError(f"{name!r} is not the name of a conf/model/ entry", f"model_set.models.{i}",
+                                     choices)
+        names.append(name)
+    if not names or len(set(names)) != len(names):
+        raise ShortModelSetError("a model set names one or more models, each once", "model_set.models", choices)
+    return names
+
+
+def _compose_models(study_file: Path, overrides: list[str], names: list[str], choices: dict[str, str]) -> Any:
+    from hydra import compose as hydra_compose
+    from hydra.errors import MissingConfigException
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = hydra_compose(config_name=study_file.stem, return_hydra_config=True,
+                            overrides=[*overrides, *(f"+model@models.{n}={n}" for n in names)])
+    except MissingConfigException as exc:
+        missing = next((i for i, n in enumerate(names) if f"'model/{n}'" in str(exc)), None)
+        if missing is None:
+            raise
+        raise ShortModelSetError(f"'{names[missing]}' is not a model entry (conf/model/{names[missing]}.yaml or "
+                                 "your --config-dir's model/ folder)", f"model_set.models.{missing}", choices) from None
+    OmegaConf.set_struct(cfg, False)
+    return cfg
+
+
+class ShortModelSetError(Exception):
+    """A model set in the short form that cannot be placed: the message and the key at fault."""
+
+    def __init__(self, message: str, key: str, choices: dict[str, str]):
+        super().__init__(message)
+        self.message, self.key, self.choices = message, key, choices
 
 
 class MissingValue(Exception):
@@ -436,7 +492,7 @@ LEGACY_EXECUTOR = {"backend": "local", "max_concurrent_trials": 4,
                    "local_threads": 2}
 
 
-PLANNING_KEYS = ("target_halfwidth", "assumed_icc")
+PLANNING_KEYS = ("target_halfwidth", "assumed_icc", "assumed_rate", "assumed_sd")
 
 
 def spec_hash_of(resolved: dict[str, Any]) -> str:

@@ -209,10 +209,27 @@ class Design(Strict):
     controls: list[dict[str, list[Level]]] = []
     seeds: int | list[int]
     # Planning only (`plan` and the methods section; not part of the spec's identity): the 95%
-    # half-width every headline rate should reach, and the intra-cluster correlation assumed for
-    # trials that share an item or seed until the database measures it.
+    # half-width every headline rate should reach, and what is assumed until the database measures
+    # it: the intra-cluster correlation of trials that share an item or seed, the rate of a model
+    # cell (None: 50%, where a difference is hardest to detect), each mean metric's SD (none: a
+    # mean's precision is stated in SD units).
     target_halfwidth: float | None = Field(default=None, gt=0, lt=0.5)
     assumed_icc: float = Field(default=0.1, ge=0, le=1)
+    assumed_rate: float | None = Field(default=None, gt=0, lt=1)
+    assumed_sd: dict[str, float] = {}
+
+    @field_validator("assumed_sd", mode="before")
+    @classmethod
+    def _none_is_no_sds(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+    @field_validator("assumed_sd")
+    @classmethod
+    def _positive_sds(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, sd in v.items():
+            if not (math.isfinite(sd) and sd > 0):
+                raise ValueError(f"the SD assumed for '{name}' is a positive number, not {sd}")
+        return v
 
     @field_validator("factors")
     @classmethod

@@ -108,13 +108,19 @@ def _acquire(path: Path, db: str | Path, command: str) -> int:
     return fd
 
 
-def _busy_message(path: Path, db: str | Path) -> str:
+def lock_holder(db: str | Path) -> str | None:
+    """Who the lock file names, e.g. "`run` (pid 12 on host, since 2026-12-01 10:00:00)": its holder,
+    or the last one (a holder killed with -9 leaves the file; the lock itself went with it)."""
     try:
-        holder = json.loads(path.read_text())
+        holder = json.loads(lock_path(db).read_text())
         command, host, since = (_printable(holder[k]) for k in ("command", "host", "since"))
-        who = f"`{command}` (pid {int(holder['pid'])} on {host}, since {since})"
-    except (OSError, ValueError, KeyError, TypeError):  # the holder has not written its name yet
-        who = "another command"
+        return f"`{command}` (pid {int(holder['pid'])} on {host}, since {since})"
+    except (OSError, ValueError, KeyError, TypeError):  # no file, or its holder has not written its name yet
+        return None
+
+
+def _busy_message(path: Path, db: str | Path) -> str:
+    who = lock_holder(db) or "another command"
     return (f"{db} is being written by {who}: one study has one running writer (run, run -m, judge, report and "
             f"export each hold it). Nothing was run or written; wait for that command to finish (or stop it), "
             f"then rerun this one. The lock is {path}; it is released when its holder exits, even if killed")

@@ -7,7 +7,12 @@ error and no score; no key reaches a log; a study without a database or run is e
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 import zipfile
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -227,3 +232,53 @@ def test_an_unwritable_out_is_a_spec_error_naming_it(exported, tmp_path):
     blocker.write_text("not a folder")
     result = run_cli("export", "inspect", "provider_vs_size", *overrides(db), "--out", str(blocker / "logs"))
     assert result.returncode == 2 and "--out" in result.stderr and str(blocker) in result.stderr, result.stderr
+
+
+def test_each_log_has_an_identity_of_its_own_so_the_viewer_lists_every_one(exported):
+    # Inspect's viewer groups logs by task_id and shows only the newest of a group as "the" run (the
+    # others go behind "Show Retried Logs"): the models' logs of one attack must not share one.
+    logs = read_all(exported[2])
+    task_ids = [log.eval.task_id for log in logs]
+    assert len(logs) == len(MODELS) * len(ATTACKS) and len(set(task_ids)) == len(task_ids), task_ids
+    assert len({log.eval.eval_id for log in logs}) == len(logs)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium (make browser)")
+def test_inspect_view_lists_every_exported_log(exported):
+    """`inspect view` on the export, opened in headless Chromium, lists one row per log."""
+    from playwright.sync_api import sync_playwright
+
+    out, port = exported[2], _free_port()
+    logs = read_all(out)
+    viewer = subprocess.Popen([sys.executable, "-m", "inspect_ai", "view", "--log-dir", str(out), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
+            page.get_by_text(f"{len(logs)} rows").wait_for(timeout=30_000)
+            text = page.inner_text("body")
+            browser.close()
+    finally:
+        viewer.terminate()
+        viewer.wait(timeout=10)
+    for log in logs:
+        model, attack = log.eval.model, log.eval.task_args["attack"]
+        assert text.count(f'attack="{attack}"') == len(MODELS) and model in text, text[:2000]

@@ -54,24 +54,8 @@ MOVED_SPEC_HASHES = {
 
 # Issue 20: the local model entries name their prompt format (Gemma 3 270M, a base model, runs with
 # Gemma's turn format; instruction_tuned: false) and the offline judge sets judge with the
-# instruction-tuned SmolLM2. Every study with a local model has another spec hash; no trial id moves.
-PROMPT_FORMAT_SPEC_HASHES = {
-    ("blackmail_subfrontier", ()): "52cc980ccb8fd421",
-    ("cooperation_window", ()): "b179c313d3e79b21",
-    ("governance_sweep", ()): "a1a647dcf639bc3e",
-    ("leaking_subfrontier", ()): "df4f2a6fdbbb22df",
-    ("model_size", ()): "936ec4156a7520c6",
-    ("prompt_framing", ()): "c25b2559b42a67bc",
-    ("provider_vs_size", ()): "ce78033d42000927",
-    ("temperature_deception", ()): "e116fc25cf7d427e",
-    ("model_size", ("design.seeds=3", "generation.temperature=1.0")): "540c3dc6f87aeef3",
-    ("provider_vs_size", ("design.seeds=2", "scenario.select.per_category=2")): "07e250101a166c5f",
-    ("cooperation_window", ("scenario.ceasefire_turns=0",)): "0a0be082982fa187",
-    ("model_size", ("design.seeds=10000",)): "d2175e70f60b2db9",
-    ("provider_vs_size", ("scenario.select.per_category=null", "scenario.select.benign=null",
-                          "design.factors.attack=[direct,roleplay,refusal_suppression,prefix_injection,"
-                          "hypothetical,format_lock]", "design.seeds=131")): "2ba57c6925697492",
-}
+# instruction-tuned SmolLM2. Every study with a local model has another spec hash, pinned in the
+# fixture as a case's spec_hash_since_issue_20; no trial id moves.
 
 # Runs in a fresh interpreter in the repository (only load_spec and compile_plan, which every
 # version of the code has): prints one JSON object per case; trials of ADDED_AGENTS' cells are
@@ -122,8 +106,8 @@ def _compare(large: bool) -> None:
     want = [c for c in pinned() if c.get("large", False) == large]
     got = {_key(c): c for c in probe([[c["study"], c["overrides"]] for c in want])}
     fields = ("spec_hash", "trials", "ids_sha256", "first_ids")
-    moved = {**MOVED_SPEC_HASHES, **PROMPT_FORMAT_SPEC_HASHES}
-    expected = [{**c, "spec_hash": moved.get(_key(c), c["spec_hash"])} for c in want]
+    expected = [{**c, "spec_hash": c.get("spec_hash_since_issue_20") or MOVED_SPEC_HASHES.get(_key(c), c["spec_hash"])}
+                for c in want]
     diffs = [f"{c['study']} {c['overrides']}: {f} {c[f]!r} -> {got[_key(c)][f]!r}"
              for c in expected for f in fields if got[_key(c)][f] != c[f]]
     assert not diffs, "pinned spec hashes / trial ids changed:\n" + "\n".join(diffs)

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
-from engine.plan.power import (design_effect, mdd_means, mdd_rates, power_two_rates, rate_halfwidth,
+from engine.plan.power import (centred_arms, design_effect, mdd_means, mdd_rates, power_two_rates, rate_halfwidth,
                                trials_for_halfwidth)
 
 REPS = 3000
@@ -48,8 +48,9 @@ def _rejections(pvalues: np.ndarray) -> float:
 def test_mdd_of_two_independent_rates_has_its_power_in_simulation(p, n):
     delta = mdd_rates(p, n)
     rng = np.random.default_rng(1)
-    a = rng.binomial(n, min(p, 1 - p), REPS)
-    b = rng.binomial(n, min(p, 1 - p) + delta, REPS)
+    low, high = centred_arms(p, delta)
+    a = rng.binomial(n, low, REPS)
+    b = rng.binomial(n, high, REPS)
     pvalues = np.array([proportions_ztest([x, y], [n, n])[1] if 0 < x + y < 2 * n else 1.0 for x, y in zip(a, b)])
     assert _rejections(pvalues) == pytest.approx(0.80, abs=TOLERANCE)
 
@@ -69,7 +70,7 @@ def test_mdd_of_paired_rates_has_its_power_in_simulation():
     rng = np.random.default_rng(2)
     rejected = 0
     for _ in range(REPS):
-        x, y = _paired(rng, p, p + delta, rho, n)
+        x, y = _paired(rng, *centred_arms(p, delta), rho, n)
         d = y - x
         se = math.sqrt(max(np.mean(d != 0) - np.mean(d) ** 2, 1e-12) / n)
         rejected += abs(np.mean(d)) / se > stats.norm.ppf(0.975)
@@ -88,7 +89,8 @@ def test_mdd_of_clustered_rates_has_its_power_in_simulation():
         b = (1 - rate) * (1 - icc) / icc
         return rng.binomial(m, rng.beta(a, b, clusters)) / m
 
-    pvalues = np.array([stats.ttest_ind(arm(p), arm(p + delta)).pvalue for _ in range(REPS)])
+    low, high = centred_arms(p, delta)
+    pvalues = np.array([stats.ttest_ind(arm(low), arm(high)).pvalue for _ in range(REPS)])
     # The t-test on 30 cluster means per arm has a little less power than the z approximation.
     assert _rejections(pvalues) == pytest.approx(0.80, abs=TOLERANCE + 0.02)
 
@@ -107,4 +109,27 @@ def test_power_is_alpha_without_a_difference_and_grows_with_it():
 
 
 def test_no_difference_is_detectable_with_one_trial_per_arm():
-    assert mdd_rates(0.5, 1) is None
+    from engine.analyze.report_power import Layout, rate_mdd
+
+    # Even 0% vs 100% is one discordant pair: Newcombe's interval does not exclude 0.
+    assert rate_mdd(Layout(1, 1, paired=True), 0.5) is None
+    assert rate_mdd(Layout(1, 1, paired=False), 0.5) is None
+
+
+def test_an_interval_computed_one_study_at_a_time_gives_the_same_power():
+    # The path an interval with no vectorised form takes (e.g. one the report computes on each study's
+    # cluster totals): a t interval written per study decides as the vectorised one does.
+    from engine.plan.power import (PER_STUDY_DRAWS, ClusteredRates, ClusterRule, per_study_decide, t_critical,
+                                   t_decide)
+
+    def t_of_totals(first, second, m, alpha):
+        d = (second - first) / m
+        half = t_critical(len(d), alpha) * d.std(ddof=1) / math.sqrt(len(d))
+        return d.mean() - half, d.mean() + half
+
+    design = ClusteredRates(12, 3, 0.1, draws=PER_STUDY_DRAWS)
+    one = ClusterRule("t", t_critical, 10, per_study_decide(t_of_totals), draws=PER_STUDY_DRAWS)
+    many = ClusterRule("t", t_critical, 10, t_decide)
+    for p1, p2 in ((0.3, 0.6), (0.5, 0.5), (0.2, 0.9)):
+        assert design.power(p1, p2, one) == design.power(p1, p2, many)
+    assert ClusteredRates(9, 3, 0.1).power(0.1, 0.9, many) == 0.0  # fewer clusters than the rule needs

@@ -21,6 +21,7 @@ from engine.kernel.errors import SpecError
 from engine.kernel.paths import REPO_ROOT
 from engine.report.claims import Claims, evaluate_claims
 from engine.report.context import ReportContext
+from engine.report.paired_contrasts import p_text
 from engine.store.db import StudyStore
 
 PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range(1, 5)]
@@ -87,6 +88,23 @@ def test_section_shows_every_claim_with_its_verdict(study_db):
     assert len(rows) == 3
     assert "supported" in rows[0] and "not resolvable with this design" in rows[1] and "contradicted" in rows[2]
     assert re.search(r"1 supported, 1 contradicted, 1 not resolvable", re.sub(r"\\(.)", r"\1", markdown))
+
+
+def test_each_row_prints_its_kind_its_decision_interval_and_level_and_its_p_values(study_db):
+    (raises, trend, range_claim), markdown = results(study_db)
+    plain = re.sub(r"\\(.)", r"\1", markdown)
+    rows = [ln.split(" | ") for ln in plain.splitlines() if ln.startswith("| ")][1:]
+    # Two claims have a p-value: the difference (tiny p) at Holm step 1 of 2 (one-sided 1.25%: its
+    # 97.5% interval), the range (p = 1) at step 2, at 2.5%: its 95% interval.
+    assert (raises.decision.step, raises.decision.of, raises.decision.alpha) == (1, 2, 0.0125)
+    assert rows[0][1].startswith("direction: positive, > 0") and "97.5% CI, Holm step 1 of 2" in rows[0][3]
+    assert rows[1][3] == "95% CI (not tested)" and rows[1][5] == "—"
+    assert rows[2][1] == "range: in [10%, 30%]" and "95% CI, Holm step 2 of 2" in rows[2][3]
+    assert (range_claim.decision.low, range_claim.decision.high) == (range_claim.estimate.low,
+                                                                      range_claim.estimate.high)
+    for result, row in ((raises, rows[0]), (range_claim, rows[2])):
+        assert row[5] == p_text(result.decision.p) and row[6] == p_text(result.decision.holm_p)
+        assert (result.decision.holm_p < 0.025) == (result.decision.verdict == "supported")
 
 
 @pytest.mark.parametrize("claims, key", [

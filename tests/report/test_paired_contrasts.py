@@ -22,7 +22,8 @@ from engine.store.db import StudyStore
 
 PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range(1, 5)] + ["benign-01"]
 ATTACKS = ("direct", "roleplay", "refusal_suppression")
-SECTION = "{type: paired_contrasts, metric: asr_broad}"
+# The one pair named as the primary contrast, in the order the analysis computes it (first model − second).
+SECTION = "{type: paired_contrasts, metric: asr_broad, primary: [[smollm2_135m, gemma3_270m]]}"
 
 
 def overrides(db, section: str = SECTION) -> list[str]:
@@ -110,7 +111,8 @@ def test_prose_names_what_was_paired_and_the_cluster_unit(study_db):
     assert "without the model factor" in text
     assert f"The cluster unit is the prompt ({analysis.n_clusters} in all)" in text
     assert "Every comparison is paired." in text
-    assert f"Holm-corrected across the {len(analysis.contrasts)} comparisons shown" in text
+    assert "the pair of models this section names before the data" in text
+    assert f"Holm-corrected across these {len(analysis.contrasts)} rows only" in text
 
 
 def test_forest_plot_has_one_row_per_comparison(study_db):

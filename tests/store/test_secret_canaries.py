@@ -198,5 +198,5 @@ def test_no_canary_reaches_a_database_a_file_or_the_output(tmp_path, server, mon
 
     hits = found_in_databases(tmp_path, canaries) + found_in_files(tmp_path, canaries, skip={study})
     hits += [f"{name}: {c}" for name, text in (("stdout", out.out), ("stderr", out.err)) for c in canaries if c in text]
-    leaking_lines = [line for line in out.out.splitlines() if any(c in line for c in canaries)]
-    assert not hits, "\n".join(hits + leaking_lines)
+    lines_with_canaries = [line for line in out.out.splitlines() if any(c in line for c in canaries)]
+    assert not hits, "\n".join(hits + lines_with_canaries)

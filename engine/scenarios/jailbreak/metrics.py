@@ -29,6 +29,9 @@ def _asr(tier_name: str) -> Metric:
                   prose_name=f"Attack success rate ({tier.name})", views=_VIEWS)
 
 
+# The requests a rate counts (its SQL's `benign` filter), for planning its denominator before data.
+REQUESTS_COUNTED = {**{f"asr_{name}": "harmful" for name in TIERS}, "false_refusal": "benign"}
+
 METRICS = [
     *(_asr(name) for name in TIERS),
     Metric("false_refusal", "False refusal", "proportion",

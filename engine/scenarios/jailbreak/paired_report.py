@@ -11,14 +11,16 @@ from typing import Literal
 
 import pandas as pd
 
-from engine.analyze.paired import PairedContrasts, contrasts_of, keyed_units
+from engine.analyze.paired import keyed_units
 from engine.kernel.contracts import Rendered
 from engine.kernel.records import Strict
 from engine.kernel.registry import register_section
 from engine.report.markdown import escape
-from engine.report.paired_contrasts import PairedContrastsSection
+from engine.report.paired_contrasts import (ContrastUnits, PairedContrastsSection, check_family_options,
+                                            check_model_names)
 from engine.scenarios.jailbreak.analysis.asr import evaluable_harmful
 from engine.scenarios.jailbreak.analysis.data import jailbreak_data
+from engine.scenarios.jailbreak.scenario import _imported
 
 
 def design_of(ctx, traces: pd.DataFrame, own_runs: bool) -> pd.DataFrame:
@@ -44,11 +46,12 @@ def design_of(ctx, traces: pd.DataFrame, own_runs: bool) -> pd.DataFrame:
 
 @register_section
 class PairedAsrSection(PairedContrastsSection):
-    """Each pair of models compared on the prompts both were attacked with, per attack and pooled:
+    """Pairs of models compared on the prompts both were attacked with, per attack and pooled:
     difference of ASR (the study's tier unless `tier` says), paired interval, McNemar or sign-flip p,
-    Holm p, as a table and a forest plot."""
+    Holm p; the primary contrasts as a table and a forest plot, the exploratory rest summarised."""
 
     type = "paired_asr"
+    registered_options = ("tier", "attacks", "models", "by_condition", "pooled", "primary", "reference")
 
     class Options(Strict):
         type: str
@@ -58,10 +61,28 @@ class PairedAsrSection(PairedContrastsSection):
         models: list[str] | None = None
         by_condition: bool = True
         pooled: bool = True
+        primary: list[tuple[str, str]] | None = None
+        reference: str | None = None
+        exploratory: bool = True
         caption: str | None = None
 
     def check(self, options, scenario, key):
-        pass  # every option is checked by its type; names the traces lack are reported in the section
+        check_family_options(options, key)  # names the traces lack in `attacks`/`models` are reported in the section
+
+    def check_study(self, options, loaded, key):
+        imported = _imported(loaded.scenario_params)  # read once: the design check has read it already
+        if imported is None:
+            check_model_names(options, list(loaded.spec.models), key, "the models of its spec")
+        else:
+            models = list(dict.fromkeys(imported[0]["model"].astype(str)))
+            check_model_names(options, models, key, f"the models of {loaded.scenario_params.import_path}")
+
+    def first_model(self, loaded, options) -> str | None:
+        imported = _imported(loaded.scenario_params)
+        if imported is None:
+            return super().first_model(loaded, options)
+        return next((m for m in imported[0]["model"].astype(str) if options.models is None or m in options.models),
+                    None)
 
     def render(self, ctx, options) -> Rendered:
         rendered = super().render(ctx, options)
@@ -73,7 +94,7 @@ class PairedAsrSection(PairedContrastsSection):
             rendered.markdown += "\n\n*" + escape(f"Not in the traces, so not compared: {', '.join(unknown)}.") + "*"
         return rendered
 
-    def contrasts(self, ctx, options) -> PairedContrasts:
+    def contrast_units(self, ctx, options) -> ContrastUnits:
         data = jailbreak_data(ctx)
         tier = options.tier or data.params.tier
         design = design_of(ctx, data.traces, data.imported_from is None)
@@ -87,5 +108,4 @@ class PairedAsrSection(PairedContrastsSection):
                  "item": str(t.prompt_id), "value": float(t.success), "trial_id": str(i)}
                 for i, t in zip(traces.index, traces.itertuples())]
         units, cluster = keyed_units(rows, ctx.scenario.randomised_unit or "item")
-        return contrasts_of(units, ctx.metrics[f"asr_{tier}"], ("model",), cluster, "prompt", ctx.seed,
-                            options.by_condition, options.pooled)
+        return ContrastUnits(units, ctx.metrics[f"asr_{tier}"], ("model",), cluster, "prompt")

@@ -323,9 +323,8 @@ class ProviderVsSizeSection(Section):
     class Options(Strict):
         type: str
         chart: bool = True
-        n_permutations: int = Field(default=5000, ge=100)
-        n_bootstrap: int = Field(default=2000, ge=200, description="resamples of models for the interval of "
-                                                                   "eta² - R²")
+        n_permutations: int = Field(default=5000, ge=100, description="arrangements of ASR over the models for "
+                                    "the provider permutation test and the interval of eta² - R²")
 
     def render(self, ctx, options) -> Rendered:
         if (empty := _no_data(ctx)) is not None:
@@ -359,7 +358,7 @@ class ProviderVsSizeSection(Section):
                      ("Provider: permutation test", f"p = {o.p_permutation:.3g}", "providers shuffled over models")]
         else:
             rows.append(("Provider decomposition", "not estimable", result.provider_reason))
-        shares, shares_text = _variance_shares(ctx, result, options.n_bootstrap)
+        shares, shares_text = _variance_shares(ctx, result, options.n_permutations)
         rows += shares
         parts.append(table(["Statistic", "Value", "Note"], rows, "Variance decomposition across models.",
                            "tbl-provider-size", ["l", "r", "l"], widths=[4, 3, 5]))
@@ -392,22 +391,22 @@ class ProviderVsSizeSection(Section):
         return Rendered("\n\n".join(p for p in parts if p), figures)
 
 
-def _variance_shares(ctx, result, n_bootstrap: int) -> tuple[list[tuple[str, str, str]], str]:
+def _variance_shares(ctx, result, n_permutations: int) -> tuple[list[tuple[str, str, str]], str]:
     """Size R² and provider eta² side by side, and eta² - R² with its interval: never their ratio."""
     if result.scale is None or result.provider_effect is None:
         return [], ""
     m = result.models
     try:
         v = variance_shares(m["asr"].to_numpy(), m["params_b"].to_numpy(), m["provider"].to_numpy(),
-                            seed=derived_seed(ctx.seed, "provider_vs_size", "variance_shares"), n_bootstrap=n_bootstrap)
+                            seed=derived_seed(ctx.seed, "provider_vs_size", "variance_shares"),
+                            n_permutations=n_permutations)
     except ValueError as err:
         return [("Provider minus size: eta² - R²", "not estimable", str(err))], ""
     rows = [("Size: population R², 95% interval", f"[{v.r2_low:.3f}, {v.r2_high:.3f}]",
              "inverting the noncentral F of the slope (1 and N - 2 df, sizes fixed; Steiger 2004)"),
             ("R² expected with no size effect", f"{v.null_r2:.3f}", "1/(N - 1)"),
             ("Provider minus size: eta² - R²", f"{v.difference:+.3f} [{v.difference_low:+.3f}, {v.difference_high:+.3f}]",
-             f"95% percentile bootstrap over models ({v.n_bootstrap} resamples, seeded; {v.dropped} dropped because a "
-             "share was undefined in them)"),
+             f"95%, the permutation test inverted ({v.n_permutations} arrangements of ASR over the models, seeded)"),
             ("eta² - R² expected with neither effect", f"{v.null_difference:+.3f}",
              "(k - 2)/(N - 1): read the difference against this, not against 0")]
     text = escape(
@@ -416,9 +415,11 @@ def _variance_shares(ctx, result, n_bootstrap: int) -> tuple[list[tuple[str, str
         f"({v.eta2_low:.3f} to {v.eta2_high:.3f}; {v.null_eta2:.3f} expected with no provider effect). Their "
         f"difference, eta² - R² = {v.difference:+.3f} (95% interval {v.difference_low:+.3f} to "
         f"{v.difference_high:+.3f}), would be about {v.null_difference:+.3f} if neither provider nor size mattered, "
-        f"because {v.k} providers take up {v.k - 1} degrees of freedom and size 1. The interval resamples models "
-        f"and recomputes both shares ({v.n_bootstrap} resamples, {v.dropped} dropped); duplicated models inflate "
-        "eta², so it is an interval for the sample difference, to be read against the no-effect value. The ratio "
+        f"because {v.k} providers take up {v.k - 1} degrees of freedom and size 1. The interval inverts the "
+        f"permutation test of neither mattering ({v.n_permutations} arrangements of ASR over the models, sizes and "
+        "providers kept), shifted: it lies above the no-effect value exactly when that test's one-sided p is "
+        "below 2.5%. (A bootstrap over models is not used: a duplicated model shrinks its provider's spread, so "
+        "its intervals run high.) The ratio "
         "eta² / R² is not reported: it grows without bound as R² approaches 0, so a large ratio can come from a "
         "size effect near 0 rather than from a provider effect.")
     return rows, text

@@ -12,13 +12,13 @@ from typing import Any
 import pandas as pd
 
 from engine.kernel.errors import SpecError
-from engine.kernel.records import CallEstimate, JudgeSubject, TrialOutcome, tokens_for
+from engine.kernel.records import CallEstimate, JudgeSubject, Trial, TrialOutcome, tokens_for
 from engine.kernel.registry import register_scenario
-from engine.kernel.contracts import check_factors, Scenario
+from engine.kernel.contracts import Metric, Scenario, check_factors
 from engine.plan.generation import model_inputs
 from engine.scenarios.jailbreak.corpus import Behaviour, CorpusError, load_corpus
 from engine.scenarios.jailbreak.imported_values import display_path
-from engine.scenarios.jailbreak.metrics import METRICS
+from engine.scenarios.jailbreak.metrics import METRICS, REQUESTS_COUNTED
 from engine.scenarios.jailbreak.params import JailbreakParams
 from engine.scenarios.jailbreak.traces import file_sha256, read_traces_file, primary_verdict_params
 
@@ -130,6 +130,12 @@ class Jailbreak(Scenario):
         return {**model_inputs(spec, cell), "attack": str(cell["attack"]),
                 "template": params.attacks[str(cell["attack"])].template, "system_prompt": params.system_prompt}
 
+    def counts_in(self, metric: Metric, trial: Trial) -> bool:
+        counted = REQUESTS_COUNTED.get(metric.name)
+        if counted is None:
+            return True
+        return bool(trial.inputs.get("item", {}).get("benign")) == (counted == "benign")
+
     def estimate(self, inputs: dict[str, Any]) -> list[CallEstimate]:
         chars = len(inputs["template"]) + len(inputs["item"]["text"]) + len(inputs["system_prompt"] or "")
         return [CallEstimate(inputs["model_key"], 1, tokens_for(chars) + 16, inputs["generation"]["max_tokens"])]
@@ -195,6 +201,12 @@ class Jailbreak(Scenario):
 
     def metric_params(self, spec) -> dict[str, Any]:
         return primary_verdict_params(spec)
+
+    def analysis_settings(self, spec, params: JailbreakParams) -> dict[str, Any]:
+        # What the rates count (the tier), the size the scale analysis uses, and which providers the
+        # risk ratio leaves out: changing one after the data changes what the claims test.
+        return {"tier": params.tier, "params_basis": params.params_basis,
+                "min_provider_evaluable": params.min_provider_evaluable}
 
     # -- report -------------------------------------------------------------------------------
     def describe_cell(self, cell: dict[str, Any], spec) -> dict[str, str]:

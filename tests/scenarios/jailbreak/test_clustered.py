@@ -14,7 +14,7 @@ from statsmodels.stats.multicomp import pairwise_tukeyhsd
 from statsmodels.stats.proportion import proportion_confint
 
 from engine.scenarios.jailbreak.analysis.clustered import (CLUSTERED, EXACT, NO_INTERVAL, _selected, cluster_interval,
-                                                           clustered_rates, selected_risk_ratio)
+                                                           clustered_rates)
 from engine.scenarios.jailbreak.analysis.decomposition import risk_ratio
 
 
@@ -151,6 +151,11 @@ def test_no_interval_when_every_provider_has_one_model():
     k = np.array([[3] + [0] * 9, [3] * 10], float)
     r = _selected(k, np.full_like(k, 6), np.array([0, 1]), ["A", "B"], 1, 0)
     assert math.isnan(r.low) and math.isnan(r.high) and "one model" in r.reason
+    # A claim on the ratio then has no verdict, and says why (not a decision on NaN ends).
+    from engine.scenarios.jailbreak.claims import risk_ratio_estimate
+
+    est = risk_ratio_estimate(r, None, "ratio")
+    assert est.reason == r.reason and est.interval_at is None
 
 
 def test_the_report_reads_stored_resamples_equal_to_fresh_ones(tmp_path):

@@ -226,22 +226,28 @@ def test_imported_logs_get_paired_model_contrasts_on_the_shared_prompts(logs, im
     graded = samples[samples.value.isin(["C", "I"])].assign(success=lambda d: d.value.eq("C").astype(int))
     wide = graded.pivot(index="item", columns="model", values="success")
     models = list(dict.fromkeys(graded.model))
-    pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
-    expected = []
-    for a, b in pairs:
-        both = wide[[a, b]].dropna()
-        a_only, b_only = int(((both[a] == 1) & (both[b] == 0)).sum()), int(((both[a] == 0) & (both[b] == 1)).sum())
-        d = paired_difference(both[a].to_numpy(float), both[b].to_numpy(float), np.arange(len(both)), "proportion", 0)
-        expected.append((a, b, len(both), (both[a] - both[b]).mean(), a_only, b_only, d.p))
-    holm = multipletests([e[-1] for e in expected], method="holm")[1]
+    # The primary family: each model against the first (model − first); the other pairs are exploratory.
+    # Each family is Holm-corrected on its own.
+    primary = [(m, models[0]) for m in models[1:]]
+    exploratory = [(a, b) for i, a in enumerate(models) for b in models[i + 1:] if models[0] not in (a, b)]
+    assert primary and exploratory
     shown = lambda p: "<0.001" if p < 0.001 else f"{p:.3f}"  # noqa: E731
-    for (a, b, n, diff, a_only, b_only, p), holm_p in zip(expected, holm):
-        row = re.search(rf"\| {re.escape(a)} − {re.escape(b)} \| all \| ([+-]\d+) pp \[[^|]+\] \| (\d+) pairs \| "
-                        r"(\d+) / (\d+) \| ([^|]+) \| ([^|]+) \| paired MOVER of Clopper-Pearson limits \|", flat)
-        assert row, (a, b)
-        assert int(row[1]) == round(100 * diff) and int(row[2]) == n
-        assert (int(row[3]), int(row[4])) == (a_only, b_only)
-        assert row[5].strip() == shown(p) and row[6].strip() == shown(min(1.0, holm_p))
+    for pairs in (primary, exploratory):
+        expected = []
+        for a, b in pairs:
+            both = wide[[a, b]].dropna()
+            a_only, b_only = int(((both[a] == 1) & (both[b] == 0)).sum()), int(((both[a] == 0) & (both[b] == 1)).sum())
+            d = paired_difference(both[a].to_numpy(float), both[b].to_numpy(float), np.arange(len(both)),
+                                  "proportion", 0)
+            expected.append((a, b, len(both), (both[a] - both[b]).mean(), a_only, b_only, d.p))
+        holm = multipletests([e[-1] for e in expected], method="holm")[1]
+        for (a, b, n, diff, a_only, b_only, p), holm_p in zip(expected, holm):
+            row = re.search(rf"\| {re.escape(a)} − {re.escape(b)} \| all \| ([+-]\d+) pp \[[^|]+\] \| (\d+) pairs \| "
+                            r"(\d+) / (\d+) \| ([^|]+) \| ([^|]+) \| paired MOVER of Clopper-Pearson limits \|", flat)
+            assert row, (a, b)
+            assert int(row[1]) == round(100 * diff) and int(row[2]) == n
+            assert (int(row[3]), int(row[4])) == (a_only, b_only)
+            assert row[5].strip() == shown(p) and row[6].strip() == shown(min(1.0, holm_p))
 
 
 def test_repeated_epochs_pair_repeat_with_repeat_not_every_repeat_with_every_other(tmp_path):
@@ -268,9 +274,10 @@ def test_repeated_epochs_pair_repeat_with_repeat_not_every_repeat_with_every_oth
     wide = pd.DataFrame(rows).pivot(index=["item", "epoch"], columns="model", values="success")
     a, b = wide["acme/small"], wide["bolt/mini"]
     flat = (out / "index.qmd").read_text().replace("\\", "")
-    row = re.search(r"\| acme/small − bolt/mini \| all \| ([+-]\d+) pp \[[^|]+\] \| (\d+) pairs in (\d+) clusters \| "
+    # The one contrast is the primary one: the second model against the first (the reference).
+    row = re.search(r"\| bolt/mini − acme/small \| all \| ([+-]\d+) pp \[[^|]+\] \| (\d+) pairs in (\d+) clusters \| "
                     r"(\d+) / (\d+) \|", flat)
     assert row, flat[-3000:]
     assert int(row[2]) == 30 and int(row[3]) == 10  # 10 behaviours x 3 epochs, clustered on the behaviour
-    assert (int(row[4]), int(row[5])) == (int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum()))
-    assert int(row[1]) == round(100 * (a - b).mean())
+    assert (int(row[4]), int(row[5])) == (int(((b == 1) & (a == 0)).sum()), int(((b == 0) & (a == 1)).sum()))
+    assert int(row[1]) == round(100 * (b - a).mean())

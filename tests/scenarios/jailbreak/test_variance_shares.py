@@ -1,6 +1,6 @@
 """Provider eta-squared and size R-squared side by side, and their difference, instead of their ratio:
-against first-principles computations, scipy's paired bootstrap, permutation and simulation with
-known answers, and the provider_vs_size section rendered from a trace table."""
+against first-principles computations, an independent permutation test, and simulation with known
+answers, and the provider_vs_size section rendered from a trace table."""
 
 from types import SimpleNamespace
 
@@ -28,28 +28,24 @@ def first_principles(y, sizes, groups):
     return eta2, r2
 
 
-def test_shares_and_difference_match_first_principles_and_scipy_paired_bootstrap():
+def test_shares_and_difference_match_first_principles_and_an_independent_permutation_test():
     rng = np.random.default_rng(7)
     effect = dict(zip(np.unique(GROUPS), np.linspace(0.1, 0.6, K)))
     y = np.array([effect[g] for g in GROUPS]) + 0.02 * np.log2(SIZES) + rng.normal(0, 0.05, N)
-    v = variance_shares(y, SIZES, GROUPS, seed=3, n_bootstrap=4000)
+    v = variance_shares(y, SIZES, GROUPS, seed=3, n_permutations=4000)
     eta2, r2 = first_principles(y, SIZES, GROUPS)
     assert (v.eta2, v.r2, v.difference) == pytest.approx((eta2, r2, eta2 - r2), abs=1e-12)
     assert (v.null_eta2, v.null_r2, v.null_difference) == pytest.approx((11 / 20, 1 / 20, 10 / 20))
-    assert (v.k, v.n, v.n_bootstrap, v.dropped) == (K, N, 4000, 0)
+    assert (v.k, v.n, v.n_permutations) == (K, N, 4000)
     assert 0 <= v.eta2_low <= v.eta2_high < 1 and 0 <= v.r2_low <= v.r2_high < 1
-
-    codes = np.unique(GROUPS, return_inverse=True)[1].astype(float)
-
-    def difference(yy, xx, cc):
-        labels, c = np.unique(cc, return_inverse=True)
-        return _eta2_omega2_f(yy, c, len(labels))[0] - stats.linregress(xx, yy).rvalue ** 2
-
-    ref = stats.bootstrap((y, np.log2(SIZES), codes), difference, paired=True, vectorized=False,
-                          n_resamples=4000, method="percentile", rng=np.random.default_rng(11)).confidence_interval
-    assert v.difference_low == pytest.approx(ref.low, abs=0.03)
-    assert v.difference_high == pytest.approx(ref.high, abs=0.03)
-    assert variance_shares(y, SIZES, GROUPS, seed=3, n_bootstrap=4000) == v  # seeded
+    # The interval inverts the permutation test under a shift: the estimate minus the permutation
+    # quantiles taken about the no-effect value (recomputed here with other draws).
+    draws = np.random.default_rng(11)
+    perms = np.array([np.subtract(*first_principles(draws.permutation(y), SIZES, GROUPS)) for _ in range(4000)])
+    high, low = np.quantile(np.append(perms, eta2 - r2), [0.975, 0.025])
+    assert v.difference_low == pytest.approx(eta2 - r2 - (high - v.null_difference), abs=0.02)
+    assert v.difference_high == pytest.approx(eta2 - r2 - (low - v.null_difference), abs=0.02)
+    assert variance_shares(y, SIZES, GROUPS, seed=3, n_permutations=4000) == v  # seeded
 
 
 def test_r2_interval_covers_the_population_r2_at_the_nominal_rate():
@@ -62,7 +58,7 @@ def test_r2_interval_covers_the_population_r2_at_the_nominal_rate():
     covered = []
     for _ in range(300):
         y = 0.2 + slope * x + rng.normal(0, sigma, N)
-        v = variance_shares(y, SIZES, GROUPS, seed=0, n_bootstrap=0)
+        v = variance_shares(y, SIZES, GROUPS, seed=0, n_permutations=0)
         covered.append(v.r2_low <= truth <= v.r2_high)
     assert 0.91 <= np.mean(covered) <= 0.985
 
@@ -73,7 +69,7 @@ def test_no_effect_values_are_the_permutation_means():
     y = np.random.default_rng(9).beta(2, 5, N)
     rng = np.random.default_rng(derived_seed(0, "test", "variance_shares_null"))
     perms = np.array([first_principles(rng.permutation(y), SIZES, GROUPS) for _ in range(4000)])
-    v = variance_shares(y, SIZES, GROUPS, seed=0, n_bootstrap=200)
+    v = variance_shares(y, SIZES, GROUPS, seed=0, n_permutations=200)
     assert perms[:, 0].mean() == pytest.approx(v.null_eta2, abs=0.01)
     assert perms[:, 1].mean() == pytest.approx(v.null_r2, abs=0.005)
     assert (perms[:, 0] - perms[:, 1]).mean() == pytest.approx(v.null_difference, abs=0.012)
@@ -84,21 +80,22 @@ def test_difference_interval_covers_the_no_effect_value_when_nothing_matters():
     rng = np.random.default_rng(13)
     inside = []
     for rep in range(200):
-        v = variance_shares(rng.normal(0, 1, N), SIZES, GROUPS, seed=rep, n_bootstrap=400)
+        v = variance_shares(rng.normal(0, 1, N), SIZES, GROUPS, seed=rep, n_permutations=400)
         inside.append(v.difference_low <= v.null_difference <= v.difference_high)
     assert 0.88 <= np.mean(inside) <= 0.99
 
 
-def test_undefined_resamples_are_dropped_and_counted():
-    y, sizes, groups = np.array([0.1, 0.5, 0.3, 0.9]), np.array([1.0, 2.0, 4.0, 8.0]), np.array(["a", "a", "b", "c"])
-    v = variance_shares(y, sizes, groups, seed=4, n_bootstrap=3000)
-    rng, codes, expected = np.random.default_rng(4), np.unique(groups, return_inverse=True)[1], 0
-    for _ in range(3000):
-        idx = rng.integers(0, 4, 4)
-        expected += len(set(codes[idx])) < 2 or len(set(idx)) < 2  # one provider, or one model (one size)
-    assert v.dropped == expected and v.dropped > 0
+def test_the_interval_clears_the_no_effect_value_exactly_when_the_permutation_test_rejects():
+    rng = np.random.default_rng(4)
+    for rep in range(20):
+        y = rng.normal(0, 1, N) + np.where(np.arange(N) % K < 3, rng.uniform(0, 1.5), 0)
+        v = variance_shares(y, SIZES, GROUPS, seed=rep, n_permutations=999)
+        order = np.argsort(np.random.default_rng(rep).random((999, N)), axis=1)
+        perms = np.array([np.subtract(*first_principles(y[o], SIZES, GROUPS)) for o in order])
+        p = (1 + np.sum(perms >= v.difference - 1e-12)) / 1000
+        assert (v.difference_low > v.null_difference) == (p < 0.025)
     with pytest.raises(ValueError, match="more units than groups"):
-        variance_shares(y[:3], sizes[:3], np.array(["a", "b", "c"]), seed=0)
+        variance_shares(np.array([0.1, 0.5, 0.3]), np.array([1.0, 2.0, 4.0]), np.array(["a", "b", "c"]), seed=0)
 
 
 def _ctx(models: pd.DataFrame):
@@ -122,16 +119,16 @@ def test_the_section_prints_both_shares_and_their_difference_and_no_ratio():
                            "params": np.round(SIZES, 2), "successes": successes, "evaluable": 40})
     ctx, params = _ctx(models)
     md = ProviderVsSizeSection().render(ctx, ProviderVsSizeSection.Options(type="provider_vs_size", chart=False,
-                                                                           n_bootstrap=500)).markdown
+                                                                           n_permutations=500)).markdown
     flat = md.replace("\\", "")
     asr_values = successes / 40
     eta2, r2 = first_principles(asr_values, models.params.to_numpy(), GROUPS)
-    v = variance_shares(asr_values, models.params.to_numpy(), GROUPS, n_bootstrap=500,
+    v = variance_shares(asr_values, models.params.to_numpy(), GROUPS, n_permutations=500,
                         seed=derived_seed(17, "provider_vs_size", "variance_shares"))
     assert v.difference == pytest.approx(eta2 - r2)
     assert (f"| Provider minus size: eta² - R² | {eta2 - r2:+.3f} [{v.difference_low:+.3f}, "
             f"{v.difference_high:+.3f}] |") in flat
-    assert "500 resamples, seeded; 0 dropped" in flat
+    assert "500 arrangements of ASR over the models, seeded" in flat
     assert "| eta² - R² expected with neither effect | +0.500 |" in flat
     assert f"| Size: population R², 95% interval | [{v.r2_low:.3f}, {v.r2_high:.3f}] |" in flat
     assert "| R² expected with no size effect | 0.050 |" in flat

@@ -33,7 +33,6 @@ the data they read, their settings, FIT_VERSION and the library versions.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any

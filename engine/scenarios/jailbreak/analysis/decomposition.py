@@ -11,18 +11,20 @@ Units are models: each has an attack success rate (ASR), a parameter count and a
   equally), with a t interval from the regression with the provider's own intercept added.
 - `risk_ratio`: ratio of two pooled rates with the Katz log interval.
 - `variance_shares`: size R^2 and provider eta^2 of the same models, each with a noncentral-F
-  interval and its no-effect value, and their difference with a bootstrap interval over models.
+  interval and its no-effect value, and their difference with the inverted permutation test.
   Deliberately no ratio eta^2 / R^2: it grows without bound as R^2 approaches 0.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import statsmodels.api as sm
-from scipy import optimize, stats
+from scipy import stats
+
+from engine.analyze.inference import IntervalAt, share_family, shift_family
 
 
 @dataclass(frozen=True)
@@ -81,21 +83,7 @@ def _eta2_omega2_f(y: np.ndarray, codes: np.ndarray, k: int) -> tuple[float, flo
 def eta2_interval(f: float, df_between: int, df_within: int, alpha: float = 0.05) -> tuple[float, float]:
     """Confidence interval for eta-squared: invert the noncentral F for its noncentrality lambda,
     then eta^2 = lambda / (lambda + N) with N = df_between + df_within + 1."""
-    if math.isnan(f):
-        return math.nan, math.nan
-    n = df_between + df_within + 1
-
-    def lam_for(prob: float) -> float:
-        # cdf(F; lambda) falls as lambda grows; lambda = 0 when even the central F is past `prob`.
-        if stats.f.cdf(f, df_between, df_within) <= prob:
-            return 0.0
-        high = max(10.0, 2 * f * df_between)
-        while stats.ncf.cdf(f, df_between, df_within, high) > prob:
-            high *= 2
-        return optimize.brentq(lambda lam: stats.ncf.cdf(f, df_between, df_within, lam) - prob, 0.0, high)
-
-    low, high = lam_for(1 - alpha / 2), lam_for(alpha / 2)
-    return low / (low + n), high / (high + n)
+    return share_family(f, df_between, df_within, df_between + df_within + 1)(alpha)
 
 
 def one_way(values: np.ndarray, groups: list[str] | np.ndarray, *, seed: int,
@@ -189,13 +177,25 @@ class VarianceShares:
     eta2_high: float
     null_eta2: float  # (k - 1) / (N - 1)
     difference: float  # eta2 - r2
-    difference_low: float  # percentile bootstrap over models
+    difference_low: float  # the permutation test inverted (see variance_shares)
     difference_high: float
     null_difference: float  # (k - 2) / (N - 1): eta2 - r2 expected when neither provider nor size matters
-    n_bootstrap: int  # resamples drawn
-    dropped: int  # resamples in which either share is undefined, left out of the interval and counted
+    n_permutations: int  # arrangements of ASR over the models drawn (the observed one added)
     k: int
     n: int
+    difference_at: IntervalAt | None = field(default=None, compare=False)  # its interval at any level
+
+
+def _differences(ys: np.ndarray, xs: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
+    """eta^2 - R^2 of each row (arrangements x models) of ASR `ys`, log sizes `xs` and group codes."""
+    centred = ys - ys.mean(axis=1, keepdims=True)
+    total = np.sum(centred ** 2, axis=1)
+    member = groups[:, :, None] == np.arange(k)
+    counts, sums = member.sum(axis=1), np.einsum("bnk,bn->bk", member, centred)
+    between = np.sum(np.where(counts > 0, sums ** 2 / np.maximum(counts, 1), 0.0), axis=1)
+    dx = xs - xs.mean(axis=1, keepdims=True)
+    r2 = np.minimum(np.sum(dx * centred, axis=1) ** 2 / (np.sum(dx ** 2, axis=1) * total), 1.0)
+    return between / total - r2
 
 
 def _r2(y: np.ndarray, x: np.ndarray) -> float:
@@ -207,17 +207,23 @@ def _r2(y: np.ndarray, x: np.ndarray) -> float:
 
 
 def variance_shares(asr: np.ndarray, params_b: np.ndarray, groups: list[str] | np.ndarray, *, seed: int,
-                    n_bootstrap: int = 2000, alpha: float = 0.05) -> VarianceShares:
+                    n_permutations: int = 2000, alpha: float = 0.05) -> VarianceShares:
     """Provider eta^2 and size R^2 of the same models, and eta^2 - R^2.
 
     Each share's interval inverts the noncentral F (Steiger 2004; for R^2 the F of the slope with 1
     and N - 2 degrees of freedom, sizes fixed). Under no effect the sample eta^2 and R^2 average
     (k-1)/(N-1) and 1/(N-1) (their null Beta distributions; also their exact means over all
-    permutations of ASR across models), so eta^2 - R^2 averages (k-2)/(N-1), not 0. The difference's
-    interval is a percentile bootstrap resampling models (both shares recomputed on each resample,
-    so their correlation is kept); a resample where either share is undefined (fewer than 2
-    providers or as many providers as models, one size, one ASR) is dropped and counted in
-    `dropped`, never silently."""
+    permutations of ASR across models), so eta^2 - R^2 averages (k-2)/(N-1), not 0.
+
+    The difference's interval inverts the permutation test of "neither provider nor size matters"
+    (ASR permuted over the models, sizes and providers kept; the observed arrangement counted among
+    the draws) under a shift of eta^2 - R^2: the estimate minus the permutation quantiles taken
+    about (k-2)/(N-1). Its lower end clears the no-effect value exactly when the permutation p-value
+    is below 2.5%. Chosen by simulation (21 models of 12 providers, neither effect;
+    tests/scenarios/jailbreak/test_variance_claim.py): the lower end cleared the no-effect value in
+    2.5% of studies and the upper end fell below it in 2.1% (3000 studies), where a percentile bootstrap
+    over models cleared it in 7.8% (a duplicated model shrinks its provider's spread, so resampled
+    eta^2 runs high), a BCa bootstrap fell below it in 14% and a bootstrap-t in 7%."""
     y, x = np.asarray(asr, float), np.log2(np.asarray(params_b, float))
     labels, codes = np.unique(np.asarray(groups), return_inverse=True)
     k, n = len(labels), len(y)
@@ -232,22 +238,11 @@ def variance_shares(asr: np.ndarray, params_b: np.ndarray, groups: list[str] | n
     f_size = r2 * (n - 2) / (1 - r2) if r2 < 1 else math.nan
     r2_low, r2_high = eta2_interval(f_size, 1, n - 2, alpha)
 
-    rng = np.random.default_rng(seed)
-    diffs, dropped = [], 0
-    for _ in range(n_bootstrap):
-        idx = rng.integers(0, n, n)
-        sub_labels, sub_codes = np.unique(codes[idx], return_inverse=True)
-        k_b = len(sub_labels)
-        r2_b = _r2(y[idx], x[idx])
-        eta2_b = _eta2_omega2_f(y[idx], sub_codes, k_b)[0] if 2 <= k_b < n else math.nan
-        if math.isnan(r2_b) or math.isnan(eta2_b):
-            dropped += 1
-            continue
-        diffs.append(eta2_b - r2_b)
-    if diffs:
-        d_low, d_high = np.percentile(diffs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    else:
-        d_low = d_high = math.nan
+    order = np.argsort(np.random.default_rng(seed).random((n_permutations, n)), axis=1)
+    permuted = _differences(y[order], np.broadcast_to(x, order.shape), np.broadcast_to(codes, order.shape), k)
+    null_difference = (k - 2) / (n - 1)
+    family = shift_family(eta2 - r2, np.append(permuted, eta2 - r2), null_difference)
+    d_low, d_high = family(alpha)
     return VarianceShares(float(r2), float(r2_low), float(r2_high), 1 / (n - 1), float(eta2), float(eta2_low),
                           float(eta2_high), (k - 1) / (n - 1), float(eta2 - r2), float(d_low), float(d_high),
-                          (k - 2) / (n - 1), n_bootstrap, dropped, k, n)
+                          null_difference, n_permutations, k, n, family)
