@@ -61,7 +61,7 @@ browser:
 		|| echo "warning: Chromium could not be installed; tests/report/test_transcript_browser.py will be skipped"
 
 study: install
-	$(PY) -m engine run $(STUDY) $(ARGS)
+	$(PY) -m engine run $(STUDY) --calibrate $(ARGS)
 
 plan: install
 	$(PY) -m engine plan $(STUDY) $(ARGS)
@@ -72,6 +72,11 @@ summary: install
 # A running study, from another terminal (ARGS: the run's overrides; "--once" prints one snapshot).
 watch: install
 	$(PY) -m engine watch $(STUDY) $(ARGS)
+
+# The study's own design simulated with the report's tests and intervals: false support, power, coverage
+# (ARGS: overrides, --draws N, --seed S); stored in the database for the report's calibration section.
+calibrate: install
+	$(PY) -m engine calibrate $(STUDY) $(ARGS)
 
 # Re-render reports/$(STUDY)/ from the database; calls no model.
 report: install
@@ -97,7 +102,7 @@ snapshot-deps:
 	command -v chromium >/dev/null && command -v pdftoppm >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq chromium poppler-utils)
 
-snapshot: install snapshot-deps
+snapshot: install-test snapshot-deps
 	$(PY) reports/snapshot.py reports/$(STUDY)
 
 test: install-all browser

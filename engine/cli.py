@@ -1,4 +1,4 @@
-"""Command line: `python -m engine run|plan|summary|report|judge STUDY [hydra overrides...]`, `export`, `compare A B`, `watch STUDY`.
+"""Command line: `python -m engine run|plan|summary|report|judge STUDY [hydra overrides...]`, `export`, `compare A B`, `watch STUDY`, `new STUDY`.
 
 Heavy imports (litellm, llama.cpp, Hydra) happen inside the commands so that --help is instant.
 """
@@ -9,6 +9,7 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 
 EXIT_SPEC = 2
 EXIT_RUNTIME = 1
@@ -41,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true", help="same as `plan`")
             p.add_argument("--no-progress", action="store_true", help="no live progress display")
             p.add_argument("--no-report", action="store_true", help="skip rendering the report")
+            p.add_argument("--calibrate", action="store_true",
+                           help="before the report, simulate the design for its calibration section (default draws; "
+                           "about a minute); `calibrate` recomputes it with more")
             p.add_argument("--no-judge", action="store_true",
                            help="skip the judges (grade later with `python -m engine judge STUDY`)")
         if name == "judge":
@@ -72,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="print the table only; write nothing")
     p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
                    help="a folder of your own config groups, as for run")
+    text = ("write a commented starting study and its model set that run as they are on the local models: "
+            "studies/STUDY.yaml and conf/model_set/STUDY_models.yaml, or in --dir; overwrites nothing")
+    p = sub.add_parser("new", help=text, description=text)
+    p.add_argument("study", help="the new study's name (lower-case letters, digits, _)")
+    p.add_argument("--scenario", required=True, help="escalation, jailbreak or agentic_misalignment")
+    p.add_argument("--dir", metavar="DIR", help="a folder of your own, outside the repository (then run it with "
+                   "--config-dir DIR/conf, which the command prints)")
     text = ("follow a running study from another terminal: per cell, trials stored/planned and the headline "
             "metrics; errors, spend, routes and the ETA, from the snapshot the run publishes; calls nothing")
     p = sub.add_parser("watch", help=text, description=text)
@@ -79,6 +90,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="Hydra overrides: the same as the study is run with")
     p.add_argument("--once", action="store_true", help="print the snapshot once and exit (for logs and scripts)")
     p.add_argument("--every", type=float, default=2.0, metavar="S", help="seconds between refreshes (default 2)")
+    p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                   help="a folder of your own config groups, as for run")
+    text = ("simulate the study's own design under each claim's boundary and stated effect with the report's own "
+            "tests and intervals: every claim's false-support rate and power, every interval type's coverage and the "
+            "cells' half-width, with Monte Carlo errors; stored in the study database for the report")
+    p = sub.add_parser("calibrate", help=text, description=text)
+    p.add_argument("study", help="a study name in studies/ or a path to a study .yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides: the same as the study is run with")
+    p.add_argument("--draws", type=int, default=None, metavar="N",
+                   help="simulated studies per figure (default 80: under a minute for each seed study)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="the simulation's seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
                    help="a folder of your own config groups, as for run")
     text = "write the study's trials as logs for another tool (inspect: one Inspect .eval per model x condition); call nothing"
@@ -99,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [a for a in extra if a.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    args.overrides = [*args.overrides, *extra]
+    if extra and not hasattr(args, "overrides"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = [*getattr(args, "overrides", []), *extra]
     if getattr(args, "formats", None) is not None:
         from engine.report.render import report_formats
 
@@ -141,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             return _compare(args, console)
         if args.command == "watch":
             return _watch(args, console)
+        if args.command == "new":
+            return _new(args, console)
+        if args.command == "calibrate":
+            return _calibrate(args, console)
         return _run(args, console)
     except SpecError as exc:
         # Not wrapped at the terminal width: each line stays "spec error <file>: key '<key>': <message>".
@@ -149,6 +178,47 @@ def main(argv: list[str] | None = None) -> int:
     except (WeightsError, FileNotFoundError, ReportError, StoreBusy, SweepFailed, SnapshotUnreadable) as exc:
         err.print(f"[bold red]error[/] {escape(redact(str(exc)) or '')}", highlight=False)
         return EXIT_RUNTIME
+
+
+MIN_DRAWS = 10
+
+
+def _calibrate(args, console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from engine.kernel.errors import SpecError
+    from engine.report import calibration
+    from engine.study import calibrate_study
+
+    draws = calibration.DEFAULT_DRAWS if args.draws is None else args.draws
+    if draws < MIN_DRAWS:
+        raise SpecError(f"must be at least {MIN_DRAWS} (a share over fewer simulated studies says nothing), "
+                        f"not {draws}", key="--draws")
+    if args.seed < 0:
+        raise SpecError(f"must be 0 or more, not {args.seed}", key="--seed")
+    bar = Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), console=console, disable=args.no_progress)
+    task = bar.add_task("calibrate", total=None)
+    with bar:
+        loaded, result, stored = calibrate_study(args.study, args.overrides, draws=draws, seed=args.seed,
+                                                 progress=lambda n: bar.advance(task, n),
+                                                 start=lambda total: bar.update(task, total=total))
+    study = loaded.spec.name
+    console.print(_terminal(calibration.provenance(result, study)))
+    for title, headers, rows in (("claims", calibration.CLAIM_HEADERS, calibration.claim_rows(result)),
+                                 ("intervals", calibration.INTERVAL_HEADERS, calibration.interval_rows(result))):
+        console.print(_rich_table(title, _frame(headers, rows)))
+    for line in result["basis"]:
+        console.print(_terminal(f"simulated from: {line}"))
+    console.print(_terminal("stored in the study database for its report's calibration section" if stored else
+                         "not stored: the study has no database yet (run it first to keep a calibration)"), soft_wrap=True)
+    return 0
+
+
+def _frame(headers, rows):
+    import pandas as pd
+
+    return pd.DataFrame(list(rows), columns=headers)
 
 
 def _plan(args, console) -> int:
@@ -161,6 +231,7 @@ def _plan(args, console) -> int:
     plan = compile_plan(loaded)
     est = estimate_plan(plan)
     spec = loaded.spec
+    _warn_without_results(console, loaded)
     console.print(f"[bold]{_terminal(spec.title)}[/]  (spec {loaded.spec_hash}, store {_terminal(spec.store.path)})")
     console.print(f"cells {est.cells} · trials {est.trials} · model calls ≤ {est.calls:,} · "
                   f"tokens ≤ {est.prompt_tokens + est.completion_tokens:,} "
@@ -211,11 +282,31 @@ def _print_precision(console, plan, est) -> None:
 def _print_table(console, title: str, table) -> None:
     if table.empty:
         return
-    console.print(_rich_table(title, table))
+    grid = _rich_table(title, table)
+    if console.measure(grid, options=console.options.update(max_width=10_000)).maximum <= console.width:
+        console.print(grid)
+    else:  # e.g. a log file at 80 columns: a block per cell, one metric a line, rather than folded cells
+        for line in _narrow_table(title, table):
+            console.print(_terminal(line), highlight=False, soft_wrap=True)
     from engine.spec.schema import BASE_MODEL_MARK, BASE_MODEL_NOTE
 
     if any(BASE_MODEL_MARK in str(v) for v in table.to_numpy().ravel()):
         console.print(BASE_MODEL_NOTE, highlight=False, soft_wrap=True)
+
+
+def _narrow_table(title: str, table) -> list[str]:
+    """The table as text for a narrow screen or a log: per row, its descriptive columns and N on one
+    line, then one line per metric with its own n."""
+    metrics = [c for c in table.columns if f"{c} n" in table.columns]
+    described = [c for c in table.columns if c not in metrics and not str(c).endswith(" n") and c != "N"]
+    width = max(len(str(m)) for m in metrics) if metrics else 0
+    lines = [title]
+    for _, row in table.iterrows():
+        head = " · ".join(str(row[c]) for c in described if str(row[c]) != "—")
+        lines.append(head + (f"   (N {row['N']})" if "N" in table.columns else ""))
+        lines += [f"    {str(m):<{width}}  {row[m]}" + (f" (n={row[f'{m} n']})" if str(row[m]) != "—" else "")
+                  for m in metrics]
+    return lines
 
 
 def _rich_table(title: str, table):
@@ -231,7 +322,8 @@ def _rich_table(title: str, table):
     for _, row in table.iterrows():
         values = {c: str(row[c]) for c in shown}
         for n_column, metric in merged.items():
-            values[metric] += f" (n={row[n_column]})"
+            if values[metric] != "—":  # nothing measured: no n to show
+                values[metric] += f" (n={row[n_column]})"
         out.add_row(*[_terminal(values[c]) for c in shown])
     return out
 
@@ -325,10 +417,31 @@ def _run(args, console) -> int:
         return _run_loaded(args, console, loaded)
 
 
+def _new(args, console) -> int:
+    from engine.spec.new_study import write_new_study
+
+    made = write_new_study(args.study, args.scenario, Path(args.dir) if args.dir else None)
+    console.print(f"wrote {_terminal(made.study)}\n  and {_terminal(made.model_set)}", highlight=False)
+    console.print("see the design, cost and power:  " + _terminal(made.command("plan")), highlight=False)
+    console.print("run it (local models, no API key): " + _terminal(
+        made.command("run") if made.config_dir else f"make study STUDY={args.study}"), highlight=False)
+    return 0
+
+
+def _warn_without_results(console, loaded) -> None:
+    from engine.report.catalog import no_results_warning, validate_sections
+
+    warning = no_results_warning(validate_sections(loaded.spec.report.sections, loaded.scenario), loaded.scenario)
+    if warning:
+        console.print(f"[bold yellow]warning[/] {_terminal(warning)}", soft_wrap=True, highlight=False)
+
+
 def _run_loaded(args, console, loaded) -> int:
     from engine.study import run_loaded
 
-    summary, table = run_loaded(loaded, show_progress=not args.no_progress, judge=not args.no_judge)
+    _warn_without_results(console, loaded)
+    summary, table = run_loaded(loaded, show_progress=not args.no_progress, judge=not args.no_judge,
+                                calibrate=args.calibrate)
     _print_table(console, _table_title(loaded), table)
     s = summary.stats
     console.print(

@@ -30,6 +30,7 @@ from engine.providers.prepare import prepare_models
 from engine.spec.load import LoadedSpec, load_spec
 from engine.spec.schema import Budget as BudgetSpec
 from engine.checks import check_study
+from engine.report import calibration
 from engine.report.preregistration import register_study
 from engine.report.study_report import Report, build_report_for
 from engine.store.db import StoreBusy, StudyStore
@@ -139,15 +140,17 @@ async def play(plan: Plan, store: StudyStore, gateway: Gateway, show_progress: b
 
 
 def run_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, show_progress: bool = True,
-              gateway_factory=None, judge: bool = True) -> tuple[LoadedSpec, RunSummary, pd.DataFrame]:
+              gateway_factory=None, judge: bool = True,
+              calibrate: bool = False) -> tuple[LoadedSpec, RunSummary, pd.DataFrame]:
     """Validate, plan, execute (resuming), judge, and return the per-cell summary."""
     loaded = load_study(study, overrides)
-    summary, table = run_loaded(loaded, show_progress=show_progress, gateway_factory=gateway_factory, judge=judge)
+    summary, table = run_loaded(loaded, show_progress=show_progress, gateway_factory=gateway_factory, judge=judge,
+                                calibrate=calibrate)
     return loaded, summary, table
 
 
 def run_loaded(loaded: LoadedSpec, *, store_at: Path | None = None, show_progress: bool = True,
-               gateway_factory=None, judge: bool = True) -> tuple[RunSummary, pd.DataFrame]:
+               gateway_factory=None, judge: bool = True, calibrate: bool = False) -> tuple[RunSummary, pd.DataFrame]:
     """Plan, execute and judge a validated spec into its database (or `store_at`: a sweep job's shard)."""
     # Everything imported and composed so far lives until the process ends: keep it out of every
     # later garbage collection (a full one over it cost 0.1 s, half of a cached rerun). The event
@@ -156,13 +159,13 @@ def run_loaded(loaded: LoadedSpec, *, store_at: Path | None = None, show_progres
     try:
         # A sweep job writes only its shard: the sweep's launching process holds the study's lock.
         with writing(loaded, "run") if store_at is None else nullcontext():
-            return _run_frozen(loaded, store_at, show_progress, gateway_factory, judge)
+            return _run_frozen(loaded, store_at, show_progress, gateway_factory, judge, calibrate)
     finally:
         gc.unfreeze()
 
 
 def _run_frozen(loaded: LoadedSpec, store_at: Path | None, show_progress: bool, gateway_factory,
-                judge: bool) -> tuple[RunSummary, pd.DataFrame]:
+                judge: bool, calibrate: bool = False) -> tuple[RunSummary, pd.DataFrame]:
     plan = compile_plan(loaded)
     spec = loaded.spec
     scenario = loaded.scenario
@@ -208,6 +211,11 @@ def _run_frozen(loaded: LoadedSpec, store_at: Path | None, show_progress: bool, 
             # Fits the report shows, stored now that the data are in (the report opens the file read-only).
             live.say("storing the analyses")
             scenario.cache_analyses(store, loaded)
+            if calibrate and store_at is None and any(s.get("type") == "calibration" for s in spec.report.sections):
+                # The report's calibration section, at the default draws, on the data just stored.
+                say("simulating the design for the calibration section")
+                calibration.store(store.con, calibration.run_calibration(
+                    plan, store.con, calibration.DEFAULT_DRAWS, calibration.DEFAULT_SEED, lambda n: None, lambda n: None))
             table = summary_frame(store.con, loaded.spec_hash, spec, scenario)
             live.finished(table, summary.stopped_by_budget)
     finally:
@@ -302,3 +310,29 @@ def build_report(study: str, overrides: list[str] | tuple[str, ...] = (), *, for
     loaded = load_study(study, overrides)
     with writing(loaded, "report"):
         return build_report_for(loaded, formats=formats, out_dir=out_dir, force_pandoc=force_pandoc)
+
+
+def calibrate_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, draws: int = calibration.DEFAULT_DRAWS,
+                    seed: int = calibration.DEFAULT_SEED, progress=lambda n: None,
+                    start=lambda total: None) -> tuple[LoadedSpec, dict, bool]:
+    """Simulate the study's design (engine/analyze/calibration.py) with its data's base rates where its
+    database holds finished trials, else the spec's assumptions; store the result in the database (when
+    there is one) for the report's calibration section. Returns the result and whether it was stored.
+    Reads the study's results only; writes one fit_cache row."""
+    loaded = load_study(study, overrides)
+    plan = compile_plan(loaded)
+    path = store_path(loaded)
+    if not path.exists():
+        return loaded, calibration.run_calibration(plan, None, draws, seed, progress, start), False
+    store = StudyStore(path, read_only=True)
+    try:
+        result = calibration.run_calibration(plan, store.con, draws, seed, progress, start)
+    finally:
+        store.close(checkpoint=False)
+    with writing(loaded, "calibrate"):
+        store = StudyStore(path)
+        try:
+            stored = calibration.store(store.con, result)
+        finally:
+            store.close()
+    return loaded, result, stored

@@ -35,7 +35,7 @@ def plan_cells(con: duckdb.DuckDBPyConnection, spec_hash: str) -> pd.DataFrame:
         "SELECT p.cell_id, any_value(p.cell) AS cell, count(*) AS planned,"
         " count(t.trial_id) FILTER (WHERE t.status = 'done') AS done,"
         " count(t.trial_id) FILTER (WHERE t.status = 'error') AS errors,"
-        " min(p.rowid) AS ord"
+        " min(coalesce(p.position, p.rowid)) AS ord"
         " FROM plan p LEFT JOIN trials t ON t.trial_id = p.trial_id"
         " WHERE p.spec_hash = $spec_hash GROUP BY p.cell_id ORDER BY ord",
         {"spec_hash": spec_hash}).df()
@@ -46,7 +46,7 @@ def plan_cells(con: duckdb.DuckDBPyConnection, spec_hash: str) -> pd.DataFrame:
 def plan_cell_ids(con: duckdb.DuckDBPyConnection, spec_hash: str) -> list[str]:
     """The spec's cell ids in plan order (plan_cells' order, without its counts)."""
     return [c for (c,) in con.execute("SELECT cell_id FROM plan WHERE spec_hash = $spec_hash GROUP BY cell_id"
-                                      " ORDER BY min(rowid)", {"spec_hash": spec_hash}).fetchall()]
+                                      " ORDER BY min(coalesce(position, rowid))", {"spec_hash": spec_hash}).fetchall()]
 
 
 def unit_values(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric,
@@ -55,7 +55,7 @@ def unit_values(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric,
     return con.execute(
         f"SELECT p.cell_id, u.trial_id, u.value FROM ({sql}) u"
         " JOIN plan p ON p.trial_id = u.trial_id AND p.spec_hash = $spec_hash"
-        " WHERE u.value IS NOT NULL",
+        " WHERE u.value IS NOT NULL ORDER BY coalesce(p.position, p.rowid), u.trial_id",  # the design order
         {"spec_hash": spec_hash, **_used(sql, params)}).df()
 
 

@@ -85,7 +85,7 @@ def read_trials(con: duckdb.DuckDBPyConnection, spec_hash: str, scenario: Scenar
             "SELECT p.trial_id, p.cell_id, p.cell, p.seed, t.status, t.error, t.attempt,"
             " json_extract(t.inputs, '$.item'), t.started_at, t.finished_at, t.duration_s"
             " FROM plan p JOIN trials t ON t.trial_id = p.trial_id WHERE p.spec_hash = $spec_hash"
-            " ORDER BY p.rowid", params).fetchall():
+            " ORDER BY coalesce(p.position, p.rowid)", params).fetchall():
         trials[trial_id] = TrialRecord(trial_id, cell_id, json.loads(cell), seed, status, error, attempt,
                                        json.loads(item) if item is not None else None, started, finished, duration)
     for row in con.execute(

@@ -120,11 +120,24 @@ class AnalysisContract(ABC):
         report opens the database read-only and reads them instead of refitting. Default: none."""
 
 
+# The report of a study that lists no `report.sections`: the results (a table of the headline metrics,
+# the claims when it makes some, the transcripts) between the abstract, the design and the caveats.
+DEFAULT_SECTIONS: tuple[dict[str, Any], ...] = (
+    {"type": "summary"}, {"type": "design"}, {"type": "headline_table"}, {"type": "claims"},
+    {"type": "caveats"}, {"type": "transcript_browser"}, {"type": "reproducibility"},
+)
+
+
 class ReportContract:
     """What the report needs: the prose that describes the scenario's trials and cells."""
 
     # What one trial is called in prose: (singular, plural).
     unit: ClassVar[tuple[str, str]] = ("trial", "trials")
+
+    def default_sections(self, spec: "StudySpec") -> list[dict[str, Any]]:
+        """The sections of a study that lists none: the engine's defaults (claims only when the study
+        makes some); a scenario may add its own results sections."""
+        return [dict(s) for s in DEFAULT_SECTIONS if s["type"] != "claims" or spec.report.claims]
 
     def method_settings(self, params: BaseModel) -> list[tuple[str, Any]]:
         """(setting, value) rows for the report's methods table."""
@@ -366,6 +379,9 @@ class Section(ABC):
     Options: ClassVar[type[BaseModel]] = NoOptions
     # Sections that compare the jobs of a sweep read a SweepReportContext; a study report has none.
     sweep_only: ClassVar[bool] = False
+    # Whether it shows the study's results (a table, chart, test or transcripts of the data), rather
+    # than its frame (abstract, design, caveats, reproducibility): a report needs one.
+    shows_results: ClassVar[bool] = False
 
     def check(self, options: BaseModel, scenario: Scenario, key: str) -> None:
         """Raise SpecError for options that refer to things the study does not have."""

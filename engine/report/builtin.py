@@ -85,6 +85,22 @@ def weak_judge_sentence(prose: str, judged: JudgedRate, models: pd.DataFrame, ro
             f"it {spread(rows, show)}.")
 
 
+STAND_IN_MAX_B = 1.0  # local models below this many billion parameters are the offline stand-ins
+
+
+def stand_in_note(spec, keys: list[str]) -> str | None:
+    """What the models are when every one is an offline stand-in (a local model under 1B parameters):
+    they show the pipeline, and claims about larger models cannot be judged by them."""
+    entries = [spec.models[k] for k in dict.fromkeys(keys) if k in spec.models]
+    if not entries or any(m.route != "local" or m.params.effective_b >= STAND_IN_MAX_B for m in entries):
+        return None
+    names = ", ".join(m.label for m in entries)
+    return (f"The models here are offline stand-ins ({names}): local models under {STAND_IN_MAX_B:g}B parameters, "
+            "run through llama.cpp so that the study needs no API key. They show the pipeline and its statistics; "
+            "what the write-up claims about larger models cannot be judged by them (run it with an API model set "
+            "for that, README: Running the write-up's models).")
+
+
 @register_section
 class Summary(Section):
     """The abstract: what was run and the range of each key metric, from the data."""
@@ -130,6 +146,9 @@ class Summary(Section):
                 sentences.append(f"{metric.prose} {spread(rows, show)}.")
         if any(BASE_MODEL_MARK in s for s in sentences):
             sentences.append(BASE_MODEL_NOTE)
+        stand_in = stand_in_note(ctx.spec, [k for c in models.itertuples() for k in ctx.scenario.cell_models(c.cell)])
+        if stand_in:
+            sentences.append(stand_in)
         text = " ".join(escape(s) for s in sentences)
         corrected = (f", and for rates corrected for judge error a seeded bootstrap over {many} and gold-set items"
                      if corrected_any else "")
@@ -237,6 +256,7 @@ def metric_table(ctx: ReportContext, options: TableOptions, label: str) -> str:
 @register_section
 class HeadlineTable(Section):
     type = "headline_table"
+    shows_results = True
     Options = TableOptions
 
     def check(self, options, scenario, key):
@@ -252,11 +272,15 @@ class HeadlineTable(Section):
 def low_n_caption(points: list[dict], many: str) -> str:
     """A chart caption's note of the points (each a dict with n, low, label) resting on too few units."""
     flagged = [f"{p['label']} ({n_note(p['n'], p['low'])})" for p in points if low_n(p["n"], p["low"])]
+    # Said in the caption itself, not only in the HTML's tooltips: the PDF has none.
+    ns = sorted({int(p["n"]) for p in points})
+    spread = "" if not ns else (f" Each point rests on {ns[0]} {many}." if len(ns) == 1 else
+                                f" Each point rests on {ns[0]} to {ns[-1]} {many}.")
     if not flagged:
-        return f" Each point's n ({many} behind it) is in its tooltip."
+        return spread
     shown = "; ".join(flagged[:8]) + (f"; and {len(flagged) - 8} more" if len(flagged) > 8 else "")
-    return (f" Each point's n ({many} behind it) is in its tooltip; {len(flagged)} of {len(points)} points rest on "
-            f"fewer than {LOW_N} {many} or have no interval: {shown}.")
+    return (f"{spread} {len(flagged)} of {len(points)} points rest on fewer than {LOW_N} {many} or have no "
+            f"interval: {shown}.")
 
 
 def design_levels(spec, factor: str) -> list[str]:
@@ -275,6 +299,7 @@ class Chart(Section):
     `color` factors (dodged so intervals do not overlap); `where` keeps only cells with those levels."""
 
     type = "chart"
+    shows_results = True
 
     class Options(Strict):
         type: str
@@ -322,11 +347,6 @@ class Chart(Section):
                           *([options.rows] if options.rows != "models" else [])]).replace("_", "-")
         if options.where:
             label += "-" + content_hash(options.where, 6)
-        x_text = "parameter count (billions, log scale)" if options.x == "params" else options.x
-        caption = options.caption or (f"{metric.label} against {x_text}"
-                                      + (f", by {' and '.join(colors)}" if colors else "")
-                                      + (f" ({where})" if where else "") + "; bars are 95% intervals.")
-        caption += low_n_caption(data, ctx.scenario.unit[1])
         if not data:
             return Rendered(f"*No finished {ctx.scenario.unit[1]} to plot for {escape(metric.label)}"
                             f"{escape(' (' + where + ')') if where else ''}\\.*")
@@ -336,9 +356,14 @@ class Chart(Section):
             rank = {level: i for i, level in enumerate(design_levels(ctx.spec, options.x))}
             frame = frame.assign(x=frame["x"].astype(str)).sort_values(
                 "x", key=lambda col: col.map(lambda v: rank.get(v, len(rank))), kind="stable")
-        log_x = (options.x == "params") if options.log_x is None else options.log_x
+        log_x = ((options.x == "params") if options.log_x is None else options.log_x) and numeric
+        x_text = "parameter count (billions)" if options.x == "params" else options.x
+        caption = options.caption or (f"{metric.label} against {x_text}" + (", log scale" if log_x else "")
+                                      + (f", by {' and '.join(colors)}" if colors else "")
+                                      + (f" ({where})" if where else "") + "; bars are 95% intervals.")
+        caption += low_n_caption(data, ctx.scenario.unit[1])
         spec = estimate_chart(frame, x="x", x_title="Parameters (B)" if options.x == "params" else options.x,
-                              y_title=metric.label, color=group, log_x=log_x and numeric,
+                              y_title=metric.label, color=group, log_x=log_x,
                               percent=metric.percent, nominal_x=not numeric)
         return Rendered(f"@@FIGURE:{label}@@", [Figure(label, caption, spec)])
 

@@ -11,11 +11,11 @@ from pydantic import BaseModel, ValidationError
 from engine.kernel.contracts import Scenario, Section
 from engine.kernel.errors import SpecError
 from engine.kernel.registry import REGISTRY
-from engine.report import (builtin, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
+from engine.report import (builtin, calibration, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
                            sweep_sections, transcripts_browser)
 
 # The engine's own section modules; each registers its classes when imported.
-ENGINE_SECTIONS = (builtin, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
+ENGINE_SECTIONS = (builtin, calibration, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
                    sweep_sections, transcripts_browser)
 
 
@@ -68,3 +68,14 @@ def validate_sections(raw_sections: list[dict[str, Any]], scenario: Scenario,
         section.check(options, scenario, key)
         out.append((section, options))
     return out
+
+
+def no_results_warning(sections: list[tuple[Section, BaseModel]], scenario: Scenario) -> str | None:
+    """Why the report would show no results, when none of its sections shows any (said at plan time)."""
+    if any(section.shows_results for section, _ in sections):
+        return None
+    shown = ", ".join(section.type for section, _ in sections) or "none"
+    kinds = [e.name for e in REGISTRY.visible("section", scenario.name) if e.obj.shows_results]
+    return (f"report.sections lists no section that shows results ({shown}): the report will have no table, "
+            f"chart, claims or transcripts. Add one (e.g. {{type: headline_table}}; results sections of this "
+            f"study: {', '.join(kinds)}), or leave report.sections out for the scenario's defaults.")

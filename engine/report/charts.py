@@ -17,6 +17,10 @@ OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "
 # Six shapes against eight colours: every (colour, shape) pair differs for up to 24 groups.
 SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down"]
 WIDTH, HEIGHT = 420, 240
+# The one legend of a chart whose points carry colour and shape: the shape legend, each symbol filled
+# from the colour scale (Vega-Lite does not merge a layered chart's colour and shape legends, and a
+# shape legend alone is grey).
+COLOURED_SHAPES = {"symbolFillColor": {"expr": "scale('color', datum.value)"}, "symbolOpacity": 1}
 
 
 def estimate_chart(data: pd.DataFrame, *, x: str, x_title: str, y_title: str, color: str | None,
@@ -31,7 +35,7 @@ def estimate_chart(data: pd.DataFrame, *, x: str, x_title: str, y_title: str, co
         x_enc = alt.X(f"{x}:Q", title=x_title,
                       scale=alt.Scale(type="log" if log_x else "linear", nice=False, padding=20))
     legend_title = color.replace("_", " ").capitalize() if color else None
-    colour = (alt.Color(f"{color}:N", title=legend_title, scale=alt.Scale(range=OKABE_ITO))
+    colour = (alt.Color(f"{color}:N", legend=None, scale=alt.Scale(range=OKABE_ITO))
               if color else alt.value(OKABE_ITO[0]))
     if color and not nominal_x:
         # Dodge groups that share an x value so their error bars do not overlap.
@@ -48,14 +52,13 @@ def estimate_chart(data: pd.DataFrame, *, x: str, x_title: str, y_title: str, co
                alt.Tooltip("low:Q", format=y_format, title="95% low"),
                alt.Tooltip("high:Q", format=y_format, title="95% high"), alt.Tooltip("n:Q", title="N")]
     base = alt.Chart(data).encode(x=x_enc)
-    # One legend: the points carry colour and shape; the error bars reuse the colour without a legend.
-    bar_colour = (alt.Color(f"{color}:N", legend=None, scale=alt.Scale(range=OKABE_ITO))
-                  if color else alt.value(OKABE_ITO[0]))
+    bar_colour = colour
     offset = {"xOffset": alt.XOffset(f"{color}:N")} if color and nominal_x else {}
     bars = base.mark_rule(strokeWidth=1.5).encode(y=alt.Y("low:Q", title=y_title, axis=alt.Axis(format=y_format)),
                                                    y2="high:Q", color=bar_colour, **offset)
     points = base.mark_point(filled=True, size=70).encode(
-        y="value:Q", color=colour, shape=alt.Shape(f"{color}:N", title=legend_title, scale=alt.Scale(range=SHAPES))
+        y="value:Q", color=colour, shape=alt.Shape(f"{color}:N", title=legend_title, scale=alt.Scale(range=SHAPES),
+                                                   legend=alt.Legend(**COLOURED_SHAPES))
         if color else alt.value("circle"), tooltip=tooltip, **offset)
     chart = (bars + points).properties(width=WIDTH, height=HEIGHT).configure_axis(
         labelFontSize=11, titleFontSize=12).configure_legend(labelFontSize=11, titleFontSize=12)
@@ -136,7 +139,7 @@ def forest_chart(data: pd.DataFrame, *, x_title: str, percent: bool) -> dict[str
     x_format = ".0%" if percent else ".2f"
     order = list(data["label"])
     y = alt.Y("label:N", title=None, sort=order, axis=alt.Axis(labelLimit=360))
-    colour = alt.Color("pairing:N", title="Pairing", scale=alt.Scale(range=OKABE_ITO))
+    colour = alt.Color("pairing:N", legend=None, scale=alt.Scale(range=OKABE_ITO))
     tooltip = [alt.Tooltip("label:N", title="comparison"), alt.Tooltip("value:Q", format=x_format, title="difference"),
                alt.Tooltip("low:Q", format=x_format, title="95% low"),
                alt.Tooltip("high:Q", format=x_format, title="95% high"), alt.Tooltip("n:N", title="n"),
@@ -144,9 +147,10 @@ def forest_chart(data: pd.DataFrame, *, x_title: str, percent: bool) -> dict[str
     base = alt.Chart(data).encode(y=y)
     bars = base.mark_rule(strokeWidth=1.5).encode(
         x=alt.X("low:Q", title=x_title, axis=alt.Axis(format=x_format)), x2="high:Q",
-        color=alt.Color("pairing:N", legend=None, scale=alt.Scale(range=OKABE_ITO)))
+        color=colour)
     points = base.mark_point(filled=True, size=60).encode(
-        x="value:Q", color=colour, shape=alt.Shape("pairing:N", title="Pairing", scale=alt.Scale(range=SHAPES)),
+        x="value:Q", color=colour, shape=alt.Shape("pairing:N", title="Pairing", scale=alt.Scale(range=SHAPES),
+                                                   legend=alt.Legend(**COLOURED_SHAPES)),
         tooltip=tooltip)
     zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(strokeDash=[4, 3], color="#666666").encode(x="zero:Q")
     height = max(60, 22 * len(order))

@@ -187,11 +187,13 @@ class Claims(Section):
     verdict."""
 
     type = "claims"
+    shows_results = True
 
     def render(self, ctx, options) -> Rendered:
         results = evaluate_claims(ctx)
+        untested = untested_text(ctx.spec.report.untested_claims)
         if not results:
-            return Rendered("## Claims\n\nThis study lists no claims (`report.claims`).")
+            return Rendered("## Claims\n\nThis study lists no claims (`report.claims`)." + untested)
         counts = {v: sum(r.decision.verdict == v for r in results) for v in
                   ("supported", "contradicted", "not resolvable with this design")}
         intro = INTRO.format(supported=counts["supported"], contradicted=counts["contradicted"],
@@ -204,4 +206,12 @@ class Claims(Section):
         why = bullet_list(escape(
             f"{r.options.claim}: {r.decision.verdict} — {r.decision.why}. Estimate: {r.estimate.quantity}."
             + "".join(f" Part: {t}." for t in _part_text(r.decision))) for r in results)
-        return Rendered(f"## Claims\n\n{escape(intro)}\n\n{table_md}\n\n{why}")
+        return Rendered(f"## Claims\n\n{escape(intro)}\n\n{table_md}\n\n{why}{untested}")
+
+
+def untested_text(untested) -> str:
+    """The write-up's claims the study does not test, each with why (`report.untested_claims`)."""
+    if not untested:
+        return ""
+    return ("\n\n" + escape("The write-up's claims this study does not test, and why:") + "\n\n"
+            + bullet_list(escape(f"{u.claim}: {u.why}") for u in untested))

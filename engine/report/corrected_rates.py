@@ -78,6 +78,7 @@ def cell_rate_table(ctx, rate: JudgedRate, rows: Rows, min_youden: float) -> str
 @register_section
 class CorrectedRates(Section):
     type = "corrected_rates"
+    shows_results = True
 
     class Options(Strict):
         type: str

@@ -190,6 +190,7 @@ class PairedContrastsSection(Section):
     the spec, else each model against a reference) apart from the exploratory rest."""
 
     type = "paired_contrasts"
+    shows_results = True
     # The options that decide which contrasts are tested (registered before the data).
     registered_options = ("metric", "where", "models", "by_condition", "pooled", "primary", "reference")
 

@@ -47,6 +47,8 @@ TYPST_PREAMBLE = """#set page(paper: "a4", margin: 2cm, numbering: "1")
 #show figure.where(kind: table): set figure.caption(position: top)
 // Long tables (a row per model) continue on the next page instead of running off this one.
 #show figure.where(kind: table): set block(breakable: true)
+// A table's caption (above it) never ends a page without its table: it sticks to what follows.
+#show figure.caption.where(kind: table): it => block(sticky: true, it)
 """
 
 

@@ -150,12 +150,12 @@ class BrowserData:
 
 
 TRIALS_SQL = ("SELECT p.trial_id, p.cell, p.seed, t.status, t.error FROM plan p JOIN trials t ON t.trial_id = p.trial_id"
-              " WHERE p.spec_hash = $spec_hash ORDER BY p.rowid")
+              " WHERE p.spec_hash = $spec_hash ORDER BY coalesce(p.position, p.rowid)")
 # The calls of each trial's recorded attempt, judges' calls left out, in the order they were made.
 CALLS_SQL = ("SELECT c.trial_id, c.purpose, c.model_key, c.messages, c.response_text, c.parse_status, c.status,"
              " c.error FROM calls c JOIN trials t ON t.trial_id = c.trial_id AND c.trial_attempt = t.attempt"
              " JOIN plan p ON p.trial_id = t.trial_id AND p.spec_hash = $spec_hash"
-             " WHERE NOT starts_with(c.purpose, 'judge/') ORDER BY p.rowid, c.created_at, c.call_id")
+             " WHERE NOT starts_with(c.purpose, 'judge/') ORDER BY coalesce(p.position, p.rowid), c.created_at, c.call_id")
 
 
 def _calls_by_trial(ctx: ReportContext) -> Iterator[tuple[str, list[tuple]]]:

@@ -68,6 +68,7 @@ class TranscriptBrowser(Section):
     """Every trial's transcript, browsable in the HTML report."""
 
     type = "transcript_browser"
+    shows_results = True
 
     class Options(Strict):
         type: str

@@ -415,6 +415,9 @@ def validate_spec(resolved: dict[str, Any], sources: Sources) -> LoadedSpec:
         )
     scenario = get_scenario(scenario_name)
     params = _validate(scenario.Params, spec.scenario, sources, prefix=("scenario",))
+    if spec.report.sections is None:  # not in the resolved dict: the spec hash is the study's as written
+        spec = spec.model_copy(update={"report": spec.report.model_copy(
+            update={"sections": scenario.default_sections(spec)})})
     spec = placed_outputs(spec, sources)
     try:
         check_paths(spec)

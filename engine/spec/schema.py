@@ -348,22 +348,25 @@ class Store(Strict):
     path: str
 
 
-DEFAULT_SECTIONS: list[dict[str, Any]] = [
-    {"type": "summary"}, {"type": "design"}, {"type": "headline_table"}, {"type": "caveats"},
-    {"type": "reproducibility"},
-]
+class UntestedClaim(Strict):
+    claim: str
+    why: str
 
 
 class ReportSpec(Strict):
     """Sections by type with their options; types come from the section registry."""
 
-    sections: list[dict[str, Any]] = DEFAULT_SECTIONS
+    # None: the scenario's default sections (engine/kernel/contracts.py DEFAULT_SECTIONS and its own).
+    sections: list[dict[str, Any]] | None = None
     output_dir: str
     # Metrics of the sweep report (run -m); default: the metrics the sections above show.
     sweep_metrics: list[str] | None = None
     # The write-up's claims, each decided by a named claim test (engine/report/claim_tests.py and the
     # scenario's own) and shown by the `claims` section.
     claims: list[dict[str, Any]] = []
+    # The write-up's claims this study does not test, each with why (no test can decide it on this
+    # design, or it is an explanation rather than a measurable claim): listed by the `claims` section.
+    untested_claims: list[UntestedClaim] = []
 
 
 class Rubric(Strict):

@@ -46,6 +46,25 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
+# Columns a later migration added, as a database written before it is read (it cannot be migrated
+# while opened read-only): table -> (column, its value for rows from before the migration).
+ADDED_COLUMNS = {"plan": ("position", "NULL::INTEGER")}  # (ordering falls back to storage order)
+
+
+def read_as_migrated(con: duckdb.DuckDBPyConnection) -> None:
+    """On a read-only connection to an older database, each table lacking an added column is shadowed
+    by a temporary view that has it (the code's queries then run unchanged)."""
+    database = con.execute("SELECT current_database()").fetchone()[0]
+    for table, (column, value) in ADDED_COLUMNS.items():
+        columns = {c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE table_catalog"
+                                             " = ? AND table_schema = 'main' AND table_name = ?",
+                                             [database, table]).fetchall()}
+        if columns and column not in columns:
+            # rowid too: a view has none of its own, and queries may order by it
+            con.execute(f'CREATE TEMP VIEW {table} AS SELECT *, {value} AS {column}, rowid AS rowid'
+                        f' FROM "{database}".main.{table}')
+
+
 def migrate(con: duckdb.DuckDBPyConnection, component: str, folder: Path) -> list[int]:
     """Apply the component's migrations that this database has not seen, each in a transaction."""
     con.execute(
@@ -83,6 +102,8 @@ class StudyStore:
                             "wait for it to finish or stop it, then rerun") from None
         if not read_only:
             migrate(self.con, "core", CORE_MIGRATIONS)
+        else:
+            read_as_migrated(self.con)
         self._cached_hashes: set[str] | None = None
         self.writer = GroupCommit(self.con, redact=redact, on_responses_written=self._cached)
 
@@ -146,9 +167,11 @@ class StudyStore:
             cur.register("_ids", pa.table({"trial_id": [r[0] for r in rows]}))
             ((new,),) = cur.execute("SELECT count(*) FROM _ids WHERE trial_id NOT IN"
                                     " (SELECT trial_id FROM plan WHERE spec_hash = ?)", [spec_hash]).fetchall()
+            ((unplaced,),) = cur.execute("SELECT count(*) FROM plan WHERE spec_hash = ? AND position IS NULL",
+                                         [spec_hash]).fetchall()
         finally:
             cur.close()
-        if not new:
+        if not new and not unplaced:
             return
         cell_json: dict[str, str] = {}
         for _, cell_id, cell, _ in rows:
@@ -156,11 +179,15 @@ class StudyStore:
                 cell_json[cell_id] = json.dumps(cell)
         table = pa.table({"spec_hash": [spec_hash] * len(rows), "trial_id": [r[0] for r in rows],
                           "cell_id": [r[1] for r in rows], "cell": [cell_json[r[1]] for r in rows],
-                          "seed": pa.array([r[3] for r in rows], pa.int32())})
+                          "seed": pa.array([r[3] for r in rows], pa.int32()),
+                          "position": pa.array(range(len(rows)), pa.int32())})
         with transaction(self.con):
             self.con.register("_plan", table)
-            self.con.execute("INSERT OR IGNORE INTO plan (spec_hash, trial_id, cell_id, cell, seed)"
-                             " SELECT spec_hash, trial_id, cell_id, cell, seed FROM _plan")
+            self.con.execute("INSERT OR IGNORE INTO plan (spec_hash, trial_id, cell_id, cell, seed, position)"
+                             " SELECT spec_hash, trial_id, cell_id, cell, seed, position FROM _plan")
+            if unplaced:  # planned before positions were recorded
+                self.con.execute("UPDATE plan SET position = n.position FROM _plan n WHERE plan.spec_hash = n.spec_hash"
+                                 " AND plan.trial_id = n.trial_id AND plan.position IS NULL")
             self.con.unregister("_plan")
 
     def set_budget_share(self, max_usd: float | None, max_tokens: int | None, sweep_id: str, jobs: int) -> None:

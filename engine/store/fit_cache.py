@@ -87,3 +87,11 @@ def cached(con: duckdb.DuckDBPyConnection | None, key: str, kind: str, compute: 
     result = compute()
     put(con, key, kind, dump(result))
     return result
+
+
+def of_kind(con: duckdb.DuckDBPyConnection, kind: str) -> list[tuple[str, Any]]:
+    """Every stored (key, result) of one kind, newest first (none for a database from before the table)."""
+    if not _has_table(con):
+        return []
+    rows = con.execute(f"SELECT key, result FROM {TABLE} WHERE kind = ? ORDER BY created_at DESC", [kind]).fetchall()
+    return [(key, json.loads(result)) for key, result in rows]

@@ -13,7 +13,7 @@ SPEC = "spec1"
 
 def add_game(store, trial_id, cell_id, turns, status="done", episode=None, calls=()):
     """turns: list of (turn, side, signal, action, prev_realised, realised)."""
-    store.con.execute("INSERT INTO plan VALUES (?, ?, ?, ?, ?)", [SPEC, trial_id, cell_id, '{"agent": "x"}', 0])
+    store.con.execute("INSERT INTO plan (spec_hash, trial_id, cell_id, cell, seed) VALUES (?, ?, ?, ?, ?)", [SPEC, trial_id, cell_id, '{"agent": "x"}', 0])
     store.commit_trial(
         {"trial_id": trial_id, "scenario": "escalation", "cell_id": cell_id, "cell": {"agent": "x"}, "seed": 0,
          "inputs": {}, "status": status, "error_kind": None, "error": None, "attempt": 1},
@@ -112,6 +112,6 @@ def test_error_rate(store):
 
 
 def test_trials_outside_the_spec_are_ignored(store):
-    store.con.execute("INSERT INTO plan VALUES ('other', 'g4', 'c1', '{}', 0)")
+    store.con.execute("INSERT INTO plan (spec_hash, trial_id, cell_id, cell, seed) VALUES ('other', 'g4', 'c1', '{}', 0)")
     e = estimates(store, "nuclear_rate")
     assert e["c1"].n == 2

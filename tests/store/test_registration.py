@@ -20,7 +20,7 @@ def add_study(store: StudyStore, name: str = "s", spec_hash: str = "h1") -> None
 
 
 def add_trial(store: StudyStore, spec_hash: str = "h1") -> None:
-    store.con.execute("INSERT INTO plan VALUES (?, 't1', 'c1', '{}', 0)", [spec_hash])
+    store.con.execute("INSERT INTO plan (spec_hash, trial_id, cell_id, cell, seed) VALUES (?, 't1', 'c1', '{}', 0)", [spec_hash])
     store.con.execute("INSERT INTO trials (trial_id, scenario, cell_id, cell, seed, inputs, status, attempt)"
                       " VALUES ('t1', 'x', 'c1', '{}', 0, '{}', 'done', 1)")
 

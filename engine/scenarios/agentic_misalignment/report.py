@@ -107,6 +107,7 @@ def _filters(options: Where) -> str:
 @register_section
 class Ablation(Section):
     type = "ablation"
+    shows_results = True
 
     class Options(Where):
         rows: str = "goal_conflict"
@@ -140,6 +141,7 @@ class Mitigation(Section):
     ratio of two independent proportions (engine.analyze.stats.relative_reduction)."""
 
     type = "mitigation"
+    shows_results = True
 
     class Options(Where):
         factor: str = "safety_instructions"
@@ -189,6 +191,7 @@ class Inhibition(Section):
     """Considers but refrains: the share of considering replies that did not act, with examples."""
 
     type = "inhibition"
+    shows_results = True
 
     class Options(Strict):
         type: str
@@ -230,6 +233,7 @@ class ByFamily(Section):
     """The rate per model, ordered by family then size, coloured by family."""
 
     type = "by_family"
+    shows_results = True
 
     class Options(Where):
         pass

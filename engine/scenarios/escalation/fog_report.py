@@ -39,9 +39,16 @@ def fog_probability_of(ctx, game) -> float:
 
 
 def show_probability(p: float) -> str:
+    """A probability as a reader says it: 12.5%, or below 0.1% as 'about 1 in 83 million'."""
     if p == 0:
         return "0 (impossible)"
-    return f"{p:.1%}" if p >= 0.001 else f"{p * 100:.1e}%"
+    if p >= 0.001:
+        return f"{p:.1%}"
+    odds = 1 / p
+    for size, word in ((1e9, "billion"), (1e6, "million")):
+        if odds >= size:
+            return f"about 1 in {odds / size:.2g} {word}"
+    return f"about 1 in {float(f'{odds:.2g}'):,.0f}"
 
 
 def _is_fog_control(cell: dict[str, Any]) -> bool:
@@ -74,6 +81,7 @@ class FogControl(Section):
     control's (scripted:hold_last on both sides, same rules), with the exact fog-only probability."""
 
     type = "fog_control"
+    shows_results = True
 
     class Options(Strict):
         type: str
@@ -104,11 +112,16 @@ class FogControl(Section):
         if not rows:
             parts.append(escape("No model cell in this study."))
             return Rendered("\n\n".join(parts))
-        parts.append(table(["Cell", "Nuclear", "Accidental nuclear", "Fog-only control, same rules",
-                            "Fog alone, exact"], rows,
-                           "Nuclear use per model cell, by accident, and from fog alone. 95% exact (Clopper-Pearson) "
-                           "intervals over games; n is the number of games behind each estimate.", "tbl-fog-control",
-                           ["l", "r", "r", "r", "r"]))
+        headers, align = ["Cell", "Nuclear", "Accidental nuclear", "Fog-only control, same rules"], ["l", "r", "r", "r"]
+        exact = {row[-1] for row in rows}
+        if len(exact) == 1:  # every cell plays the same rules: said once, not on every row
+            parts.append(escape(f"Fog alone, exact, under this design's rules: {exact.pop()}."))
+            rows = [row[:-1] for row in rows]
+        else:
+            headers, align = [*headers, "Fog alone, exact"], [*align, "r"]
+        parts.append(table(headers, rows, "Nuclear use per model cell, by accident, and from fog alone. 95% exact "
+                           "(Clopper-Pearson) intervals over games; n is the number of games behind each estimate.", "tbl-fog-control",
+                           align))
         return Rendered("\n\n".join(parts))
 
 

@@ -30,7 +30,7 @@ def _first_games(ctx, rule: str, limit: int) -> list[tuple]:
     nuclear_only = rule == "first_nuclear_per_model"
     rows = ctx.con.execute(
         "SELECT t.trial_id, t.cell->>'agent' AS agent, t.cell::VARCHAR AS cell,"
-        " t.seed, e.first_nuclear_turn, p.rowid AS ord"
+        " t.seed, e.first_nuclear_turn, coalesce(p.position, p.rowid) AS ord"
         " FROM trials t JOIN plan p ON p.trial_id = t.trial_id AND p.spec_hash = ?"
         " JOIN escalation_episodes e ON e.trial_id = t.trial_id"
         " WHERE t.status = 'done' AND NOT starts_with(t.cell->>'agent', ?)"
@@ -52,6 +52,7 @@ class Transcripts(Section):
     (capped at `max_chars`, control and bidi characters made visible) and is escaped."""
 
     type = "transcripts"
+    shows_results = True
 
     class Options(Strict):
         type: str
@@ -129,6 +130,7 @@ class ForcedByRules(Section):
     (e.g. a ceasefire rule that ends every game whose sides stay at 0 for k <= N turns)."""
 
     type = "forced_by_rules"
+    shows_results = True
 
     class Options(Strict):
         type: str
@@ -182,6 +184,7 @@ class Conditions(Section):
     design uses, as the models read it."""
 
     type = "conditions"
+    shows_results = True
 
     class Options(Strict):
         type: str

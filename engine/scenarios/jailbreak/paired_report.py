@@ -33,7 +33,7 @@ def design_of(ctx, traces: pd.DataFrame, own_runs: bool) -> pd.DataFrame:
     or the file's."""
     if own_runs:
         plan = {trial: (json.loads(cell), seed, n) for n, (trial, cell, seed) in enumerate(ctx.con.execute(
-            "SELECT trial_id, cell, seed FROM plan WHERE spec_hash = ? ORDER BY rowid", [ctx.spec_hash]).fetchall())}
+            "SELECT trial_id, cell, seed FROM plan WHERE spec_hash = ? ORDER BY coalesce(position, rowid)", [ctx.spec_hash]).fetchall())}
         cells = [plan[t] for t in traces["trial_id"]]
         conditions = [{k: v for k, v in cell.items() if str(v) not in map(str, ctx.scenario.cell_models(cell))}
                       for cell, _, _ in cells]
@@ -51,6 +51,7 @@ class PairedAsrSection(PairedContrastsSection):
     Holm p; the primary contrasts as a table and a forest plot, the exploratory rest summarised."""
 
     type = "paired_asr"
+    shows_results = True
     registered_options = ("tier", "attacks", "models", "by_condition", "pooled", "primary", "reference")
 
     class Options(Strict):

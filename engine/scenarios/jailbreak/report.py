@@ -86,6 +86,7 @@ class AsrDefinitions(Section):
 @register_section
 class AsrByModel(Section):
     type = "asr_by_model"
+    shows_results = True
     Options = NoOptions
 
     def render(self, ctx, options) -> Rendered:
@@ -126,6 +127,7 @@ class AsrByModel(Section):
 @register_section
 class AsrByProvider(Section):
     type = "asr_by_provider"
+    shows_results = True
     Options = NoOptions
 
     def render(self, ctx, options) -> Rendered:
@@ -148,6 +150,7 @@ class AsrByProvider(Section):
 @register_section
 class AsrByAttack(Section):
     type = "asr_by_attack"
+    shows_results = True
     Options = NoOptions
 
     def render(self, ctx, options) -> Rendered:
@@ -319,6 +322,7 @@ class ProviderVsSizeSection(Section):
     """The write-up's core: how much of the variation in model ASR do provider and size explain?"""
 
     type = "provider_vs_size"
+    shows_results = True
 
     class Options(Strict):
         type: str
@@ -478,6 +482,7 @@ def _risk(result, threshold: int) -> str:
 @register_section
 class MixedEffects(Section):
     type = "mixed_effects"
+    shows_results = True
     Options = NoOptions
 
     def render(self, ctx, options) -> Rendered:

@@ -238,3 +238,12 @@ def test_model_signed_divergence_averages_the_models_own_turns(hand_built_db):
     # so it differs from the model's own only by that game's averaging over six turns instead of three.
     both = [v if i != 3 else (2 * 3 + 0 * 3) / 6 for i, v in enumerate(per_game)]
     assert est.loc["divergence_signed"].value == pytest.approx(sum(both) / len(both))
+
+
+@pytest.mark.parametrize("p, shown", [(0.0, "0 (impossible)"), (0.125, "12.5%"), (0.001, "0.1%"),
+                                      (0.0009, "about 1 in 1,100"), (1.2e-8, "about 1 in 83 million"),
+                                      (2e-11, "about 1 in 50 billion")])
+def test_a_tiny_probability_reads_as_odds_not_in_scientific_notation(p, shown):
+    from engine.scenarios.escalation.fog_report import show_probability
+
+    assert show_probability(p) == shown and "e-" not in show_probability(p)

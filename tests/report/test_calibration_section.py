@@ -1,0 +1,63 @@
+"""The calibration section reads the calibration `calibrate` stored for this spec and data, prints its
+figures with draws, seed and how to recompute, and never shows one computed for other data or another
+spec (a provider_vs_size stand-in run: loopback replies graded by the refusal heuristic)."""
+
+from __future__ import annotations
+
+import re
+
+from jailbreak_standin import MODELS, refuses_by_hash, run_standin, standin_overrides
+
+from engine.study import build_report, calibrate_study
+
+PROMPTS = [f"cyber-0{i}" for i in range(1, 5)]
+CLAIM = ("[{claim: 'Role-play raises ASR', test: difference, metric: asr_broad, a: {attack: roleplay}, "
+         "b: {attack: direct}, direction: %s, effect: 0.3}]")
+SECTIONS = "report.sections=[{type: paired_asr}, {type: claims}, {type: calibration}]"
+
+
+def overrides(tmp_path, direction: str = "positive") -> list[str]:
+    return standin_overrides(tmp_path / "study.duckdb", PROMPTS, ("direct", "roleplay"), MODELS,
+                             "scenario.select.benign=0", SECTIONS, f"+report.claims={CLAIM % direction}",
+                             f"report.output_dir={tmp_path / 'report'}")
+
+
+def section(tmp_path, args) -> str:
+    build_report("provider_vs_size", args, formats=("html",))
+    text = " ".join(re.sub(r"\\(.)", r"\1", (tmp_path / "report" / "index.qmd").read_text()).split())
+    return text[text.index("## Calibration"):]
+
+
+def test_the_section_shows_the_calibration_of_this_spec_and_data_only(tmp_path):
+    args = overrides(tmp_path)
+    run_standin(args, refuses_by_hash)
+    assert "No calibration of this design on the current data is stored" in section(tmp_path, args)
+
+    _, result, stored = calibrate_study("provider_vs_size", args, draws=10, seed=7)
+    assert stored and result["data"] == "measured"
+    text = section(tmp_path, args)
+    assert "10 simulated studies per figure, seed 7" in text and "calibrate provider_vs_size --draws N" in text
+    assert "Role-play raises ASR" in text and "vs 2.5%" in text and "per-cell rate 95% CI" in text, text
+    assert "measured on the study's data" in text
+
+    calibrate_study("provider_vs_size", args, draws=12, seed=7)  # more draws: shown instead
+    assert "12 simulated studies per figure" in section(tmp_path, args)
+
+    # Another spec version on the same database: its own calibration or none, never the other's.
+    other = overrides(tmp_path, "negative")
+    run_standin(other, refuses_by_hash)
+    assert "No calibration of this design on the current data is stored" in section(tmp_path, other)
+
+
+def test_a_run_with_calibrate_stores_the_default_calibration_its_report_shows(tmp_path):
+    # `make study` runs with --calibrate: the report then shows the design's calibration at the default
+    # draws, computed on the data the run just stored.
+    from engine.execute.gateway import Gateway
+    from engine.report.calibration import DEFAULT_DRAWS
+    from engine.study import run_study
+
+    args = overrides(tmp_path)
+    run_study("provider_vs_size", args, show_progress=False, calibrate=True,
+              gateway_factory=lambda ex, store: Gateway(ex, store, call_fn=refuses_by_hash))
+    text = section(tmp_path, args)
+    assert f"{DEFAULT_DRAWS} simulated studies per figure" in text and "measured on the study's data" in text
