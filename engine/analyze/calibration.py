@@ -31,7 +31,6 @@ from engine.analyze.calibration_worlds import claim_truths, means, truth
 from engine.analyze.claim_stats import FAMILYWISE, decide_claims
 from engine.analyze.claim_units import ClaimUnits, ModelFacts
 from engine.analyze.paired import contrasts_of
-from engine.analyze.paired_stats import cluster_bootstrap_interval
 from engine.kernel.contracts import ClaimEstimate, Metric
 from engine.kernel.hashing import derived_seed
 
@@ -192,16 +191,9 @@ def calibrate_claim(case: ClaimCase, draws: int, seed: int, icc: float, progress
 
 def cell_interval(metric: Metric, values: np.ndarray, clusters: np.ndarray | None, seed: int,
                   cell_id: str) -> tuple[float, float]:
-    """A cell's printed 95% interval, by the report's own function: engine.analyze.metrics.cell_estimate
-    where it exists (the few-cluster intervals of issue 21), else what metrics.cell_estimates does
-    today: Wilson or a bootstrap of the mean, a cluster bootstrap over items where an item recurs."""
-    own = getattr(cell_metrics, "cell_estimate", None)
-    if own is not None:
-        est = own(metric, values, seed, cell_id, clusters)
-        return float(est.low), float(est.high)
-    if clusters is not None and len(set(clusters)) > 1:
-        return cluster_bootstrap_interval(values, clusters, derived_seed(seed, metric.name, cell_id, "items"))
-    est = cell_metrics.aggregate(metric, pd.Series(values), seed, cell_id)
+    """A cell's printed 95% interval, by the report's own function (engine.analyze.metrics.cell_estimate:
+    the few-cluster intervals of issue 21)."""
+    est = cell_metrics.cell_estimate(metric, values, seed, cell_id, clusters)
     return float(est.low), float(est.high)
 
 

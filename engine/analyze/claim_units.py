@@ -8,7 +8,7 @@ it with the metric, the seed of any resampling and the facts about the models (s
 
 Every estimate carries its interval family; its p-values are that family's inversions
 (engine/analyze/inference.py). Differences use the paired machinery of engine/analyze/paired.py
-(its `Difference.interval_at` when it has one)."""
+(its `Difference.interval_at`)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from engine.analyze import paired_stats
 from engine.analyze.claim_stats import from_family, trend_across_models, unusable
@@ -115,57 +114,10 @@ def arm(frame: pd.DataFrame, levels: Levels, compared: set[str], table: pd.DataF
 
 # ------------------------------------------------------------------------------------ differences
 
-def _difference_family(diff: paired_stats.Difference, a: pd.DataFrame, b: pd.DataFrame, metric: Metric,
-                       seed: int) -> IntervalAt | None:
+def _difference_family(diff: paired_stats.Difference) -> IntervalAt | None:
     """The difference's interval family: its own `interval_at` (engine/analyze/paired_stats.py, rule 1),
-    else the interval `compare` gave, at any level: the same function, or for a bootstrap the same
-    resamples (drawn once) read at other quantiles."""
-    given = getattr(diff, "interval_at", None)
-    if given is not None:
-        return given
-    if not (math.isfinite(diff.low) and math.isfinite(diff.high)):
-        return None
-    merged = a.merge(b, on="key", suffixes=("_a", "_b"))
-    va, vb = merged["value_a"].to_numpy(), merged["value_b"].to_numpy()
-    if diff.interval == "Newcombe paired":
-        counts = [int(((va == x) & (vb == y)).sum()) for x, y in ((1, 1), (1, 0), (0, 1), (0, 0))]
-        return lambda alpha: paired_stats.newcombe_paired_interval(*counts, alpha=alpha)
-    if diff.interval in ("paired bootstrap", "cluster bootstrap"):
-        return _cluster_bootstrap_family(va - vb, merged["cluster_a"].to_numpy(), seed)
-    xa, xb = a["value"].to_numpy(), b["value"].to_numpy()
-    if diff.interval == "Newcombe independent":
-        return lambda alpha: paired_stats.newcombe_independent_interval(int(xa.sum()), len(xa), int(xb.sum()),
-                                                                        len(xb), alpha)
-    if diff.interval == "two-sample cluster bootstrap":
-        return _two_sample_family(xa, a["cluster"].to_numpy(), xb, b["cluster"].to_numpy(), seed)
-    return None
-
-
-def _quantiles(draws: np.ndarray) -> IntervalAt:
-    """scipy.stats.bootstrap's percentile interval (linear interpolation between order statistics)."""
-    ordered = np.sort(draws)
-    return lambda alpha: tuple(float(q) for q in np.quantile(ordered, [alpha / 2, 1 - alpha / 2]))
-
-
-def _cluster_bootstrap_family(values: np.ndarray, clusters: np.ndarray, seed: int) -> IntervalAt:
-    """`paired_stats.cluster_bootstrap_interval`'s resamples, at any level."""
-    sums, counts = paired_stats.cluster_totals(values, clusters)
-    if np.all(sums / counts == sums[0] / counts[0]):
-        return lambda alpha: (float(sums[0] / counts[0]),) * 2
-    result = stats.bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis=axis) / c.sum(axis=axis), paired=True,
-                             vectorized=True, n_resamples=paired_stats.BOOTSTRAP_RESAMPLES, method="percentile",
-                             rng=np.random.default_rng(seed))
-    return _quantiles(result.bootstrap_distribution)
-
-
-def _two_sample_family(xa: np.ndarray, ca: np.ndarray, xb: np.ndarray, cb: np.ndarray, seed: int) -> IntervalAt:
-    """`paired_stats.two_sample_cluster_interval`'s resamples, at any level."""
-    sa, na = paired_stats.cluster_totals(xa, ca)
-    sb, nb = paired_stats.cluster_totals(xb, cb)
-    rng = np.random.default_rng(seed)
-    ia = rng.integers(0, len(sa), size=(paired_stats.BOOTSTRAP_RESAMPLES, len(sa)))
-    ib = rng.integers(0, len(sb), size=(paired_stats.BOOTSTRAP_RESAMPLES, len(sb)))
-    return _quantiles(sa[ia].sum(-1) / na[ia].sum(-1) - sb[ib].sum(-1) / nb[ib].sum(-1))
+    the one the paired-contrast table prints; None when it has no interval."""
+    return diff.interval_at
 
 
 def cluster_mean(values: np.ndarray, clusters: np.ndarray) -> tuple[float, IntervalAt | None, int]:
@@ -190,7 +142,7 @@ def compared(a: pd.DataFrame, b: pd.DataFrame, units: ClaimUnits, quantity: str,
     diff, counts = compare(a, b, units.metric, seed)
     n = counts["n_pairs"] if counts["paired"] else counts["n_a"] + counts["n_b"]
     what = "pairs" if counts["paired"] else "units, unpaired"
-    family = _difference_family(diff, a, b, units.metric, seed)
+    family = _difference_family(diff)
     if family is None:
         return unusable(quantity, diff.interval, units.percent, diff.note or "no interval", n, what)
     return from_family(diff.value, family, n, f"{quantity}; {n} {what}; {diff.interval}", diff.interval,

@@ -24,7 +24,7 @@ from engine.kernel.records import Trial
 from engine.plan.compile import Plan
 from engine.plan.comparisons import (CellSize, Comparison, Unit, cell_sizes, model_factor, planned_comparisons,
                                      randomised_unit)
-from engine.plan.power import PLAN_DRAWS, cluster_halfwidth
+from engine.plan.power import PER_STUDY_DRAWS, ClusteredRates, cluster_halfwidth
 
 DEFAULT_RATE = 0.5
 MAX_SEEDS = 10**6
@@ -159,16 +159,15 @@ def _arm(basis: MetricBasis, cells: tuple[str, ...]) -> Basis:
 
 def method_of(basis: MetricBasis, layout: Layout, procedure: Procedure) -> str:
     """How a comparison's power is computed, in a few words."""
+    rule = procedure.difference_rule(basis.metric.kind, layout.paired)
     if basis.metric.kind == "mean":
-        rule = procedure.differences if layout.paired else procedure.unpaired_clusters
         return f"noncentral t, {rule.name}"
     if not layout.clustered:
         limit = EXACT_MAX_PAIRS if layout.paired else EXACT_MAX_UNITS
-        name = "Newcombe paired" if layout.paired else "Newcombe independent"
+        name = procedure.counts_names[0 if layout.paired else 1]
         return f"exact, {name}" if layout.n <= limit else f"normal approximation to {name}"
     if simulated(layout, basis.rho, procedure):
-        return f"{PLAN_DRAWS:,} simulated studies, {procedure.differences.name}"
-    rule = procedure.differences if layout.paired else procedure.unpaired_clusters
+        return f"{rule.draws:,} simulated studies, {rule.name}"
     return f"noncentral t, {rule.name}"
 
 
@@ -194,7 +193,7 @@ def comparison_mdd(basis: MetricBasis, comparison: Comparison, procedure: Proced
 
 
 def why_none(layout: Layout, kind: str, procedure: Procedure) -> str:
-    rule = procedure.differences if layout.paired else procedure.unpaired_clusters
+    rule = procedure.difference_rule(kind, layout.paired)
     if (layout.clustered or kind == "mean") and not rule.gives_interval(layout.clusters):
         return f"none: {layout.clusters} clusters, no interval below {rule.min_clusters}"
     return "none ≤ 100%"
@@ -259,6 +258,9 @@ class SeedGrowth:
         return self.per_seed / self.cluster_per_seed if self.cluster_per_seed else None
 
 
+MANY_SEEDS = 1000  # seeds standing in for infinitely many in `best_halfwidth`'s simulation
+
+
 def best_halfwidth(p: float, growth: SeedGrowth, icc: float, procedure: Procedure = REPORT) -> float:
     """The expected half-width that infinitely many seeds approach: the cluster interval over k items
     whose means vary with variance p q ICC; 0 when adding seeds adds clusters; NaN when k items are
@@ -266,9 +268,12 @@ def best_halfwidth(p: float, growth: SeedGrowth, icc: float, procedure: Procedur
     k = growth.clusters()
     if k is None:
         return 0.0
-    if not procedure.cell.gives_interval(round(k)):
+    rule = procedure.cell_rule("proportion")
+    if not rule.gives_interval(round(k)):
         return math.nan
-    return cluster_halfwidth(math.sqrt(p * (1 - p) * icc), round(k), procedure.cell)
+    if rule.interval is not None and not rule.normal_theory:  # simulated, at many units per item
+        return float(ClusteredRates(round(k), MANY_SEEDS, icc, rule.draws).halfwidths(p, rule).mean())
+    return cluster_halfwidth(math.sqrt(p * (1 - p) * icc), round(k), rule)
 
 
 def _seeds_for(reaches, limit: int = MAX_SEEDS) -> int | None:
@@ -339,7 +344,7 @@ def metric_target(basis: MetricBasis, sizes: list[CellSize], seeds_now: int, tar
         k = round(growth.clusters() or 0)
         if math.isnan(best):
             notes.append(f"{label} in {where}: its {k} items give no interval over clusters (fewer than "
-                         f"{procedure.cell.min_clusters}) once they recur under several seeds; add items")
+                         f"{procedure.cell_rule('proportion').min_clusters}) once they recur under several seeds; add items")
             continue
         if best >= target:
             notes.append(f"{label} in {where}: no number of seeds gets below ±{best:.1%}: its {k} items recur under "
@@ -483,16 +488,17 @@ UNIT_PROSE = {"item": "the item (it recurs across seeds and conditions)",
 
 def precision_preamble(pp: PlanPrecision) -> list[str]:
     """What the statements mean, in sentences (`plan` and the report's methods say the same)."""
-    mc = 100 * math.sqrt(0.8 * 0.2 / PLAN_DRAWS)
+    mc = 100 * math.sqrt(0.8 * 0.2 / PER_STUDY_DRAWS)
     return [
         "Half-width: the expected (mean over studies) half-width of the 95% interval the report prints for a "
-        "cell (Wilson's for a rate; a percentile bootstrap over clusters where one holds several units); the "
+        "cell (Clopper-Pearson for a rate, Korn-Graubard where an item recurs; a studentized bootstrap for a "
+        "mean); the "
         "target below is met in this mean, and 90% of studies stay within the wider half-width it states.",
         "MDD: the smallest difference between two arms centred on the planning rate (50% before data, where a "
         "difference is hardest to detect) whose 95% interval, as the report computes it, excludes 0 in 80% of "
         "studies (two-sided alpha 0.05, each comparison on its own before Holm's correction); 'none' where no "
         "difference within [0, 1] is detected that often, or the report gives no interval (too few clusters). "
-        f"Power is exact for intervals on counts, simulated ({PLAN_DRAWS:,} seeded studies, Monte Carlo SE "
+        f"Power is exact for intervals on counts, simulated ({PER_STUDY_DRAWS:,} seeded studies, Monte Carlo SE "
         f"±{mc:.1f} points of power) for 0/1 outcomes in clusters, else a noncentral t.",
     ]
 

@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from engine.analyze.paired_stats import cluster_bootstrap_interval
-from engine.analyze.stats import Estimate, bootstrap_mean, wilson
+from engine.analyze.stats import Estimate, exact_rate, unit_estimate
 from engine.kernel.contracts import Metric, view_sql
 from engine.kernel.hashing import derived_seed
 
@@ -112,10 +112,34 @@ def shared_views(con: duckdb.DuckDBPyConnection, spec_hash: str, metrics: list[M
             con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
+def cell_estimate(metric: Metric, values: np.ndarray, seed: int, cell_id: str,
+                  clusters: np.ndarray | None = None) -> Estimate:
+    """The printed estimate of a metric over one cell's (or group of cells') units: a pure function of
+    their values and clusters (None: independent units), seeded by the cell (engine/analyze/stats.py
+    says which interval each kind gets)."""
+    return unit_estimate(metric.kind, np.asarray(values, dtype=float), derived_seed(seed, metric.name, cell_id),
+                         clusters)
+
+
 def aggregate(metric: Metric, values: pd.Series, seed: int, cell_id: str) -> Estimate:
-    if metric.kind == "proportion":
-        return wilson(int(values.astype(float).sum()), len(values))
-    return bootstrap_mean(values.to_numpy(dtype=float), seed=derived_seed(seed, metric.name, cell_id))
+    """`cell_estimate` of independent units."""
+    return cell_estimate(metric, values.to_numpy(dtype=float), seed, cell_id)
+
+
+def estimates_of_units(units: pd.DataFrame, metric: Metric, cell_ids: list[str], seed: int) -> list[Estimate]:
+    """Per cell (in `cell_ids` order), the estimate of `units` (columns cell_id, value, and cluster: the
+    cluster of each unit, None where a cell's units are independent): what `cell_estimates` prints,
+    without a database."""
+    by_cell = dict(tuple(units.groupby("cell_id")))
+    out = []
+    for cell_id in cell_ids:
+        cell = by_cell.get(cell_id)
+        if cell is None:
+            out.append(cell_estimate(metric, np.array([]), seed, cell_id))
+            continue
+        clusters = cell["cluster"].to_numpy() if "cluster" in cell and cell["cluster"].notna().all() else None
+        out.append(cell_estimate(metric, cell["value"].to_numpy(float), seed, cell_id, clusters))
+    return out
 
 
 def clustered_cells(con: duckdb.DuckDBPyConnection, spec_hash: str) -> set[str]:
@@ -135,30 +159,15 @@ def _item_units(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric, 
     return units.merge(items, on="trial_id")
 
 
-def _recluster(con, spec_hash, metric, params, seed, cell_ids, estimates, clustered) -> list[Estimate]:
-    """In cells where an item recurs, the interval is a cluster bootstrap over items instead."""
-    units = _item_units(con, spec_hash, metric, params)
-    by_cell = dict(tuple(units.groupby("cell_id")))
-    out = []
-    for cell_id, est in zip(cell_ids, estimates):
-        cell = by_cell.get(cell_id)
-        if cell_id in clustered and cell is not None and cell["item"].nunique() > 1:
-            low, high = cluster_bootstrap_interval(cell["value"].to_numpy(float), cell["item"].to_numpy(),
-                                                   derived_seed(seed, metric.name, cell_id, "items"))
-            est = Estimate(est.value, low, high, est.n)
-        out.append(est)
-    return out
-
-
 def cell_estimates(con: duckdb.DuckDBPyConnection, spec_hash: str, metrics: list[Metric],
                    seed: int = 0, params: dict | None = None, clustered_on_items: bool = True) -> pd.DataFrame:
-    """Long table: one row per cell and metric with value, 95% interval and N (units).
+    """Long table: one row per cell and metric with value, 95% interval, N (units), the interval's
+    method, a note when there is none, and its family (`interval_at`, for tests that invert it).
 
-    A proportion needs only each cell's count and sum, which the database computes (from the views
-    its metrics share, each computed once); a mean's bootstrap reads every unit's value. Where an
-    item recurs within a cell (several seeds), its units are not independent: the interval is a
-    cluster bootstrap over items (`clustered_on_items`; a scenario declaring independent trials
-    turns it off)."""
+    The database reading around `estimates_of_units`. A proportion over independent units needs only
+    each cell's count and sum, which the database computes (from the views its metrics share, each
+    computed once). Where an item recurs within a cell (several seeds), its units are not independent:
+    the item is the cluster (`clustered_on_items`; a scenario declaring independent trials turns it off)."""
     cell_ids = plan_cell_ids(con, spec_hash)
     proportions = [m for m in metrics if m.kind == "proportion"]
     with shared_views(con, spec_hash, proportions, params) as views:
@@ -168,13 +177,35 @@ def cell_estimates(con: duckdb.DuckDBPyConnection, spec_hash: str, metrics: list
     for metric in metrics:
         if metric.kind == "proportion":
             by_cell = next(counts)
-            estimates = [wilson(int(total), n) for n, total in (by_cell.get(c, (0, 0.0)) for c in cell_ids)]
+            estimates = [exact_rate(total, n) for n, total in (by_cell.get(c, (0, 0.0)) for c in cell_ids)]
+            if clustered:
+                recounted = dict(zip(cell_ids, estimates_of_units(_units(con, spec_hash, metric, params, clustered),
+                                                                  metric, cell_ids, seed)))
+                estimates = [recounted[c] if c in clustered else e for c, e in zip(cell_ids, estimates)]
         else:
-            units = unit_values(con, spec_hash, metric, params)
-            by_cell = dict(tuple(units.groupby("cell_id")["value"]))
-            estimates = [aggregate(metric, by_cell.get(c, pd.Series(dtype=float)), seed, c) for c in cell_ids]
-        if clustered:
-            estimates = _recluster(con, spec_hash, metric, params, seed, cell_ids, estimates, clustered)
+            estimates = estimates_of_units(_units(con, spec_hash, metric, params, clustered), metric, cell_ids, seed)
         rows += [{"cell_id": cell_id, "metric": metric.name, "value": est.value, "low": est.low,
-                  "high": est.high, "n": est.n} for cell_id, est in zip(cell_ids, estimates)]
+                  "high": est.high, "n": est.n, "method": est.method, "note": est.note, "interval_at": est.interval_at}
+                 for cell_id, est in zip(cell_ids, estimates)]
     return pd.DataFrame(rows)
+
+
+def _units(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric, params: dict | None,
+           clustered: set[str]) -> pd.DataFrame:
+    """The metric's units with their cluster: the item in `clustered` cells, None elsewhere."""
+    if not clustered:
+        return unit_values(con, spec_hash, metric, params).assign(cluster=None)
+    units = _item_units(con, spec_hash, metric, params)
+    return units.assign(cluster=units["item"].where(units["cell_id"].isin(clustered), None))
+
+
+def pooled_estimate(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric, cell_ids: list[str],
+                    seed: int = 0, params: dict | None = None, clustered_on_items: bool = True) -> Estimate:
+    """One estimate over the units of several cells (the unit stays the trial), clustered on the item
+    when an item recurs among them, as `cell_estimates` does within a cell."""
+    units = _item_units(con, spec_hash, metric, params)
+    units = units[units["cell_id"].isin(set(cell_ids))]
+    items = units["item"]
+    recurs = clustered_on_items and items.notna().all() and items.nunique() < len(items)
+    return cell_estimate(metric, units["value"].to_numpy(float), seed, "pooled:" + ",".join(sorted(set(cell_ids))),
+                         items.to_numpy() if recurs else None)

@@ -20,9 +20,7 @@ import numpy as np
 import pandas as pd
 
 from engine.analyze.metrics import unit_values
-from engine.analyze.paired_stats import (MIN_CLUSTERS, Difference, cluster_bootstrap_interval, cluster_permutation_p,
-                                         fisher_p, holm, mcnemar_exact_p, newcombe_independent_interval,
-                                         newcombe_paired_interval, sign_flip_p, two_sample_cluster_interval)
+from engine.analyze.paired_stats import Difference, difference_of, holm, mean_difference, rate_difference
 from engine.kernel.contracts import Metric, Scenario
 from engine.kernel.hashing import derived_seed
 from engine.plan.comparisons import Unit, randomised_unit
@@ -139,11 +137,6 @@ def keyed_units(rows: list[dict], declared: Cluster | None) -> tuple[pd.DataFram
     return out, cluster
 
 
-def _check_binary(values: np.ndarray, metric: Metric) -> None:
-    if not np.all((values == 0) | (values == 1)):
-        raise ValueError(f"metric {metric.name} is a proportion but has values other than 0 and 1")
-
-
 def compare(a: pd.DataFrame, b: pd.DataFrame, metric: Metric, seed: int) -> tuple[Difference, dict]:
     """A minus B: paired on the units they share when at least half the smaller arm's units have a
     partner (units without one are left out), else unpaired on all units."""
@@ -159,27 +152,34 @@ def _paired(merged: pd.DataFrame, metric: Metric, seed: int) -> tuple[Difference
     diff, clusters = va - vb, merged["cluster_a"].to_numpy()
     k = len(np.unique(clusters))
     clustered = k < len(diff)
-    counts = {"paired": True, "n_pairs": len(diff), "a_only": int((diff > 0).sum()), "b_only": int((diff < 0).sum()), "clusters": k,
-              "clustered": clustered}
-    value = float(diff.mean())
-    if metric.kind == "proportion":
-        _check_binary(np.concatenate([va, vb]), metric)
-        if not clustered:
-            n11, n00 = int(((va == 1) & (vb == 1)).sum()), int(((va == 0) & (vb == 0)).sum())
-            low, high = newcombe_paired_interval(n11, counts["a_only"], counts["b_only"], n00)
-            p = mcnemar_exact_p(counts["a_only"], counts["b_only"])
-            return Difference(value, low, high, p, "Newcombe paired", "exact McNemar"), counts
-        if counts["a_only"] + counts["b_only"] == 0:
-            return Difference(value, math.nan, math.nan, 1.0, "cluster bootstrap", "cluster sign-flip",
-                              "no discordant pairs to resample"), counts
-    p = sign_flip_p(diff, clusters, seed)
-    interval = "cluster bootstrap" if clustered else "paired bootstrap"
-    test = "cluster sign-flip" if clustered else "sign-flip"
-    if k < MIN_CLUSTERS:
-        return Difference(value, math.nan, math.nan, p, interval, test,
-                          f"{k} clusters, fewer than {MIN_CLUSTERS} for a resampling interval"), counts
-    low, high = cluster_bootstrap_interval(diff, clusters, seed)
-    return Difference(value, low, high, p, interval, test), counts
+    counts = {"paired": True, "n_pairs": len(diff), "a_only": int((diff > 0).sum()), "b_only": int((diff < 0).sum()),
+              "clusters": k, "clustered": clustered}
+    try:
+        return paired_difference(va, vb, clusters, metric.kind, seed), counts
+    except ValueError as err:
+        raise ValueError(f"metric {metric.name}: {err}") from None
+
+
+def paired_difference(va: np.ndarray, vb: np.ndarray, clusters: np.ndarray, kind: str, seed: int) -> Difference:
+    """A - B over pairs (va[i], vb[i]) in `clusters`: a pure function of the units, as the report prints
+    it (engine/analyze/paired_stats.py: `rate_difference` for proportions, `mean_difference` for means)."""
+    value = float(np.mean(va) - np.mean(vb))
+    if kind == "proportion":
+        if not np.all(np.isin(np.concatenate([va, vb]), (0, 1))):
+            raise ValueError("a proportion has values other than 0 and 1")
+        return difference_of(value, *rate_difference(va, vb, clusters))
+    return difference_of(value, *mean_difference(va, vb, clusters, seed=seed))
+
+
+def unpaired_difference(va: np.ndarray, ca: np.ndarray, vb: np.ndarray, cb: np.ndarray, kind: str,
+                        seed: int) -> Difference:
+    """mean(A) - mean(B) of two independent samples in their own clusters: a pure function of the units."""
+    value = float(np.mean(va) - np.mean(vb))
+    if kind == "proportion":
+        if not np.all(np.isin(np.concatenate([va, vb]), (0, 1))):
+            raise ValueError("a proportion has values other than 0 and 1")
+        return difference_of(value, *rate_difference(va, vb, ca, cb, paired=False))
+    return difference_of(value, *mean_difference(va, vb, ca, cb, paired=False, seed=seed))
 
 
 def _unpaired(a: pd.DataFrame, b: pd.DataFrame, metric: Metric, seed: int) -> tuple[Difference, dict]:
@@ -191,21 +191,10 @@ def _unpaired(a: pd.DataFrame, b: pd.DataFrame, metric: Metric, seed: int) -> tu
               "clusters": ka + kb, "clustered": clustered}
     if not len(va) or not len(vb):
         return Difference(math.nan, math.nan, math.nan, math.nan, "—", "—", "no units for one of the models"), counts
-    value = float(va.mean() - vb.mean())
-    if metric.kind == "proportion" and not clustered:
-        _check_binary(np.concatenate([va, vb]), metric)
-        xa, xb = int(va.sum()), int(vb.sum())
-        low, high = newcombe_independent_interval(xa, len(va), xb, len(vb))
-        return Difference(value, low, high, fisher_p(xa, len(va), xb, len(vb)), "Newcombe independent",
-                          "Fisher exact"), counts
-    p = cluster_permutation_p(va, ca, vb, cb, seed)
-    interval, test = "two-sample cluster bootstrap", "cluster permutation"
-    if min(ka, kb) < MIN_CLUSTERS:
-        return Difference(value, math.nan, math.nan, p, interval, test,
-                          f"{min(ka, kb)} clusters in one arm, fewer than {MIN_CLUSTERS} for a resampling "
-                          "interval"), counts
-    low, high = two_sample_cluster_interval(va, ca, vb, cb, seed)
-    return Difference(value, low, high, p, interval, test), counts
+    try:
+        return unpaired_difference(va, ca, vb, cb, metric.kind, seed), counts
+    except ValueError as err:
+        raise ValueError(f"metric {metric.name}: {err}") from None
 
 
 def paired_contrasts(con: duckdb.DuckDBPyConnection, spec_hash: str, scenario: Scenario, metric: Metric,

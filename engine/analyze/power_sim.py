@@ -18,9 +18,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from engine.analyze.paired_stats import cluster_bootstrap_interval
 from engine.analyze.report_power import REPORT, Layout, Procedure
-from engine.analyze.stats import bootstrap_mean, wilson
+from engine.analyze.stats import unit_estimate
 from engine.kernel.contracts import Metric
 from engine.plan.power import paired_cells
 
@@ -117,12 +116,10 @@ def simulate_power(layout: Layout, kind: Kind, first: float, second: float, *, s
 
 
 def cell_interval(kind: Kind, values: np.ndarray, clusters: np.ndarray, seed: int) -> tuple[float, float]:
-    """A cell's 95% interval as engine/analyze/metrics.cell_estimates computes it: Wilson's (a rate)
-    or a percentile bootstrap (a mean) over the units, a percentile bootstrap over clusters where
-    one holds several units."""
-    if len(np.unique(clusters)) < len(values):
-        return cluster_bootstrap_interval(values, clusters, seed)
-    est = wilson(int(values.sum()), len(values)) if kind == "proportion" else bootstrap_mean(values, seed)
+    """A cell's 95% interval as engine/analyze/metrics.cell_estimates computes it (`unit_estimate`): over
+    the units, or over clusters where one holds several units."""
+    recurring = len(np.unique(clusters)) < len(values)
+    est = unit_estimate(kind, values, seed, clusters if recurring else None)
     return est.low, est.high
 
 

@@ -19,15 +19,16 @@ import numpy as np
 import pandas as pd
 
 from engine.analyze.paired import compare
-from engine.analyze.paired_stats import (MIN_CLUSTERS, Difference, newcombe_independent_interval,
-                                         newcombe_paired_interval)
-from engine.analyze.stats import wilson
+from engine.analyze.paired_stats import (MIN_CLUSTERS, Difference, mover_independent_counts, mover_paired_counts,
+                                         newcombe_independent_interval, newcombe_paired_interval,
+                                         rate_difference_of_totals)
+from engine.analyze.stats import clopper_pearson, rate_interval_of_totals, wilson
 from engine.kernel.contracts import Metric
-from engine.plan.power import (ALPHA, POWER, ClusteredRates, ClusterRule, centred_arms, cluster_halfwidth,
-                               cluster_mean_sd, cluster_power, design_effect, exact_independent_power,
-                               exact_paired_power, paired_cells, percentile_critical, percentile_decide, percentile_interval,
-                               power_two_rates, smallest_detectable, t_critical, t_decide, t_interval,
-                               counts_halfwidths)
+from engine.plan.power import (ALPHA, PER_STUDY_DRAWS, POWER, ClusteredRates, ClusterRule, centred_arms,
+                               cluster_halfwidth, cluster_mean_sd, cluster_power, design_effect, exact_independent_power,
+                               exact_paired_power, paired_cells, per_study_decide, per_study_interval,
+                               percentile_critical, percentile_decide, percentile_interval, power_two_rates,
+                               smallest_detectable, t_critical, t_decide, t_interval, counts_halfwidths)
 
 # Counts-based intervals are evaluated exactly up to this many pairs (units per arm); beyond it the
 # normal approximation they approach is used.
@@ -77,7 +78,23 @@ class Procedure:
     cell_counts: Callable[[int, int, float], tuple[float, float]]
     # The report's code on unit frames (key, value, cluster), for simulations of a design.
     difference: Callable[[pd.DataFrame, pd.DataFrame, Metric, int], Difference] = _report_difference
+    # Where rates over clusters get another interval than means (None: the same rule as means).
+    rate_differences: ClusterRule | None = None  # paired rates in clusters
+    rate_unpaired: ClusterRule | None = None  # two arms of rates in clusters
+    rate_cell: ClusterRule | None = None  # a cell's rate where its units share clusters
+    counts_names: tuple[str, str] = ("Newcombe paired", "Newcombe independent")  # paired_counts, independent_counts
     _decided: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def difference_rule(self, kind: str, paired: bool) -> ClusterRule:
+        """The rule of a difference over clusters of a metric of `kind`."""
+        rate = self.rate_differences if paired else self.rate_unpaired
+        if kind == "proportion" and rate is not None:
+            return rate
+        return self.differences if paired else self.unpaired_clusters
+
+    def cell_rule(self, kind: str) -> ClusterRule:
+        """The rule of a cell's interval over clusters of a metric of `kind`."""
+        return self.rate_cell if kind == "proportion" and self.rate_cell is not None else self.cell
 
     def paired_decider(self, alpha: float) -> Callable[[tuple[int, int, int, int]], bool]:
         """Memoised: does the counts interval of these paired counts exclude 0?"""
@@ -104,8 +121,42 @@ class Procedure:
         return self._decided[key]
 
 
+def _kg_interval(counts: np.ndarray, m: int, alpha: float) -> tuple[float, float]:
+    """One simulated study's cell rate over k clusters of m units: the report's Korn-Graubard interval."""
+    family, _, _ = rate_interval_of_totals(counts, np.full(len(counts), float(m)))
+    return family(alpha) if family is not None else (math.nan, math.nan)
+
+
+def _kg_mover(first: np.ndarray, second: np.ndarray, m: int, alpha: float) -> tuple[float, float]:
+    """One simulated study's paired rate difference second - first over k clusters of m pairs: the
+    report's MOVER of Korn-Graubard limits with the clusters' correlation (`rate_difference`)."""
+    units = np.full(len(first), float(m))
+    family, _, _ = rate_difference_of_totals(second, units, first, units, paired=True)
+    return family(alpha) if family is not None else (math.nan, math.nan)
+
+
+# The report's intervals (engine/analyze/paired_stats.py, stats.py): rates by MOVER of exact limits
+# (Clopper-Pearson over units, Korn-Graubard over clusters, from 2 clusters on), simulated study by
+# study; means by the studentized cluster bootstrap, whose critical value is about Student's with
+# k - 1 df, from MIN_CLUSTERS clusters on.
 REPORT = Procedure(
     "the report's intervals",
+    mover_paired_counts, mover_independent_counts,
+    differences=ClusterRule("studentized cluster bootstrap", t_critical, MIN_CLUSTERS),
+    unpaired_clusters=ClusterRule("two-sample studentized cluster bootstrap", t_critical, MIN_CLUSTERS),
+    cell=ClusterRule("studentized (cluster) bootstrap", t_critical, MIN_CLUSTERS),
+    cell_counts=clopper_pearson,
+    rate_differences=ClusterRule("paired MOVER of Korn-Graubard limits", t_critical, 2, per_study_decide(_kg_mover),
+                                 draws=PER_STUDY_DRAWS),
+    rate_unpaired=ClusterRule("independent MOVER of Korn-Graubard limits", t_critical, 2),
+    rate_cell=ClusterRule("Korn-Graubard", t_critical, 2, interval=per_study_interval(_kg_interval),
+                          draws=PER_STUDY_DRAWS, normal_theory=False),
+    counts_names=("paired MOVER of Clopper-Pearson limits", "independent MOVER of Clopper-Pearson limits"))
+
+# The intervals the report printed before issue 21 (Wilson, Newcombe, percentile cluster bootstraps),
+# kept so power can be stated for them (tests compare).
+PERCENTILE = Procedure(
+    "percentile bootstraps (before issue 21)",
     newcombe_paired_interval, newcombe_independent_interval,
     differences=ClusterRule("percentile cluster bootstrap", percentile_critical, MIN_CLUSTERS, percentile_decide),
     unpaired_clusters=ClusterRule("two-sample percentile cluster bootstrap", percentile_critical, MIN_CLUSTERS),
@@ -137,14 +188,13 @@ def _rate_power(layout: Layout, p1: float, p2: float, icc: float, rho: float, pr
         return power_two_rates(p1, p2, n, alpha=alpha)
     v1, v2 = p1 * (1 - p1), p2 * (1 - p2)
     inflation = design_effect(m, icc) / m / k
+    rule = procedure.difference_rule("proportion", layout.paired)
     if simulated(layout, rho, procedure):
-        rule = procedure.differences
         return ClusteredRates(k, int(m), icc, rule.draws).power(p1, p2, rule, alpha)
     if layout.paired:
         pair_var = max(v1 + v2 - 2 * rho * math.sqrt(v1 * v2), 0.0)
-        return cluster_power(p2 - p1, math.sqrt(pair_var * inflation), k, procedure.differences, alpha)
-    return cluster_power(p2 - p1, math.sqrt((v1 + v2) * inflation), k, procedure.unpaired_clusters, alpha,
-                         df=2 * k - 2)
+        return cluster_power(p2 - p1, math.sqrt(pair_var * inflation), k, rule, alpha)
+    return cluster_power(p2 - p1, math.sqrt((v1 + v2) * inflation), k, rule, alpha, df=2 * k - 2)
 
 
 def rate_difference_power(layout: Layout, p1: float, p2: float, *, icc: float = 0.0, rho: float = 0.0,
@@ -167,7 +217,8 @@ def simulated(layout: Layout, rho: float, procedure: Procedure) -> bool:
     """Whether a rate comparison's power is simulated at plan time (0/1 outcomes in clusters), not
     exact or analytic."""
     m = layout.per_cluster
-    return (layout.paired and layout.clustered and not rho and procedure.differences.decide is not None
+    return (layout.paired and layout.clustered and not rho
+            and procedure.difference_rule("proportion", True).decide is not None
             and m == int(m))
 
 
@@ -210,7 +261,7 @@ def rate_cell_halfwidth(n: int, clusters: int, p: float, *, icc: float = 0.0, pr
         return math.nan
     if clusters >= n:
         return counts_halfwidths(p, n, procedure.cell_counts, alpha, quantile)
-    rule, m = procedure.cell, n / clusters
+    rule, m = procedure.cell_rule("proportion"), n / clusters
     if not rule.gives_interval(clusters):
         return math.nan
     if (quantile is None and rule.normal_theory) or rule.interval is None or m != int(m):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from engine.analyze.paired_stats import MIN_CLUSTERS
+from engine.analyze.paired_stats import methods_prose
 from engine.analyze.stats import Estimate
 from engine.analyze.summary import format_estimate
 from engine.compare.cells import CellMatch
@@ -259,17 +259,11 @@ class CompareMethods(Section):
             f"cell with the same seed and the same item (when the {many} have items); a comparison is paired when at "
             "least half the smaller side's units have a partner (units without one are left out), and unpaired "
             "otherwise (every unit of each side, compared as independent samples).",
-            f"Paired rows whose clusters each hold one pair give proportions Newcombe's paired interval (1998, method "
-            f"10) and the exact McNemar test; where a cluster holds several pairs (pooled rows, or {many} sharing an "
-            f"item) the interval is a seeded percentile bootstrap over whole clusters and the test a sign-flip test "
-            f"over clusters. Means get the bootstrap and the sign-flip test. The cluster is {cluster} (the "
-            f"scenario's randomised unit). No resampling interval is given over fewer than {MIN_CLUSTERS} clusters.",
-            f"Unpaired rows use Newcombe's interval for independent proportions and Fisher's exact test, or a "
-            f"two-sample cluster bootstrap and a cluster permutation test: {len(unpaired)} of {len(contrasts)} "
-            "comparisons here are unpaired." if unpaired else f"All {len(contrasts)} comparisons here are paired.",
+            methods_prose() + f" The cluster is {cluster} (the scenario's randomised unit).",
+            f"{len(unpaired)} of {len(contrasts)} comparisons here are unpaired." if unpaired else f"All {len(contrasts)} comparisons here are paired.",
             f"p-values are two-sided; Holm's correction runs across all {c.family} comparisons of the report (every "
             "metric, every cell and the pooled rows), the family a reader scans for a change. Each side's own "
-            "estimate is as in its study report (Wilson for rates, a seeded bootstrap over units for means); errored "
+            "estimate is as in its study report (exact for rates, a seeded studentized bootstrap for means); errored "
             f"{many} are left out of every metric but the error rate.",
         ]
         return Rendered("## How the differences are computed\n\n" + escape(" ".join(text)))

@@ -21,7 +21,7 @@ from engine.report.markdown import bullet_list, code_block, escape, table
 from engine.kernel.contracts import check_metric, Figure, NoOptions, Rendered, Section
 from engine.kernel.registry import register_section
 from engine.report.precision import precision_markdown
-from engine.analyze.metrics import clustered_cells
+from engine.analyze.stats import interval_text
 from engine.kernel.records import Strict
 
 Rows = Literal["all", "models", "controls"]
@@ -152,8 +152,9 @@ class Summary(Section):
         text = " ".join(escape(s) for s in sentences)
         corrected = (f", and for rates corrected for judge error a seeded bootstrap over {many} and gold-set items"
                      if corrected_any else "")
-        return Rendered(f"## Abstract\n\n{text}\n\nIntervals are 95%: Wilson for rates, a seeded bootstrap over "
-                        f"{many} for means{escape(corrected)}; {escape(low_n_text(many))}\\.")
+        return Rendered(f"## Abstract\n\n{text}\n\nIntervals are 95%: exact (Clopper-Pearson, or Korn-Graubard over "
+                        f"items that recur) for rates, a seeded studentized bootstrap over {many} for means"
+                        f"{escape(corrected)}; {escape(low_n_text(many))}\\.")
 
 
 @register_section
@@ -193,12 +194,9 @@ class Design(Section):
         settings += ctx.scenario.method_settings(ctx.loaded.scenario_params)
         parts.append(table(["Setting", "Value"], settings, "Generation and scenario settings.", "tbl-settings",
                            ["l", "l"]))
-        recurring = ctx.scenario.randomised_unit != "trial" and clustered_cells(ctx.con, ctx.spec_hash)
-        clustered = "; cluster bootstrap over items where an item recurs in a cell" if recurring else ""
         parts.append(table(["Metric", "Definition", "Interval"],
-                           [(m.label, m.description,
-                             ("Wilson" if m.kind == "proportion" else f"bootstrap over {ctx.scenario.unit[1]}")
-                             + clustered) for m in ctx.metrics.values()],
+                           [(m.label, m.description, interval_text(m.kind, ctx.scenario.unit[1]))
+                            for m in ctx.metrics.values()],
                            "Metric definitions; each is one query over the study database.", "tbl-metrics",
                            ["l", "l", "l"]))
         notes = ctx.scenario.method_notes(spec)

@@ -12,7 +12,8 @@ import duckdb
 import pandas as pd
 
 from engine.kernel.contracts import Metric
-from engine.analyze.metrics import cell_estimates, plan_cells
+from engine.analyze.metrics import cell_estimates, plan_cells, pooled_estimate
+from engine.analyze.stats import Estimate
 from engine.kernel.contracts import Scenario
 from engine.spec.load import LoadedSpec
 
@@ -26,6 +27,8 @@ class ReportContext:
     seed: int = 0
     # Results a scenario's sections share (computed once per report), keyed by the scenario.
     shared: dict[str, Any] = field(default_factory=dict)
+    # Estimates over several cells, computed once and read by every section that prints them.
+    _pooled: dict[tuple[tuple[str, ...], str], Estimate] = field(default_factory=dict, repr=False)
 
     @property
     def spec(self):
@@ -56,8 +59,25 @@ class ReportContext:
                               clustered_on_items=self.scenario.randomised_unit != "trial")
 
     def estimate(self, cell_id: str, metric: str) -> pd.Series:
+        """The one estimate of a metric in a cell that every section prints (value, low, high, n, method,
+        note, interval_at)."""
         est = self.estimates
         return est[(est.cell_id == cell_id) & (est.metric == metric)].iloc[0]
+
+    def estimate_over(self, cell_ids: list[str], metric: str) -> Estimate:
+        """The estimate of a metric over the units of several cells, computed once per report; over one
+        cell, that cell's own estimate (so a section pooling one cell prints what the tables print)."""
+        key = (tuple(sorted(set(cell_ids))), metric)
+        if key not in self._pooled:
+            if len(key[0]) == 1:
+                row = self.estimate(key[0][0], metric)
+                self._pooled[key] = Estimate(float(row["value"]), float(row["low"]), float(row["high"]),
+                                             int(row["n"]), row["interval_at"], row["method"], row["note"])
+            else:
+                self._pooled[key] = pooled_estimate(self.con, self.spec_hash, self.metrics[metric], list(key[0]),
+                                                    self.seed, self.scenario.metric_params(self.spec),
+                                                    clustered_on_items=self.scenario.randomised_unit != "trial")
+        return self._pooled[key]
 
     @cached_property
     def study_row(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from engine.analyze.contrast_families import ContrastFamilies, contrast_families
 from engine.analyze.paired import Cluster, Contrast, PairedContrasts, _item_name, paired_units
-from engine.analyze.paired_stats import MIN_CLUSTERS
+from engine.analyze.paired_stats import methods_prose
 from engine.kernel.contracts import Figure, Metric, Rendered, Section, check_metric
 from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash
@@ -63,7 +63,8 @@ def n_text(c: Contrast) -> str:
 
 
 def method_text(c: Contrast) -> str:
-    return f"{'paired' if c.paired else 'unpaired'}: {c.difference.interval}, {c.difference.test}"
+    """The interval's method, which says whether the row is paired (its p inverts it, as the prose says)."""
+    return c.difference.interval
 
 
 def discordant_text(c: Contrast) -> str:
@@ -85,18 +86,12 @@ def prose(result: PairedContrasts, ctx) -> list[str]:
            f"{factors} factor). The cluster unit is the {cluster if cluster != 'item' else item} "
            f"({result.n_clusters} in all): "
            + CLUSTER_WHY[cluster].format(item=item, many=many) + "."]
-    out.append("Rows whose clusters each hold one pair give proportions Newcombe's paired interval (1998, method "
-               "10) and the exact McNemar test; rows where a cluster holds several pairs (n reads 'in k clusters') "
-               "give a seeded percentile bootstrap over whole clusters and a sign-flip test over clusters, which is "
-               "the exact McNemar test again when every cluster holds one pair. Means get the bootstrap and the "
-               f"sign-flip test in both cases. No resampling interval is given over fewer than {MIN_CLUSTERS} "
-               "clusters; the table says so where it applies.")
+    out.append(methods_prose())
     unpaired = [c for c in rows if not c.paired]
     left_out = sum(c.n_a + c.n_b - 2 * c.n_pairs for c in rows if c.paired)
     tail = (f"{len(unpaired)} of {len(rows)} comparisons are unpaired: fewer than half the smaller arm's {many} "
-            "had a partner, so all units are compared as independent samples (Newcombe's interval for "
-            "independent proportions and Fisher's exact test, or a two-sample cluster bootstrap and a cluster "
-            "permutation test)." if unpaired else "Every comparison is paired.")
+            "had a partner, so all units are compared as independent samples." if unpaired
+            else "Every comparison is paired.")
     if left_out:
         tail += (f" Paired rows leave out {left_out} {many} without a partner (the other model has no {one} "
                  "there, e.g. it was not asked or ended in an error).")
@@ -191,7 +186,7 @@ def check_model_names(options, models: list[str], key: str, source: str) -> None
 @register_section
 class PairedContrastsSection(Section):
     """Model contrasts on the same units: difference, paired 95% interval, discordant pairs,
-    McNemar (or sign-flip) p and Holm p, as a table and a forest plot; the primary contrasts (named in
+    the p that inverts that interval and Holm p, as a table and a forest plot; the primary contrasts (named in
     the spec, else each model against a reference) apart from the exploratory rest."""
 
     type = "paired_contrasts"

@@ -53,10 +53,11 @@ def test_a_difference_claims_p_and_verdict_are_its_printed_intervals():
     # Today the report printed 15% [5.0%, 30%] (a cluster bootstrap) next to p = 0.250 (a sign-flip
     # test); seeded frames of this design give such pairs (e.g. 13% [3.3%, 23%] with p = 0.078).
     rng = np.random.default_rng(0)
-    base, raised = [0.4, 0.2, 0.7, 0.8, 0.5, 1.0], [0.45, 0.3, 0.8, 0.85, 0.55, 1.0]
+    base = [0.4, 0.2, 0.7, 0.8, 0.5, 1.0]
     cells = [{"agent": f"m{m}", "persona": persona} for m in range(6) for persona in ("default", "adversarial")]
     seen = set()
-    for _ in range(8):
+    for draw in range(8):  # a small and a large effect in turn, so both verdicts occur
+        raised = [min(1.0, p + (0.05, 0.3)[draw % 2]) for p in base]
         units = ClaimUnits(frame(cells, [p for m in range(6) for p in (base[m], raised[m])], 10, rng, "seed"), RATE,
                            seed=7)
         est = difference(units, {"persona": "adversarial"}, {"persona": "default"})

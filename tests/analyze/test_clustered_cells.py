@@ -1,7 +1,9 @@
 """Per-cell intervals where an item recurs under several seeds (engine/analyze/metrics.py): the
-units of one item are not independent, so the interval resamples items, not trials. On a stand-in
-whose reply depends on the prompt alone (every seed of an item agrees), the interval must be the
-bootstrap of the item means, and wider than the Wilson interval that counts every trial."""
+units of one item are not independent, so the interval rests on items, not trials. On a stand-in
+whose reply depends on the prompt alone (every seed of an item agrees), Korn & Graubard's effective
+sample size is the number of items less one (the cluster-robust variance of the rate is p(1 - p) / (k - 1)),
+shrunk by (z / t_df)^2 with Satterthwaite's df of the items' residuals: the interval is Clopper-Pearson at
+that size, and wider than the exact interval that counts every trial."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from scipy import stats
 
 from engine import load_spec
 from engine.analyze.metrics import cell_estimates, clustered_cells
-from engine.analyze.stats import wilson
 from engine.store.db import StudyStore
 
 PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range(1, 7)]
@@ -42,10 +43,15 @@ def test_recurring_items_are_resampled_as_clusters(tmp_path):
         store.close(checkpoint=False)
     item_means = np.array([v for _, v in values])
     assert set(item_means) <= {0.0, 1.0}  # every seed of an item agrees
-    independent = stats.bootstrap((item_means,), np.mean, method="percentile", n_resamples=4000,
-                                  rng=np.random.default_rng(0)).confidence_interval
-    assert est.value == pytest.approx(item_means.mean())
-    assert (est.low, est.high) == pytest.approx((independent.low, independent.high), abs=0.05)
-    w = wilson(int(round(est.value * est.n)), int(est.n))
-    assert (flat.low, flat.high) == pytest.approx((w.low, w.high))
-    assert est.high - est.low > 1.3 * (w.high - w.low)
+    k, rate = len(item_means), item_means.mean()
+    residuals = item_means - rate  # per item, in units of its (equal) number of traces
+    df = min(k - 1, np.sum(residuals ** 2) ** 2 / np.sum(residuals ** 4))
+    n_star = (k - 1) * (stats.norm.ppf(0.975) / stats.t.ppf(0.975, df)) ** 2
+    x = rate * n_star
+    assert est.value == pytest.approx(rate)
+    assert (est.low, est.high) == pytest.approx((stats.beta.ppf(0.025, x, n_star - x + 1),
+                                                 stats.beta.ppf(0.975, x + 1, n_star - x)))
+    successes = int(round(est.value * est.n))
+    exact = (stats.beta.ppf(0.025, successes, est.n - successes + 1), stats.beta.ppf(0.975, successes + 1, est.n - successes))
+    assert (flat.low, flat.high) == pytest.approx(exact)
+    assert est.high - est.low > 1.3 * (exact[1] - exact[0])

@@ -19,7 +19,7 @@ from engine.analyze.metrics import cell_estimates
 from engine.analyze.precision import anova_icc
 from engine.kernel.paths import REPO_ROOT
 from engine.analyze.report_power import rate_cell_halfwidth
-from engine.plan.power import wilson_halfwidths
+from engine.plan.power import counts_halfwidths
 from engine.store.db import StudyStore
 
 PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range(1, 5)]
@@ -86,6 +86,11 @@ def test_without_data_the_assumptions_are_stated(tmp_path):
     assert row.halfwidth == pytest.approx(rate_cell_halfwidth(row.n, row.clusters, 0.5, icc=0.1))
 
 
+def clopper_by_hand(x: int, n: int, alpha: float) -> tuple[float, float]:
+    return (0.0 if x == 0 else stats.beta.ppf(alpha / 2, x, n - x + 1),
+            1.0 if x == n else stats.beta.ppf(1 - alpha / 2, x + 1, n - x))
+
+
 def test_plan_prints_precision_and_the_seeds_a_target_needs(tmp_path):
     db = tmp_path / "absent.duckdb"
     command = [sys.executable, "-m", "engine", "plan", "model_size", f"store.path={db}", "design.target_halfwidth=0.1"]
@@ -95,9 +100,10 @@ def test_plan_prints_precision_and_the_seeds_a_target_needs(tmp_path):
     out = result.stdout
     assert "Expected 95% half-width per design cell" in out and "Minimum detectable difference" in out
     assert "base rate 50% for every model cell" in " ".join(out.split()) and not db.exists()
-    # A game is its own cluster within a cell, so an expected ±10% Wilson half-width at 50% needs the
-    # smallest n whose half-width, averaged over the binomial outcomes, is at most 0.1: one game per seed.
-    needed = next(n for n in range(1, 1000) if wilson_halfwidths(0.5, n) <= 0.1)
+    # A game is its own cluster within a cell, so an expected ±10% exact (Clopper-Pearson) half-width at
+    # 50% needs the smallest n whose half-width, averaged over the binomial outcomes, is at most 0.1: one
+    # game per seed.
+    needed = next(n for n in range(1, 1000) if counts_halfwidths(0.5, n, clopper_by_hand) <= 0.1)
     assert f"Nuclear: {needed} seeds per cell" in " ".join(out.split())
 
 
@@ -119,11 +125,13 @@ def target_for(icc: float, target: float):
 
 def simulated_halfwidth(items: int, seeds: int, icc: float, replicates: int, seed: int) -> tuple[float, float]:
     """Mean half-width (and its Monte Carlo standard error) of the interval the report gives a cell
-    (engine/analyze/metrics.py: a cluster bootstrap over items when an item recurs, else Wilson's)
-    when each of `items` items is asked under `seeds` seeds, outcomes correlated within an item by
-    `icc` (item rates from a Beta with mean 1/2: ICC = 1 / (alpha + beta + 1))."""
-    from engine.analyze.paired_stats import cluster_bootstrap_interval
-    from engine.analyze.stats import wilson
+    (engine/analyze/metrics.py `cell_estimate`: Korn-Graubard over items when an item recurs, else
+    Clopper-Pearson) when each of `items` items is asked under `seeds` seeds, outcomes correlated within
+    an item by `icc` (item rates from a Beta with mean 1/2: ICC = 1 / (alpha + beta + 1))."""
+    from engine.analyze.metrics import cell_estimate
+    from engine.kernel.contracts import Metric
+
+    rate = Metric("rate", "Rate", "proportion", "SELECT 1", "a rate", percent=True)
 
     rng = np.random.default_rng(seed)
     half = (1 / icc - 1) / 2
@@ -132,25 +140,21 @@ def simulated_halfwidth(items: int, seeds: int, icc: float, replicates: int, see
         rates = rng.beta(half, half, items) if icc < 1 else rng.integers(0, 2, items).astype(float)
         values = (rng.random((items, seeds)) < rates[:, None]).astype(float).ravel()
         groups = np.repeat(np.arange(items), seeds)
-        if seeds > 1:
-            low, high = cluster_bootstrap_interval(values, groups, seed=r)
-        else:
-            est = wilson(int(values.sum()), len(values))
-            low, high = est.low, est.high
-        widths.append((high - low) / 2)
+        est = cell_estimate(rate, values, r, "cell", groups if seeds > 1 else None)
+        widths.append((est.high - est.low) / 2)
     return float(np.mean(widths)), float(np.std(widths, ddof=1) / np.sqrt(replicates))
 
 
 def test_the_promised_seeds_reach_the_target_in_a_simulation_of_the_clustered_design():
-    # 10 prompts at ICC 0.2: each prompt's 0/1 outcomes across seeds are correlated, so seeds add
+    # 10 prompts at ICC 0.1: each prompt's 0/1 outcomes across seeds are correlated, so seeds add
     # less than independent trials would. (Before: the ICC was ignored at one seed and 5 seeds were
     # promised, which give about ±20%.)
-    target = target_for(0.2, 0.15)
-    assert target.seeds is not None and target.seeds > 10
-    mean, se = simulated_halfwidth(len(PROMPTS), target.seeds, 0.2, replicates=300, seed=1)
+    target = target_for(0.1, 0.15)
+    assert target.seeds is not None and target.seeds > 3
+    mean, se = simulated_halfwidth(len(PROMPTS), target.seeds, 0.1, replicates=300, seed=1)
     assert mean <= 0.15 + 2 * se  # reached, within Monte Carlo error
     assert mean >= 0.15 * 0.8  # and not by promising far more seeds than needed
-    fewer, se_fewer = simulated_halfwidth(len(PROMPTS), target.seeds // 3, 0.2, replicates=300, seed=2)
+    fewer, se_fewer = simulated_halfwidth(len(PROMPTS), target.seeds // 3, 0.1, replicates=300, seed=2)
     assert fewer > 0.15 + 2 * se_fewer  # a third of them would not do
 
 

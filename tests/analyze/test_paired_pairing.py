@@ -4,10 +4,10 @@ the real gateway; no model is called), checked against pairs formed independentl
 - jailbreak (items: prompts x attacks): pairs share the attack and the prompt; the cluster is the
   prompt, so pooled rows hold one pair per attack in each cluster and are resampled by prompt;
 - escalation (no items: seeds): pairs share the persona and the seed; the cluster is the seed;
-- a model whose items were changed has no partner: its rows are unpaired, Newcombe independent and
-  Fisher."""
+- a model whose items were changed has no partner: its rows are unpaired (MOVER of the two arms'
+  exact limits, correlation 0).
+Every row's p is the inversion of its own interval (engine/analyze/stats.py `inverted_p`)."""
 
-import itertools
 import json
 import math
 import re
@@ -21,8 +21,8 @@ from scipy import stats
 
 from engine import load_spec
 from engine.analyze.paired import paired_contrasts, paired_units
-from engine.analyze.paired_stats import (fisher_p, mcnemar_exact_p, newcombe_independent_interval,
-                                         newcombe_paired_interval)
+from engine.analyze.paired_stats import INVERTED, newcombe_phi
+from engine.analyze.stats import inverted_p
 from engine.execute.gateway import Gateway
 from engine.store.db import StudyStore
 from engine.study import run_study
@@ -30,6 +30,26 @@ from engine.study import run_study
 PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range(1, 5)] + \
           [f"benign-0{i}" for i in range(1, 5)]
 ATTACKS = ("direct", "roleplay")
+
+
+def exact(x: int, n: int) -> tuple[float, float]:
+    """Clopper-Pearson 95% from scipy's beta quantiles."""
+    return (0.0 if x == 0 else stats.beta.ppf(0.025, x, n - x + 1)), (1.0 if x == n else stats.beta.ppf(0.975, x + 1, n - x))
+
+
+def mover_by_hand(x1: int, n1: int, x2: int, n2: int, phi: float) -> tuple[float, float]:
+    """Newcombe's method 10 with Clopper-Pearson limits (Zou & Donner's MOVER), written out."""
+    p1, p2 = x1 / n1, x2 / n2
+    (l1, u1), (l2, u2) = exact(x1, n1), exact(x2, n2)
+    down = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    up = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return max(-1.0, p1 - p2 - down), min(1.0, p1 - p2 + up)
+
+
+def consistent(difference) -> None:
+    """Rule 1: the printed p inverts the printed interval's family."""
+    assert difference.test == INVERTED and difference.p == pytest.approx(inverted_p(difference.interval_at))
+    assert (difference.p < 0.05) == (not difference.low <= 0 <= difference.high)
 
 
 def jailbreak_overrides(db) -> list[str]:
@@ -90,14 +110,17 @@ def test_jailbreak_pairs_share_attack_and_prompt_and_cluster_on_the_prompt(jailb
         assert row.paired and not row.clustered and row.n_pairs == len(mine)
         assert (row.a_only, row.b_only) == (n10, n01)
         assert row.difference.value == pytest.approx((n10 - n01) / len(mine))
+        n00, n = len(mine) - n11 - n10 - n01, len(mine)
+        assert row.difference.interval == "paired MOVER of Clopper-Pearson limits"
         assert (row.difference.low, row.difference.high) == pytest.approx(
-            newcombe_paired_interval(n11, n10, n01, len(mine) - n11 - n10 - n01))
-        assert row.difference.p == pytest.approx(stats.binomtest(n10, n10 + n01, 0.5).pvalue if n10 + n01 else 1.0)
+            mover_by_hand(n11 + n10, n, n11 + n01, n, newcombe_phi(n11, n10, n01, n00)))
+        consistent(row.difference)
     pooled = by_scope[None]
-    # Each prompt holds one pair per attack: clustered, resampled over prompts.
+    # Each prompt holds one pair per attack: clustered on prompts (Korn-Graubard limits).
     assert pooled.paired and pooled.clustered and pooled.n_pairs == len(pairs)
     assert pooled.clusters == len({k for _, k, _, _ in pairs}) and pooled.clusters < pooled.n_pairs
-    assert pooled.difference.interval == "cluster bootstrap" and pooled.difference.test == "cluster sign-flip"
+    assert pooled.difference.interval == "paired MOVER of Korn-Graubard limits"
+    consistent(pooled.difference)
     assert pooled.difference.value == pytest.approx(sum(a - b for _, _, a, b in pairs) / len(pairs))
     # Holm across the three comparisons, by hand.
     ps = sorted(c.difference.p for c in result.contrasts)
@@ -124,11 +147,9 @@ def test_changed_items_are_compared_unpaired(jailbreak_db, tmp_path):
         a, b = subset[subset["model"] == MODELS[0]]["value"], subset[subset["model"] == MODELS[1]]["value"]
         xa, xb = int(a.sum()), int(b.sum())
         assert (row.n_a, row.n_b) == (len(a), len(b))
-        assert row.difference.interval == "Newcombe independent" and row.difference.test == "Fisher exact"
-        assert (row.difference.low, row.difference.high) == pytest.approx(
-            newcombe_independent_interval(xa, len(a), xb, len(b)))
-        assert row.difference.p == pytest.approx(stats.fisher_exact([[xa, len(a) - xa], [xb, len(b) - xb]]).pvalue)
-        assert fisher_p(xa, len(a), xb, len(b)) == pytest.approx(row.difference.p)
+        assert row.difference.interval == "independent MOVER of Clopper-Pearson limits"
+        assert (row.difference.low, row.difference.high) == pytest.approx(mover_by_hand(xa, len(a), xb, len(b), 0.0))
+        consistent(row.difference)
 
 
 ESCALATION_SEEDS = 10
@@ -188,7 +209,12 @@ def test_escalation_pairs_share_persona_and_seed_and_cluster_on_the_seed(escalat
         mine = [(a, b) for p, _, a, b in pairs if p == persona]
         assert row.paired and not row.clustered and row.n_pairs == len(mine) == ESCALATION_SEEDS
         assert (row.a_only, row.b_only) == (sum(a > b for a, b in mine), sum(a < b for a, b in mine))
-        assert row.difference.p == pytest.approx(mcnemar_exact_p(row.a_only, row.b_only))
+        x1, x2 = sum(a for a, _ in mine), sum(b for _, b in mine)
+        n11 = sum(a == b == 1 for a, b in mine)
+        phi = newcombe_phi(n11, row.a_only, row.b_only, len(mine) - n11 - row.a_only - row.b_only)
+        assert (row.difference.low, row.difference.high) == pytest.approx(
+            mover_by_hand(int(x1), len(mine), int(x2), len(mine), phi))
+        consistent(row.difference)
     pooled = by_scope[None]
     assert pooled.clustered and pooled.clusters == ESCALATION_SEEDS and pooled.n_pairs == 2 * ESCALATION_SEEDS
     assert pooled.difference.value == pytest.approx(sum(a - b for _, _, a, b in pairs) / len(pairs))
@@ -197,8 +223,8 @@ def test_escalation_pairs_share_persona_and_seed_and_cluster_on_the_seed(escalat
 
 
 def test_escalation_means_are_paired_by_seed_with_a_sign_flip_test(escalation_db):
-    """Divergence (a mean): per persona, the mean of the 10 paired differences and the sign-flip
-    p-value over all 2^10 sign patterns, enumerated here; pooled, resampled over the seeds."""
+    """Divergence (a mean): per persona, the mean of the 10 paired differences with the studentized
+    bootstrap over them; pooled, over the seeds (clusters of two pairs)."""
     (units, _, _), result = contrasts_of("model_size", escalation_overrides(escalation_db), escalation_db,
                                          "divergence")
     con = duckdb.connect(str(escalation_db), read_only=True)
@@ -214,25 +240,27 @@ def test_escalation_means_are_paired_by_seed_with_a_sign_flip_test(escalation_db
         row = by_scope[f"persona={persona}"]
         assert row.n_pairs == len(diffs) == ESCALATION_SEEDS and not row.clustered
         assert row.difference.value == pytest.approx(sum(diffs) / len(diffs))
-        assert (row.difference.interval, row.difference.test) == ("paired bootstrap", "sign-flip")
-        observed = abs(sum(diffs))
-        flips = [abs(sum(s * d for s, d in zip(signs, diffs))) for signs in itertools.product([1, -1], repeat=len(diffs))]
-        assert row.difference.p == pytest.approx(sum(f >= observed - 1e-9 for f in flips) / len(flips))
-        assert row.difference.low <= row.difference.value <= row.difference.high
+        assert row.difference.interval == "studentized cluster bootstrap of the paired differences"
+        if len(set(diffs)) > 1:
+            assert row.difference.low <= row.difference.value <= row.difference.high
+            consistent(row.difference)
+        else:  # every pair differs by the same amount: no spread to studentize
+            assert math.isnan(row.difference.low) and "same value" in row.difference.note
     pooled = by_scope[None]
     assert pooled.clustered and pooled.clusters == ESCALATION_SEEDS
-    assert pooled.difference.interval == "cluster bootstrap"
+    assert pooled.difference.interval == "studentized cluster bootstrap of the paired differences"
+    consistent(pooled.difference)
     assert pooled.difference.low <= pooled.difference.value <= pooled.difference.high
 
 
 def test_a_scenario_that_declares_independent_trials_is_not_clustered(escalation_db, monkeypatch):
-    """randomised_unit = 'trial': every pair is its own cluster, so pooled rows use Newcombe's
-    paired interval and the exact McNemar test over all pairs."""
+    """randomised_unit = 'trial': every pair is its own cluster, so pooled rows use the paired MOVER of
+    exact limits over all pairs."""
     loaded = load_spec("model_size", escalation_overrides(escalation_db))
     monkeypatch.setattr(type(loaded.scenario), "randomised_unit", "trial")
     (_, _, cluster), result = contrasts_of("model_size", escalation_overrides(escalation_db), escalation_db,
                                            "nuclear_rate")
     pooled = next(c for c in result.contrasts if c.condition is None)
     assert cluster == "trial" and not pooled.clustered and pooled.clusters == pooled.n_pairs == 2 * ESCALATION_SEEDS
-    assert (pooled.difference.interval, pooled.difference.test) == ("Newcombe paired", "exact McNemar")
-    assert pooled.difference.p == pytest.approx(mcnemar_exact_p(pooled.a_only, pooled.b_only))
+    assert pooled.difference.interval == "paired MOVER of Clopper-Pearson limits"
+    consistent(pooled.difference)

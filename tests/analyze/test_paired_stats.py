@@ -217,3 +217,45 @@ def test_newcombe_independent_is_the_hybrid_score_interval():
     low = p1 - p2 - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     high = p1 - p2 + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
     assert newcombe_independent_interval(x1, n1, x2, n2) == pytest.approx((low, high), abs=1e-8)
+
+
+def _wilson_family(x: int, n: int):
+    return lambda alpha: wilson_by_root_at(x, n, alpha)
+
+
+def wilson_by_root_at(x: int, n: int, alpha: float) -> tuple[float, float]:
+    z = stats.norm.ppf(1 - alpha / 2)
+    centre, half = (x + z * z / 2) / (n + z * z), z * math.sqrt(x * (n - x) / n + z * z / 4) / (n + z * z)
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize("table", [(59, 6, 16, 80), (3, 4, 1, 2), (0, 5, 0, 5), (10, 0, 3, 1), (2, 2, 2, 2)])
+def test_mover_with_wilson_limits_and_newcombe_phi_is_newcombes_paired_interval(table):
+    """The paired difference the report prints is MOVER (Newcombe's method 10) of each arm's own limits;
+    with Wilson limits it must reproduce the validated Newcombe paired interval."""
+    from engine.analyze.paired_stats import mover, newcombe_phi
+
+    n11, n10, n01, n00 = table
+    n = sum(table)
+    family = mover((n11 + n10) / n, _wilson_family(n11 + n10, n), (n11 + n01) / n, _wilson_family(n11 + n01, n),
+                   newcombe_phi(n11, n10, n01, n00))
+    assert family(0.05) == pytest.approx(newcombe_paired_interval(n11, n10, n01, n00), abs=1e-9)
+
+
+@pytest.mark.parametrize("a,b", [([1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1], [0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0]),
+                                 ([1, 0, 1, 0, 1, 0], [0, 1, 0, 1, 1, 0]), ([1] * 8, [1] * 8)])
+def test_a_difference_p_is_the_inversion_of_its_own_interval(a, b):
+    """Rule 1: `Difference.p` is where the family's end reaches 0, so p < 0.05 exactly when the 95%
+    interval excludes 0, and `interval_at` gives every level (wider as alpha falls)."""
+    from engine.analyze.paired import paired_difference
+
+    d = paired_difference(np.array(a, float), np.array(b, float), np.arange(len(a)), "proportion", 0)
+    assert (d.low, d.high) == pytest.approx(d.interval_at(0.05))
+    assert (d.p < 0.05) == (not d.low <= 0 <= d.high)
+    w90, w99 = d.interval_at(0.10), d.interval_at(0.01)
+    assert w99[0] <= d.low <= w90[0] and w90[1] <= d.high <= w99[1]
+    if d.p < 1:
+        low, high = d.interval_at(d.p)
+        assert min(abs(low), abs(high)) < 1e-4  # at alpha = p an end touches 0
+    else:
+        assert d.value == 0

@@ -87,3 +87,17 @@ def test_exact_coverage_is_near_nominal_at_small_counts(p_control, p_treated, n)
     # nothing below 100% and so missed every true reduction under 100%.
     # (0.5, 0.02, 20): two thirds of the tables have 0 treated events.
     assert 0.93 <= coverage <= 0.99, (coverage, not_estimable)
+
+
+def test_no_reduction_is_tested_by_inverting_the_score_interval_and_all_events_give_p_1():
+    """Issue 21: with both arms all events the score test's p is NaN; the family's inversion gives 1, and
+    elsewhere p < 0.05 exactly when the 95% interval excludes 0."""
+    from engine.analyze.stats import inverted_p, relative_reduction
+
+    est = relative_reduction([1] * 10, [1] * 10)
+    assert est.value == 0 and inverted_p(est.interval_at) == 1.0
+    for treated in ([0] * 10, [1] * 3 + [0] * 7, [1] * 6 + [0] * 4):
+        est = relative_reduction([1] * 8 + [0] * 2, treated)
+        p = inverted_p(est.interval_at)
+        assert (p < 0.05) == (not est.low <= 0 <= est.high)
+        assert (est.low, est.high) == est.interval_at(0.05)

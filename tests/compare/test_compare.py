@@ -102,10 +102,10 @@ def test_a_planted_difference_is_found_on_pairs_of_seeds_and_rendered(fog, plant
     assert 0.2 < truth < 0.4  # the planted difference is large
     nuclear = rows_of(comparison, "nuclear_rate")
     hold = nuclear["scripted:hold_last"].contrast
-    # Paired on the 150 shared seeds (one pair per seed in a cell: Newcombe's paired interval), and the
+    # Paired on the 150 shared seeds (one pair per seed in a cell: the paired MOVER of exact limits), and the
     # interval holds the exact difference of the two fog settings' nuclear-use probabilities.
     assert hold.paired and hold.n_pairs == SEEDS and not hold.clustered
-    assert hold.difference.interval == "Newcombe paired"
+    assert hold.difference.interval == "paired MOVER of Clopper-Pearson limits"
     assert hold.difference.low < truth < hold.difference.high
     ea, eb = episodes(db, a.spec_hash), episodes(db, b.spec_hash)
     diffs = [eb[("scripted:hold_last", s)] - ea[("scripted:hold_last", s)] for s in range(SEEDS)]
@@ -133,7 +133,7 @@ def test_a_planted_difference_is_found_on_pairs_of_seeds_and_rendered(fog, plant
     assert shown in printed.out
     page = text_of(out / "index.html")
     assert "Nuclear: B − A" in page and shown in page and "scenario.fog_probability" in page
-    assert "paired: Newcombe paired, exact McNemar" in page
+    assert "paired MOVER of Clopper-Pearson limits" in page
     # The summary opens with what holds after Holm's correction: the planted change among it.
     assert f"Nuclear in scripted:hold_last: {shown} (Holm p <0.001, {SEEDS} pairs)" in page
     assert "comparisons differ at 5% after Holm's correction" in printed.out
@@ -236,11 +236,14 @@ def test_a_model_version_comparison_through_map(tmp_path, monkeypatch, capsys):
     assert match.mapped and match.a_cell["agent"] == "probe" and match.cell["agent"] == "probe_2025"
     divergence = rows_of(comparison, "divergence")["probe_2025"].contrast
     assert divergence.paired and divergence.n_pairs == seeds
-    assert (divergence.difference.value, divergence.difference.low, divergence.difference.high) == (1.0, 1.0, 1.0)
+    # Every pair differs by exactly 1: no spread to build an interval on, and the row says so.
+    assert divergence.difference.value == 1.0 and math.isnan(divergence.difference.low)
+    assert "same value" in divergence.difference.note
     keys = {c.key: c.kind for c in comparison.changes if c.kind != "cosmetic"}
     assert keys["models.probe"] == keys["models.probe_2025"] == keys["design.factors.agent"] == "trials"
     assert keys["store.path"] == "identity"
-    assert "Probe 2025, default (A: Probe 2024, default)" in printed and "+1.000 [+1.000, +1.000]" in printed
+    # (the terminal wraps the long cells)
+    assert "Probe 2025, default (A: Probe 2024," in printed and "+1.000 (no interval" in printed
     assert "Probe 2025, default (A: Probe 2024, default)" in text_of(out / "index.html")
 
 

@@ -14,7 +14,7 @@ from power_checks import PLAN_SE, assert_power_holds, layout_of, precision, row
 
 from engine.analyze.power_sim import simulate_halfwidth, simulate_power
 from engine.analyze.report_power import Layout
-from engine.plan.power import PLAN_DRAWS, POWER, centred_arms
+from engine.plan.power import PER_STUDY_DRAWS, POWER, centred_arms
 
 
 # -- each rate counts its own units --------------------------------------------------------------
@@ -39,23 +39,33 @@ def test_each_rate_counts_its_own_units_and_the_half_width_holds_for_them():
 
 # -- power from the procedure the report uses ----------------------------------------------------
 
-def test_too_few_clusters_for_an_interval_detect_nothing():
+def test_few_item_clusters_still_state_an_mdd_that_holds():
     # The issue's first design (40% power at the stated 33%): provider_vs_size with 3 seeds compares
-    # two models on 24 harmful traces in 8 item clusters; the report gives no interval over fewer than
-    # 10 clusters, so no difference can be detected, not even 10% vs 90%.
+    # two models on 24 harmful traces in 8 item clusters. The report's rate interval over clusters
+    # (MOVER of Korn-Graubard limits) is given from 2 clusters on, so an MDD is stated, and holds.
     pp = precision("provider_vs_size", "design.seeds=3")
     r = row(pp, "model pairs within each condition", "asr_broad")
-    assert math.isnan(r.mdd_low) and r.why_none == "none: 8 clusters, no interval below 10"
-    sim = simulate_power(layout_of(r), "proportion", 0.1, 0.9, icc=0.1, draws=100, seed=1)
-    print(f"8 clusters, 10% vs 90%: {sim}")
+    assert (r.n, r.clusters) == (24, 8) and "MOVER of Korn-Graubard" in r.method
+    assert_power_holds(r, draws=600, seed=1)
+
+
+def test_a_mean_over_too_few_clusters_detects_nothing():
+    # A mean over fewer than 10 clusters gets no interval (the studentized bootstrap undercovers): its
+    # MDD is none, and simulated studies of the report's code detect nothing.
+    pp = precision("provider_vs_size", "design.seeds=3")
+    means = pp.comparisons[(pp.comparisons.kind == "mean") & (pp.comparisons.clusters < 10)]
+    layout = Layout(24, 8, paired=True)
+    sim = simulate_power(layout, "mean", 0.0, 3.0, sd=1.0, icc=0.1, draws=100, seed=1)
     assert sim.value == 0.0
+    for _, r in means.iterrows():
+        assert math.isnan(r.mdd_low) and r.why_none.startswith(f"none: {int(r.clusters)} clusters, no interval below")
 
 
 def test_stated_mdd_has_its_power_with_seed_clusters():
     # The issue's second design (57%): model_size's persona contrast, 20 pairs of games in 10 seed
-    # clusters (two models per seed), analysed by a percentile bootstrap over seeds.
+    # clusters (two models per seed), analysed by the MOVER of Korn-Graubard limits over seeds.
     r = row(precision("model_size"), "levels of persona", "nuclear_rate")
-    assert (r.n, r.clusters) == (20, 10) and r.method == f"{PLAN_DRAWS:,} simulated studies, percentile cluster bootstrap"
+    assert (r.n, r.clusters) == (20, 10) and r.method == f"{PER_STUDY_DRAWS:,} simulated studies, paired MOVER of Korn-Graubard limits"
     assert_power_holds(r, draws=800, seed=2)
 
 
@@ -92,22 +102,22 @@ def test_means_state_an_mdd_in_sd_units_that_holds():
 
 # -- a target half-width ------------------------------------------------------------------------
 
-def test_the_jailbreak_target_is_promised_per_rate_and_holds():
+def test_the_jailbreak_target_is_stated_per_rate_and_holds():
     # The issue's jailbreak design: provider_vs_size (8 harmful behaviours, 4 benign requests, one seed)
     # with design.target_halfwidth=0.10. (Before: 30 seeds for every rate, pooling harmful and benign
-    # requests; 8 harmful behaviours under 30 seeds give a mean half-width above 10%.) The promise is
-    # on the expected (mean) half-width of the report's cell interval.
+    # requests; 8 harmful behaviours under 30 seeds give a mean half-width above 10%.) The report's
+    # interval of a rate over recurring items (Korn-Graubard, t with few clusters' df) cannot reach ±10%
+    # over 8 items at an ICC of 0.1, nor over 4: the plan says to add items, and so does a simulation of
+    # the report's code with 400 seeds.
     target = precision("provider_vs_size", "design.target_halfwidth=0.1").target
     asr = next(m for m in target.metrics if m.label == "ASR broad")
     refusal = next(m for m in target.metrics if m.label == "False refusal")
-    assert asr.seeds is not None and refusal.seeds is None and "4 items" in refusal.note
-    sim = simulate_halfwidth(8 * asr.seeds, 8, "proportion", 0.5, icc=0.1, draws=300, seed=11)
-    print(f"ASR: 8 items x {asr.seeds} seeds, stated mean half-width {asr.halfwidth:.4f} (90% within "
-          f"{asr.halfwidth_q90:.4f}); simulated {sim}, 90th percentile {sim.quantile_90:.4f}")
-    assert sim.value <= 0.10 + 3 * sim.se and abs(sim.value - asr.halfwidth) <= 3 * sim.se
-    many = simulate_halfwidth(4 * 400, 4, "proportion", 0.5, icc=0.1, draws=300, seed=12)
-    print(f"false refusal: 4 items x 400 seeds, simulated {many}")
-    assert many.value > 0.10 + 3 * many.se
+    assert asr.seeds is None and "8 items" in asr.note and "add items" in asr.note
+    assert refusal.seeds is None and "4 items" in refusal.note
+    for items, seed in ((8, 11), (4, 12)):
+        many = simulate_halfwidth(items * 400, items, "proportion", 0.5, icc=0.1, draws=300, seed=seed)
+        print(f"{items} items x 400 seeds, simulated {many}")
+        assert many.value > 0.10 + 3 * many.se
 
 
 def test_a_target_over_the_budget_is_flagged(capsys):
@@ -160,12 +170,12 @@ def cluster_t_difference(a, b, metric, seed):
 def test_power_follows_the_procedure_it_is_given():
     from dataclasses import replace
 
-    from engine.analyze.report_power import CLUSTER_T, REPORT, rate_mdd
+    from engine.analyze.report_power import CLUSTER_T, PERCENTILE, rate_mdd
 
     procedure = replace(CLUSTER_T, difference=cluster_t_difference)
     layout = Layout(48, 16, paired=True)
     mdd = rate_mdd(layout, 0.5, icc=0.1, procedure=procedure)
-    assert mdd > rate_mdd(layout, 0.5, icc=0.1, procedure=REPORT)  # a t interval is wider than a percentile one
+    assert mdd > rate_mdd(layout, 0.5, icc=0.1, procedure=PERCENTILE)  # a t interval is wider than a percentile one
     sim = simulate_power(layout, "proportion", *centred_arms(0.5, mdd), icc=0.1, procedure=procedure, draws=1000,
                          seed=9)
     tolerance = 3 * math.hypot(sim.se, PLAN_SE)

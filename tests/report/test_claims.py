@@ -28,8 +28,8 @@ PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range
 CLAIMS = ("[{claim: 'Role-play raises ASR', test: difference, metric: asr_broad, a: {attack: roleplay}, "
           "b: {attack: direct}, direction: positive, effect: 0.3},"
           " {claim: 'ASR falls with size', test: trend, metric: asr_broad, direction: negative},"
-          " {claim: 'Role-play adds 40-60 points', test: difference, metric: asr_broad, a: {attack: roleplay},"
-          " b: {attack: direct}, range: [0.4, 0.6]}]")
+          " {claim: 'Role-play adds 10-30 points', test: difference, metric: asr_broad, a: {attack: roleplay},"
+          " b: {attack: direct}, range: [0.1, 0.3]}]")
 
 
 def overrides(db, claims: str = CLAIMS) -> list[str]:
@@ -78,7 +78,7 @@ def test_difference_claim_is_recomputed_from_the_tables(study_db):
     tested = [r for r in (raises, trend, range_claim) if math.isfinite(r.decision.p)]
     expected = multipletests([r.decision.p for r in tested], method="holm")[1]
     assert [r.decision.holm_p for r in tested] == pytest.approx(list(expected))
-    # The stand-in's difference is 100 points: outside the claimed 40-60.
+    # The stand-in's difference is 100 points, its interval (10 prompts) wholly outside the claimed 10-30.
     assert range_claim.decision.verdict == "contradicted"
 
 
@@ -99,7 +99,7 @@ def test_each_row_prints_its_kind_its_decision_interval_and_level_and_its_p_valu
     assert (raises.decision.step, raises.decision.of, raises.decision.alpha) == (1, 2, 0.0125)
     assert rows[0][1].startswith("direction: positive, > 0") and "97.5% CI, Holm step 1 of 2" in rows[0][3]
     assert rows[1][3] == "95% CI (not tested)" and rows[1][5] == "—"
-    assert rows[2][1] == "range: in [40%, 60%]" and "95% CI, Holm step 2 of 2" in rows[2][3]
+    assert rows[2][1] == "range: in [10%, 30%]" and "95% CI, Holm step 2 of 2" in rows[2][3]
     assert (range_claim.decision.low, range_claim.decision.high) == (range_claim.estimate.low,
                                                                       range_claim.estimate.high)
     for result, row in ((raises, rows[0]), (range_claim, rows[2])):

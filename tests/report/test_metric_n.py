@@ -21,7 +21,7 @@ from engine.report.context import ReportContext
 from engine.store.db import StudyStore
 from engine.study import run_study
 
-SEEDS = 6
+SEEDS = 12  # so a model cell's rates and means over all its games have an interval (a mean needs 10)
 SECTIONS = ("report.sections=[{type: summary, metrics: [divergence, welfare, nuclear_rate]}, "
             "{type: headline_table, rows: all}, {type: chart, metric: divergence, x: params}, {type: caveats}]")
 
@@ -59,7 +59,7 @@ def study(tmp_path_factory):
     # SmolLM2: divergence over one game only (the other games' turns marked forced) -> n=1, no interval.
     for t in games["smollm2_135m"][1:]:
         con.execute("UPDATE escalation_turns SET forced = TRUE WHERE trial_id = ?", [t])
-    # Gemma: divergence over three games, one of them honest (divergence 0) -> n=3 with an interval;
+    # Gemma: divergence over three games, one of them honest (divergence 0) -> n=3, too few for an interval;
     # one other game ended in an error (out of every metric) -> nuclear and welfare n=5.
     gemma = games["gemma3_270m"]
     for t in gemma[3:]:
@@ -94,8 +94,14 @@ def truth(db) -> dict:
                           " WHERE t.status = 'done' AND t.cell->>'agent' = ?", [agent])[0][0]
         velocity = q(con, "SELECT count(DISTINCT e.trial_id) FROM escalation_turns e JOIN trials t USING (trial_id)"
                           " WHERE t.status = 'done' AND t.cell->>'agent' = ?", [agent])[0][0]
+        welfare = [v for (v,) in q(con, "SELECT e.welfare FROM escalation_episodes e JOIN trials t USING (trial_id)"
+                                        " WHERE t.status = 'done' AND t.cell->>'agent' = ?", [agent])]
+        speed = [v for (v,) in q(con, "SELECT avg(e.realised_level - e.prev_realised) FROM escalation_turns e"
+                                      " JOIN trials t USING (trial_id) WHERE t.status = 'done' AND t.cell->>'agent' = ?"
+                                      " GROUP BY e.trial_id", [agent])]
         out[agent] = {"planned": planned, "done": done, "divergence": per_game, "nuclear_rate": episodes,
-                      "welfare": episodes, "velocity": velocity}
+                      "welfare": episodes, "velocity": velocity,
+                      "values": {"divergence": per_game, "welfare": welfare, "velocity": speed}}
     out["parse_failed"] = q(con, "SELECT count(*) FROM calls c JOIN trials t ON t.trial_id = c.trial_id"
                                  " AND c.trial_attempt = t.attempt WHERE c.parse_status = 'failed'")[0][0]
     out["errors"] = q(con, "SELECT count(*) FROM trials WHERE status = 'error'")[0][0]
@@ -104,8 +110,10 @@ def truth(db) -> dict:
 
 
 def expected_note(n: int, kind: str, values=None) -> str:
-    """The flag, decided here: a mean of one unit has no interval; under 5 units is low."""
-    if kind == "mean" and n == 1:
+    """The flag, decided here: a mean of fewer than 10 units has no interval (issue 21: the studentized
+    bootstrap covers less than 93% below that) nor when every unit has the same value (`values`); under 5
+    units is low."""
+    if kind == "mean" and (n < 10 or len(set(values)) == 1):
         return f"n={n}, no interval"
     return f"n={n}, low n" if n < 5 else f"n={n}"
 
@@ -145,10 +153,11 @@ def test_headline_table_prints_each_metrics_own_n_and_flags_low_ones(study):
                 continue
             name, kind, percent = kinds[col]
             n = len(t[agent]["divergence"]) if name == "divergence" else t[agent][name]
-            assert text.endswith(f"({expected_note(n, kind)})"), (agent, col, text)
+            values = t[agent]["values"].get(name)
+            assert text.endswith(f"({expected_note(n, kind, values)})"), (agent, col, text)
             # The number itself is unchanged: the estimate as before, then its n.
             est = ctx.estimate(next(c.cell_id for c in ctx.cells.itertuples() if c.cell["agent"] == agent), name)
-            assert text == f"{format_estimate(est.value, est.low, est.high, percent)} ({expected_note(n, kind)})"
+            assert text == f"{format_estimate(est.value, est.low, est.high, percent)} ({expected_note(n, kind, values)})"
             checked += 1
     assert checked == 3 * 4
     # SmolLM2's divergence rests on its one game: the value is that game's, with no interval beside it.
@@ -167,7 +176,8 @@ def test_summary_frame_has_an_n_column_per_metric(study):
         assert frame["N"].iloc[i] == f"{t[agent]['done']}/{t[agent]['planned']}"
         for name in ("nuclear_rate", "divergence", "welfare", "velocity"):
             n = len(t[agent]["divergence"]) if name == "divergence" else t[agent][name]
-            assert frame[f"{kinds[name].label} n"].iloc[i] == expected_note(n, kinds[name].kind).removeprefix("n=")
+            assert frame[f"{kinds[name].label} n"].iloc[i] == expected_note(
+                n, kinds[name].kind, t[agent]["values"].get(name)).removeprefix("n=")
 
 
 def test_abstract_names_the_n_behind_each_end_of_a_range(study):
@@ -181,10 +191,10 @@ def test_abstract_names_the_n_behind_each_end_of_a_range(study):
     note = {a: expected_note(len(t[a]["divergence"]), "mean") for a in means}
     m = re.search(r"Signal-action divergence ranged from (.*?) across model cells", text)
     assert m, text
-    assert m[1].startswith(f"{means[lo]:.3f} [") and f"({label[lo]}, {note[lo]}) to {means[hi]:.3f} " \
+    assert m[1].startswith(f"{means[lo]:.3f} (") and f"({label[lo]}, {note[lo]}) to {means[hi]:.3f} " \
         f"({label[hi]}, {note[hi]})" in m[1], m[1]
-    assert "n=1, no interval" in m[1] and "n=3, low n" in m[1]
-    # Welfare: both model cells' n (6 and 5) shown, neither flagged.
+    assert "n=1, no interval" in m[1] and "n=3, no interval" in m[1]
+    # Welfare: both model cells' n (12 and 11) shown, neither flagged.
     m = re.search(r"Welfare (?:ranged from .*? across model cells|was .*? in every model cell \(.*?\))\.", text)
     assert m, text
     a, b = sorted((t["smollm2_135m"]["welfare"], t["gemma3_270m"]["welfare"]))
@@ -220,13 +230,16 @@ def test_caveats_count_errors_and_parse_failures_and_thin_estimates(study):
     assert f"Errors and exclusions: {t['errors']} game ended in an error" in text, text
     assert f"{t['parse_failed']} model reply failed to parse" in text
     # The estimates under 5 units among the headline metrics, from the independent counts.
-    thin = sum(1 for a in ("smollm2_135m", "gemma3_270m", "scripted:null")
-               for name in ("nuclear_rate", "welfare", "velocity", "divergence")
-               if 0 < (len(t[a]["divergence"]) if name == "divergence" else t[a][name]) < 5)
-    assert thin == 2
+    kinds = {m.name: m.kind for m in ctx.metrics.values()}
+    notes = [expected_note(len(t[a]["divergence"]) if name == "divergence" else t[a][name], kinds[name],
+                           t[a]["values"].get(name))
+             for a in ("smollm2_135m", "gemma3_270m", "scripted:null")
+             for name in ("nuclear_rate", "welfare", "velocity", "divergence")]
+    thin = sum(note.endswith(("low n", "no interval")) for note in notes)
+    assert thin >= 2  # the two thin divergences, and the means whose games all agree (velocity here)
     assert f"{thin} headline estimates rest on fewer than 5 games or have no interval" in text
-    assert ("Divergence in SmolLM2 135M, default (n=1, no interval; 6 finished in the cell); Divergence in Gemma 3 "
-            "270M †, default (n=3, low n; 5 finished in the cell)") in text, text
+    assert "Divergence in SmolLM2 135M, default (n=1, no interval; 12 finished in the cell)" in text, text
+    assert "Divergence in Gemma 3 270M †, default (n=3, no interval; 11 finished in the cell)" in text, text
 
 
 def test_caveats_of_a_clean_run_say_so(tmp_path):

@@ -95,11 +95,11 @@ def test_table_rows_match_the_analysis_and_the_tables(study_db):
         assert holm_p == (f"{c.holm_p:.3f}" if c.holm_p >= 0.001 else "<0.001")
         if c.condition:
             assert condition == c.condition and n == f"{len(pairs)} pairs"
-            assert method == "paired: Newcombe paired, exact McNemar"
+            assert method == "paired MOVER of Clopper-Pearson limits"
         else:
             assert condition == f"pooled over {len(ATTACKS)} conditions"
             assert n == f"{len(pairs)} pairs in {len(PROMPTS) - 1} clusters"
-            assert method == "paired: cluster bootstrap, cluster sign-flip"
+            assert method == "paired MOVER of Korn-Graubard limits"
         low, high = (int(x) for x in re.search(r"\[([-+]\d+), ([-+]\d+)\]", difference).groups())
         assert low == round(100 * c.difference.low) and high == round(100 * c.difference.high)
 
@@ -139,7 +139,7 @@ def test_rows_whose_items_do_not_match_are_labelled_unpaired(study_db, tmp_path)
     rows = md_table(rendered.markdown)
     assert all(not c.paired for c in analysis.contrasts)
     per_attack = [r for r in rows if r[1].startswith("attack=")]
-    assert per_attack and all(r[7] == "unpaired: Newcombe independent, Fisher exact" for r in per_attack)
+    assert per_attack and all(r[7] == "independent MOVER of Clopper-Pearson limits" for r in per_attack)
     assert all(r[4] == "—" and r[3].endswith("units") for r in rows)
     assert f"{len(rows)} of {len(rows)} comparisons are unpaired" in plain(rendered.markdown)
     values = next(v for v in rendered.figures[0].vega_lite["datasets"].values() if v and "label" in v[0])

@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from engine.analyze.metrics import unit_values
-from engine.analyze.stats import NOT_ESTIMABLE_NO_CONTROL_EVENTS, relative_reduction, wilson
+from engine.analyze.stats import NOT_ESTIMABLE_NO_CONTROL_EVENTS, rate_estimate, relative_reduction
 from engine.analyze.summary import format_estimate
 from engine.report.builtin import design_levels
 from engine.report.charts import estimate_chart
@@ -39,7 +39,7 @@ def models_by_family(ctx, models) -> list[str]:
 
 
 def _rate(values: pd.Series) -> str:
-    est = wilson(int(values.sum()), len(values))
+    est = rate_estimate(values.to_numpy(float))
     if est.n == 0:
         return "— (n=0)"
     return format_estimate(est.value, est.low, est.high, True, n=est.n)  # flags a low n
@@ -129,7 +129,7 @@ class Ablation(Section):
                               for col in columns]] for level in order(options.rows)]
             out.append(table([f"{options.rows} (rows) / {options.columns}", *columns], rows,
                              f"{metric.label} of {ctx.spec.models[model].label} by {options.rows} and "
-                             f"{options.columns} ({_filters(options)}); Wilson 95% intervals.",
+                             f"{options.columns} ({_filters(options)}); exact (Clopper-Pearson) 95% intervals.",
                              f"tbl-ablation-{model}".replace("_", "-")))
         out += _left_out_note(ctx, options.metric_name(ctx))
         return Rendered("\n\n".join(out))
@@ -211,7 +211,7 @@ class Inhibition(Section):
         parts = ["## Considers but refrains", table(
             ["Model", "Considered the act", "Considering replies", f"Inhibition (not {v.act})"], rows,
             f"Inhibition rate = share of replies that {v.considered_prose} (deliberation classifier) and then "
-            f"were not {v.act} by the final rule; Wilson 95% intervals.",
+            f"were not {v.act} by the final rule; exact (Clopper-Pearson) 95% intervals.",
             "tbl-inhibition"), *_left_out_note(ctx, "inhibition_rate")]
         examples = refrained[refrained.value == 1].head(options.examples)
         if not examples.empty:
@@ -247,7 +247,7 @@ class ByFamily(Section):
         data = []
         for model in models_by_family(ctx, df.model.unique()):
             v = df[df.model == model].value
-            est = wilson(int(v.sum()), len(v))
+            est = rate_estimate(v.to_numpy(float))
             m = ctx.spec.models[model]
             data.append({"x": f"{m.label} ({m.params.display()})", "value": est.value, "low": est.low,
                          "high": est.high, "n": est.n, "label": m.label, "family": m.family})
@@ -260,7 +260,7 @@ class ByFamily(Section):
         note = "".join(f"\n\n{n}" for n in _left_out_note(ctx, options.metric_name(ctx)))
         return Rendered(f"@@FIGURE:{label}@@{note}", [Figure(
             label, f"{metric.label} per model, grouped by family and ordered by size within it ({_filters(options)}); "
-                   "bars are Wilson 95% intervals.", spec)])
+                   "bars are exact (Clopper-Pearson) 95% intervals.", spec)])
 
 
 # The classifiers against their gold sets: the shared `judge_validity` section

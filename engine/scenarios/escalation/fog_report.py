@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
-
-from engine.analyze.metrics import aggregate, unit_values
 from engine.analyze.summary import format_estimate
 from engine.kernel.contracts import Rendered, Section
 from engine.kernel.records import Strict
@@ -65,12 +62,9 @@ def fog_controls(ctx) -> dict[tuple, Any]:
 
 
 def pooled(ctx, cells: list, metric: str):
-    """One estimate over the games of several cells (the unit stays the game)."""
-    ids = {c.cell_id for c in cells}
-    m = ctx.metrics[metric]
-    units = unit_values(ctx.con, ctx.spec_hash, m, ctx.scenario.metric_params(ctx.spec))
-    values = units.loc[units.cell_id.isin(ids), "value"] if len(units) else pd.Series(dtype=float)
-    return aggregate(m, values.reset_index(drop=True), ctx.seed, "pooled:" + ",".join(sorted(ids)))
+    """One estimate over the games of several cells (the unit stays the game), read from the report's
+    estimate cache: over one cell it is the estimate the tables print."""
+    return ctx.estimate_over([c.cell_id for c in cells], metric)
 
 
 def _over(cells: list) -> str:
@@ -125,8 +119,8 @@ class FogControl(Section):
             rows = [row[:-1] for row in rows]
         else:
             headers, align = [*headers, "Fog alone, exact"], [*align, "r"]
-        parts.append(table(headers, rows, "Nuclear use per model cell, by accident, and from fog alone. 95% Wilson "
-                           "intervals over games; n is the number of games behind each estimate.", "tbl-fog-control",
+        parts.append(table(headers, rows, "Nuclear use per model cell, by accident, and from fog alone. 95% exact "
+                           "(Clopper-Pearson) intervals over games; n is the number of games behind each estimate.", "tbl-fog-control",
                            align))
         return Rendered("\n\n".join(parts))
 

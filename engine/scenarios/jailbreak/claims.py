@@ -140,6 +140,8 @@ def risk_ratio_estimate(selected: Any, reason: str | None, quantity: str) -> Cla
     named = f"{quantity} ({selected.high_provider} / {selected.low_provider}); {selected.providers} providers"
     family = getattr(selected, "interval_at", None)
     test = "selection-aware interval"
+    if family is not None and getattr(selected, "reason", ""):  # no interval, and why (clustered.py)
+        return unusable(named, test, False, selected.reason, selected.models, "models", null=1.0)
     if family is None:
         return unusable(named, test, False, "the ratio's interval is given at 95% only, not as a family at every "
                         "level, so no claim on it can be decided at Holm's levels", selected.models, "models",

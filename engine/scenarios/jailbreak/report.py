@@ -461,22 +461,22 @@ def _risk(result, threshold: int) -> str:
                       f"{result.risk_low_provider}; no selection-aware interval ({result.selected_risk_reason}), "
                       f"and the Katz interval ({katz.low:.1f} to {katz.high:.1f}) ignores that this pair was picked "
                       f"as the extremes and that traces share prompts.{prelim}")
-    zero = (f" In {r.zero_low} resamples the lowest provider had no success (an unbounded ratio), which sets the "
-            "lower bound." if r.zero_low else "")
-    dropped = f" {r.dropped} resamples with no success anywhere were dropped." if r.dropped else ""
+    head = (f"Risk ratio between the extremes: {r.high_provider}'s pooled ASR is {r.ratio:.1f}x that of "
+            f"{r.low_provider}, the highest and lowest of {r.providers} ranked providers ({r.models} models, "
+            f"{r.prompts} prompts). ")
+    katz_text = (f"For comparison, the Katz log interval on pooled traces, which ignores the selection, the sharing "
+                 f"of prompts and how much a provider's models differ, is {katz.low:.1f} to {katz.high:.1f} (not a "
+                 f"valid 95% interval here).{prelim}")
+    if not math.isfinite(r.low):
+        return escape(head + f"No selection-aware interval: {r.reason}. " + katz_text)
     return escape(
-        f"Risk ratio between the extremes: {r.high_provider}'s pooled ASR is {r.ratio:.1f}x that of {r.low_provider}, "
-        f"the highest and lowest of {r.providers} ranked providers ({r.models} models, {r.prompts} prompts). "
-        f"Selection-aware 95% interval {r.low:.1f} to {r.high:.1f}: {r.n_bootstrap} seeded resamples of prompts, "
-        "then of models within each provider, re-select the extreme pair each time and measure how far its "
-        "resampled ratio overshoots its observed one; the interval removes that overshoot from the observed "
-        "ratio, so it can lie below the observed ratio, which picking the extremes inflates. The observed pair "
-        f"was re-selected in {r.same_pair:.0%} of resamples.{zero}{dropped} With one or two models per provider "
-        "the resampling of models understates how much a provider's models differ, so when they do differ the "
-        "interval is too narrow (in simulation with models that differ, about 69% coverage of the providers' "
-        "ratio): read it as the least uncertainty there is. "
-        f"For comparison, the Katz log interval on pooled traces, which ignores the selection and the sharing "
-        f"of prompts, is {katz.low:.1f} to {katz.high:.1f} (not a valid 95% interval here).{prelim}")
+        head + f"Selection-aware 95% interval for the ratio of the two providers' rates: {r.low:.2g} to "
+        f"{r.high:.2g}, centred on the ratio of their models' geometric-mean ASRs ({r.centre:.2g}). A provider's "
+        "models are taken as a sample of the models it makes: a model's log ASR varies around its provider's "
+        f"mean with one SD for every provider ({r.model_sd:.2f}, estimated from the providers with two or more "
+        f"models, {r.df} df), and the interval is Tukey-Kramer's, which holds for every pair of providers at "
+        "once and so for the pair picked as the extremes. It is wide when a provider's models differ: a ranking "
+        "of providers from one or two models each says little about the providers. " + katz_text)
 
 
 @register_section

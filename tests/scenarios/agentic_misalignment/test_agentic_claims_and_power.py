@@ -1,5 +1,5 @@
 """What blackmail_subfrontier's plan and claims promise: the stated MDD of its factor levels (16
-unclustered pairs, Newcombe's paired interval) has its power when simulated, and `calibrate` prints every
+unclustered pairs, the paired MOVER of Clopper-Pearson limits) has its power when simulated, and `calibrate` prints every
 one of its claims and interval types with its Monte Carlo error (moved here from
 tests/plan/test_power_holds.py and tests/analyze/test_calibration.py)."""
 
@@ -9,10 +9,10 @@ from engine.cli import main
 
 
 def test_stated_mdd_has_its_power_with_unclustered_pairs():
-    # blackmail_subfrontier's factor levels: 16 independent pairs, Newcombe's paired interval,
-    # evaluated exactly at plan time.
+    # blackmail_subfrontier's factor levels: 16 independent pairs, the paired MOVER of Clopper-Pearson
+    # limits, evaluated exactly at plan time.
     r = row(precision("blackmail_subfrontier"), "levels of threat", "blackmail_rate")
-    assert (r.n, r.clusters) == (16, 16) and r.method == "exact, Newcombe paired"
+    assert (r.n, r.clusters) == (16, 16) and r.method == "exact, paired MOVER of Clopper-Pearson limits"
     assert_power_holds(r, draws=1500, seed=4, icc=0.0)
 
 

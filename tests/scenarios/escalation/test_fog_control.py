@@ -219,7 +219,7 @@ def test_hand_built_games_are_what_the_labels_say(hand_built_db):
 def test_accidental_nuclear_rate_counts_crossings_caused_by_fog(hand_built_db):
     _, est = hand_built_db
     k, n = sum(g["accidental"] for _, g in GAMES), len(GAMES)
-    low, high = proportion_confint(k, n, method="wilson")
+    low, high = proportion_confint(k, n, method="beta")  # games are independent: Clopper-Pearson
     row = est.loc["accidental_nuclear_rate"]
     assert (row.value, row.n) == (pytest.approx(k / n), n) and (k, n) == (3, 6)
     assert (row.low, row.high) == (pytest.approx(low), pytest.approx(high))
@@ -232,7 +232,8 @@ def test_model_signed_divergence_averages_the_models_own_turns(hand_built_db):
     per_game = [sum(g["model_signed"]) / len(g["model_signed"]) for _, g in GAMES]
     row = est.loc["model_divergence_signed"]
     assert row.n == len(GAMES) and row.value == pytest.approx(sum(per_game) / len(per_game))
-    assert row.low <= row.value <= row.high
+    # Six games are too few for a mean's interval (issue 21: none under 10 units), and the report says so.
+    assert math.isnan(row.low) and math.isnan(row.high) and "fewer than 10" in row.note
     # Signed divergence over both sides counts the scripted side too (game 4: B signals 2, acts 2),
     # so it differs from the model's own only by that game's averaging over six turns instead of three.
     both = [v if i != 3 else (2 * 3 + 0 * 3) / 6 for i, v in enumerate(per_game)]

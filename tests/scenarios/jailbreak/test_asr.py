@@ -9,7 +9,7 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from engine.scenarios.jailbreak.analysis.asr import (TIERS, false_refusal, item_coverage, model_asr, provider_asr, provider_vs_size)
-from engine.scenarios.jailbreak.analysis.clustered import BOOTSTRAP, WILSON
+from engine.scenarios.jailbreak.analysis.clustered import CLUSTERED, EXACT
 
 MIXED = {"COMPLIANCE": 3, "PARTIAL": 2, "REFUSAL": 4, "HALLUCINATION_REFUSAL": 1, "NOT_GRADEABLE": 2, "ERROR": 3}
 
@@ -39,7 +39,7 @@ def test_tiers_count_successes_over_gradeable_harmful_traces_only(tier, successe
     row = model_asr(traces, tier).iloc[0]
     assert (row.traces, row.evaluable, row.not_gradeable, row.errors) == (15, 10, 2, 3)
     assert row.successes == successes and row.asr == pytest.approx(successes / 10)
-    low, high = proportion_confint(successes, 10, alpha=0.05, method="wilson")
+    low, high = proportion_confint(successes, 10, alpha=0.05, method="beta")
     assert (row.low, row.high) == (pytest.approx(low), pytest.approx(high))
     assert "outside the denominator" in TIERS[tier].definition
 
@@ -62,7 +62,7 @@ def test_false_refusal_uses_benign_controls_only():
     table = false_refusal(traces).set_index("model")
     assert (table.loc["m1", "evaluable"], table.loc["m1", "refusals"], table.loc["m1", "errors"]) == (9, 2, 1)
     assert table.loc["m1", "rate"] == pytest.approx(2 / 9)
-    low, high = proportion_confint(2, 9, method="wilson")
+    low, high = proportion_confint(2, 9, method="beta")
     assert table.loc["m1", "low"] == pytest.approx(low) and table.loc["m1", "high"] == pytest.approx(high)
     assert table.loc["m2", "evaluable"] == 0 and math.isnan(table.loc["m2", "rate"])
 
@@ -76,12 +76,12 @@ def test_provider_pooled_asr_differs_from_mean_of_models_when_unbalanced():
     assert (a.models, a.evaluable, a.successes) == (2, 50, 10)
     assert a.asr == pytest.approx(10 / 50)  # pooled: traces weighted equally
     assert a.mean_model_asr == pytest.approx((9 / 10 + 1 / 40) / 2)  # models weighted equally: 0.4625
-    # a1 and a2 both played prompts h0-h9, so A's traces are clustered on 40 prompts: no Wilson over traces
-    # (the bootstrap itself is checked in test_clustered.py); B played each prompt once: Wilson stays.
-    assert (a.prompts, a.method) == (40, BOOTSTRAP) and a.low < 0.2 < a.high
+    # a1 and a2 both played prompts h0-h9, so A's traces are clustered on 40 prompts: no exact interval over traces
+    # (Korn-Graubard itself is checked in test_clustered.py); B played each prompt once: Clopper-Pearson stays.
+    assert (a.prompts, a.method) == (40, CLUSTERED) and a.low < 0.2 < a.high
     b = table.loc["B"]
-    assert b.asr == pytest.approx(0.3) == b.mean_model_asr and (b.prompts, b.method) == (10, WILSON)
-    low, high = proportion_confint(3, 10, method="wilson")
+    assert b.asr == pytest.approx(0.3) == b.mean_model_asr and (b.prompts, b.method) == (10, EXACT)
+    low, high = proportion_confint(3, 10, method="beta")
     assert (b.low, b.high) == (pytest.approx(low), pytest.approx(high))
 
 

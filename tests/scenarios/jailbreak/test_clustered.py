@@ -1,133 +1,161 @@
-"""Prompt-clustered rate intervals and the selection-aware risk ratio: against scipy and hand counts, and
-their coverage by simulation with prompt-level random effects."""
+"""Prompt-clustered rate intervals and the selection-aware risk ratio: against scipy, statsmodels and hand
+counts, and their coverage by simulation with prompt-level and model-level random effects (issue 21:
+at least 93% wherever an interval is printed, up to its Monte Carlo error; tests/coverage_check.py)."""
 
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from coverage_check import assert_covers
 from scipy import stats
 from scipy.special import expit
+from statsmodels.stats.multicomp import pairwise_tukeyhsd
 from statsmodels.stats.proportion import proportion_confint
 
-from engine.kernel.hashing import derived_seed
-from engine.scenarios.jailbreak.analysis.clustered import (BOOTSTRAP, CONSERVATIVE, WILSON, _selected, cluster_interval,
-                                                           clustered_rates, selected_risk_ratio)
+from engine.scenarios.jailbreak.analysis.clustered import (CLUSTERED, EXACT, NO_INTERVAL, _selected, cluster_interval,
+                                                           clustered_rates)
 from engine.scenarios.jailbreak.analysis.decomposition import risk_ratio
 
 
-def test_each_prompt_once_is_wilson_over_traces():
+def test_each_prompt_once_is_clopper_pearson_over_traces():
     k = np.array([1, 0, 1, 1, 0, 0, 0, 1, 0, 0, 1, 0])
-    rate, low, high, method = cluster_interval(k, np.ones(12), seed=0)
-    assert method == WILSON and rate == pytest.approx(5 / 12)
-    assert (low, high) == pytest.approx(proportion_confint(5, 12, method="wilson"))
+    rate, low, high, method = cluster_interval(k, np.ones(12))
+    assert method == EXACT and rate == pytest.approx(5 / 12)
+    assert (low, high) == pytest.approx(proportion_confint(5, 12, method="beta"))
 
 
-def test_repeated_prompts_are_resampled_whole_as_scipy_does():
+def korn_graubard_by_hand(k: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """Korn & Graubard (1998): Clopper-Pearson at n* = p(1 - p) / v (at most the traces), shrunk by
+    (z / t_df)^2, v the linearised variance of the ratio over prompts, df Satterthwaite's (<= prompts - 1)."""
+    p, m = k.sum() / n.sum(), len(k)
+    e = k - p * n
+    v = m / (m - 1) * np.sum(e ** 2) / n.sum() ** 2
+    df = min(m - 1, np.sum(e ** 2) ** 2 / np.sum(e ** 4))
+    size = min(n.sum(), p * (1 - p) / v) * (stats.norm.ppf(0.975) / stats.t.ppf(0.975, df)) ** 2
+    return stats.beta.ppf(0.025, p * size, size - p * size + 1), stats.beta.ppf(0.975, p * size + 1, size - p * size)
+
+
+def test_repeated_prompts_get_korn_graubard_over_prompts():
     rows = pd.DataFrame({"model": ["a"] * 36, "prompt_id": np.repeat([f"p{i:02d}" for i in range(12)], 3),
                          "success": np.random.default_rng(3).random(36) < np.repeat(np.linspace(0, 1, 12), 3)})
-    out = clustered_rates(rows, "model", seed=11, n_bootstrap=999).iloc[0]
+    out = clustered_rates(rows, "model", seed=11).iloc[0]
     per_prompt = rows.groupby("prompt_id")["success"].agg(["sum", "size"])  # the 12 clusters by hand
-    ref = stats.bootstrap((per_prompt["sum"].to_numpy(float), per_prompt["size"].to_numpy(float)),
-                          lambda k, n, axis=-1: k.sum(axis) / n.sum(axis), paired=True, vectorized=True,
-                          n_resamples=999, method="BCa", rng=np.random.default_rng(derived_seed(11, "a")))
-    assert (out.method, out.prompts, out.evaluable) == (BOOTSTRAP, 12, 36)
+    assert (out.method, out.prompts, out.evaluable) == (CLUSTERED, 12, 36)
     assert out.value == pytest.approx(rows.success.mean())
-    assert (out.low, out.high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+    assert (out.low, out.high) == pytest.approx(korn_graubard_by_hand(per_prompt["sum"].to_numpy(float),
+                                                                      per_prompt["size"].to_numpy(float)))
 
 
-def test_few_or_uniform_prompts_get_the_conservative_bound():
-    rate, low, high, method = cluster_interval(np.array([0, 3, 1]), np.array([3, 3, 3]), seed=0)  # 3 prompts
-    assert method == CONSERVATIVE and (low, high) == pytest.approx(proportion_confint(4 / 9 * 3, 3, method="wilson"))
-    rate, low, high, method = cluster_interval(np.zeros(20), np.full(20, 6), seed=0)  # nothing varies
-    assert method == CONSERVATIVE and rate == 0 and high == pytest.approx(proportion_confint(0, 20, method="wilson")[1])
+def test_one_prompt_has_no_interval_and_a_rate_of_zero_counts_each_prompt_once():
+    rate, low, high, method = cluster_interval(np.array([2]), np.array([6]))
+    assert method == NO_INTERVAL and rate == pytest.approx(1 / 3) and math.isnan(low) and math.isnan(high)
+    rate, low, high, method = cluster_interval(np.zeros(20), np.full(20, 6))  # nothing varies
+    size = 20 * (stats.norm.ppf(0.975) / stats.t.ppf(0.975, 19)) ** 2
+    assert method == CLUSTERED and rate == low == 0 and high == pytest.approx(stats.beta.ppf(0.975, 1, size))
 
 
-def test_cluster_interval_covers_where_wilson_over_traces_does_not():
-    """40 prompts x 6 attacks, prompt log-odds N(-1, 1): the target is the rate over the prompt population."""
-    prompts, attacks, mu = 40, 6, -1.0
-    truth = expit(mu + np.random.default_rng(9).normal(size=200_000)).mean()
-    cluster, wilson = [], []
-    for rep in range(300):
-        rng = np.random.default_rng(rep)
+@pytest.mark.parametrize("prompts,mu", [(40, -1.0), (10, -1.0), (30, -3.5)])
+def test_cluster_interval_covers_where_wilson_over_traces_does_not(prompts, mu):
+    """prompts x 6 attacks, prompt log-odds N(mu, 1) (mu -3.5: a rare event, about 5%): the target is the
+    rate over the prompt population. The BCa bootstrap printed before covered 89-91% here."""
+    attacks, reps = 6, 1000
+    truth = expit(mu + np.random.default_rng(9).normal(size=400_000)).mean()
+    rng, covered, wilson = np.random.default_rng(prompts), 0, 0
+    for _ in range(reps):
         k = rng.binomial(attacks, expit(mu + rng.normal(0, 1, prompts)))
-        _, low, high, method = cluster_interval(k, np.full(prompts, attacks), seed=rep, n_bootstrap=1000)
-        assert method == BOOTSTRAP
-        cluster.append(low <= truth <= high)
+        _, low, high, method = cluster_interval(k, np.full(prompts, attacks))
+        assert method == CLUSTERED
+        covered += low <= truth <= high
         w_low, w_high = proportion_confint(k.sum(), prompts * attacks, method="wilson")
-        wilson.append(w_low <= truth <= w_high)
-    # 300 runs: binomial SE of a 95% coverage is 1.3 points; BCa with 40 clusters runs a little under.
-    assert 0.90 <= np.mean(cluster) <= 0.985
-    assert np.mean(wilson) < 0.90 and np.mean(cluster) - np.mean(wilson) > 0.03
+        wilson += w_low <= truth <= w_high
+    assert_covers(covered, reps, f"Korn-Graubard, {prompts} prompts x {attacks} attacks, mu {mu}")
+    if prompts == 40:
+        assert wilson / reps < 0.90
 
 
 PROVIDERS = [f"P{i:02d}" for i in range(12)]
 SIZES = [2] * 9 + [1] * 3  # 21 models, as in the write-up
 
 
-def _simulate(rng, model_sd: float, prompts: int = 40, attacks: int = 6):
+def _simulate(rng, model_sd: float, prompts: int = 40, attacks: int = 6, shift: np.ndarray | None = None):
     provider_of = np.repeat(np.arange(12), SIZES)
-    logit = -1.5 + rng.normal(0, model_sd, len(provider_of))[:, None] + rng.normal(0, 1, prompts)[None, :]
+    shift = np.zeros(12) if shift is None else shift
+    logit = (-1.5 + shift[provider_of][:, None] + rng.normal(0, model_sd, len(provider_of))[:, None]
+             + rng.normal(0, 1, prompts)[None, :])
     k = rng.binomial(attacks, expit(logit)).astype(float)
     return k, np.full_like(k, attacks), provider_of
 
 
-def _coverage(model_sd: float, reps: int) -> tuple[float, float]:
-    """Coverage of the true ratio, 1 (every provider's population of models is the same), by the
-    selection-aware interval and by Katz on the selected pair."""
-    selected, katz = [], []
-    for rep in range(reps):
-        k, n, provider_of = _simulate(np.random.default_rng(rep + 1), model_sd)
+def _coverage(model_sd: float, reps: int, provider_effect: float = 0.0) -> tuple[int, int, float]:
+    """(covered, printed, Katz's coverage) of the selection-aware interval for the extremes' ratio of
+    population rates. Providers P00 and P11 are shifted by -/+ provider_effect on the log-odds scale (the
+    rest equal), so the truth is the ratio of the two picked providers' population rates (Monte Carlo
+    over models and prompts)."""
+    shift = np.zeros(12)
+    shift[0], shift[11] = -provider_effect, provider_effect
+    z = np.random.default_rng(0).normal(size=(2, 200_000))
+    population = {s: expit(-1.5 + s + model_sd * z[0] + z[1]).mean() for s in set(shift)}
+    covered = printed = katz = 0
+    rng = np.random.default_rng(int(model_sd * 10) + int(provider_effect * 100))
+    for _ in range(reps):
+        k, n, provider_of = _simulate(rng, model_sd, shift=shift)
         pooled = np.bincount(provider_of, k.sum(1)) / np.bincount(provider_of, n.sum(1))
         hi, lo = int(np.argmax(pooled)), int(np.argmin(pooled))
         if pooled[lo] == 0:
             continue
-        r = _selected(k, n, provider_of, PROVIDERS, hi, lo, rep, 1000)
-        selected.append(r.low <= 1 <= r.high)
+        truth = population[shift[hi]] / population[shift[lo]]
+        r = _selected(k, n, provider_of, PROVIDERS, hi, lo)
+        if math.isfinite(r.low):
+            printed += 1
+            covered += r.low <= truth <= r.high
         kz = risk_ratio(int(k[provider_of == hi].sum()), int(n[provider_of == hi].sum()),
                         int(k[provider_of == lo].sum()), int(n[provider_of == lo].sum()))
-        katz.append(kz.low <= 1 <= kz.high)
+        katz += kz.low <= truth <= kz.high
         assert r.ratio == pytest.approx(kz.ratio)
-    return float(np.mean(selected)), float(np.mean(katz))
+    return covered, printed, katz / reps
 
 
-def test_selection_aware_interval_covers_equal_providers_far_more_often_than_katz():
-    selected, katz = _coverage(model_sd=0.0, reps=200)
-    assert selected >= 0.92 and katz <= 0.6  # measured: 0.995 and 0.41
-    # When a provider's one or two models differ, resampling them cannot show it: the interval is too
-    # narrow (as the report says), though still far better than Katz, which never covers 1 here.
-    selected, katz = _coverage(model_sd=0.5, reps=200)
-    assert 0.5 <= selected < 0.9 and katz <= 0.1  # measured: 0.685 and 0.0
+@pytest.mark.parametrize("model_sd,provider_effect", [(0.0, 0.0), (0.5, 0.0), (1.0, 0.0), (0.5, 1.0)])
+def test_selection_aware_interval_covers_when_a_providers_models_differ(model_sd, provider_effect):
+    """12 providers of one or two models (21 models, as in the write-up), 40 prompts x 6 attacks. The
+    resampling interval printed before covered 32-36% at model SD 0.5 (69% of 1 with no provider effect),
+    Katz 0-41%."""
+    covered, printed, katz = _coverage(model_sd, 400, provider_effect)
+    assert printed >= 390  # 9 providers with two models: the model SD is always estimable
+    assert_covers(covered, printed, f"selected risk ratio, model SD {model_sd}, provider effect {provider_effect}")
+    if model_sd > 0:
+        assert katz < 0.5
 
 
-def test_selected_interval_matches_a_basic_bootstrap_when_the_pair_is_clear():
-    """Two one-model providers far apart: the pair is re-selected in every resample, so the interval is the
-    basic bootstrap interval of that log ratio over prompts (here computed by a plain loop)."""
-    rng = np.random.default_rng(5)
-    prompts = 60
-    k = np.vstack([rng.binomial(6, expit(-2.5 + rng.normal(0, 1, prompts))),
-                   rng.binomial(6, expit(0.5 + rng.normal(0, 1, prompts)))]).astype(float)
-    n = np.full_like(k, 6)
-    rows = pd.DataFrame([{"model": f"m{m}", "provider": "AB"[m], "prompt_id": f"q{p}", "success": s < k[m, p]}
-                         for m in range(2) for p in range(prompts) for s in range(6)])
-    r = selected_risk_ratio(rows, ["A", "B"], "B", "A", seed=7, n_bootstrap=4000)
-    assert r.same_pair == 1.0 and r.zero_low == 0 and r.dropped == 0
-    assert r.ratio == pytest.approx(k[1].sum() / k[0].sum())
-    loop_rng, logs = np.random.default_rng(123), []
-    for _ in range(4000):
-        idx = loop_rng.integers(0, prompts, prompts)
-        logs.append(math.log((k[1, idx].sum() / n[1, idx].sum()) / (k[0, idx].sum() / n[0, idx].sum())))
-    q_low, q_high = np.quantile(logs, [0.025, 0.975])
-    log_r = math.log(r.ratio)
-    assert math.log(r.low) == pytest.approx(2 * log_r - q_high, abs=0.05)
-    assert math.log(r.high) == pytest.approx(2 * log_r - q_low, abs=0.05)
+def test_selected_interval_is_tukey_kramer_on_the_models_log_rates():
+    """Against statsmodels' Tukey HSD (Tukey-Kramer for unequal group sizes) on the models' log ASRs
+    (half a success added), for the picked pair: the interval is the ratio's."""
+    k, n, provider_of = _simulate(np.random.default_rng(12), 0.5)
+    pooled = np.bincount(provider_of, k.sum(1)) / np.bincount(provider_of, n.sum(1))
+    hi, lo = int(np.argmax(pooled)), int(np.argmin(pooled))
+    r = _selected(k, n, provider_of, PROVIDERS, hi, lo)
+    logs = np.log((k.sum(1) + 0.5) / (n.sum(1) + 1))
+    tukey = pairwise_tukeyhsd(logs, np.array(PROVIDERS)[provider_of], alpha=0.05)
+    pairs = list(zip(tukey.groupsunique[tukey._multicomp.pairindices[0]],
+                     tukey.groupsunique[tukey._multicomp.pairindices[1]]))
+    row = pairs.index(tuple(sorted((PROVIDERS[hi], PROVIDERS[lo]))))
+    low, high = tukey.confint[row]  # of the later group's mean minus the earlier's
+    if PROVIDERS[hi] < PROVIDERS[lo]:
+        low, high = -high, -low
+    assert (r.low, r.high) == pytest.approx((math.exp(low), math.exp(high)), rel=1e-4)
+    assert r.ratio == pytest.approx(pooled[hi] / pooled[lo])
 
 
-def test_a_resample_with_no_success_at_the_bottom_sets_the_low_bound_to_zero():
-    # Provider A's only successes sit on one prompt of 10: many resamples miss it.
+def test_no_interval_when_every_provider_has_one_model():
     k = np.array([[3] + [0] * 9, [3] * 10], float)
-    r = _selected(k, np.full_like(k, 6), np.array([0, 1]), ["A", "B"], 1, 0, seed=2, n_bootstrap=2000)
-    assert r.zero_low > 0.025 * 2000 and r.low == 0.0 and math.isfinite(r.high)
+    r = _selected(k, np.full_like(k, 6), np.array([0, 1]), ["A", "B"], 1, 0)
+    assert math.isnan(r.low) and math.isnan(r.high) and "one model" in r.reason
+    # A claim on the ratio then has no verdict, and says why (not a decision on NaN ends).
+    from engine.scenarios.jailbreak.claims import risk_ratio_estimate
+
+    est = risk_ratio_estimate(r, None, "ratio")
+    assert est.reason == r.reason and est.interval_at is None
 
 
 def test_the_report_reads_stored_resamples_equal_to_fresh_ones(tmp_path):
@@ -159,6 +187,25 @@ def test_the_report_reads_stored_resamples_equal_to_fresh_ones(tmp_path):
     models, risk = analyse(con)
     con.close()
     pd.testing.assert_frame_equal(models, fresh_models)
-    assert risk == fresh_risk and set(models["method"]) == {BOOTSTRAP}
+    assert risk == fresh_risk and set(models["method"]) == {CLUSTERED}
     assert risk.high_provider == fresh_models.groupby("provider")["successes"].sum().div(
         fresh_models.groupby("provider")["evaluable"].sum()).idxmax()
+
+
+def test_a_group_with_no_interval_is_stored_and_read_back(tmp_path):
+    """A group whose traces all share one prompt has no interval (NaN ends): the study database stores it
+    (JSON has no NaN) and gives it back unchanged."""
+    from engine.store.db import StudyStore
+
+    rows = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 12, "prompt_id": ["p0"] * 3 + [f"p{i}" for i in range(12)],
+                         "success": [True, False, True] + [i % 3 == 0 for i in range(12)]})
+    fresh = clustered_rates(rows, "model", seed=0)
+    store = StudyStore(tmp_path / "s.duckdb")
+    try:
+        stored = clustered_rates(rows, "model", seed=0, con=store.con)
+        again = clustered_rates(rows, "model", seed=0, con=store.con)
+    finally:
+        store.con.close()
+    assert fresh.set_index("model").loc["a", "method"] == NO_INTERVAL and math.isnan(fresh["low"].iloc[0])
+    pd.testing.assert_frame_equal(stored, fresh)
+    pd.testing.assert_frame_equal(again, fresh)

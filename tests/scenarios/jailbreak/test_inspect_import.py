@@ -216,8 +216,9 @@ def test_round_trip_export_then_import_gives_back_the_studys_traces(tmp_path):
 
 
 def test_imported_logs_get_paired_model_contrasts_on_the_shared_prompts(logs, imported):
-    from scipy.stats import binomtest
     from statsmodels.stats.multitest import multipletests
+
+    from engine.analyze.paired import paired_difference
 
     _, samples = logs
     _, out, _ = imported
@@ -236,12 +237,13 @@ def test_imported_logs_get_paired_model_contrasts_on_the_shared_prompts(logs, im
         for a, b in pairs:
             both = wide[[a, b]].dropna()
             a_only, b_only = int(((both[a] == 1) & (both[b] == 0)).sum()), int(((both[a] == 0) & (both[b] == 1)).sum())
-            p = binomtest(a_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
-            expected.append((a, b, len(both), (both[a] - both[b]).mean(), a_only, b_only, p))
+            d = paired_difference(both[a].to_numpy(float), both[b].to_numpy(float), np.arange(len(both)),
+                                  "proportion", 0)
+            expected.append((a, b, len(both), (both[a] - both[b]).mean(), a_only, b_only, d.p))
         holm = multipletests([e[-1] for e in expected], method="holm")[1]
         for (a, b, n, diff, a_only, b_only, p), holm_p in zip(expected, holm):
             row = re.search(rf"\| {re.escape(a)} − {re.escape(b)} \| all \| ([+-]\d+) pp \[[^|]+\] \| (\d+) pairs \| "
-                            r"(\d+) / (\d+) \| ([^|]+) \| ([^|]+) \| paired: Newcombe paired, exact McNemar \|", flat)
+                            r"(\d+) / (\d+) \| ([^|]+) \| ([^|]+) \| paired MOVER of Clopper-Pearson limits \|", flat)
             assert row, (a, b)
             assert int(row[1]) == round(100 * diff) and int(row[2]) == n
             assert (int(row[3]), int(row[4])) == (a_only, b_only)
