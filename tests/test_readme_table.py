@@ -13,7 +13,7 @@ from engine import load_spec
 from engine.cli import main
 from engine.kernel.paths import REPO_ROOT
 
-MARK = "`make study` prints one row per design cell"
+MARK = "`make study` prints a block per design cell"
 
 
 def readme_block() -> list[str]:

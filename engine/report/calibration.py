@@ -91,7 +91,7 @@ def claim_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
             power += f"; stated {100 * effect['stated_power']['value']:.0f}%"
         elif not effect:
             notes.append(c.get("power_note", "no effect stated"))
-        rows.append((c["claim"], f"{c['kind']} ({c['null_how']}; truth {null['truth']:.3g})",
+        rows.append((c["claim"], f"{c['kind']} ({c['null_how']}; truth {0.0 if abs(null['truth']) < 1e-9 else null['truth']:.3g})",
                      f"{share(null['supported'])} vs {c['nominal']:.1%}", power, share(null["coverage"]),
                      "; ".join(notes) or "ok"))
     return rows
