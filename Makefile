@@ -17,7 +17,7 @@ LLAMA_WHEEL_STAMP := $(WHEEL_DIR)/.llama-$(LLAMA_VERSION)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
 .PHONY: install install-all install-ray install-slurm install-inspect install-test browser study plan summary watch \
-	report regrade snapshot snapshot-deps test test-fast bench lock clean
+	report regrade snapshot snapshot-deps test test-fast bench lock clean docs
 
 # One section of requirements.lock ([base], [ray], ...), as a requirements file.
 lock_section = awk '/^\# \[/ {on = ($$0 == "\# [$(1)]"); next} on' requirements.lock > $(VENV)/$(1).txt
@@ -104,6 +104,10 @@ snapshot-deps:
 
 snapshot: install-test snapshot-deps
 	$(PY) reports/snapshot.py reports/$(STUDY)
+
+# The database's documented schema (docs/schema.md), from the migrations.
+docs: install
+	$(PY) -m engine.store.schema_doc > docs/schema.md
 
 test: install-all browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
