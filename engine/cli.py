@@ -152,25 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             add_config_dirs(args.config_dir)
         if getattr(args, "multirun", False):
             return _sweep(args, console)
-        if args.command == "plan" or getattr(args, "dry_run", False):
+        if getattr(args, "dry_run", False):
             return _plan(args, console)
-        if args.command == "summary":
-            return _summary(args, console)
-        if args.command == "report":
-            return _report(args, console)
-        if args.command == "judge":
-            return _judge(args, console)
-        if args.command == "export":
-            return _export(args, console)
-        if args.command == "compare":
-            return _compare(args, console)
-        if args.command == "watch":
-            return _watch(args, console)
-        if args.command == "new":
-            return _new(args, console)
-        if args.command == "calibrate":
-            return _calibrate(args, console)
-        return _run(args, console)
+        return COMMANDS[args.command](args, console)
     except SpecError as exc:
         # Not wrapped at the terminal width: each line stays "spec error <file>: key '<key>': <message>".
         err.print(f"[bold red]spec error[/] {escape(redact(str(exc)) or '')}", highlight=False, soft_wrap=True)
@@ -601,3 +585,8 @@ def _sweep_locked(args, console, sweep) -> int:
     console.print(f"sweep report ({report.outputs.engine}): {_terminal(report.outputs.qmd)} -> {', '.join(made)}",
                   soft_wrap=True)
     return 0
+
+
+# Each subcommand's handler (`run --dry-run` is `plan`).
+COMMANDS = {"run": _run, "plan": _plan, "summary": _summary, "report": _report, "judge": _judge, "export": _export,
+            "compare": _compare, "watch": _watch, "new": _new, "calibrate": _calibrate}
