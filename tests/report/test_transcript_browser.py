@@ -198,7 +198,7 @@ def open_first(page, model_label: str, outcome: str = "") -> None:
 def calls_of_first(page, db: Path, spec_hash: str) -> list[tuple]:
     """The opened game's calls (its last attempt), by SQL, in the order they were made."""
     number = int(page.get_attribute(".tb-detail", "data-open"))
-    trial_id = sql(db, "SELECT trial_id FROM plan p JOIN trials USING (trial_id) WHERE p.spec_hash = ? ORDER BY p.rowid"
+    trial_id = sql(db, "SELECT trial_id FROM plan p JOIN trials USING (trial_id) WHERE p.spec_hash = ? ORDER BY p.position"
                    " LIMIT 1 OFFSET ?", spec_hash, number)[0][0]
     return sql(db, "SELECT c.messages, c.response_text FROM calls c JOIN trials t ON t.trial_id = c.trial_id"
                " AND c.trial_attempt = t.attempt WHERE c.trial_id = ? ORDER BY c.created_at, c.call_id", trial_id)
@@ -283,7 +283,7 @@ def test_single_response_scenario_packs_every_trace(jailbreak_study):
     traces = sql(db, "SELECT p.trial_id, r.benign, v.label, c.messages, c.response_text FROM plan p"
                  " JOIN jailbreak_responses r USING (trial_id) JOIN verdicts v ON v.subject_id = p.trial_id"
                  " AND v.judge_id = 'heuristic' JOIN calls c ON c.trial_id = p.trial_id AND c.purpose = 'respond'"
-                 " WHERE p.spec_hash = ? ORDER BY p.rowid", loaded.spec_hash)
+                 " WHERE p.spec_hash = ? ORDER BY p.position", loaded.spec_hash)
     assert data.trials == len(traces) == len(JAILBREAK_PROMPTS) * 2 * 2
     metrics = {m.name: m.label for m in loaded.scenario.metrics()}
     expected = [f"{metrics['false_refusal']}: {'yes' if label == 'REFUSAL' else 'no'}" if benign else
