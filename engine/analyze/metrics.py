@@ -50,11 +50,15 @@ def plan_cell_ids(con: duckdb.DuckDBPyConnection, spec_hash: str) -> list[str]:
 
 
 def unit_values(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric,
-                params: dict | None = None) -> pd.DataFrame:
+                params: dict | None = None, with_items: bool = False) -> pd.DataFrame:
+    """cell_id, trial_id, value (and, `with_items`, each trial's item) of the metric's units, in the
+    design's order."""
     sql = metric.unit_sql()
+    item = (", CAST(json_extract(t.inputs, '$.item') AS VARCHAR) AS item" if with_items else "")
+    trials = " JOIN trials t ON t.trial_id = u.trial_id" if with_items else ""
     return con.execute(
-        f"SELECT p.cell_id, u.trial_id, u.value FROM ({sql}) u"
-        " JOIN plan p ON p.trial_id = u.trial_id AND p.spec_hash = $spec_hash"
+        f"SELECT p.cell_id, u.trial_id, u.value{item} FROM ({sql}) u"
+        f" JOIN plan p ON p.trial_id = u.trial_id AND p.spec_hash = $spec_hash{trials}"
         " WHERE u.value IS NOT NULL ORDER BY coalesce(p.position, p.rowid), u.trial_id",  # the design order
         {"spec_hash": spec_hash, **_used(sql, params)}).df()
 
@@ -152,11 +156,7 @@ def clustered_cells(con: duckdb.DuckDBPyConnection, spec_hash: str) -> set[str]:
 
 
 def _item_units(con: duckdb.DuckDBPyConnection, spec_hash: str, metric: Metric, params: dict | None) -> pd.DataFrame:
-    units = unit_values(con, spec_hash, metric, params)
-    items = con.execute("SELECT trial_id, CAST(json_extract(inputs, '$.item') AS VARCHAR) AS item FROM trials"
-                        " WHERE trial_id IN (SELECT trial_id FROM plan WHERE spec_hash = $spec_hash)",
-                        {"spec_hash": spec_hash}).df()
-    return units.merge(items, on="trial_id")
+    return unit_values(con, spec_hash, metric, params, with_items=True)
 
 
 def cell_estimates(con: duckdb.DuckDBPyConnection, spec_hash: str, metrics: list[Metric],
@@ -179,8 +179,8 @@ def cell_estimates(con: duckdb.DuckDBPyConnection, spec_hash: str, metrics: list
             by_cell = next(counts)
             estimates = [exact_rate(total, n) for n, total in (by_cell.get(c, (0, 0.0)) for c in cell_ids)]
             if clustered:
-                recounted = dict(zip(cell_ids, estimates_of_units(_units(con, spec_hash, metric, params, clustered),
-                                                                  metric, cell_ids, seed)))
+                recounted = dict(zip(cell_ids, estimates_of_units(
+                    _units(con, spec_hash, metric, params, clustered), metric, cell_ids, seed)))
                 estimates = [recounted[c] if c in clustered else e for c, e in zip(cell_ids, estimates)]
         else:
             estimates = estimates_of_units(_units(con, spec_hash, metric, params, clustered), metric, cell_ids, seed)
