@@ -312,13 +312,18 @@ class RayOptions(Strict):
 
 
 class Executor(Strict):
+    """How trials are run. These defaults are the one place each is decided: conf/executor/local.yaml
+    lists the same values (so a command line can override each key; Hydra's config is closed to new
+    keys) and a test keeps the two equal. None of them changes a spec's hash."""
+
     backend: Literal["local", "ray"] = "local"
     ray: RayOptions = RayOptions()
     max_concurrent_trials: TrialsInFlight | None = Field(
         default=None, description="trials played at once; null = enough to keep every route's call slots "
                                   "busy (the sum of the slots of the routes the study uses)")
     # Call slots per route (a 429 halves a route's slots for a while; they recover on success).
-    concurrency: dict[str, Slots] = {"default": 32}
+    # Local models share the machine's cores: one call at a time.
+    concurrency: dict[str, Slots] = {"default": 32, "local": 1, "openrouter": 32}
     # Group commit: finished trials are written together at least this often (a kill -9 loses at most this much).
     commit_interval_s: float = Field(default=0.5, gt=0, le=60)
     # Where there is no terminal, a progress line this often (CI, nohup, a log file).
@@ -330,7 +335,7 @@ class Executor(Strict):
     retry_after_max_s: Wait = 120.0
     timeout_s: float = Field(default=120.0, gt=0, le=MAX_TIMEOUT_S)
     parse_retries: ParseRetries = 2
-    budget: Budget = Budget()
+    budget: Budget = Budget(max_usd=5.0)
     retry_errored_trials: bool = True
     local_threads: Threads = 2
 
