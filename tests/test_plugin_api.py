@@ -66,7 +66,9 @@ def make_plugin(migrations: Path) -> tuple[type, type]:
         def estimate(self, inputs: dict[str, Any]) -> list[engine.CallEstimate]:
             return []  # no model calls
 
-        async def run(self, trial: engine.Trial, ctx) -> engine.TrialOutcome:
+        async def run(self, trial: engine.Trial, ctx: engine.CallContext) -> engine.TrialOutcome:
+            if not isinstance(ctx, engine.CallContext):  # the public type describes what a trial is handed
+                raise TypeError(f"not a CallContext: {type(ctx)}")
             heads = toss(trial.seed, trial.inputs["p_heads"], trial.inputs["flips"])
             return engine.TrialOutcome({"coin_flips": [
                 {"trial_id": trial.trial_id, "flip": i, "heads": h} for i, h in enumerate(heads)]})
@@ -81,7 +83,9 @@ def make_plugin(migrations: Path) -> tuple[type, type]:
     class CoinTally(engine.Section):
         type = SECTION
 
-        def render(self, ctx, options) -> engine.Rendered:
+        def render(self, ctx: engine.ReportContext, options) -> engine.Rendered:
+            if not isinstance(ctx, engine.ReportContext):
+                raise TypeError(f"not a ReportContext: {type(ctx)}")
             heads, flips = ctx.con.execute(
                 "SELECT count(*) FILTER (WHERE f.heads), count(*) FROM coin_flips f"
                 " JOIN plan p ON p.trial_id = f.trial_id WHERE p.spec_hash = ?", [ctx.spec_hash]).fetchone()
@@ -156,7 +160,7 @@ def test_the_plugin_uses_the_public_api_only():
     assert [m for m in top if m and m.startswith("engine")] == ["engine"]
     used = {node.attr for node in ast.walk(tree)
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "engine"}
-    assert {"Scenario", "Section", "Metric", "Strict", "TrialOutcome"} <= used  # the right slice
+    assert {"Scenario", "Section", "Metric", "Strict", "TrialOutcome", "CallContext", "ReportContext"} <= used
     assert used <= set(engine.__all__), used - set(engine.__all__)
 
 

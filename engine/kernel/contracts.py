@@ -13,13 +13,12 @@ from pydantic import BaseModel, Field, FiniteFloat, field_validator, model_valid
 
 from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash
+from engine.kernel.plugin_context import CallContext, ReportContext
 from engine.kernel.records import ERROR_LABEL, CallEstimate, Grade, JudgeSubject, Strict, Trial, TrialOutcome
 
 if TYPE_CHECKING:  # the stages' own types, for annotations only: the kernel imports no stage
     import duckdb
 
-    from engine.execute.context import CallContext
-    from engine.report.context import ReportContext
     from engine.spec.load import LoadedSpec
     from engine.spec.schema import JudgeSpec, ModelEntry, StudySpec
     from engine.store.db import StudyStore
