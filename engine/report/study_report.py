@@ -17,17 +17,17 @@ from engine.report.context import ReportContext
 from engine.report.preregistration import register_study
 from engine.report.writer import Report, write_report
 from engine.spec.load import LoadedSpec
-from engine.store.db import StudyStore
+from engine.store.db import StoreBusy, StudyStore
 
 
 def record_registration(db_path: Path, loaded: LoadedSpec) -> None:
     """A change of the claims, primary contrasts or analysis settings since the registration, recorded the
     first time a report sees it (the report is the one writer of the study while it renders). A database
-    this process may not write (a read-only copy) is reported as it is: its section then says the
-    change is not on record."""
+    this process may not write (a read-only copy, or one another process is reading) is reported as it
+    is: its section then says the change is not on record."""
     try:
         store = StudyStore(db_path)
-    except duckdb.IOException:
+    except (duckdb.IOException, StoreBusy):
         return
     try:
         if store.has_study(loaded.spec_hash):

@@ -2,12 +2,12 @@
 of model text in HTML and PDF, and its spec errors."""
 
 import importlib
-import math
 import re
 import shutil
 from html.parser import HTMLParser
 
 import duckdb
+from scipy import stats
 import pytest
 from conftest import run_cli
 from hostile_text import BIDI, CONTROLS, HOSTILE_REPLY
@@ -78,11 +78,11 @@ def html_tables(report):
     return parser.tables
 
 
-def wilson(k, n, z=1.959963984540054):
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return p, centre - half, centre + half
+def clopper_pearson(k, n, alpha=0.05):
+    """The exact interval a rate over independent units gets, from the beta quantiles."""
+    lo = 0.0 if k == 0 else stats.beta.ppf(alpha / 2, k, n - k + 1)
+    hi = 1.0 if k == n else stats.beta.ppf(1 - alpha / 2, k + 1, n - k)
+    return k / n, lo, hi
 
 
 @pytest.mark.slow  # the `rendered` study plays SmolLM2
@@ -119,7 +119,7 @@ def test_html_numbers_match_an_independent_query(rendered):
     assert len(rows) == 3
     for persona, agent, n, nuclear, welfare in truth:
         row = next(r for r in rows if r[header.index("Model")] == labels[agent])
-        p, lo, hi = wilson(nuclear, n)
+        p, lo, hi = clopper_pearson(nuclear, n)
         # Each estimate carries its own n (games behind it), flagged below 5.
         assert row[header.index("Nuclear")] == f"{p:.0%} [{lo:.0%}, {hi:.0%}] (n={n}{', low n' if n < 5 else ''})"
         assert row[header.index("Welfare")].split(" ")[0] == f"{welfare:.{1 if abs(welfare) >= 100 else 3 if abs(welfare) < 10 else 2}f}"
