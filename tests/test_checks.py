@@ -4,7 +4,7 @@ engine's, and every mistake is a spec error naming the file and key, before anyt
 from __future__ import annotations
 
 import pytest
-from conftest import ANALYSIS_ONLY_ARGS, REPO, run_cli
+from conftest import ANALYSIS_ONLY_ARGS, REPO
 from shipped import studies_by_scenario, study_choices
 
 from engine import load_spec
@@ -61,9 +61,9 @@ def test_spec_stage_checks_only_its_own_fields():
         load_spec("provider_vs_size", overrides)
 
 
-def test_wrong_scenario_section_exits_2_and_writes_nothing(tmp_path):
+def test_wrong_scenario_section_exits_2_and_writes_nothing(run_main, tmp_path):
     db = tmp_path / "never.duckdb"
-    result = run_cli("run", "provider_vs_size", "report.sections=[{type:transcripts}]", f"store.path={db}",
+    result = run_main("run", "provider_vs_size", "report.sections=[{type:transcripts}]", f"store.path={db}",
                      "--no-progress")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "report.sections.0.type" in result.stderr and "belongs to scenario escalation" in result.stderr

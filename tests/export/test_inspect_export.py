@@ -183,33 +183,33 @@ def test_no_key_reaches_a_log(exported):
                 assert SECRET.encode() not in data, (path.name, name)
 
 
-def test_export_without_a_database_or_a_run_of_the_spec_is_a_spec_error(exported, tmp_path):
+def test_export_without_a_database_or_a_run_of_the_spec_is_a_spec_error(run_main, exported, tmp_path):
     _, db, _, _ = exported
     missing = tmp_path / "none.duckdb"
-    result = run_cli("export", "inspect", "provider_vs_size", *overrides(missing), "--out", str(tmp_path / "a"))
+    result = run_main("export", "inspect", "provider_vs_size", *overrides(missing), "--out", str(tmp_path / "a"))
     assert result.returncode == 2 and "store.path" in result.stderr and "run the study first" in result.stderr
     assert not missing.exists() and not (tmp_path / "a").exists()
     # Another spec (one seed more) was never run into this database.
-    result = run_cli("export", "inspect", "provider_vs_size", *overrides(db), "design.seeds=2",
+    result = run_main("export", "inspect", "provider_vs_size", *overrides(db), "design.seeds=2",
                      "--out", str(tmp_path / "b"))
     assert result.returncode == 2 and "no run of this spec" in result.stderr
     assert not (tmp_path / "b").exists()
 
 
-def test_the_default_folder_is_beside_the_database_and_outlives_a_report_render(exported, tmp_path):
+def test_the_default_folder_is_beside_the_database_and_outlives_a_report_render(run_main, exported, tmp_path):
     loaded, db, out, _ = exported
-    result = run_cli("export", "inspect", "provider_vs_size", *overrides(db))
+    result = run_main("export", "inspect", "provider_vs_size", *overrides(db))
     assert result.returncode == 0, result.stderr
     default = db.parent / "provider_vs_size-inspect"
     logs = sorted(p.name for p in default.glob("*.eval"))
     assert logs == sorted(p.name for p in out.glob("*.eval")) and logs
-    report = run_cli("report", "provider_vs_size", *overrides(db), f"report.output_dir={default.parent / 'report'}",
+    report = run_main("report", "provider_vs_size", *overrides(db), f"report.output_dir={default.parent / 'report'}",
                      "--formats", "html")
     assert report.returncode == 0, report.stderr
     assert sorted(p.name for p in default.glob("*.eval")) == logs  # a render replaces its own folder only
 
 
-def test_a_re_export_removes_only_its_own_stale_logs(exported, tmp_path):
+def test_a_re_export_removes_only_its_own_stale_logs(run_main, exported, tmp_path):
     import shutil
 
     _, db, out, _ = exported
@@ -221,16 +221,16 @@ def test_a_re_export_removes_only_its_own_stale_logs(exported, tmp_path):
     first = inspect_log.read_eval_log(str(next(out.glob("*.eval"))))
     first.eval.metadata = {"study": "provider_vs_size_v2"}
     inspect_log.write_eval_log(first, str(theirs))
-    result = run_cli("export", "inspect", "provider_vs_size", *overrides(db), "--out", str(again))
+    result = run_main("export", "inspect", "provider_vs_size", *overrides(db), "--out", str(again))
     assert result.returncode == 0, result.stderr
     assert not ours.exists() and theirs.exists()
 
 
-def test_an_unwritable_out_is_a_spec_error_naming_it(exported, tmp_path):
+def test_an_unwritable_out_is_a_spec_error_naming_it(run_main, exported, tmp_path):
     _, db, _, _ = exported
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = run_cli("export", "inspect", "provider_vs_size", *overrides(db), "--out", str(blocker / "logs"))
+    result = run_main("export", "inspect", "provider_vs_size", *overrides(db), "--out", str(blocker / "logs"))
     assert result.returncode == 2 and "--out" in result.stderr and str(blocker) in result.stderr, result.stderr
 
 

@@ -169,24 +169,24 @@ def test_unknown_study():
     assert "no study named 'no_such_study'" in err and "model_size" in err
 
 
-def test_cli_spec_error_exits_2_and_writes_nothing(tmp_path):
+def test_cli_spec_error_exits_2_and_writes_nothing(run_main, tmp_path):
     db = tmp_path / "never.duckdb"
-    result = run_cli("run", "model_size", "design.seeds=ten", f"store.path={db}", "--no-progress")
+    result = run_main("run", "model_size", "design.seeds=ten", f"store.path={db}", "--no-progress")
     assert result.returncode == 2
     assert "design.seeds" in result.stderr and "'ten'" in result.stderr
     assert not db.exists() and not Path(str(db) + ".wal").exists()
 
 
-def test_dry_run_prints_estimates_and_calls_nothing(tmp_path):
+def test_dry_run_prints_estimates_and_calls_nothing(run_main, tmp_path):
     db = tmp_path / "never.duckdb"
-    result = run_cli("run", "model_size", "--dry-run", f"store.path={db}")
+    result = run_main("run", "model_size", "--dry-run", f"store.path={db}")
     assert result.returncode == 0, result.stderr
     assert "cells 11" in result.stdout and "trials 110" in result.stdout and "model calls ≤ 640" in result.stdout
     assert not db.exists()
 
 
-def test_plan_prices_api_models_from_registry():
-    result = run_cli("plan", "model_size", "model_set=openrouter_size_paper")
+def test_plan_prices_api_models_from_registry(run_main):
+    result = run_main("plan", "model_size", "model_set=openrouter_size_paper")
     assert result.returncode == 0, result.stderr
     assert "cost ≤ $0.00" not in result.stdout and "claude_sonnet4" in result.stdout
 
@@ -195,8 +195,8 @@ def test_plan_prices_api_models_from_registry():
 
 @pytest.mark.parametrize("override", ["design.seeds=0", "design.seeds=-3", "design.seeds=[]", "design.seeds=[-1,2]",
                                       "design.seeds=[1,1]"])
-def test_invalid_seeds_are_spec_errors_before_any_call(override):
-    result = run_cli("plan", "model_size", override)
+def test_invalid_seeds_are_spec_errors_before_any_call(run_main, override):
+    result = run_main("plan", "model_size", override)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "spec error" in result.stderr and "design.seeds" in result.stderr
     assert "Traceback" not in result.stderr and "trials" not in result.stdout
@@ -242,37 +242,37 @@ def assert_spec_error_writing_nothing(result, key, *paths):
         assert not Path(path).exists(), path
 
 
-def test_store_path_under_a_regular_file_is_a_spec_error(tmp_path):
+def test_store_path_under_a_regular_file_is_a_spec_error(run_main, tmp_path):
     (tmp_path / "afile").write_text("not a folder")
     db, rep = tmp_path / "afile" / "x.duckdb", tmp_path / "rep"
-    result = run_cli("run", "model_size", f"store.path={db}", f"report.output_dir={rep}", *ONE_SCRIPTED_GAME)
+    result = run_main("run", "model_size", f"store.path={db}", f"report.output_dir={rep}", *ONE_SCRIPTED_GAME)
     assert_spec_error_writing_nothing(result, "store.path", rep, tmp_path / "results")
     assert "is a file, not a folder" in result.stderr and (tmp_path / "afile").read_text() == "not a folder"
 
 
-def test_store_path_that_is_a_folder_is_a_spec_error(tmp_path):
+def test_store_path_that_is_a_folder_is_a_spec_error(run_main, tmp_path):
     folder, rep = tmp_path / "db_folder", tmp_path / "rep"
     folder.mkdir()
-    result = run_cli("run", "model_size", f"store.path={folder}", f"report.output_dir={rep}", *ONE_SCRIPTED_GAME)
+    result = run_main("run", "model_size", f"store.path={folder}", f"report.output_dir={rep}", *ONE_SCRIPTED_GAME)
     assert_spec_error_writing_nothing(result, "store.path", rep)
     assert "is a folder" in result.stderr and list(folder.iterdir()) == []
 
 
-def test_store_path_under_proc_is_a_spec_error(tmp_path):
+def test_store_path_under_proc_is_a_spec_error(run_main, tmp_path):
     rep = tmp_path / "rep"
-    result = run_cli("run", "model_size", "store.path=/proc/x/y.duckdb", f"report.output_dir={rep}",
+    result = run_main("run", "model_size", "store.path=/proc/x/y.duckdb", f"report.output_dir={rep}",
                      *ONE_SCRIPTED_GAME)
     assert_spec_error_writing_nothing(result, "store.path", rep)
     assert "/proc" in result.stderr
 
 
 @pytest.mark.parametrize("where", ["is_a_file", "under_a_file"])
-def test_report_output_dir_that_is_or_is_under_a_file_is_a_spec_error(tmp_path, where):
+def test_report_output_dir_that_is_or_is_under_a_file_is_a_spec_error(run_main, tmp_path, where):
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
     out = afile if where == "is_a_file" else afile / "rep"
     db = tmp_path / "x.duckdb"
-    result = run_cli("run", "model_size", f"store.path={db}", f"report.output_dir={out}", *ONE_SCRIPTED_GAME)
+    result = run_main("run", "model_size", f"store.path={db}", f"report.output_dir={out}", *ONE_SCRIPTED_GAME)
     assert_spec_error_writing_nothing(result, "report.output_dir", db, str(db) + ".wal")
     assert afile.read_text() == "not a folder"
 
@@ -356,8 +356,8 @@ def test_a_bad_group_option_in_the_study_file_is_still_blamed_on_the_study_file(
     assert err.startswith(str(study)) and "scenario/nope" in err
 
 
-def test_cli_bad_override_names_the_command_line():
-    result = run_cli("plan", "model_size", "design.factors.nope=[1]")
+def test_cli_bad_override_names_the_command_line(run_main):
+    result = run_main("plan", "model_size", "design.factors.nope=[1]")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "the command line (override 'design.factors.nope=[1]')" in " ".join(result.stderr.split())
 

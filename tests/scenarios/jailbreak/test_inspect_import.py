@@ -150,14 +150,14 @@ def test_malformed_mappings_name_the_key(logs, override, key, names_log):
         assert err.value.key == key and str(folder) in err.value.file and err.value.file.endswith(".eval")
 
 
-def test_unmapped_score_value_is_exit_2_naming_the_log_and_value(tmp_path):
+def test_unmapped_score_value_is_exit_2_naming_the_log_and_value(run_main, tmp_path):
     folder = tmp_path / "logs"
     samples = write_logs(folder, seed=1)
     assert (samples.value == "N").any()
     db = tmp_path / "never.duckdb"
     # Without N in the mapping.
     mapping = [m for m in MAPPING if "label.values" not in m] + ["scenario.inspect_logs.label.values={C: COMPLIANCE, I: REFUSAL}"]
-    result = run_cli("run", "provider_vs_size_inspect", f"scenario.inspect_logs.path={folder}", *mapping,
+    result = run_main("run", "provider_vs_size_inspect", f"scenario.inspect_logs.path={folder}", *mapping,
                      f"store.path={db}", "--no-progress")
     assert result.returncode == 2
     err = " ".join(result.stderr.split())
@@ -166,20 +166,20 @@ def test_unmapped_score_value_is_exit_2_naming_the_log_and_value(tmp_path):
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
-def test_a_folder_without_logs_is_exit_2_naming_the_path(tmp_path, make):
+def test_a_folder_without_logs_is_exit_2_naming_the_path(run_main, tmp_path, make):
     folder = tmp_path / "logs"
     if make == "empty":
         folder.mkdir()
         (folder / "notes.txt").write_text("no logs here")
     db = tmp_path / "never.duckdb"
-    result = run_cli("plan", "provider_vs_size_inspect", f"scenario.inspect_logs.path={folder}", *MAPPING,
+    result = run_main("plan", "provider_vs_size_inspect", f"scenario.inspect_logs.path={folder}", *MAPPING,
                      f"store.path={db}")
     assert result.returncode == 2
     assert "scenario.inspect_logs.path" in result.stderr and str(folder) in " ".join(result.stderr.split())
     assert not db.exists()
 
 
-def test_round_trip_export_then_import_gives_back_the_studys_traces(tmp_path):
+def test_round_trip_export_then_import_gives_back_the_studys_traces(run_main, tmp_path):
     from engine.export import export_inspect
     from engine.scenarios.jailbreak.traces import run_traces
     from engine.store.db import StudyStore
@@ -198,7 +198,7 @@ def test_round_trip_export_then_import_gives_back_the_studys_traces(tmp_path):
         store.close(checkpoint=False)
 
     again = tmp_path / "again.duckdb"
-    result = run_cli("run", "provider_vs_size_inspect", f"scenario.inspect_logs.path={tmp_path / 'logs'}",
+    result = run_main("run", "provider_vs_size_inspect", f"scenario.inspect_logs.path={tmp_path / 'logs'}",
                      *EXPORTED, f"store.path={again}",
                      f"report.output_dir={tmp_path / 'report'}", "--formats", "html", "--no-progress")
     assert result.returncode == 0, result.stderr
@@ -250,7 +250,7 @@ def test_imported_logs_get_paired_model_contrasts_on_the_shared_prompts(logs, im
             assert row[5].strip() == shown(p) and row[6].strip() == shown(min(1.0, holm_p))
 
 
-def test_repeated_epochs_pair_repeat_with_repeat_not_every_repeat_with_every_other(tmp_path):
+def test_repeated_epochs_pair_repeat_with_repeat_not_every_repeat_with_every_other(run_main, tmp_path):
     # Two models, 10 behaviours, 3 epochs each: epoch n of one model pairs with epoch n of the other.
     rng = np.random.default_rng(3)
     folder, rows = tmp_path / "epochs", []
@@ -268,7 +268,7 @@ def test_repeated_epochs_pair_repeat_with_repeat_not_every_repeat_with_every_oth
                         dataset=EvalDataset(name="b", samples=10), config=EvalConfig())
         inspect_log.write_eval_log(EvalLog(status="success", eval=spec, samples=samples), str(folder / f"log{i}.eval"))
     db, out = tmp_path / "e.duckdb", tmp_path / "report"
-    result = run_cli("run", "provider_vs_size_inspect", f"scenario.inspect_logs.path={folder}", *MAPPING,
+    result = run_main("run", "provider_vs_size_inspect", f"scenario.inspect_logs.path={folder}", *MAPPING,
                      f"store.path={db}", f"report.output_dir={out}", "--formats", "html", "--no-progress")
     assert result.returncode == 0, result.stderr
     wide = pd.DataFrame(rows).pivot(index=["item", "epoch"], columns="model", values="success")

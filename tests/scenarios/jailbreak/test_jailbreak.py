@@ -5,7 +5,6 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
 from scipy import stats
 
 from engine.kernel.errors import SpecError
@@ -86,12 +85,12 @@ def independent_statistics(df: pd.DataFrame) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
-def test_analysis_only_import_reproduces_independent_statistics(tmp_path, suffix):
+def test_analysis_only_import_reproduces_independent_statistics(run_main, tmp_path, suffix):
     df = synthetic_traces()
     path = tmp_path / f"traces.{suffix}"
     df.to_csv(path, index=False) if suffix == "csv" else df.to_parquet(path)
     db, out = tmp_path / "imported.duckdb", tmp_path / "report"
-    result = run_cli("run", "provider_vs_size_import", f"scenario.traces_file.path={path}", f"store.path={db}",
+    result = run_main("run", "provider_vs_size_import", f"scenario.traces_file.path={path}", f"store.path={db}",
                      f"report.output_dir={out}", "--formats", "html", "--no-progress")
     assert result.returncode == 0, result.stderr
     assert f"imported {len(df)} traces of 21 models" in result.stdout
@@ -107,13 +106,13 @@ def test_analysis_only_import_reproduces_independent_statistics(tmp_path, suffix
     assert (out / "index.html").exists()
 
 
-def test_malformed_traces_file_is_a_spec_error_naming_file_row_and_column(tmp_path):
+def test_malformed_traces_file_is_a_spec_error_naming_file_row_and_column(run_main, tmp_path):
     df = synthetic_traces(prompts=3)
     df.loc[7, "verdict"] = "MAYBE"
     path = tmp_path / "bad.csv"
     df.to_csv(path, index=False)
     db = tmp_path / "never.duckdb"
-    result = run_cli("run", "provider_vs_size_import", f"scenario.traces_file.path={path}", f"store.path={db}")
+    result = run_main("run", "provider_vs_size_import", f"scenario.traces_file.path={path}", f"store.path={db}")
     assert result.returncode == 2
     err = " ".join(result.stderr.split())
     assert str(path) in err and "row 9" in err and "column 'verdict'" in err and "MAYBE" in err
@@ -128,8 +127,8 @@ def test_traces_file_missing_required_column_lists_accepted_names(tmp_path):
     assert "no 'provider' column" in str(err.value) and str(path) in str(err.value)
 
 
-def test_import_study_without_a_file_says_which_key_is_missing():
-    result = run_cli("plan", "provider_vs_size_import")
+def test_import_study_without_a_file_says_which_key_is_missing(run_main):
+    result = run_main("plan", "provider_vs_size_import")
     assert result.returncode == 2
     assert "traces_file.path" in result.stderr
 
@@ -150,10 +149,10 @@ def test_builtin_corpus_with_a_path_is_a_spec_error():
     assert "scenario.corpus" in str(err.value)
 
 
-def test_regrade_of_a_study_without_judges_says_so(tmp_path):
+def test_regrade_of_a_study_without_judges_says_so(run_main, tmp_path):
     db = tmp_path / "none.duckdb"
-    result = run_cli("judge", "model_size", f"store.path={db}")
+    result = run_main("judge", "model_size", f"store.path={db}")
     assert result.returncode == 2 and "no judges" in " ".join(result.stderr.split())
-    unknown = run_cli("judge", "provider_vs_size", "--judge", "oracle", f"store.path={db}")
+    unknown = run_main("judge", "provider_vs_size", "--judge", "oracle", f"store.path={db}")
     assert unknown.returncode == 2 and "oracle" in unknown.stderr
     assert not db.exists()

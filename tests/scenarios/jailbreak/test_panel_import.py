@@ -12,7 +12,7 @@ import importlib.util
 import re
 import time
 
-from conftest import REPO, run_cli
+from conftest import REPO
 
 TRACES = REPO / "tests" / "data" / "traces_provider_panel.csv"
 
@@ -28,11 +28,11 @@ def test_the_fixture_is_what_its_seeded_generator_writes():
     assert len({r["model"] for r in written}) == 21 and len({r["provider"] for r in written}) == 12
 
 
-def test_a_21_model_panel_renders_its_report_with_primary_and_exploratory_contrasts(tmp_path):
+def test_a_21_model_panel_renders_its_report_with_primary_and_exploratory_contrasts(run_main, tmp_path):
     db, out = tmp_path / "panel.duckdb", tmp_path / "report"
     started = time.perf_counter()
-    result = run_cli("run", "provider_vs_size_import", f"scenario.traces_file.path={TRACES}", f"store.path={db}",
-                     f"report.output_dir={out}", "--no-progress", timeout=600)
+    result = run_main("run", "provider_vs_size_import", f"scenario.traces_file.path={TRACES}", f"store.path={db}",
+                     f"report.output_dir={out}", "--no-progress")
     seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stderr[-3000:]
     assert seconds < 300, f"took {seconds:.0f} s"
