@@ -41,11 +41,11 @@ def rows(db: Path, sql: str):
         con.close()
 
 
-def test_429s_halve_the_route_and_retry_after_is_honoured(tmp_path):
+def test_429s_halve_the_route_and_retry_after_is_honoured(run_main, tmp_path):
     db = tmp_path / "s.duckdb"
     with loopback_server(0.05, "--fail-429", "8", "--retry-after", "0.6") as server:
         started = time.monotonic()
-        result = run_cli(*study_args(server, db, "executor.concurrency.loopback=16"),
+        result = run_main(*study_args(server, db, "executor.concurrency.loopback=16"),
                          env={"LOOPBACK_API_KEY": "k-test"})
         elapsed = time.monotonic() - started
         served = server.stats()
@@ -100,20 +100,20 @@ def test_adaptive_limit_never_exceeds_its_slots():
     assert peak <= 4 and limit.in_flight == 0 and limit.events.min_slots == 2
 
 
-def test_empty_replies_are_retried_and_never_cached(tmp_path):
+def test_empty_replies_are_retried_and_never_cached(run_main, tmp_path):
     db = tmp_path / "s.duckdb"
     with loopback_server(0.01, "--empty", "3") as server:
-        result = run_cli(*study_args(server, db), env={"LOOPBACK_API_KEY": "k-test"})
+        result = run_main(*study_args(server, db), env={"LOOPBACK_API_KEY": "k-test"})
     assert result.returncode == 0, result.stderr
     assert "3 empty replies" in result.stdout
     assert rows(db, "SELECT count(*) FROM responses WHERE response_text = ''") == [(0,)]
     assert rows(db, "SELECT count(*) FROM trials WHERE status = 'done'") == [(50,)]
 
 
-def test_only_empty_replies_make_error_trials_and_nothing_is_cached(tmp_path):
+def test_only_empty_replies_make_error_trials_and_nothing_is_cached(run_main, tmp_path):
     db = tmp_path / "s.duckdb"
     with loopback_server(0.01, "--empty", "1000") as server:
-        result = run_cli(*study_args(server, db, "executor.max_retries=1"), env={"LOOPBACK_API_KEY": "k-test"})
+        result = run_main(*study_args(server, db, "executor.max_retries=1"), env={"LOOPBACK_API_KEY": "k-test"})
     assert result.returncode == 1  # every trial errored
     assert rows(db, "SELECT count(*) FROM responses") == [(0,)]
     errors = rows(db, "SELECT DISTINCT error_kind, error FROM trials")
@@ -136,18 +136,18 @@ def test_a_key_echoed_by_the_provider_reaches_no_row_log_or_output(tmp_path):
             assert CANARY.encode() not in path.read_bytes(), path
 
 
-def test_the_budget_caps_the_study_across_reruns_and_exits_3(tmp_path):
+def test_the_budget_caps_the_study_across_reruns_and_exits_3(run_main, tmp_path):
     db = tmp_path / "s.duckdb"
     # one call = about 150 prompt + 12 completion tokens at $0.15/$0.60 per Mtok: ~$3e-5
     cap = ["executor.budget.max_usd=0.0005", "executor.concurrency.loopback=2"]
     with loopback_server(0.01) as server:
-        first = run_cli(*study_args(server, db, *cap), env={"LOOPBACK_API_KEY": "k"})
+        first = run_main(*study_args(server, db, *cap), env={"LOOPBACK_API_KEY": "k"})
         done_first = rows(db, "SELECT count(*) FROM trials")[0][0]
         spent_first = rows(db, "SELECT sum(cost_usd) FROM responses")[0][0]
-        again = run_cli(*study_args(server, db, *cap), env={"LOOPBACK_API_KEY": "k"})
+        again = run_main(*study_args(server, db, *cap), env={"LOOPBACK_API_KEY": "k"})
         spent_again = rows(db, "SELECT sum(cost_usd) FROM responses")[0][0]
         per_call = spent_first / max(1, rows(db, "SELECT count(*) FROM responses")[0][0])
-        raised = run_cli(*study_args(server, db, "executor.budget.max_usd=1"), env={"LOOPBACK_API_KEY": "k"})
+        raised = run_main(*study_args(server, db, "executor.budget.max_usd=1"), env={"LOOPBACK_API_KEY": "k"})
     assert first.returncode == 3 and again.returncode == 3, (first.stdout, again.stdout)
     assert "executor.budget.max_usd" in first.stdout and "budget reached" in first.stdout
     assert 0 < done_first < 50
@@ -158,10 +158,10 @@ def test_the_budget_caps_the_study_across_reruns_and_exits_3(tmp_path):
     assert rows(db, "SELECT count(*), count(DISTINCT trial_id) FROM trials WHERE status = 'done'") == [(50, 50)]
 
 
-def test_a_timeout_says_what_timed_out_and_after_how_long(tmp_path):
+def test_a_timeout_says_what_timed_out_and_after_how_long(run_main, tmp_path):
     db = tmp_path / "s.duckdb"
     with loopback_server(3.0) as server:
-        result = run_cli(*study_args(server, db, "executor.timeout_s=0.3", "executor.max_retries=1",
+        result = run_main(*study_args(server, db, "executor.timeout_s=0.3", "executor.max_retries=1",
                                      "scenario.select.per_category=1", "scenario.select.benign=0"),
                          env={"LOOPBACK_API_KEY": "k"})
     assert result.returncode == 1
@@ -182,11 +182,11 @@ def test_a_missing_key_variable_is_a_spec_error_before_any_call(tmp_path):
     assert requests == 0
 
 
-def test_two_models_on_two_servers_each_call_lands_on_its_own(tmp_path):
+def test_two_models_on_two_servers_each_call_lands_on_its_own(run_main, tmp_path):
     db = tmp_path / "s.duckdb"
     with loopback_server(0.01, "--model-alias", "server-a") as a, \
             loopback_server(0.01, "--model-alias", "server-b") as b:
-        result = run_cli(*study_args(a, db, "+models.second={litellm_id: openai/loopback-chat, display_name: B,"
+        result = run_main(*study_args(a, db, "+models.second={litellm_id: openai/loopback-chat, display_name: B,"
                                      " provider: Loopback, family: Loopback, route: loopback, params: {total_b: 2},"
                                      " price: {input_per_mtok: 0, output_per_mtok: 0}, api_base: " + b.api_base
                                      + ", api_key_env: LOOPBACK_API_KEY}",
@@ -213,11 +213,11 @@ def test_progress_without_a_terminal_prints_a_line_every_interval():
     assert "ETA" in lines[0] and len(lines) == 2  # the tick and the closing line
 
 
-def test_a_redirected_run_prints_progress_lines(tmp_path):
+def test_a_redirected_run_prints_progress_lines(run_main, tmp_path):
     db = tmp_path / "s.duckdb"
     with loopback_server(0.01) as server:
         args = [a for a in study_args(server, db) if a != "--no-progress"]
-        result = run_cli(*args, env={"LOOPBACK_API_KEY": "k"})
+        result = run_main(*args, env={"LOOPBACK_API_KEY": "k"})
     assert result.returncode == 0, result.stderr
     assert "trials 50/50 · calls 50 · cache hits 0 · errors 0" in result.stdout
 
@@ -315,16 +315,16 @@ def test_retry_after_waits_are_capped():
     assert sleeps == [0.2, 0.2] and gw.stats.rate_limited == 3  # 3600 s asked, 0.2 s waited
 
 
-def test_the_judge_command_stops_at_the_budget_with_exit_3_and_heuristic_verdicts_still_come(tmp_path):
+def test_the_judge_command_stops_at_the_budget_with_exit_3_and_heuristic_verdicts_still_come(run_main, tmp_path):
     db = tmp_path / "s.duckdb"
     judge = ["+judge@judges.llm=llm_gpt41_mini", "judges.llm.model.litellm_id=openai/loopback-chat",
              "+judges.llm.model.api_key_env=LOOPBACK_API_KEY", "judges.llm.model.route=loopback"]
     with loopback_server(0.01, "--reply", '{"rationale": "it refused", "label": "REFUSAL"}') as server:
         judge.append(f"+judges.llm.model.api_base={server.api_base}")
-        ran = run_cli(*study_args(server, db, *judge, "--no-judge"), env={"LOOPBACK_API_KEY": "k"})
+        ran = run_main(*study_args(server, db, *judge, "--no-judge"), env={"LOOPBACK_API_KEY": "k"})
         assert ran.returncode == 0, ran.stderr
         spent = rows(db, "SELECT sum(cost_usd) FROM responses")[0][0]  # the trials' spend counts too
-        graded = run_cli("judge", STUDY, f"models.loopback.api_base={server.api_base}", f"store.path={db}",
+        graded = run_main("judge", STUDY, f"models.loopback.api_base={server.api_base}", f"store.path={db}",
                          "design.seeds=1", *judge, f"executor.budget.max_usd={spent + 0.0003}", "--no-progress",
                          env={"LOOPBACK_API_KEY": "k"})
     assert graded.returncode == 3, graded.stdout + graded.stderr

@@ -108,12 +108,12 @@ def test_study_file_sweeper_params_and_command_line(tmp_path):
     assert [j.swept for j in pinned.jobs] == [{}] and pinned.jobs[0].loaded.scenario_params.max_turns == 4
 
 
-def test_a_bad_setting_in_a_sweep_fails_before_any_job_runs(tmp_path):
-    out = run_cli("run", "model_size", "-m", *sweep_args(tmp_path, "scenario.max_turns=3,-1"), timeout=120)
+def test_a_bad_setting_in_a_sweep_fails_before_any_job_runs(run_main, tmp_path):
+    out = run_main("run", "model_size", "-m", *sweep_args(tmp_path, "scenario.max_turns=3,-1"))
     assert out.returncode == 2, out.stderr
     assert "scenario.max_turns" in out.stderr
     assert not any(tmp_path.iterdir())  # no database, no shard, no report
-    broken = run_cli("run", "model_size", "-m", *sweep_args(tmp_path, "scenario.max_turns=3,,"), timeout=120)
+    broken = run_main("run", "model_size", "-m", *sweep_args(tmp_path, "scenario.max_turns=3,,"))
     assert broken.returncode == 2 and "sweep overrides" in broken.stderr
 
 
@@ -160,17 +160,16 @@ def test_a_sweep_only_section_in_a_study_is_a_spec_error():
         load_spec("model_size", ["report.sections=[{type: sweep_metric, metric: nuclear_rate}]"])
 
 
-def test_report_of_a_sweep_that_never_ran_is_a_clear_error(tmp_path):
-    out = run_cli("report", "model_size", "-m", *sweep_args(tmp_path, "scenario.max_turns=3,6"), timeout=120)
+def test_report_of_a_sweep_that_never_ran_is_a_clear_error(run_main, tmp_path):
+    out = run_main("report", "model_size", "-m", *sweep_args(tmp_path, "scenario.max_turns=3,6"))
     assert out.returncode == 1 and "run the sweep first" in out.stderr
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_jobs_that_share_trials_each_keep_their_whole_plan(tmp_path):
+def test_jobs_that_share_trials_each_keep_their_whole_plan(run_main, tmp_path):
     """Scripted agents ignore the temperature: both jobs play the same trials, and both specs must
     still have every planned trial (and N) in the study database and the sweep report."""
-    out = run_cli("run", "model_size", "-m", *sweep_args(tmp_path, "generation.temperature=0,0.7"), "--formats", "html",
-                  timeout=300)
+    out = run_main("run", "model_size", "-m", *sweep_args(tmp_path, "generation.temperature=0,0.7"), "--formats", "html")
     assert out.returncode == 0, out.stderr[-3000:]
     con = duckdb.connect(str(tmp_path / "study.duckdb"), read_only=True)
     per_job = con.execute("SELECT j.job_index, count(p.trial_id), count(t.trial_id) FROM sweep_jobs j"
@@ -183,16 +182,15 @@ def test_jobs_that_share_trials_each_keep_their_whole_plan(tmp_path):
     assert all(text.endswith("(n=4, low n)") for row in table.values() for text in row.values()), table
 
 
-def test_a_sweep_replays_nothing_already_in_the_study_database(tmp_path):
-    alone = run_cli("run", "model_size", *sweep_args(tmp_path, "scenario.max_turns=3"), "--no-report",
-                    "--no-progress", timeout=120)
+def test_a_sweep_replays_nothing_already_in_the_study_database(run_main, tmp_path):
+    alone = run_main("run", "model_size", *sweep_args(tmp_path, "scenario.max_turns=3"), "--no-report",
+                    "--no-progress")
     assert alone.returncode == 0, alone.stderr[-2000:]
     db = tmp_path / "study.duckdb"
     con = duckdb.connect(str(db), read_only=True)
     first_played = dict(con.execute("SELECT trial_id, started_at FROM trials").fetchall())
     con.close()
-    out = run_cli("run", "model_size", "-m", *sweep_args(tmp_path, "scenario.max_turns=3,6"), "--no-report",
-                  timeout=300)
+    out = run_main("run", "model_size", "-m", *sweep_args(tmp_path, "scenario.max_turns=3,6"), "--no-report")
     assert out.returncode == 0, out.stderr[-3000:]
     sweep = expand_sweep("model_size", sweep_args(tmp_path, "scenario.max_turns=3,6"))
     shard = duckdb.connect(str(sweep.shard(sweep.jobs[0])), read_only=True)
