@@ -55,13 +55,18 @@ def write_new_study(name: str, scenario: str, folder: Path | None = None) -> New
     title = name.replace("_", " ").capitalize()
     text = (known[scenario].read_text().replace("__NAME__", name).replace("__TITLE__", title)
             .replace("__MODEL_SET__", f"{name}_models"))
+    written: list[Path] = []
     try:
         model_set.parent.mkdir(parents=True, exist_ok=True)
         study.parent.mkdir(parents=True, exist_ok=True)
+        written.append(model_set)
         model_set.write_text(f"# The models of {name}: conf/model/ entries by name (README: \"Self-hosted models\" "
                              "for your own).\nmodels: [" + ", ".join(LOCAL_MODELS) + "]\n")
+        written.append(study)
         study.write_text(text)
     except OSError as exc:
+        for path in written:  # nothing half-written stays behind
+            path.unlink(missing_ok=True)
         raise SpecError(f"cannot write the study: {exc.strerror} ({exc.filename})", file="the command line",
                         key="--dir") from None
     return NewStudy(study, model_set, config_dir)

@@ -5,6 +5,8 @@ nothing written."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -72,3 +74,17 @@ def test_the_escalation_starter_runs_on_the_local_models(tmp_path, capsys):
                  "--no-progress", "--formats", "html"])
     assert code == 0
     assert (tmp_path / "reports" / "first" / "index.html").is_file()
+
+
+def test_a_study_that_cannot_be_written_leaves_no_model_set_behind(tmp_path, capsys, monkeypatch):
+    real_write = Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.name == "blocked.yaml":
+            raise OSError(28, "No space left on device", str(self))
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    assert main(["new", "blocked", "--scenario", SCENARIOS[0], "--dir", str(tmp_path)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not (tmp_path / "conf" / "model_set" / "blocked_models.yaml").exists()
