@@ -82,28 +82,40 @@ def redact_hydra_files(sweep_dir: Path) -> None:
 
 
 def sweep_job(cfg: DictConfig) -> dict[str, Any]:
+    from hydra.core.hydra_config import HydraConfig
+
+    from engine.sweep.attempts import record, scheduler_job
+    from engine.sweep.expand import shard_path
+
     watch = stop_with_launcher()
+    hc = HydraConfig.get()
+    shard = shard_path(Path(hc.sweep.dir), tuple(hc.overrides.task))
+    job = scheduler_job()
+    record(shard, job, "start")
     try:
-        return _run_job(cfg)
+        result = _run_job(cfg, shard)
+    except BaseException as exc:  # recorded for the launching process's report, then raised as before
+        record(shard, job, "error", f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         if watch is not None:
             watch.set()
+    record(shard, job, "done")
+    return result
 
 
-def _run_job(cfg: DictConfig) -> dict[str, Any]:
+def _run_job(cfg: DictConfig, shard: Path) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
 
     from engine.checks import check_study
     from engine.spec.load import Sources, validate_spec
     from engine.study import run_loaded
-    from engine.sweep.expand import shard_path
 
     hc = HydraConfig.get()
     redact_hydra_files(Path(hc.sweep.dir))  # written by the sweeper just before the first job starts
     overrides = tuple(hc.overrides.task)
     sources = Sources(job_study_file(), dict(OmegaConf.to_container(hc.runtime.choices)), overrides)
     loaded = check_study(validate_spec(OmegaConf.to_container(cfg, resolve=True), sources))
-    shard = shard_path(Path(hc.sweep.dir), overrides)
     # The shard only: the launching process holds the study's one-writer lock for the whole sweep.
     summary, _ = run_loaded(loaded, store_at=shard, show_progress=False)
     return {"spec_hash": loaded.spec_hash, "shard": str(shard), "done": summary.done + summary.skipped_done,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from engine.kernel.paths import hydra_quoted, hydra_searchpath_override
 from engine.kernel.spec_redaction import redact_override
 from engine.store.db import transaction
 from engine.store.lock import study_lock
+from engine.sweep.attempts import LAUNCH_ENV, describe, read_attempts, unfinished
 from engine.sweep.expand import Sweep, expand_sweep
 from engine.sweep.job import redact_hydra_files
 from engine.sweep.merge import MergeError, copy_results
@@ -63,25 +65,38 @@ def launch(sweep: Sweep) -> None:
     from engine.sweep.job import LAUNCHER_ENV, launcher_mark, sweep_job
 
     argv = [f"{sweep.name}-sweep", "--multirun", *launch_overrides(sweep)]
-    saved, saved_env = sys.argv, os.environ.get(LAUNCHER_ENV)
+    saved, saved_env = sys.argv, {k: os.environ.get(k) for k in (LAUNCHER_ENV, LAUNCH_ENV)}
     sys.argv = argv
     # Jobs started on this machine (joblib workers, submitit local jobs) inherit it and stop when this
     # process is gone.
     os.environ[LAUNCHER_ENV] = launcher_mark()
+    # Jobs record their scheduler job under this launch (sbatch passes the environment on).
+    launch_id = os.environ[LAUNCH_ENV] = uuid.uuid4().hex
     try:
         hydra.main(config_path=str(sweep.study_file.parent), config_name=sweep.study_file.stem,
                    version_base="1.3")(sweep_job)()
     except SystemExit as exc:  # Hydra reports a failed job, then exits
         if exc.code:
-            raise SweepFailed(f"a job of sweep {sweep.sweep_id} failed (Hydra's log: {sweep.dir}); "
-                              "finished jobs are kept: rerun the same command to resume") from None
+            raise SweepFailed(f"a job of sweep {sweep.sweep_id} failed (Hydra's log: {sweep.dir}){failed_jobs(sweep, launch_id)}"
+                              "\nfinished jobs are kept: rerun the same command to resume") from None
     finally:
         sys.argv = saved
-        if saved_env is None:
-            os.environ.pop(LAUNCHER_ENV, None)
-        else:
-            os.environ[LAUNCHER_ENV] = saved_env
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         redact_hydra_files(sweep.dir)
+
+
+def failed_jobs(sweep: Sweep, launch_id: str) -> str:
+    """Each job of this launch that a scheduler ran and that did not finish: which job, and why."""
+    lines = []
+    for job in sweep.jobs:
+        for attempt in unfinished(read_attempts(sweep.shard(job)), launch_id):
+            swept = " ".join(f"{k}={v}" for k, v in job.swept.items()) or "the only job"
+            lines.append(f"job {job.index} ({swept}): {describe(attempt)}")
+    return "".join(f"\n  {line}" for line in lines)
 
 
 def seed(sweep: Sweep) -> None:
@@ -145,11 +160,11 @@ def merge(sweep: Sweep) -> dict[str, int]:
         with transaction(store.con):
             for job in sweep.jobs:
                 store.con.execute(
-                    "INSERT OR REPLACE INTO sweep_jobs (sweep_id, job_index, study, overrides, swept, spec_hash, shard)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO sweep_jobs (sweep_id, job_index, study, overrides, swept, spec_hash, shard,"
+                    " scheduler_jobs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [sweep.sweep_id, job.index, sweep.name, json.dumps([redact_override(o) for o in job.overrides]),
-                     json.dumps(job.swept),
-                     job.loaded.spec_hash, str(sweep.shard(job))])
+                     json.dumps(job.swept), job.loaded.spec_hash, str(sweep.shard(job)),
+                     json.dumps([a.scheduler_job() for a in read_attempts(sweep.shard(job))])])
     except MergeError as exc:
         raise SweepFailed(str(exc)) from None
     finally:
