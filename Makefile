@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine:
 #   make study STUDY=model_size   installs the base, then runs the study offline on local models
-#   make test                     installs the base, every extra and Chromium, then runs the test suite
+#   make test                     installs the base, every extra, Chromium and Slurm, then runs the test suite
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -16,7 +16,7 @@ WHEEL_DIR ?= $(HOME)/.cache/llm-study-engine/wheels
 LLAMA_WHEEL_STAMP := $(WHEEL_DIR)/.llama-$(LLAMA_VERSION)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install install-all install-ray install-slurm install-inspect install-test browser study plan summary watch \
+.PHONY: install install-all install-ray install-slurm install-inspect install-test browser slurm study plan summary watch \
 	report regrade snapshot snapshot-deps test test-fast bench lock clean docs
 
 # One section of requirements.lock ([base], [ray], ...), as a requirements file.
@@ -59,6 +59,16 @@ $(VENV)/.installed-%: requirements.lock $(VENV)/.installed
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		|| echo "warning: Chromium could not be installed; tests/report/test_transcript_browser.py will be skipped"
+
+# Debian's Slurm, its accounting daemon and their databases, for the tests that start a real single-node
+# cluster in a temporary folder (tests/sweep/test_slurm.py; the daemons run as root). Without apt (or
+# root) those tests are skipped with that reason.
+slurm:
+	command -v slurmctld >/dev/null && command -v slurmdbd >/dev/null && command -v munged >/dev/null \
+		&& command -v mariadbd >/dev/null \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			slurm-wlm slurmdbd munge mariadb-server) \
+		|| echo "warning: Slurm could not be installed; tests/sweep/test_slurm.py will be skipped"
 
 study: install
 	$(PY) -m engine run $(STUDY) --calibrate $(ARGS)
@@ -109,11 +119,11 @@ snapshot: install-test snapshot-deps
 docs: install
 	$(PY) -m engine.store.schema_doc > docs/schema.md
 
-test: install-all browser
+test: install-all browser slurm
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Tests that do not load a local LLM.
-test-fast: install-all browser
+test-fast: install-all browser slurm
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: install

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from engine.kernel.spec_redaction import redact_yaml_file
+from engine.kernel.spec_redaction import redact_text, redact_yaml_file
 
 # The sweep's launching process, "<host>:<pid>", in its jobs' environment (set by launch.launch).
 LAUNCHER_ENV = "ENGINE_SWEEP_LAUNCHER"
@@ -95,7 +95,11 @@ def sweep_job(cfg: DictConfig) -> dict[str, Any]:
     try:
         result = _run_job(cfg, shard)
     except BaseException as exc:  # recorded for the launching process's report, then raised as before
-        record(shard, job, "error", f"{type(exc).__name__}: {exc}")
+        error = redact_text(f"{type(exc).__name__}: {exc}")
+        # Also in the job's own log: Hydra hands the exception back to the launcher, so the scheduler's
+        # log would otherwise show a job that "completed successfully".
+        print(f"sweep job {shard.stem} failed: {error}", file=sys.stderr, flush=True)
+        record(shard, job, "error", error)
         raise
     finally:
         if watch is not None:

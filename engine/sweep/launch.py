@@ -77,8 +77,9 @@ def launch(sweep: Sweep) -> None:
                    version_base="1.3")(sweep_job)()
     except SystemExit as exc:  # Hydra reports a failed job, then exits
         if exc.code:
-            raise SweepFailed(f"a job of sweep {sweep.sweep_id} failed (Hydra's log: {sweep.dir}){failed_jobs(sweep, launch_id)}"
-                              "\nfinished jobs are kept: rerun the same command to resume") from None
+            raise SweepFailed(f"a job of sweep {sweep.sweep_id} failed (Hydra's log: {sweep.dir})"
+                              f"{failed_jobs(sweep, launch_id)}\n"
+                              "finished jobs are kept: rerun the same command to resume") from None
     finally:
         sys.argv = saved
         for key, value in saved_env.items():

@@ -1,11 +1,13 @@
 """A real single-node Slurm cluster in a temporary folder, for the sweep tests (issue 25).
 
-`munged`, `slurmctld` and `slurmd` run in the foreground as children of the test process, each with
-its files (key, socket, pid, state, spool, logs) under the folder and its ports chosen free; they
-are stopped by their own PIDs. Needs root and Debian's `slurm-wlm` and `munge` (`make test` installs
-them). Accounting: without slurmdbd (and its MySQL) `sacct` only says "accounting storage is
-disabled", so finished jobs are read from the job-completion log (`JobCompType=jobcomp/filetxt`)
-and live ones with `scontrol show job`."""
+`munged`, MariaDB, `slurmdbd`, `slurmctld` and `slurmd` run in the foreground as children of the
+test process, each with its files (key, socket, data, pid, state, spool, logs) under the folder and
+its ports chosen free; they are stopped by their own PIDs. Needs root and Debian's `slurm-wlm`,
+`slurmdbd`, `munge` and `mariadb-server` (`make test` installs them).
+
+Accounting is real (slurmdbd into MariaDB): without it `sacct` only says "Slurm accounting storage
+is disabled", and submitit, which asks `sacct` for its jobs' states, waits forever for a job that
+was cancelled. Slurm's job-completion log (jobcomp/filetxt) is kept too, as a second witness."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DAEMONS = ("munged", "slurmctld", "slurmd")
+DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd")
 START_TIMEOUT_S = 30.0
 
 
@@ -27,7 +29,8 @@ def missing_reason() -> str | None:
     """Why the cluster cannot start here, or None."""
     absent = [d for d in DAEMONS if shutil.which(d) is None and not Path("/usr/sbin", d).exists()]
     if absent:
-        return f"Slurm is not installed ({', '.join(absent)} missing): `make test` installs slurm-wlm and munge with apt"
+        return (f"Slurm is not installed ({', '.join(absent)} missing): `make test` installs slurm-wlm, slurmdbd, "
+                "munge and mariadb-server with apt")
     if os.geteuid() != 0:
         return "the test Slurm cluster runs its daemons as root (SlurmUser=root); this process is not root"
     return None
@@ -52,7 +55,7 @@ class SlurmCluster:
 
     @property
     def conf(self) -> Path:
-        return self.root / "slurm.conf"
+        return self.root / "etc" / "slurm.conf"
 
     @property
     def jobcomp(self) -> Path:
@@ -68,19 +71,51 @@ class SlurmCluster:
         key = munge / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
-        for folder in ("state", "spool", "logs"):
+        for folder in ("state", "spool", "logs", "etc"):
             (self.root / folder).mkdir()
         socket_path = munge / "munge.socket"
         self._spawn("munged", [daemon("munged"), "--foreground", "--force", f"--socket={socket_path}",
                                f"--key-file={key}", f"--pid-file={munge / 'munged.pid'}",
                                f"--log-file={self.root / 'logs' / 'munged.log'}", f"--seed-file={munge / 'seed'}"])
         self._wait(socket_path.exists, "munged's socket")
-        self.conf.write_text(self.slurm_conf(socket_path))
+        db_port, dbd_port = free_port(), free_port()
+        self._start_mariadb(db_port)
+        dbd_conf = self.root / "etc" / "slurmdbd.conf"  # read from SLURM_CONF's folder
+        dbd_conf.write_text(self.slurmdbd_conf(socket_path, db_port, dbd_port))
+        dbd_conf.chmod(0o600)
+        self.conf.write_text(self.slurm_conf(socket_path, dbd_port))
+        self._spawn("slurmdbd", [daemon("slurmdbd"), "-D"])
+        self._wait(lambda: self.run("sacctmgr", "--noheader", "list", "cluster", check=False).returncode == 0,
+                   "slurmdbd answering sacctmgr")
         self._spawn("slurmctld", [daemon("slurmctld"), "-D", "-i", "-f", str(self.conf)])
         self._spawn("slurmd", [daemon("slurmd"), "-D", "-f", str(self.conf)])
         self._wait(self._node_ready, f"node {self.node} idle in sinfo")
 
-    def slurm_conf(self, munge_socket: Path) -> str:
+    def _start_mariadb(self, port: int) -> None:
+        data, sock = self.root / "mariadb", self.root / "mariadb.sock"
+        install = subprocess.run([daemon("mariadb-install-db"), "--no-defaults", f"--datadir={data}", "--user=root",
+                                  "--auth-root-authentication-method=normal", "--skip-test-db"],
+                                 capture_output=True, text=True, timeout=120)
+        if install.returncode:
+            raise RuntimeError(f"mariadb-install-db failed: {install.stderr[-2000:]}")
+        self._spawn("mariadbd", [daemon("mariadbd"), "--no-defaults", f"--datadir={data}", f"--socket={sock}",
+                                 f"--port={port}", "--bind-address=127.0.0.1", "--user=root", "--skip-log-bin",
+                                 f"--pid-file={self.root / 'mariadb.pid'}", "--innodb-buffer-pool-size=16M"])
+        grant = ["mariadb", "--no-defaults", f"--socket={sock}", "-uroot", "-e",
+                 "CREATE USER 'slurm'@'127.0.0.1'; GRANT ALL ON *.* TO 'slurm'@'127.0.0.1'"]
+        self._wait(lambda: subprocess.run(grant, capture_output=True).returncode == 0, "MariaDB accepting its user")
+
+    def slurmdbd_conf(self, munge_socket: Path, db_port: int, dbd_port: int) -> str:
+        r = self.root
+        return "\n".join([
+            "AuthType=auth/munge", f"AuthInfo=socket={munge_socket}",
+            "DbdHost=localhost", "DbdAddr=127.0.0.1", f"DbdPort={dbd_port}", "SlurmUser=root",
+            f"PidFile={r / 'slurmdbd.pid'}", f"LogFile={r / 'logs' / 'slurmdbd.log'}",
+            "StorageType=accounting_storage/mysql", "StorageHost=127.0.0.1", f"StoragePort={db_port}",
+            "StorageUser=slurm", "StorageLoc=slurm_acct_db",
+        ]) + "\n"
+
+    def slurm_conf(self, munge_socket: Path, dbd_port: int) -> str:
         r = self.root
         return "\n".join([
             "ClusterName=enginetest",
@@ -96,7 +131,9 @@ class SlurmCluster:
             "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "MpiDefault=none",
             "SelectType=select/cons_tres", "SelectTypeParameters=CR_CPU", "ReturnToService=2",
             "SchedulerParameters=sched_interval=1", "KillWait=2",
-            "AccountingStorageType=accounting_storage/none",
+            "AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=127.0.0.1",
+            f"AccountingStoragePort={dbd_port}",
+            f"AccountingStoragePass={munge_socket}",  # with slurmdbd: the munge socket to reach it through
             "JobAcctGatherType=jobacct_gather/linux",
             "JobCompType=jobcomp/filetxt", f"JobCompLoc={self.jobcomp}",
             f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN",
@@ -131,6 +168,18 @@ class SlurmCluster:
         out = self.run("squeue", "--noheader", "--format=%i")
         return out.stdout.split()
 
+    def sacct(self, *job_ids: str) -> dict[str, dict[str, str]]:
+        """Slurm's accounting of these jobs (allocations, not steps): job id -> State, NodeList, ExitCode."""
+        columns = ("JobID", "State", "NodeList", "ExitCode")
+        out = self.run("sacct", "--allocations", "--noheader", "--parsable2", f"--format={','.join(columns)}",
+                       f"--jobs={','.join(job_ids)}")
+        found = {}
+        for line in out.stdout.splitlines():
+            fields = dict(zip(columns, line.split("|")))
+            fields["State"] = fields["State"].split()[0]  # "CANCELLED by 0" -> "CANCELLED"
+            found[fields["JobID"]] = fields
+        return found
+
     def completed(self) -> dict[str, dict[str, str]]:
         """Finished jobs from the job-completion log: job id (an array's task as "<array id>_<task>",
         as submitit and squeue name it) -> its fields (JobState, ExitCode, NodeList, ...)."""
@@ -144,13 +193,13 @@ class SlurmCluster:
         return records
 
     def stop(self) -> None:
-        """Cancel what is left, then stop the daemons by their own PIDs (slurmd and slurmctld, then munged)."""
+        """Cancel what is left, then stop the daemons by their own PIDs, the last started first."""
         if self.processes.get("slurmctld") and self.processes["slurmctld"].poll() is None:
             self.run("scancel", "--full", f"--partition={self.partition}", check=False)
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and self.run("squeue", "--noheader", check=False).stdout.strip():
                 time.sleep(0.5)
-        for name in ("slurmd", "slurmctld", "munged"):
+        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
             p = self.processes.pop(name, None)
             if p is None or p.poll() is not None:
                 continue
