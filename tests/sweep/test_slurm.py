@@ -146,6 +146,7 @@ def test_a_cancelled_slurm_job_is_named_and_the_same_command_resumes_it(slurm_cl
     assert slurm_cluster.sacct(ids[1])[ids[1]]["State"] == "COMPLETED"
 
 
+@pytest.mark.slow  # about 45 s: two jobs' imports on 2 cores
 def test_a_job_that_fails_on_its_node_is_named_with_its_slurm_id_and_error(slurm_cluster, tmp_path):
     """The API key is set where the sweep is launched but not on the node (the sbatch script unsets it):
     the job raises there, before any call."""
