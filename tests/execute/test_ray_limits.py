@@ -89,6 +89,7 @@ def rows(db: Path, sql: str):
         con.close()
 
 
+@pytest.mark.slow
 def test_ray_counts_429s_halvings_and_retries_as_the_local_executor(run_main, tmp_path):
     """The same design against a server whose first 8 answers are 429 with Retry-After, on both
     executors: the same retries, 429s and halvings in the run summary, every trial done."""
