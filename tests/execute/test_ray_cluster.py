@@ -79,8 +79,7 @@ def ray_cluster():
     token.write_text(secrets.token_hex(32))
     port = free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-           "LOOPBACK_API_KEY": "k-test",  # a node's workers read the key from their own environment
-           "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+           "LOOPBACK_API_KEY": "k-test"}  # a node's workers read the key from their own environment
     common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=80000000",
               "--disable-usage-stats"]
 
