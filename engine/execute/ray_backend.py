@@ -272,11 +272,15 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
                             record, used = fut.result()
                         except Exception as exc:  # noqa: BLE001 - a lost worker, or a bug in one
                             trial_id = job[0].trial_id
-                            if worker_lost(exc) and lost[trial_id] < MAX_LOSSES:
-                                lost[trial_id] += 1  # nothing of it was committed: play it again
+                            if worker_lost(exc):
                                 await limiter.release_owner.remote(owner)
-                                queues[routes].append(job)
-                                continue
+                                if lost[trial_id] < MAX_LOSSES:
+                                    lost[trial_id] += 1  # nothing of it was committed: play it again
+                                    queues[routes].append(job)
+                                    continue
+                                exc = RuntimeError(f"trial {trial_id} lost its Ray worker {MAX_LOSSES + 1} times "
+                                                   f"(last: {type(exc).__name__}); the finished trials are "
+                                                   "stored and a rerun resumes")
                             results.append(exc)  # stop after the trials in flight
                             for q in queues.values():
                                 q.clear()
