@@ -440,6 +440,9 @@ def _run_loaded(args, console, loaded) -> int:
     if s.silent_replies:
         console.print(f"{s.silent_replies} local replies ended without text (the model's answer, not retried: "
                       "the scenario counts each as a non-answer)")
+    if summary.replayed:
+        console.print(f"{summary.replayed} trials played again after their Ray worker or node was lost "
+                      "(nothing of the lost attempt was stored)")
     for route, e in summary.routes.items():
         console.print(f"  route {route}: {e.rate_limited} × 429, slots halved {e.decreases}× (down to "
                       f"{e.min_slots}), Retry-After pauses {e.paused_s:.1f}s", markup=False)

@@ -147,6 +147,10 @@ class LocalRouteLimits:
         for key in [k for k in self._limits if k[0] == loop_id]:
             del self._limits[key]
 
+    def rate_limited_routes(self) -> dict[str, RouteEvents]:
+        """The routes a 429 came back on, with what happened there (for the run summary)."""
+        return {route: e for route, e in self.events.items() if e.rate_limited}
+
     def status(self) -> dict[str, dict[str, float]]:
         """Each route's slots as they stand (for the live snapshot; read from another thread)."""
         now = time.monotonic()

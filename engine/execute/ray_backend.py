@@ -3,7 +3,9 @@
 One writer: while trials run, the study database is held by a `StoreWriter` actor pinned to this
 node; workers read the response cache through it and this process commits each finished trial
 through it, so DuckDB still has a single writing process. Rate limits stay global: one
-`RouteLimiter` actor hands out the per-route call slots to every worker. The USD/token budget is
+`RouteLimiter` actor, also on this node, holds the local executor's adaptive per-route slots for
+every worker (a 429 halves a route's slots, a Retry-After pauses it, cluster-wide). A trial lost
+with its worker or node is dispatched again (nothing of it was committed). The USD/token budget is
 enforced here: a trial is dispatched only while budget remains, with an equal share of what remains
 for the trials in flight as its own cap.
 Trials, seeds, cache keys and results are those of the local executor (`play_trial` is shared)."""
@@ -12,15 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections import Counter
 from dataclasses import fields
 from typing import Any
 
 from engine.execute import loop as event_loop
 from engine.execute.context import CallContext
 from engine.execute.gateway import Budget, Gateway, GatewayStats
+from engine.execute.limits import AdaptiveLimit, LocalRouteLimits, RouteEvents
 from engine.execute.progress import RunProgress
-from engine.execute.runner import RunSummary, TrialRecord, by_routes, play_trial, pool_sizes, raise_first_bug, \
-    round_robin, trials_to_run
+from engine.execute.runner import Routes, RunSummary, TrialRecord, by_routes, play_trial, pool_sizes, \
+    raise_first_bug, round_robin, trials_to_run
 from engine.kernel.registry import get_scenario
 from engine.plan.compile import Plan
 from engine.kernel.records import Trial
@@ -28,6 +33,11 @@ from engine.spec.load import LoadedSpec
 from engine.spec.schema import Executor
 from engine.kernel.records import CachedResponse
 from engine.store.db import StudyStore
+
+# Calls the limiter actor serves at once: more than can ever wait for a slot, so that a waiting
+# `acquire` never holds back the `release` that would grant it.
+LIMITER_CONCURRENCY = 100_000
+MAX_LOSSES = 3  # a trial whose worker is lost this often stops the run (a bug, not bad luck)
 
 
 class StoreWriter:
@@ -50,19 +60,54 @@ class StoreWriter:
 
 
 class RouteLimiter:
-    """Per-route call slots shared by every worker (an async Ray actor)."""
+    """The cluster's one set of per-route adaptive slots (an async Ray actor on the driver's node):
+    the local executor's `LocalRouteLimits`, each call's slot held as a lease named by the worker.
+    A 429 halves the route's slots and a Retry-After pauses it for every worker at once; a lease
+    is timed by this actor's clock (workers' clocks differ), so one burst of 429s halves once."""
 
     def __init__(self, executor: Executor):
-        self.executor = executor
-        self.semaphores: dict[str, asyncio.Semaphore] = {}
+        self.limits = LocalRouteLimits(executor)
+        self.waiting: dict[str, tuple[str, asyncio.Task]] = {}  # lease -> (owner, its wait for a slot)
+        self.held: dict[str, tuple[str, AdaptiveLimit, float]] = {}  # lease -> (owner, route limit, granted at)
+        self.lost: set[str] = set()  # owners released by `release_owner`
 
-    async def acquire(self, route: str) -> None:
-        if route not in self.semaphores:
-            self.semaphores[route] = asyncio.Semaphore(self.executor.limit_for(route))
-        await self.semaphores[route].acquire()
+    async def acquire(self, route: str, owner: str, lease: str) -> None:
+        limit = self.limits.slot(route)
+        wait = asyncio.ensure_future(limit.__aenter__())
+        self.waiting[lease] = (owner, wait)
+        try:
+            await wait
+        finally:
+            self.waiting.pop(lease, None)
+        if owner in self.lost:  # granted just as its owner was given up
+            await limit.__aexit__(None, None, None)
+            return
+        self.held[lease] = (owner, limit, time.monotonic())
 
-    async def release(self, route: str) -> None:
-        self.semaphores[route].release()
+    async def release(self, lease: str, outcome: str | None, retry_after_s: float | None) -> None:
+        """End a lease, with how its call went: 'ok', 'rate_limited', or None (neither)."""
+        held = self.held.pop(lease, None)
+        if held is None:  # already released with its owner
+            return
+        _, limit, granted = held
+        if outcome == "rate_limited":
+            limit.rate_limited(retry_after_s, granted)
+        elif outcome == "ok":
+            limit.succeeded()
+        await limit.__aexit__(None, None, None)
+
+    async def release_owner(self, owner: str) -> None:
+        """Free every slot a lost trial held or waited for (its worker or node died mid-call)."""
+        self.lost.add(owner)
+        for lease, (who, wait) in list(self.waiting.items()):
+            if who == owner:
+                wait.cancel()
+        for lease, (who, _, _) in list(self.held.items()):
+            if who == owner:
+                await self.release(lease, None, None)
+
+    def rate_limited_routes(self) -> dict[str, RouteEvents]:
+        return self.limits.rate_limited_routes()
 
 
 class ActorCache:
@@ -77,42 +122,50 @@ class ActorCache:
 
 
 class ActorSlot:
-    """A call slot from the cluster-wide limiter (fixed slots per route: no adaptation on Ray)."""
+    """A call's slot from the cluster-wide limiter; how the call went is reported on release."""
 
-    def __init__(self, limiter: Any, route: str):
-        self.limiter, self.route = limiter, route
+    def __init__(self, limiter: Any, route: str, owner: str):
+        self.limiter, self.route, self.owner = limiter, route, owner
+        self.lease = f"{owner}/{uuid.uuid4().hex}"
+        self.outcome: str | None = None
+        self.retry_after_s: float | None = None
 
     async def __aenter__(self) -> None:
-        await self.limiter.acquire.remote(self.route)
+        await self.limiter.acquire.remote(self.route, self.owner, self.lease)
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.limiter.release.remote(self.route)
+        await self.limiter.release.remote(self.lease, self.outcome, self.retry_after_s)
 
     def rate_limited(self, retry_after_s: float | None, started: float) -> None:
-        pass
+        # `started` is this worker's clock: the limiter times the call from its lease instead.
+        self.outcome, self.retry_after_s = "rate_limited", retry_after_s
 
     def succeeded(self) -> None:
-        pass
+        self.outcome = "ok"
 
 
 class ActorRouteLimits:
-    def __init__(self, limiter: Any):
-        self.limiter = limiter
+    def __init__(self, limiter: Any, owner: str):
+        self.limiter, self.owner = limiter, owner
 
     def slot(self, route: str) -> ActorSlot:
-        return ActorSlot(self.limiter, route)
+        return ActorSlot(self.limiter, route, self.owner)
 
 
 def play_on_worker(loaded: LoadedSpec, scenario_name: str, trial: Trial, attempt: int, budget: Budget,
-                   writer: Any, limiter: Any) -> tuple[TrialRecord | None, GatewayStats]:
-    """Runs in a Ray worker. None = the budget ran out before the trial finished (left for a rerun)."""
+                   writer: Any, limiter: Any, owner: str) -> tuple[TrialRecord | None, GatewayStats]:
+    """Runs in a Ray worker. None = the budget ran out before the trial finished (left for a rerun).
+    `owner` names this dispatch of the trial to the limiter (its slots are freed if the worker is lost)."""
+    import ray
+
     from engine.kernel.errors import BudgetExhausted
     from engine.providers.prepare import prepare_models
 
     spec = loaded.spec
     scenario = get_scenario(scenario_name)
     prepare_models(spec.models, set(scenario.cell_models(trial.cell)), spec.executor.local_threads)
-    gateway = Gateway(spec.executor, None, cache=ActorCache(writer), limits=ActorRouteLimits(limiter), budget=budget)
+    gateway = Gateway(spec.executor, None, cache=ActorCache(writer), limits=ActorRouteLimits(limiter, owner),
+                      budget=budget)
     gateway.warm_up([spec.models[k] for k in scenario.cell_models(trial.cell)])
     ctx = CallContext(trial.trial_id, trial.seed, attempt, gateway, spec.models, spec.executor.parse_retries)
 
@@ -125,7 +178,8 @@ def play_on_worker(loaded: LoadedSpec, scenario_name: str, trial: Trial, attempt
     try:
         record = event_loop.run(play())
     except BudgetExhausted:
-        record = None
+        return None, gateway.stats
+    record.row["node_id"] = ray.get_runtime_context().get_node_id()
     return record, gateway.stats
 
 
@@ -175,15 +229,20 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
     started = time.perf_counter()
     started_ray = connect(executor)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    play = ray.remote(num_cpus=executor.ray.cpus_per_trial)(play_on_worker)
+    # No retries by Ray: a trial lost with its worker or node is dispatched again from here, once
+    # the limiter has freed its slots (Ray's own retry would reuse its leases).
+    play = ray.remote(num_cpus=executor.ray.cpus_per_trial, max_retries=0)(play_on_worker)
+    lost: Counter[str] = Counter()  # trial id -> times its worker or node was lost
+    routes_seen: dict[str, Any] = {}
     try:
         with store.released(), RunProgress(len(plan.trials), finished, stats, enabled=show_progress,
                                            line_every_s=executor.progress_every_s) as progress:
             writer = ray.remote(StoreWriter).options(scheduling_strategy=here, num_cpus=0).remote(
                 str(store.path.resolve()))
-            limiter = ray.remote(RouteLimiter).options(num_cpus=0).remote(executor)
+            limiter = ray.remote(RouteLimiter).options(scheduling_strategy=here, num_cpus=0,
+                                                       max_concurrency=LIMITER_CONCURRENCY).remote(executor)
             loaded = ray.put(plan.loaded)
-            in_flight: dict[Any, frozenset[str]] = {}  # a trial's future -> its group of routes
+            in_flight: dict[Any, tuple[Routes, tuple[Trial, int], str]] = {}  # future -> (group, job, owner)
             results: list[Any] = []
             try:
                 while any(queues.values()) or in_flight:
@@ -198,19 +257,31 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
                                 for q in queues.values():
                                     q.clear()
                                 break
-                            trial, attempt = queue.pop()
-                            ref = play.remote(loaded, plan.scenario_name, trial, attempt, budget, writer, limiter)
-                            in_flight[asyncio.wrap_future(ref.future())] = routes
+                            job = queue.pop()
+                            owner = uuid.uuid4().hex
+                            ref = play.remote(loaded, plan.scenario_name, *job, budget, writer, limiter, owner)
+                            in_flight[asyncio.wrap_future(ref.future())] = routes, job, owner
                             running[routes] += 1
                     if not in_flight:
                         break
                     finished_now, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                     for fut in finished_now:
-                        running[in_flight.pop(fut)] -= 1
+                        routes, job, owner = in_flight.pop(fut)
+                        running[routes] -= 1
                         try:
                             record, used = fut.result()
-                        except Exception as exc:  # noqa: BLE001 - a bug in a worker: stop after in-flight trials
-                            results.append(exc)
+                        except Exception as exc:  # noqa: BLE001 - a lost worker, or a bug in one
+                            trial_id = job[0].trial_id
+                            if worker_lost(exc):
+                                await limiter.release_owner.remote(owner)
+                                if lost[trial_id] < MAX_LOSSES:
+                                    lost[trial_id] += 1  # nothing of it was committed: play it again
+                                    queues[routes].append(job)
+                                    continue
+                                exc = RuntimeError(f"trial {trial_id} lost its Ray worker {MAX_LOSSES + 1} times "
+                                                   f"(last: {type(exc).__name__}); the finished trials are "
+                                                   "stored and a rerun resumes")
+                            results.append(exc)  # stop after the trials in flight
                             for q in queues.values():
                                 q.clear()
                             continue
@@ -222,6 +293,7 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
                         counts[record.status] += 1
                         progress.trial_finished(record.status)
                         progress.tick()  # the line where there is no terminal
+                routes_seen = await limiter.rate_limited_routes.remote()
             finally:
                 try:
                     await writer.close.remote()  # checkpoint and release the file
@@ -233,4 +305,12 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
         if started_ray:
             ray.shutdown()
     return RunSummary(len(plan.trials), finished, counts["done"], counts["error"], counts["budget"], stats,
-                      time.perf_counter() - started, backend="ray")
+                      time.perf_counter() - started, backend="ray", routes=routes_seen,
+                      replayed=sum(lost.values()))
+
+
+def worker_lost(exc: BaseException) -> bool:
+    """The trial's worker process or node died (Ray's error), rather than the trial's code raising."""
+    from ray.exceptions import RayError, RayTaskError
+
+    return isinstance(exc, RayError) and not isinstance(exc, RayTaskError)

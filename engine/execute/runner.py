@@ -44,6 +44,7 @@ class RunSummary:
     routes: dict[str, Any] = field(default_factory=dict)  # route -> RouteEvents, where a 429 came back
     budget_note: str | None = None  # what the budget stood at, when it stopped the run
     cpu_s: float = 0.0  # this process's CPU time while the trials ran
+    replayed: int = 0  # Ray: trials played again after their worker or node was lost mid-trial
 
     @property
     def stopped_by_budget(self) -> bool:
@@ -214,8 +215,8 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
 
 
 def route_events(gateway: Gateway) -> dict[str, Any]:
-    events = getattr(gateway.limits, "events", {})
-    return {route: e for route, e in events.items() if e.rate_limited}
+    troubled = getattr(gateway.limits, "rate_limited_routes", None)
+    return troubled() if troubled is not None else {}
 
 
 def raise_first_bug(results: list[Any]) -> None:

@@ -88,7 +88,7 @@ def test_route_limits_hold_across_ray_workers():
         @ray.remote(num_cpus=1)
         def hold(limiter) -> tuple[float, float]:
             async def once():
-                async with ActorRouteLimits(limiter).slot("api"):
+                async with ActorRouteLimits(limiter, "worker").slot("api"):
                     start = time.time()
                     await asyncio.sleep(0.3)
                     return start, time.time()
