@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STUDY ?= model_size
 ARGS ?=
+# pytest-xdist workers for `make test` (one per core here; a test file stays on one worker so its
+# module fixtures are built once). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 LLAMA_VERSION := 0.3.36
 # llama.cpp's default native build segfaults on these CPUs (AMX); this portable build works.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
@@ -120,11 +123,11 @@ docs: install
 	$(PY) -m engine.store.schema_doc > docs/schema.md
 
 test: install-all browser slurm
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Tests that do not load a local LLM.
 test-fast: install-all browser slurm
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/report_timing.py
