@@ -95,12 +95,12 @@ def make_plugin(migrations: Path) -> tuple[type, type]:
     return Coin, CoinTally
 
 
-# ---------------------------------------------------------------- registration, undone afterwards
+# ---------------------------------------------------------------- registration, scoped to the tests
 
 def registry_keys() -> set[tuple[str, str]]:
     from engine.kernel.registry import REGISTRY
 
-    return {(kind, e.full_name) for kind in ("scenario", "judge", "section") for e in REGISTRY.entries(kind)}
+    return {(kind, e.full_name) for kind in ("scenario", "judge", "section", "claim") for e in REGISTRY.entries(kind)}
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +114,11 @@ def coin_plugin(tmp_path_factory):
         "CREATE TABLE coin_flips (trial_id VARCHAR NOT NULL, flip INTEGER NOT NULL, heads BOOLEAN NOT NULL,"
         " PRIMARY KEY (trial_id, flip));\n")
     scenario_cls, section_cls = make_plugin(migrations)
-    assert engine.register_scenario(scenario_cls) is scenario_cls
-    assert engine.register_section(scenario=SCENARIO)(section_cls) is section_cls
-    added = registry_keys() - before
-    assert added == {("scenario", SCENARIO), ("section", f"{SCENARIO}/{SECTION}")}
-    yield scenario_cls
-    for kind, full_name in added:  # remove exactly what this module added
-        REGISTRY.remove(kind, full_name)
+    with REGISTRY.scoped():  # the module's registrations end with it
+        assert engine.register_scenario(scenario_cls) is scenario_cls
+        assert engine.register_section(scenario=SCENARIO)(section_cls) is section_cls
+        assert registry_keys() - before == {("scenario", SCENARIO), ("section", f"{SCENARIO}/{SECTION}")}
+        yield scenario_cls
     assert registry_keys() == before and SCENARIO not in scenario_names()
 
 
@@ -281,14 +279,9 @@ class CoinPlain(engine.Scenario):
 
 
 @pytest.fixture
-def plain_plugin():
-    from engine.kernel.registry import REGISTRY
-
-    before = registry_keys()
+def plain_plugin(plugin_registry):
     engine.register_scenario(CoinPlain)
-    yield CoinPlain
-    REGISTRY.remove("scenario", CoinPlain.name)
-    assert registry_keys() == before
+    return CoinPlain
 
 
 def test_a_scenario_without_migrations_runs(plain_plugin, tmp_path):
