@@ -15,11 +15,11 @@ from engine.kernel.version import __version__
 from engine.plan.compile import Plan, compile_plan
 from engine.plan.generation import cell_generation, model_inputs
 from engine.report.markdown import escape, table
-from engine.study import build_report, load_study as load_spec, regrade as judge_study, run_study
+from engine.study import build_report, load_study, regrade_study, run_study
 
 __all__ = ["CallContext", "ReportContext", "Reply", "CallEstimate", "ClaimEstimate", "ClaimOptions", "ClaimTest", "Figure", "Grade", "Judge", "JudgeSubject", "Metric", "NoOptions", "ParseFailure", "Plan",
            "ProviderError", "Rendered",
            "JudgeSpecView", "LoadedSpecView", "ModelEntryView", "StoreView", "StudySpecView", "Scenario", "Section", "SpecError", "Strict", "Trial", "TrialOutcome",
            "__version__", "build_report", "cell_generation", "check_factors", "check_metric", "compile_plan",
-           "escape", "judge_study", "load_spec", "model_inputs", "register_claim_test", "register_judge", "register_scenario",
+           "escape", "load_study", "regrade_study", "model_inputs", "register_claim_test", "register_judge", "register_scenario",
            "register_section", "run_study", "table", "tokens_for"]

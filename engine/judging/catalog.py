@@ -1,4 +1,4 @@
-"""A study's judges from its spec, by kind: the engine's own kinds (llm.py, refusal_heuristic.py), a
+"""A study's judges from its spec, by kind: the engine's own kinds (kinds/), a
 scenario's and an installed package's all register with `@register_judge` and are found by the
 registry's discovery (engine/kernel/registry.py)."""
 

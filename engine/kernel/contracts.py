@@ -415,7 +415,7 @@ class Section(ABC):
 
     def registered(self, options: BaseModel, loaded: "LoadedSpecView") -> dict[str, Any] | None:
         """What decides the tests this section makes (its hypotheses and their family, e.g. the primary
-        contrasts), hashed into the study's pre-registration (engine/report/preregistration.py). None:
+        contrasts), hashed into the study's pre-registration (engine/report/sections/preregistration.py). None:
         the section tests nothing of its own. Titles, captions and the like are left out."""
         return None
 

@@ -172,6 +172,7 @@ def registrar(kind: str, name_of: Callable[[Any], str], owned: bool = True) -> C
 
         return add(cls) if cls is not None else add
 
+    register.__name__ = register.__qualname__ = f"register_{'claim_test' if kind == 'claim' else kind}"
     return register
 
 

@@ -11,7 +11,7 @@ from engine.store.db import StudyStore
 
 
 def test_a_loaded_study_and_its_parts_are_what_the_views_say():
-    loaded = engine.load_spec("provider_vs_size")
+    loaded = engine.load_study("provider_vs_size")
     assert loaded.spec.judges and loaded.spec.models  # else the loops below check nothing
     assert isinstance(loaded, engine.LoadedSpecView)
     assert isinstance(loaded.spec, engine.StudySpecView)
