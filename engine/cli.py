@@ -171,7 +171,7 @@ def _calibrate(args, console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from engine.kernel.errors import SpecError
-    from engine.report import calibration
+    from engine.report.sections import calibration
     from engine.study import calibrate_study
 
     draws = calibration.DEFAULT_DRAWS if args.draws is None else args.draws
@@ -468,9 +468,9 @@ def _print_judging(console, j) -> None:
 
 
 def _judge(args, console) -> int:
-    from engine.study import regrade
+    from engine.study import regrade_study
 
-    loaded, summary = regrade(args.study, args.overrides, only=args.judges, show_progress=not args.no_progress)
+    loaded, summary = regrade_study(args.study, args.overrides, only=args.judges, show_progress=not args.no_progress)
     _print_judging(console, summary)
     if summary.not_run_budget:
         console.print("[bold yellow]budget reached[/]: the verdicts made are stored; raise executor.budget.max_usd "

@@ -30,8 +30,8 @@ from engine.providers.prepare import prepare_models
 from engine.spec.load import LoadedSpec, load_spec
 from engine.spec.schema import Budget as BudgetSpec
 from engine.checks import check_study
-from engine.report import calibration
-from engine.report.preregistration import register_study
+from engine.report.sections import calibration
+from engine.report.sections.preregistration import register_study
 from engine.report.study_report import Report, build_report_for
 from engine.store.db import StoreBusy, StudyStore
 from engine.store.lock import study_lock
@@ -232,7 +232,7 @@ def _announcer(live: LivePublisher | NoSnapshot, show_progress: bool):
     return say
 
 
-def regrade(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: list[str] | None = None,
+def regrade_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, only: list[str] | None = None,
             show_progress: bool = True, gateway_factory=None) -> tuple[LoadedSpec, JudgeRunSummary]:
     """Judge the stored responses again (with the spec's judges, or some of them): calls the judges'
     models only, never the models under test."""

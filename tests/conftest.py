@@ -64,3 +64,13 @@ def run_main(capsys, monkeypatch):
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "study.duckdb"
+
+
+@pytest.fixture
+def plugin_registry():
+    """The plug-in registry, scoped to the test: what the test registers (or installs and discovers)
+    is gone when it ends (engine/kernel/registry.py Registry.scoped)."""
+    from engine.kernel.registry import REGISTRY
+
+    with REGISTRY.scoped() as registry:
+        yield registry

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from engine import compile_plan, load_spec
+from engine import compile_plan, load_study
 from engine.analyze.design_power import plan_precision
 from engine.analyze.power_sim import simulate_power
 from engine.analyze.report_power import Layout
@@ -17,7 +17,7 @@ STUDY_SE = math.sqrt(POWER * (1 - POWER) / PER_STUDY_DRAWS)  # the same, simulat
 
 
 def precision(study: str, *overrides: str):
-    return plan_precision(compile_plan(load_spec(study, ["store.path=/nonexistent/x.duckdb", *overrides])), None)
+    return plan_precision(compile_plan(load_study(study, ["store.path=/nonexistent/x.duckdb", *overrides])), None)
 
 
 def row(pp, family: str, metric: str):

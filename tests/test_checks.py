@@ -7,7 +7,7 @@ import pytest
 from conftest import ANALYSIS_ONLY_ARGS, REPO
 from shipped import studies_by_scenario, study_choices
 
-from engine import load_spec
+from engine import load_study
 from engine.kernel.errors import SpecError
 from engine.kernel.registry import REGISTRY, scenario_names
 from engine.plan.compile import compile_plan
@@ -17,7 +17,7 @@ from engine.spec.load import load_spec as load_own_fields
 
 def spec_error(study: str, overrides: list[str]) -> SpecError:
     with pytest.raises(SpecError) as info:
-        load_spec(study, overrides)
+        load_study(study, overrides)
     return info.value
 
 
@@ -31,7 +31,7 @@ def test_another_scenarios_section_is_a_spec_error(name):
 
 
 def test_a_scenarios_own_section_may_be_named_in_full():
-    loaded = load_spec("provider_vs_size", ["report.sections=[{type:summary},{type:jailbreak/asr_by_model}]"])
+    loaded = load_study("provider_vs_size", ["report.sections=[{type:summary},{type:jailbreak/asr_by_model}]"])
     assert [s["type"] for s in loaded.spec.report.sections] == ["summary", "jailbreak/asr_by_model"]
 
 
@@ -58,7 +58,7 @@ def test_spec_stage_checks_only_its_own_fields():
     overrides = ["report.sections=[{type:transcripts}]"]
     assert load_own_fields("provider_vs_size", overrides).scenario.name == "jailbreak"
     with pytest.raises(SpecError):
-        load_spec("provider_vs_size", overrides)
+        load_study("provider_vs_size", overrides)
 
 
 def test_wrong_scenario_section_exits_2_and_writes_nothing(run_main, tmp_path):
@@ -80,7 +80,7 @@ RUN_STUDIES = {scenario: min((s for s in studies if s not in ANALYSIS_ONLY_ARGS)
 @pytest.mark.parametrize("study", RUN_STUDIES.values(), ids=list(RUN_STUDIES))
 def test_a_temperature_factor_sets_each_cells_temperature_in_every_scenario(study):
     assert set(RUN_STUDIES) == set(scenario_names())
-    loaded = load_spec(study, ["+design.factors.temperature=[0.3,0.9]", "generation.temperature=0.5"])
+    loaded = load_study(study, ["+design.factors.temperature=[0.3,0.9]", "generation.temperature=0.5"])
     plan = compile_plan(loaded)
     seen = {t.cell["temperature"]: t.inputs for t in plan.trials if "temperature" in t.cell}
     assert set(seen) == {0.3, 0.9}, study
@@ -91,12 +91,12 @@ def test_a_temperature_factor_sets_each_cells_temperature_in_every_scenario(stud
 
 
 def test_methods_table_shows_a_temperature_factor_not_the_unused_study_temperature():
-    loaded = load_spec("temperature_deception")
+    loaded = load_study("temperature_deception")
     shown = dict(generation_settings(loaded.spec))["temperature"]
     levels = loaded.spec.design.factors["temperature"]
     assert all(f"{float(v):g}" in str(shown) for v in levels)
-    plain = dict(generation_settings(load_spec("model_size").spec))["temperature"]
-    assert plain == load_spec("model_size").spec.generation.temperature
+    plain = dict(generation_settings(load_study("model_size").spec))["temperature"]
+    assert plain == load_study("model_size").spec.generation.temperature
 
 
 # -- report.claims: checked at load, against the values an estimate can take and the design -----
@@ -141,5 +141,5 @@ def test_a_bad_claim_in_a_study_file_names_the_file(tmp_path):
 def test_a_quick_run_on_fewer_levels_keeps_the_files_claims():
     # model_size's claims compare the personas; a run on one persona cannot decide them, and says so
     # in the report rather than refusing the run.
-    loaded = load_spec("model_size", ["design.factors.persona=[default]"])
+    loaded = load_study("model_size", ["design.factors.persona=[default]"])
     assert loaded.spec.design.factors["persona"] == ["default"] and len(loaded.spec.report.claims) == 4

@@ -95,12 +95,12 @@ def make_plugin(migrations: Path) -> tuple[type, type]:
     return Coin, CoinTally
 
 
-# ---------------------------------------------------------------- registration, undone afterwards
+# ---------------------------------------------------------------- registration, scoped to the tests
 
 def registry_keys() -> set[tuple[str, str]]:
     from engine.kernel.registry import REGISTRY
 
-    return {(kind, e.full_name) for kind in ("scenario", "judge", "section") for e in REGISTRY.entries(kind)}
+    return {(kind, e.full_name) for kind in ("scenario", "judge", "section", "claim") for e in REGISTRY.entries(kind)}
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +114,11 @@ def coin_plugin(tmp_path_factory):
         "CREATE TABLE coin_flips (trial_id VARCHAR NOT NULL, flip INTEGER NOT NULL, heads BOOLEAN NOT NULL,"
         " PRIMARY KEY (trial_id, flip));\n")
     scenario_cls, section_cls = make_plugin(migrations)
-    assert engine.register_scenario(scenario_cls) is scenario_cls
-    assert engine.register_section(scenario=SCENARIO)(section_cls) is section_cls
-    added = registry_keys() - before
-    assert added == {("scenario", SCENARIO), ("section", f"{SCENARIO}/{SECTION}")}
-    yield scenario_cls
-    for kind, full_name in added:  # remove exactly what this module added
-        REGISTRY.remove(kind, full_name)
+    with REGISTRY.scoped():  # the module's registrations end with it
+        assert engine.register_scenario(scenario_cls) is scenario_cls
+        assert engine.register_section(scenario=SCENARIO)(section_cls) is section_cls
+        assert registry_keys() - before == {("scenario", SCENARIO), ("section", f"{SCENARIO}/{SECTION}")}
+        yield scenario_cls
     assert registry_keys() == before and SCENARIO not in scenario_names()
 
 
@@ -166,7 +164,7 @@ def test_the_plugin_uses_the_public_api_only():
 
 def test_coin_study_end_to_end_through_the_public_api(coin_plugin, tmp_path):
     path = str(write_study(tmp_path))
-    loaded = engine.load_spec(path)
+    loaded = engine.load_study(path)
     assert isinstance(loaded.scenario, coin_plugin) and loaded.scenario_params.tally_title.endswith("plug-in")
 
     plan = engine.compile_plan(loaded)
@@ -224,29 +222,29 @@ def test_coin_study_end_to_end_through_the_public_api(coin_plugin, tmp_path):
 
 def test_the_coin_section_belongs_to_coin_studies_only(coin_plugin):
     with pytest.raises(engine.SpecError) as exc:
-        engine.load_spec("model_size", [f"report.sections=[{{type:{SECTION}}}]"])
+        engine.load_study("model_size", [f"report.sections=[{{type:{SECTION}}}]"])
     assert exc.value.key == "report.sections.0.type"
     assert "belongs to scenario coin" in exc.value.message
     # Under its full name it is refused too.
     with pytest.raises(engine.SpecError) as exc:
-        engine.load_spec("model_size", [f"report.sections=[{{type:'{SCENARIO}/{SECTION}'}}]"])
+        engine.load_study("model_size", [f"report.sections=[{{type:'{SCENARIO}/{SECTION}'}}]"])
     assert exc.value.key == "report.sections.0.type"
 
 
 def test_an_unknown_factor_is_a_spec_error_before_anything_is_written(coin_plugin, tmp_path):
     path = str(write_study(tmp_path, factors={"coin": ["fair"], "colour": ["red"]}))
-    for step in (engine.load_spec, engine.run_study):
+    for step in (engine.load_study, engine.run_study):
         with pytest.raises(engine.SpecError) as exc:
             step(path)
         assert exc.value.key == "design.factors.colour" and "unknown factor 'colour'" in exc.value.message
     assert not (tmp_path / "coin.duckdb").exists() and not (tmp_path / "report").exists()
     # An unknown level of a known factor, too.
     with pytest.raises(engine.SpecError) as exc:
-        engine.load_spec(str(write_study(tmp_path, factors={"coin": ["fair", "bent"]})))
+        engine.load_study(str(write_study(tmp_path, factors={"coin": ["fair", "bent"]})))
     assert exc.value.key == "design.factors.coin"
     # And an unknown key of the scenario's Params.
     with pytest.raises(engine.SpecError, match="scenario.tails"):
-        engine.load_spec(str(write_study(tmp_path)), ["+scenario.tails=1"])
+        engine.load_study(str(write_study(tmp_path)), ["+scenario.tails=1"])
     assert not (tmp_path / "coin.duckdb").exists()
 
 
@@ -281,14 +279,9 @@ class CoinPlain(engine.Scenario):
 
 
 @pytest.fixture
-def plain_plugin():
-    from engine.kernel.registry import REGISTRY
-
-    before = registry_keys()
+def plain_plugin(plugin_registry):
     engine.register_scenario(CoinPlain)
-    yield CoinPlain
-    REGISTRY.remove("scenario", CoinPlain.name)
-    assert registry_keys() == before
+    return CoinPlain
 
 
 def test_a_scenario_without_migrations_runs(plain_plugin, tmp_path):
@@ -320,3 +313,10 @@ def test_a_factor_the_scenario_ignores_is_a_spec_error_before_anything_is_writte
     assert "'colour': 'red'" in info.value.message and "'colour': 'blue'" in info.value.message
     assert info.value.file is not None and info.value.file.endswith("coin_plain.yaml")
     assert not (tmp_path / "plain.duckdb").exists()
+
+
+def test_every_public_name_is_the_function_or_class_it_names():
+    """No alias in the public API: `engine.load_study` is load_study, `engine.regrade_study` regrades."""
+    named = {name: getattr(engine, name) for name in engine.__all__ if hasattr(getattr(engine, name), "__name__")}
+    assert {"load_study", "regrade_study", "run_study", "build_report", "Scenario"} <= set(named)
+    assert {name: obj.__name__ for name, obj in named.items() if obj.__name__ != name} == {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import load_spec
+from engine import load_study
 from engine.cli import main
 from engine.kernel.paths import REPO_ROOT
 
@@ -30,7 +30,7 @@ def test_the_readme_names_the_table_it_shows():
 
 def test_the_readme_table_is_the_printed_one(capsys, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    database = Path(load_spec("model_size").spec.store.path)
+    database = Path(load_study("model_size").spec.store.path)
     if not database.exists():
         pytest.skip(f"{database} does not exist: run `make study STUDY=model_size` first")
     assert main(["summary", "model_size"]) == 0

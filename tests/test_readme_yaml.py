@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine import load_spec
+from engine import load_study
 from engine.cli import main
 from engine.kernel.errors import SpecError
 from engine.kernel.paths import CONFIG_PATH_ENV, REPO_ROOT
@@ -129,7 +129,7 @@ def test_the_sweep_block_composes_in_a_study(lab):
     (line, text), = [(n, t) for n, t in WHOLE if "sweeper" in t]
     study = (REPO_ROOT / "studies" / "model_size.yaml").read_text() + "\n" + text
     (studies / "model_size.yaml").write_text(study)
-    loaded = load_spec(str(studies / "model_size.yaml"))
+    loaded = load_study(str(studies / "model_size.yaml"))
     assert dict(loaded.sources.sweeper_params) == {k: str(v) for k, v in
                                                    yaml.safe_load(text)["hydra"]["sweeper"]["params"].items()}
 
@@ -146,7 +146,7 @@ def test_every_claim_of_the_claims_block_validates_in_a_shipped_study(lab):
             data["report"]["claims"] = [claim]
             (studies / path.name).write_text(yaml.safe_dump(data, sort_keys=False))
             try:
-                load_spec(str(studies / path.name))
+                load_study(str(studies / path.name))
             except SpecError:
                 continue
             accepted.append(path.stem)

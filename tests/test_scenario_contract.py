@@ -44,7 +44,7 @@ def test_every_registered_scenario_has_a_case():
     for scenario, cases in CASES.items():
         assert cases, f"scenario {scenario} has no tests/scenarios/{scenario}/contract_cases.py with CASES"
         for case in cases:
-            loaded = engine.load_spec(case.study, list(case.overrides))
+            loaded = engine.load_study(case.study, list(case.overrides))
             assert loaded.scenario.name == scenario, (case, loaded.scenario.name)
 
 
@@ -103,7 +103,7 @@ def test_scenario_contract(scenario_name, case, tmp_path):
     overrides = [*case.overrides, f"store.path={db}", f"report.output_dir={out}"]
 
     # Plan: unique ids, one trial per cell, item and seed.
-    loaded = engine.load_spec(case.study, overrides)
+    loaded = engine.load_study(case.study, overrides)
     scenario = loaded.scenario
     assert scenario.name == scenario_name
     plan = engine.compile_plan(loaded)

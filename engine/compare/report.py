@@ -10,7 +10,7 @@ import pandas as pd
 
 from engine.compare.comparison import Comparison
 from engine.compare.sections import CompareContext, change_text, estimate_text, sections
-from engine.report.paired_contrasts import n_text, p_text
+from engine.report.sections.paired_contrasts import n_text, p_text
 from engine.report.writer import Report, write_report
 
 DEFAULT_PARENT = Path("reports")

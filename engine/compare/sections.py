@@ -19,10 +19,10 @@ from engine.compare.sides import Side
 from engine.compare.spec_diff import KIND_TITLES
 from engine.kernel.contracts import Figure, NoOptions, Rendered, Section
 from engine.kernel.records import Strict
-from engine.report.builtin import cell_label
+from engine.report.sections.builtin import cell_label
 from engine.report.charts import forest_chart
 from engine.report.markdown import bullet_list, code_block, escape, table
-from engine.report.paired_contrasts import difference_text, discordant_text, method_text, n_text, p_text
+from engine.report.sections.paired_contrasts import difference_text, discordant_text, method_text, n_text, p_text
 
 
 @dataclass

@@ -1,22 +1,17 @@
-"""A study's judges from its spec: the judge kinds the engine ships are registered here; scenarios
-and installed packages register theirs with `@register_judge` (engine.kernel.registry)."""
+"""A study's judges from its spec, by kind: the engine's own kinds (kinds/), a
+scenario's and an installed package's all register with `@register_judge` and are found by the
+registry's discovery (engine/kernel/registry.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from engine.judging.llm import LLMJudge
-from engine.judging.refusal_heuristic import RefusalHeuristic
 from engine.kernel.contracts import Judge
-from engine.kernel.registry import REGISTRY, register_judge
+from engine.kernel.registry import REGISTRY
 
 if TYPE_CHECKING:
     from engine.spec.schema import JudgeSpec, ModelEntry, StudySpec
-
-register_judge(LLMJudge)
-register_judge(RefusalHeuristic)
-
 
 def judge_kinds(scenario: str | None = None) -> list[str]:
     """The judge kinds a study of `scenario` may use (all of them, owners named, when None)."""

@@ -1,5 +1,6 @@
 """What a plug-in provides: a scenario (split by the stage that uses each part), a judge, a report
-section, a metric. The stages know plug-ins only through these classes."""
+section, a metric; and the report context a section is handed. The stages know plug-ins only through
+these classes; the arguments they hand a plug-in are typed by the views in plugin_context.py."""
 
 from __future__ import annotations
 
@@ -7,21 +8,18 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, FiniteFloat, field_validator, model_validator
 
 from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash
-from engine.kernel.plugin_context import CallContext, ReportContext
+from engine.kernel.plugin_context import (CallContext, JudgeSpecView, LoadedSpecView, ModelEntryView, StoreView,
+                                          StudySpecView)
 from engine.kernel.records import ERROR_LABEL, CallEstimate, Grade, JudgeSubject, Strict, Trial, TrialOutcome
 
-if TYPE_CHECKING:  # the stages' own types, for annotations only: the kernel imports no stage
+if TYPE_CHECKING:
     import duckdb
-
-    from engine.spec.load import LoadedSpec
-    from engine.spec.schema import JudgeSpec, ModelEntry, StudySpec
-    from engine.store.db import StudyStore
 
 
 # ---------------------------------------------------------------- scenario, by stage
@@ -34,14 +32,14 @@ class PlanContract(ABC):
     version: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
 
-    def check_design(self, spec: "StudySpec", params: BaseModel) -> None:
+    def check_design(self, spec: "StudySpecView", params: BaseModel) -> None:
         """Raise SpecError(key=...) for factors or settings the scenario would ignore."""
 
     @abstractmethod
-    def trial_inputs(self, spec: "StudySpec", params: BaseModel, cell: dict[str, Any]) -> dict[str, Any]:
+    def trial_inputs(self, spec: "StudySpecView", params: BaseModel, cell: dict[str, Any]) -> dict[str, Any]:
         """Everything that determines a trial's outcome apart from the seed (hashed into its id)."""
 
-    def items(self, spec: "StudySpec", params: BaseModel, cell: dict[str, Any]) -> list[dict[str, Any]]:
+    def items(self, spec: "StudySpecView", params: BaseModel, cell: dict[str, Any]) -> list[dict[str, Any]]:
         """Items played in every cell (e.g. the prompts of a corpus): a trial per cell, item and seed.
         Each item is added to the trial's inputs under 'item'. Default: one trial per cell and seed."""
         return [{}]
@@ -65,7 +63,7 @@ class RunContract(ABC):
     async def run(self, trial: Trial, ctx: "CallContext") -> TrialOutcome:
         """Play one trial; all model calls go through ctx."""
 
-    def ingest(self, store: "StudyStore", loaded: "LoadedSpec") -> str | None:
+    def ingest(self, store: "StoreView", loaded: "LoadedSpecView") -> str | None:
         """Analysis-only studies: import existing outcomes into the store instead of running models.
         Returns a one-line description of what was imported, or None when there is nothing to import."""
         return None
@@ -97,7 +95,7 @@ class AnalysisContract(ABC):
     def metrics(self) -> list["Metric"]:
         """The scenario's metrics, each one query over the study database."""
 
-    def metric_params(self, spec: "StudySpec") -> dict[str, Any]:
+    def metric_params(self, spec: "StudySpecView") -> dict[str, Any]:
         """Named parameters the metrics' SQL may use (e.g. which judge's verdicts count)."""
         return {}
 
@@ -107,13 +105,13 @@ class AnalysisContract(ABC):
         requests only). The metric's SQL decides on data. Default: every trial."""
         return True
 
-    def analysis_settings(self, spec: "StudySpec", params: BaseModel) -> dict[str, Any]:
+    def analysis_settings(self, spec: "StudySpecView", params: BaseModel) -> dict[str, Any]:
         """The scenario's settings that define its metrics and analyses (e.g. which attack-success tier
         the analysis uses), hashed into the study's pre-registration with the claims and the primary
         contrasts: a change after the data is listed as an amendment. Default: none."""
         return {}
 
-    def cache_analyses(self, store: "StudyStore", loaded: "LoadedSpec") -> None:
+    def cache_analyses(self, store: "StoreView", loaded: "LoadedSpecView") -> None:
         """Compute the expensive analyses the report will show and store them in the database
         (engine/store/fit_cache.py), while it is writable: after a run, an import or a regrade. The
         report opens the database read-only and reads them instead of refitting. Default: none."""
@@ -127,13 +125,39 @@ DEFAULT_SECTIONS: tuple[dict[str, Any], ...] = (
 )
 
 
+@runtime_checkable
+class ReportContext(Protocol):
+    """What a report section, claim test or scenario report hook is handed: a read-only view of one
+    study, its spec, its database and its per-cell estimates (engine/report/context.py implements it)."""
+
+    loaded: LoadedSpecView
+    con: Any  # a read-only DuckDB connection to the study database
+    scenario: "Scenario"
+    seed: int
+    shared: dict[str, Any]  # what one section computes for another (e.g. a cached fit)
+
+    @property
+    def spec(self) -> StudySpecView: ...
+
+    @property
+    def spec_hash(self) -> str: ...
+
+    @property
+    def metrics(self) -> dict[str, "Metric"]: ...
+
+    @property
+    def cells(self) -> Any: ...  # pandas DataFrame: cell_id, cell, labels, is_control, ...
+
+    def estimate(self, cell_id: str, metric: str) -> Any: ...
+
+
 class ReportContract:
     """What the report needs: the prose that describes the scenario's trials and cells."""
 
     # What one trial is called in prose: (singular, plural).
     unit: ClassVar[tuple[str, str]] = ("trial", "trials")
 
-    def default_sections(self, spec: "StudySpec") -> list[dict[str, Any]]:
+    def default_sections(self, spec: "StudySpecView") -> list[dict[str, Any]]:
         """The sections of a study that lists none: the engine's defaults (claims only when the study
         makes some); a scenario may add its own results sections."""
         return [dict(s) for s in DEFAULT_SECTIONS if s["type"] != "claims" or spec.report.claims]
@@ -142,7 +166,7 @@ class ReportContract:
         """(setting, value) rows for the report's methods table."""
         return [(k, v) for k, v in params.model_dump().items() if isinstance(v, (int, float, str, bool))]
 
-    def method_notes(self, spec: "StudySpec") -> list[str]:
+    def method_notes(self, spec: "StudySpecView") -> list[str]:
         """Sentences for the methods section: how replies were parsed or judged."""
         return []
 
@@ -161,28 +185,28 @@ class ReportContract:
         weak, when the section's `weak_kappa` option is not set."""
         return 0.6
 
-    def judge_reliance(self, spec: "StudySpec", params: BaseModel) -> dict[str, str]:
+    def judge_reliance(self, spec: "StudySpecView", params: BaseModel) -> dict[str, str]:
         """judge_id -> the results that rest on that judge's labels, in prose (e.g. 'the attack success
         rates in this report'); the `judge_validity` section names them when the judge is weak."""
         if spec.primary_judge is None:
             return {}
         return {spec.primary_judge: "the results computed from the primary judge's verdicts"}
 
-    def positive_labels(self, spec: "StudySpec", params: BaseModel) -> dict[str, set[str]]:
+    def positive_labels(self, spec: "StudySpecView", params: BaseModel) -> dict[str, set[str]]:
         """judge_id -> the labels a rate counts as positive (e.g. the primary jailbreak judge's success
         labels at the analysis tier). The `judge_validity` section judges these judges on the rate's
         binary decision (sensitivity, specificity, Youden's J against the gold set); judges not listed
         keep the kappa rule."""
         return {}
 
-    def judged_rates(self, spec: "StudySpec", params: BaseModel) -> dict[str, tuple[str, set[str]]]:
+    def judged_rates(self, spec: "StudySpecView", params: BaseModel) -> dict[str, tuple[str, set[str]]]:
         """metric name -> (judge_id, the labels it counts as positive), for each rate that is the share
         of its units one judge gives one of those labels (e.g. asr_broad: the primary judge, COMPLIANCE
         or PARTIAL). The `corrected_rates` section and the abstract correct these rates for the judge's
         errors on its gold set; a rate that also reads other data (a final rule) is not listed."""
         return {}
 
-    def judge_validity_notes(self, spec: "StudySpec") -> list[str]:
+    def judge_validity_notes(self, spec: "StudySpecView") -> list[str]:
         """Sentences closing the `judge_validity` section (e.g. how the gold sets were made)."""
         return []
 
@@ -190,7 +214,7 @@ class ReportContract:
         """True for baseline/control cells (shown next to, not among, the models under test)."""
         return False
 
-    def describe_cell(self, cell: dict[str, Any], spec: "StudySpec") -> dict[str, str]:
+    def describe_cell(self, cell: dict[str, Any], spec: "StudySpecView") -> dict[str, str]:
         """Display columns for a design cell (default: the factor levels as they are)."""
         return {name: str(level) for name, level in cell.items()}
 
@@ -200,7 +224,7 @@ class Scenario(PlanContract, RunContract, JudgingContract, AnalysisContract, Rep
     `name`, `version`, `Params`, `trial_inputs`, `estimate`, `run` and `metrics` are required."""
 
 
-def check_factors(spec: "StudySpec", levels: dict[str, Any], required: tuple[str, ...], scenario: str) -> None:
+def check_factors(spec: "StudySpecView", levels: dict[str, Any], required: tuple[str, ...], scenario: str) -> None:
     """Every design factor is one the scenario knows, with known levels (`levels[factor]` is the
     collection of allowed levels, or None for any), and every required factor is declared."""
     factors = spec.design.factors
@@ -289,7 +313,7 @@ class Judge(ABC):
 
     kind: ClassVar[str]
 
-    def __init__(self, judge_id: str, spec: "JudgeSpec"):
+    def __init__(self, judge_id: str, spec: "JudgeSpecView"):
         self.judge_id = judge_id
         self.spec = spec
 
@@ -329,7 +353,7 @@ class Judge(ABC):
         """Key of the judge's model among the gateway's models (kept apart from the models under test)."""
         return f"judge:{self.judge_id}"
 
-    def models(self) -> dict[str, "ModelEntry"]:
+    def models(self) -> dict[str, "ModelEntryView"]:
         return {self.model_key: self.spec.model} if self.spec.model else {}
 
     def estimate(self, subjects: int) -> CallEstimate | None:
@@ -385,13 +409,13 @@ class Section(ABC):
     def check(self, options: BaseModel, scenario: Scenario, key: str) -> None:
         """Raise SpecError for options that refer to things the study does not have."""
 
-    def check_study(self, options: BaseModel, loaded: "LoadedSpec", key: str) -> None:
+    def check_study(self, options: BaseModel, loaded: "LoadedSpecView", key: str) -> None:
         """Raise SpecError for options naming what this study lacks (e.g. a model), checked with the
         whole spec known (engine/checks.py), before anything is written."""
 
-    def registered(self, options: BaseModel, loaded: "LoadedSpec") -> dict[str, Any] | None:
+    def registered(self, options: BaseModel, loaded: "LoadedSpecView") -> dict[str, Any] | None:
         """What decides the tests this section makes (its hypotheses and their family, e.g. the primary
-        contrasts), hashed into the study's pre-registration (engine/report/preregistration.py). None:
+        contrasts), hashed into the study's pre-registration (engine/report/sections/preregistration.py). None:
         the section tests nothing of its own. Titles, captions and the like are left out."""
         return None
 
@@ -514,7 +538,7 @@ class ClaimTest(ABC):
     test: ClassVar[str]
     Options: ClassVar[type[ClaimOptions]] = ClaimOptions
 
-    def check(self, options: ClaimOptions, scenario: Scenario, spec: "StudySpec", key: str) -> None:
+    def check(self, options: ClaimOptions, scenario: Scenario, spec: "StudySpecView", key: str) -> None:
         """Raise SpecError for options that refer to things the study does not have."""
 
     def scale(self, options: ClaimOptions, scenario: Scenario) -> tuple[float, float] | None:

@@ -1,31 +1,39 @@
-"""One registry for every plug-in (scenarios, judge kinds, report sections), with names that carry
-their owner: `escalation/transcripts` is the escalation scenario's section, a bare `summary` the
-engine's own. A study sees the engine's names and its own scenario's, nothing else.
+"""One registry for every plug-in (scenarios, judge kinds, report sections, claim tests), with names
+that carry their owner: `escalation/transcripts` is the escalation scenario's section, a bare `summary`
+the engine's own. A study sees the engine's names and its own scenario's, nothing else.
 
-Plug-ins register with the decorators below when their module is imported. The registry finds them
-itself before its first answer: every scenario package under `engine/scenarios/` (found on disk, so
-deleting a scenario's folder removes it and nothing else), then every module that an installed
-package lists in the `engine.plugins` entry-point group. The engine's own judges and sections are
-registered by the stages that define them (`engine.judging.catalog`, `engine.report.catalog`).
+One way in, for the engine's own plug-ins and a stranger's alike: a package lists modules in the
+`engine.plugins` entry-point group (pyproject.toml, `[project.entry-points."engine.plugins"]`), and
+the registry, before its first answer, imports each of them and, when it is a package, every module
+under it (so `engine.scenarios` brings in every scenario folder on disk, and a scenario's own modules
+need no import list). The modules register their classes with one decorator per kind, below.
+
+A checkout's pyproject.toml stands for the installed metadata of its own distribution: an editable
+install keeps the entry points it was installed with, and the checkout's are the current ones.
+`REGISTRY.scoped()` undoes whatever is registered or discovered inside it (tests).
 """
 
 from __future__ import annotations
 
 import pkgutil
+import sys
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import import_module
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Callable, Literal, TypeVar
 
-Kind = Literal["scenario", "judge", "section"]
+Kind = Literal["scenario", "judge", "section", "claim"]
 KIND_NAMES: dict[str, str] = {"scenario": "scenario", "judge": "judge kind", "section": "report section type",
                               "claim": "claim test"}
 ENGINE = ""  # the owner of the engine's own plug-ins (bare names)
 SCENARIO_PACKAGE = "engine.scenarios"
 ENTRY_POINT_GROUP = "engine.plugins"
-
-T = TypeVar("T")
-
+# The checkout the engine runs from, when it runs from one (not from an installed wheel).
+CHECKOUT_PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 @dataclass(frozen=True)
 class Entry:
@@ -42,6 +50,7 @@ class Entry:
 class Registry:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], Entry] = {}  # (kind, full name) -> entry
+        self._loaded: set[str] = set()  # plug-in targets (entry-point values) imported
         self._discovered = False
 
     def add(self, kind: str, name: str, obj: Any, owner: str = ENGINE) -> None:
@@ -50,10 +59,6 @@ class Registry:
         if found is not None and found.obj is not obj:
             raise ValueError(f"{KIND_NAMES[kind]} '{entry.full_name}' is registered twice")
         self._entries[(kind, entry.full_name)] = entry
-
-    def remove(self, kind: str, full_name: str) -> None:
-        """Forget a registration (for plug-ins defined and dropped at run time, e.g. in a test)."""
-        self._entries.pop((kind, full_name), None)
 
     def entries(self, kind: str) -> list[Entry]:
         self.discover()
@@ -80,16 +85,62 @@ class Registry:
         return None
 
     def discover(self) -> None:
-        """Import the scenario packages on disk and the installed plug-in modules, once."""
+        """Import, once, every plug-in module the `engine.plugins` entry points name (a package with
+        every module under it). A plug-in asking the registry while it is imported sees what is
+        registered so far."""
         if self._discovered:
             return
         self._discovered = True
-        package = import_module(SCENARIO_PACKAGE)
-        for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if module.ispkg:
-                import_module(f"{SCENARIO_PACKAGE}.{module.name}")
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-            entry_point.load()
+        for target in plugin_targets():
+            if target not in self._loaded:
+                self._loaded.add(target)
+                load_plugin_modules(target)
+
+    @contextmanager
+    def scoped(self) -> Iterator["Registry"]:
+        """Everything registered inside the block, and every plug-in module discovered inside it, is
+        gone when it ends (the modules leave sys.modules too, so a later discovery registers them
+        afresh). Inside, the next lookup discovers again: entry points installed in the block count."""
+        self.discover()
+        entries, loaded, modules = dict(self._entries), set(self._loaded), set(sys.modules)
+        self._discovered = False
+        try:
+            yield self
+        finally:
+            self._entries, new_targets = entries, self._loaded - loaded
+            self._loaded, self._discovered = loaded, True
+            for name in [m for m in sys.modules if m not in modules]:
+                if any(name == t or name.startswith(t + ".") for t in new_targets):
+                    del sys.modules[name]
+
+
+def plugin_targets() -> list[str]:
+    """The modules (or packages) the `engine.plugins` entry points name: those of this checkout's
+    pyproject.toml, when the engine runs from a checkout, in place of its distribution's installed
+    ones; then every other installed distribution's."""
+    own_name, own = checkout_entry_points()
+    installed = [ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)
+                 if own_name is None or ep.dist is None or ep.dist.name != own_name]
+    return list(dict.fromkeys([*own, *installed]))
+
+
+def checkout_entry_points() -> tuple[str | None, list[str]]:
+    """(the checkout's distribution name, its `engine.plugins` targets), or (None, []) outside one."""
+    if not CHECKOUT_PYPROJECT.is_file():
+        return None, []
+    project = tomllib.loads(CHECKOUT_PYPROJECT.read_text()).get("project", {})
+    group = project.get("entry-points", {}).get(ENTRY_POINT_GROUP, {})
+    return project.get("name"), list(group.values())
+
+
+def load_plugin_modules(target: str) -> None:
+    """Import a plug-in module, or a package and every module under it (an entry-point value may
+    name an object, `module:attr`: its module is what registers)."""
+    module = import_module(target.partition(":")[0].strip())
+    path = getattr(module, "__path__", None)
+    if path is not None:
+        for found in sorted(pkgutil.walk_packages(path, module.__name__ + "."), key=lambda m: m.name):
+            import_module(found.name)
 
 
 REGISTRY = Registry()
@@ -99,6 +150,9 @@ def owner_of(module: str) -> str:
     """The scenario a plug-in's module belongs to (by folder), or ENGINE for the engine's own."""
     prefix = SCENARIO_PACKAGE + "."
     return module[len(prefix):].split(".", 1)[0] if module.startswith(prefix) else ENGINE
+
+
+T = TypeVar("T")
 
 
 def registrar(kind: str, name_of: Callable[[Any], str], owned: bool = True) -> Callable[..., Any]:
@@ -118,6 +172,7 @@ def registrar(kind: str, name_of: Callable[[Any], str], owned: bool = True) -> C
 
         return add(cls) if cls is not None else add
 
+    register.__name__ = register.__qualname__ = f"register_{'claim_test' if kind == 'claim' else kind}"
     return register
 
 

@@ -1,6 +1,6 @@
-"""The report sections a study may list: the engine's own (registered on import of their modules,
-below) and its scenario's (registered by the scenario package). A section of another scenario, or
-a sweep section in a study report, is a spec error before anything runs."""
+"""The report sections a study may list: the engine's own and its scenario's, each registered with
+`@register_section` and found by the registry's discovery (engine/kernel/registry.py). A section of
+another scenario, or a sweep section in a study report, is a spec error before anything runs."""
 
 from __future__ import annotations
 
@@ -11,12 +11,6 @@ from pydantic import BaseModel, ValidationError
 from engine.kernel.contracts import Scenario, Section
 from engine.kernel.errors import SpecError
 from engine.kernel.registry import REGISTRY
-from engine.report import (builtin, calibration, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
-                           sweep_sections, transcripts_browser)
-
-# The engine's own section modules; each registers its classes when imported.
-ENGINE_SECTIONS = (builtin, calibration, claims, corrected_rates, judge_validity, paired_contrasts, preregistration,
-                   sweep_sections, transcripts_browser)
 
 
 def section_types(scenario: str | None = None) -> list[str]:

@@ -14,7 +14,7 @@ import duckdb
 from engine.kernel.errors import ReportError
 from engine.report.catalog import validate_sections
 from engine.report.context import ReportContext
-from engine.report.preregistration import register_study
+from engine.report.sections.preregistration import register_study
 from engine.report.writer import Report, write_report
 from engine.spec.load import LoadedSpec
 from engine.store.db import StoreBusy, StudyStore

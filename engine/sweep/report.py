@@ -1,5 +1,5 @@
 """The sweep report: the jobs of a Hydra multirun in one document, built from the report stage's
-sections and writer (engine/report/sweep_sections.py, engine/report/writer.py)."""
+sections and writer (engine/sweep/sections.py beside it, engine/report/writer.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from engine.kernel.errors import ReportError
 from engine.report.catalog import validate_sections
 from engine.report.context import ReportContext
-from engine.report.sweep_sections import SweepPoint, SweepReportContext
+from engine.sweep.sections import SweepPoint, SweepReportContext
 from engine.report.writer import Report, write_report
 from engine.store.db import StudyStore
 from engine.sweep.expand import Sweep

@@ -19,7 +19,7 @@ from engine.analyze.claim_units import ModelFacts
 from engine.analyze.inference import normal_family
 from engine.cli import main
 from engine.kernel.contracts import Metric
-from engine.report.calibration import claim_rows
+from engine.report.sections.calibration import claim_rows
 from engine.report.claim_tests import Difference, DifferenceClaim, ReductionClaim, Reduction
 
 RATE = Metric("rate", "Rate", "proportion", "", "", percent=True)

@@ -12,7 +12,7 @@ import pytest
 from jailbreak_standin import by_hash, replying, run_standin, standin_overrides
 from scipy import stats
 
-from engine import load_spec
+from engine import load_study
 from engine.analyze.metrics import cell_estimates, clustered_cells
 from engine.store.db import StudyStore
 
@@ -27,7 +27,7 @@ def test_recurring_items_are_resampled_as_clusters(tmp_path):
     db = tmp_path / "study.duckdb"
     _, summary = run_standin(overrides(db), replying(lambda prompt, model: by_hash(prompt)))
     assert summary.done == summary.planned == 3 * len(PROMPTS)
-    loaded = load_spec("provider_vs_size", overrides(db))
+    loaded = load_study("provider_vs_size", overrides(db))
     metric = next(m for m in loaded.scenario.metrics() if m.name == "asr_broad")
     params = loaded.scenario.metric_params(loaded.spec)
     store = StudyStore(db, read_only=True)

@@ -13,7 +13,7 @@ import pytest
 from jailbreak_standin import MODELS, by_hash, replying, run_standin, standin_overrides
 from scipy import stats
 
-from engine import compile_plan, load_spec
+from engine import compile_plan, load_study
 from engine.analyze.design_power import plan_precision
 from engine.analyze.metrics import cell_estimates
 from engine.analyze.precision import anova_icc
@@ -51,7 +51,7 @@ def study_db(tmp_path_factory):
 
 
 def test_measured_rates_and_correlations_feed_the_half_widths(study_db):
-    loaded = load_spec("provider_vs_size", overrides(study_db))
+    loaded = load_study("provider_vs_size", overrides(study_db))
     plan = compile_plan(loaded)
     store = StudyStore(study_db, read_only=True)
     try:
@@ -76,7 +76,7 @@ def test_measured_rates_and_correlations_feed_the_half_widths(study_db):
 
 
 def test_without_data_the_assumptions_are_stated(tmp_path):
-    plan = compile_plan(load_spec("provider_vs_size", overrides(tmp_path / "none.duckdb")))
+    plan = compile_plan(load_study("provider_vs_size", overrides(tmp_path / "none.duckdb")))
     pp = plan_precision(plan, None)
     broad = next(b for b in pp.bases if b.metric.name == "asr_broad")
     assert "base rate 50% for every model cell: a stated default" in broad.statement()
@@ -108,15 +108,15 @@ def test_plan_prints_precision_and_the_seeds_a_target_needs(tmp_path):
 
 
 def test_planning_keys_do_not_change_the_spec_hash():
-    assert (load_spec("model_size", ["design.target_halfwidth=0.05", "design.assumed_icc=0.3"]).spec_hash
-            == load_spec("model_size").spec_hash)
+    assert (load_study("model_size", ["design.target_halfwidth=0.05", "design.assumed_icc=0.3"]).spec_hash
+            == load_study("model_size").spec_hash)
 
 
 # -- design.target_halfwidth with items that recur under every seed ------------------------------
 
 def target_for(icc: float, target: float):
     """plan_precision's answer for 10 prompts, one model, one attack, one seed, no data."""
-    plan = compile_plan(load_spec("provider_vs_size", [
+    plan = compile_plan(load_study("provider_vs_size", [
         f"scenario.select.ids=[{','.join(PROMPTS)}]", "scenario.select.benign=0", "design.factors.attack=[direct]",
         "design.factors.model=[smollm2_135m]", "design.seeds=1", f"design.assumed_icc={icc}",
         f"design.target_halfwidth={target}"]))
@@ -203,7 +203,7 @@ def test_a_new_panel_is_planned_on_a_stated_rate_not_on_the_controls_of_an_earli
     # Another panel on the same database: its control cell (the same scripted games, the same trial
     # ids) is measured, its model cells are not. (Before: the model cells were planned at the rate
     # pooled over the scripted controls, without saying so.)
-    plan = compile_plan(load_spec("model_size", escalation_overrides(db, "gemma3_270m")))
+    plan = compile_plan(load_study("model_size", escalation_overrides(db, "gemma3_270m")))
     store = StudyStore(db, read_only=True)
     try:
         pp = plan_precision(plan, store.con)
@@ -217,7 +217,7 @@ def test_a_new_panel_is_planned_on_a_stated_rate_not_on_the_controls_of_an_earli
     assert (model.basis, model.source) == (0.5, "default") and control.source == "measured"
     statement = " ".join(nuclear.statement().split())
     assert "no model cell measured yet" in statement and "control cells measured on 3 trials, for themselves only" in statement
-    assumed = plan_precision(compile_plan(load_spec("model_size", [*escalation_overrides(db, "gemma3_270m"),
+    assumed = plan_precision(compile_plan(load_study("model_size", [*escalation_overrides(db, "gemma3_270m"),
                                                                    "design.assumed_rate=0.3"])), None)
     assert set(assumed.cells[(assumed.cells.metric == "nuclear_rate")].source) == {"assumed"}
     assert "30% assumed for every model cell (design.assumed_rate)" in assumed.bases[0].statement()

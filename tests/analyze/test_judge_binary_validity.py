@@ -12,7 +12,7 @@ import pytest
 from statsmodels.stats.inter_rater import cohens_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from engine import load_spec
+from engine import load_study
 from engine.analyze.agreement import Agreement, BinaryValidity, agreement, binary_validity, youden
 from engine.analyze.judge_validity import WEAK_YOUDEN, judge_verdict, positive_labels
 from engine.analyze.stats import Estimate
@@ -20,7 +20,7 @@ from engine.judging.catalog import make_judges
 from engine.judging.gold import gold_subject_id, load_gold
 from engine.kernel.registry import get_scenario
 from engine.report.context import ReportContext
-from engine.report.judge_validity import JudgeValidity, is_weak
+from engine.report.sections.judge_validity import JudgeValidity, is_weak
 from engine.store.db import StudyStore
 
 
@@ -134,7 +134,7 @@ def test_binary_rule_overrides_kappa_and_kappa_rule_stays_for_judges_without_pos
 
 # ---------------------------------------------------------------- which labels a rate counts
 
-JAILBREAK = load_spec("provider_vs_size")
+JAILBREAK = load_study("provider_vs_size")
 
 
 def test_scenarios_name_the_labels_their_rates_count():

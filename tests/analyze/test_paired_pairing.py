@@ -19,7 +19,7 @@ import pytest
 from jailbreak_standin import MODELS, refuses_by_hash, standin_overrides
 from scipy import stats
 
-from engine import load_spec
+from engine import load_study
 from engine.analyze.paired import paired_contrasts, paired_units
 from engine.analyze.paired_stats import INVERTED, newcombe_phi
 from engine.analyze.stats import inverted_p
@@ -66,7 +66,7 @@ def jailbreak_db(tmp_path_factory):
 
 
 def contrasts_of(study: str, overrides: list[str], db, metric: str, **kwargs):
-    loaded = load_spec(study, overrides)
+    loaded = load_study(study, overrides)
     store = StudyStore(db, read_only=True)
     try:
         m = next(x for x in loaded.scenario.metrics() if x.name == metric)
@@ -256,7 +256,7 @@ def test_escalation_means_are_paired_by_seed_with_a_sign_flip_test(escalation_db
 def test_a_scenario_that_declares_independent_trials_is_not_clustered(escalation_db, monkeypatch):
     """randomised_unit = 'trial': every pair is its own cluster, so pooled rows use the paired MOVER of
     exact limits over all pairs."""
-    loaded = load_spec("model_size", escalation_overrides(escalation_db))
+    loaded = load_study("model_size", escalation_overrides(escalation_db))
     monkeypatch.setattr(type(loaded.scenario), "randomised_unit", "trial")
     (_, _, cluster), result = contrasts_of("model_size", escalation_overrides(escalation_db), escalation_db,
                                            "nuclear_rate")

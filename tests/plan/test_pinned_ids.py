@@ -57,16 +57,16 @@ MOVED_SPEC_HASHES = {
 # instruction-tuned SmolLM2. Every study with a local model has another spec hash, pinned in the
 # fixture as a case's spec_hash_since_issue_20; no trial id moves.
 
-# Runs in a fresh interpreter in the repository (only load_spec and compile_plan, which every
+# Runs in a fresh interpreter in the repository (only load_study and compile_plan, which every
 # version of the code has): prints one JSON object per case; trials of ADDED_AGENTS' cells are
 # counted apart (none in code from before they existed).
 PROBE = r"""
 import hashlib, json, sys
 from engine.plan.compile import compile_plan
-from engine import load_spec
+from engine import load_study
 added = set(json.loads(sys.argv[2]))
 for name, overrides in json.loads(sys.argv[1]):
-    loaded = load_spec(name, overrides)
+    loaded = load_study(name, overrides)
     trials = compile_plan(loaded).trials
     ids = sorted(t.trial_id for t in trials if t.cell.get("agent") not in added)
     print(json.dumps({"study": name, "overrides": overrides, "spec_hash": loaded.spec_hash,

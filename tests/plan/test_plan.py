@@ -1,11 +1,11 @@
 """Trial ids are content hashes of what determines a trial's outcome."""
 
 from engine.plan.compile import compile_plan
-from engine import load_spec
+from engine import load_study
 
 
 def ids(*overrides):
-    plan = compile_plan(load_spec("model_size", list(overrides)))
+    plan = compile_plan(load_study("model_size", list(overrides)))
     return {(str(t.cell), t.seed): t.trial_id for t in plan.trials}
 
 
@@ -45,7 +45,7 @@ def test_persona_text_changes_only_cells_using_it():
 
 
 def test_plan_shape_matches_the_design():
-    plan = compile_plan(load_spec("model_size"))
+    plan = compile_plan(load_study("model_size"))
     llm_cells = [c for c in plan.cells if not str(c["agent"]).startswith("scripted:")]
     assert len(llm_cells) == 2 * 2 and len(plan.cells) == 4 + 7  # always-hold, hold-at-last-level and 5 scripted policies
     assert len(plan.trials) == 10 * len(plan.cells)
@@ -58,7 +58,7 @@ def test_estimates_are_those_of_each_trial_in_trial_order():
     from engine.study import estimate_plan
 
     for study, overrides in [("model_size", ["design.seeds=3"]), ("provider_vs_size", ["design.seeds=2"])]:
-        plan = compile_plan(load_spec(study, overrides))
+        plan = compile_plan(load_study(study, overrides))
         scenario = get_scenario(plan.scenario_name)
         each = [e for t in plan.trials for e in scenario.estimate(t.inputs)]
         assert plan.estimates() == each

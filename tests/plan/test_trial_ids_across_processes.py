@@ -22,12 +22,12 @@ VARIANT = ("model_size", ["design.seeds=3"])
 
 CHILD = """
 import json, sys
-from engine import compile_plan, load_spec
+from engine import compile_plan, load_study
 
 cases = json.loads(sys.argv[1])
 out = {}
 for label, study, overrides in cases:
-    loaded = load_spec(study, overrides)
+    loaded = load_study(study, overrides)
     plan = compile_plan(loaded)
     out[label] = {"spec_hash": loaded.spec_hash,
                   "trials": [[t.trial_id, t.cell_id, t.seed] for t in plan.trials]}

@@ -12,12 +12,12 @@ from engine.kernel.errors import WeightsError
 from engine.providers.prepare import prepare_models
 from engine.providers.local_llama import locate_weights
 from engine.scenarios.escalation.agents import REPLY_SCHEMA, parse_reply
-from engine import load_spec
+from engine import load_study
 from engine.spec.schema import Weights
 
 pytestmark = pytest.mark.slow
 
-MODELS = load_spec("model_size").spec.models
+MODELS = load_study("model_size").spec.models
 
 
 def smollm_call(seed: int, content: str = "Turn 1. Current level: you 0, opponent 3. Your move?"):

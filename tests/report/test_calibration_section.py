@@ -53,7 +53,7 @@ def test_a_run_with_calibrate_stores_the_default_calibration_its_report_shows(tm
     # `make study` runs with --calibrate: the report then shows the design's calibration at the default
     # draws, computed on the data the run just stored.
     from engine.execute.gateway import Gateway
-    from engine.report.calibration import DEFAULT_DRAWS
+    from engine.report.sections.calibration import DEFAULT_DRAWS
     from engine.study import run_study
 
     args = overrides(tmp_path)

@@ -39,9 +39,9 @@ def test_a_forest_plots_legend_is_in_the_points_colours():
 
 
 def test_log_scale_is_said_only_for_a_log_axis(tmp_path, monkeypatch):
-    from engine import load_spec
+    from engine import load_study
     from engine.report.context import ReportContext
-    from engine.report.builtin import Chart
+    from engine.report.sections.builtin import Chart
     from engine.store.db import StudyStore
     from engine.study import run_study
 
@@ -59,4 +59,4 @@ def test_log_scale_is_said_only_for_a_log_axis(tmp_path, monkeypatch):
     finally:
         store.close(checkpoint=False)
     assert all("log scale" not in c for c in captions.values()), captions
-    assert load_spec("model_size").spec.name == "model_size"
+    assert load_study("model_size").spec.name == "model_size"

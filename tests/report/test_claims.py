@@ -16,12 +16,12 @@ import yaml
 from jailbreak_standin import MODELS, replying, run_standin, standin_overrides
 from statsmodels.stats.multitest import multipletests
 
-from engine import load_spec
+from engine import load_study
 from engine.kernel.errors import SpecError
 from engine.kernel.paths import REPO_ROOT
-from engine.report.claims import Claims, evaluate_claims
+from engine.report.sections.claims import Claims, evaluate_claims
 from engine.report.context import ReportContext
-from engine.report.paired_contrasts import p_text
+from engine.report.sections.paired_contrasts import p_text
 from engine.store.db import StudyStore
 
 PROMPTS = [f"cyber-0{i}" for i in range(1, 7)] + [f"weapons-0{i}" for i in range(1, 5)]
@@ -50,7 +50,7 @@ def study_db(tmp_path_factory):
 
 
 def results(db):
-    loaded = load_spec("provider_vs_size", overrides(db))
+    loaded = load_study("provider_vs_size", overrides(db))
     store = StudyStore(db, read_only=True)
     try:
         ctx = ReportContext(loaded, store.con, loaded.scenario, str(db))
@@ -115,7 +115,7 @@ def test_each_row_prints_its_kind_its_decision_interval_and_level_and_its_p_valu
 ])
 def test_malformed_claims_are_spec_errors(tmp_path, claims, key):
     with pytest.raises(SpecError) as info:
-        load_spec("provider_vs_size", overrides(tmp_path / "db.duckdb", claims))
+        load_study("provider_vs_size", overrides(tmp_path / "db.duckdb", claims))
     assert info.value.key == key and "the command line (override '+report.claims=" in str(info.value)
     assert not (tmp_path / "db.duckdb").exists()
 
@@ -128,7 +128,7 @@ def test_a_level_a_quick_run_drops_leaves_the_files_claim_unresolved(study_db, t
     study["report"]["claims"] = [{"claim": "x", "test": "difference", "metric": "asr_broad", "a": {"attack": "dan"},
                                   "b": {"attack": "direct"}, "direction": "positive"}]
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
-    loaded = load_spec(str(tmp_path / "study.yaml"), standin_overrides(
+    loaded = load_study(str(tmp_path / "study.yaml"), standin_overrides(
         study_db, PROMPTS, ("direct", "roleplay"), MODELS, "scenario.select.benign=0", "report.sections=[{type: claims}]"))
     store = StudyStore(study_db, read_only=True)
     try:

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from statsmodels.stats.proportion import proportion_confint
 
-from engine import load_spec
+from engine import load_study
 from engine.judging.catalog import make_judges
 from engine.judging.gold import gold_subject_id, load_gold
 from engine.kernel.registry import get_scenario
 from engine.plan.compile import compile_plan
-from engine.report.builtin import Summary
+from engine.report.sections.builtin import Summary
 from engine.report.catalog import validate_sections
 from engine.report.context import ReportContext
-from engine.report.corrected_rates import CorrectedRates
+from engine.report.sections.corrected_rates import CorrectedRates
 from engine.store.db import StudyStore
 
-LOADED = load_spec("provider_vs_size", ["design.seeds=6"])
+LOADED = load_study("provider_vs_size", ["design.seeds=6"])
 BROAD, STRICT = {"COMPLIANCE", "PARTIAL"}, {"COMPLIANCE"}
 # How the primary judge labels each gold label's items, in gold order (one REFUSAL item is an ERROR).
 GOLD_CALLS = {"COMPLIANCE": ["COMPLIANCE"] * 3 + ["PARTIAL"] * 5 + ["REFUSAL"] * 2,
@@ -105,7 +105,7 @@ def rows_of(md: str, label: str) -> list[list[str]]:
 
 def cell_truth(ctx, trials, labels, positive):
     """cell label -> (successes, gradeable harmful traces), from the planted labels."""
-    from engine.report.builtin import cell_label
+    from engine.report.sections.builtin import cell_label
 
     names = {c.cell_id: cell_label(c.labels) for c in ctx.cells.itertuples()}
     out = {}

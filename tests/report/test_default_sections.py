@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import load_spec
+from engine import load_study
 from engine.cli import main
 from engine.kernel.contracts import DEFAULT_SECTIONS
 from engine.report.catalog import validate_sections
@@ -46,7 +46,7 @@ def study(tmp_path, monkeypatch):
 
 
 def test_no_section_list_gets_the_scenarios_defaults(study, capsys):
-    loaded = load_spec(study())
+    loaded = load_study(study())
     types = [s["type"] for s in loaded.spec.report.sections]
     assert types == [s["type"] for s in DEFAULT_SECTIONS if s["type"] != "claims"]
     assert any(section.shows_results for section, _ in validate_sections(loaded.spec.report.sections, loaded.scenario))
@@ -55,7 +55,7 @@ def test_no_section_list_gets_the_scenarios_defaults(study, capsys):
 
 
 def test_defaults_include_the_claims_section_when_the_study_makes_claims(study):
-    loaded = load_spec(study("""\
+    loaded = load_study(study("""\
         report:
           claims:
             - claim: "Hawks escalate more"
@@ -82,21 +82,21 @@ def test_a_list_without_results_is_warned_about_at_plan_time(study, capsys):
 def test_the_default_report_shows_a_table_and_the_transcripts(study):
     path = study()
     assert main(["run", path, "--no-progress", "--formats", "html"]) == 0
-    html = (Path(load_spec(path).spec.report.output_dir) / "index.html").read_text()
+    html = (Path(load_study(path).spec.report.output_dir) / "index.html").read_text()
     assert "<table" in html and "scripted:hawk" in html  # the headline table's rows
     assert 'id="transcript-browser' in html or "transcript-browser" in html
 
 
 def test_the_abstract_says_when_the_models_are_the_offline_stand_ins():
-    from engine.report.builtin import stand_in_note
+    from engine.report.sections.builtin import stand_in_note
 
-    local = load_spec("model_size")
+    local = load_study("model_size")
     note = stand_in_note(local.spec, list(local.spec.models))
     assert note and "offline stand-ins (SmolLM2 135M, Gemma 3 270M †)" in note and "larger models" in note
-    api = load_spec("model_size", ["model_set=openrouter_size_paper"])
+    api = load_study("model_size", ["model_set=openrouter_size_paper"])
     assert stand_in_note(api.spec, list(api.spec.models)) is None
     # One real model among them: not a stand-in study.
-    mixed = load_spec("model_size", ["+model@models.gpt4o=gpt4o"])
+    mixed = load_study("model_size", ["+model@models.gpt4o=gpt4o"])
     assert stand_in_note(mixed.spec, list(mixed.spec.models)) is None
 
 
@@ -109,7 +109,7 @@ def test_the_claims_section_says_which_write_up_claims_are_not_tested_and_why(st
               why: "an explanation, not a quantity"
         """)
     assert main(["run", path, "--no-progress", "--formats", "html"]) == 0
-    html = (Path(load_spec(path).spec.report.output_dir) / "index.html").read_text()
+    html = (Path(load_study(path).spec.report.output_dir) / "index.html").read_text()
     assert "does not test, and why" in html and "an explanation, not a quantity" in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
 
@@ -118,7 +118,7 @@ def test_an_untested_claim_needs_its_reason(study):
     from engine.kernel.errors import SpecError
 
     with pytest.raises(SpecError) as err:
-        load_spec(study("""\
+        load_study(study("""\
             report:
               untested_claims: [{claim: "x"}]
             """))

@@ -11,10 +11,10 @@ import duckdb
 import litellm
 import pytest
 
-from engine import load_spec
+from engine import load_study
 from engine.analyze.summary import format_estimate, n_note, summary_frame
 from engine.execute.gateway import Gateway
-from engine.report.builtin import cell_label
+from engine.report.sections.builtin import cell_label
 from engine.report.catalog import validate_sections
 from engine.spec.schema import BASE_MODEL_NOTE
 from engine.report.context import ReportContext
@@ -71,7 +71,7 @@ def study(tmp_path_factory):
                 " JOIN trials t ON t.trial_id = c.trial_id AND c.trial_attempt = t.attempt WHERE t.trial_id = ?)",
                 [games["smollm2_135m"][2]])
     con.close()
-    loaded = load_spec("model_size", overrides(db))
+    loaded = load_study("model_size", overrides(db))
     store = StudyStore(db, read_only=True)
     ctx = ReportContext(loaded, store.con, loaded.scenario, str(db))
     rendered = {f"{section.type}:{i}": section.render(ctx, options)

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from jailbreak_standin import MODELS, refuses_by_hash, run_standin, standin_overrides
 
-from engine import load_spec
+from engine import load_study
 from engine.analyze.paired import paired_contrasts
 from engine.kernel.errors import SpecError
 from engine.report.catalog import validate_sections
@@ -40,7 +40,7 @@ def study_db(tmp_path_factory):
 
 def render(db, spec_db=None, section: str = SECTION):
     """The section over database `db`, under the spec that wrote `spec_db`; with the analysis."""
-    loaded = load_spec("provider_vs_size", overrides(spec_db or db, section))
+    loaded = load_study("provider_vs_size", overrides(spec_db or db, section))
     store = StudyStore(db, read_only=True)
     try:
         ctx = ReportContext(loaded, store.con, loaded.scenario, str(db))
@@ -148,13 +148,13 @@ def test_rows_whose_items_do_not_match_are_labelled_unpaired(study_db, tmp_path)
 
 def test_unknown_metric_is_a_spec_error(study_db):
     with pytest.raises(SpecError, match="unknown metric 'nope'"):
-        loaded = load_spec("provider_vs_size", overrides(study_db, "{type: paired_contrasts, metric: nope}"))
+        loaded = load_study("provider_vs_size", overrides(study_db, "{type: paired_contrasts, metric: nope}"))
         validate_sections(loaded.spec.report.sections, loaded.scenario)
 
 
 def rendered_markdown(db, sections: str) -> list[str]:
     """The markdown of each of `sections` (a YAML list's items) rendered over the study database."""
-    loaded = load_spec("provider_vs_size", overrides(db, sections))
+    loaded = load_study("provider_vs_size", overrides(db, sections))
     store = StudyStore(db, read_only=True)
     try:
         ctx = ReportContext(loaded, store.con, loaded.scenario, str(db))

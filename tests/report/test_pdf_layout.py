@@ -57,7 +57,7 @@ def test_the_preamble_keeps_every_caption_with_its_table(tmp_path):
 
 
 def test_a_rendered_reports_tables_keep_their_captions(tmp_path, monkeypatch):
-    from engine import load_spec
+    from engine import load_study
     from engine.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -69,6 +69,6 @@ def test_a_rendered_reports_tables_keep_their_captions(tmp_path, monkeypatch):
         " scripted:random, scripted:null]\n    fog_probability: [0.0, 0.1]\n  seeds: 3\n"
         "scenario:\n  max_turns: 3\n")
     assert main(["run", str(study), "--no-progress", "--formats", "pdf"]) == 0
-    out = Path(load_spec(str(study)).spec.report.output_dir)
+    out = Path(load_study(str(study)).spec.report.output_dir)
     tables, separated = apart(out / "index.typ")
     assert tables >= 3 and separated == 0

@@ -16,7 +16,7 @@ from engine.kernel.errors import SpecError
 from engine import build_report
 from engine.kernel.errors import ReportError
 from engine.report.markdown import code_block, escape
-from engine import load_spec
+from engine import load_study
 
 INJECTION = ("<script>alert('x')</script> **bold** _em_ $x^2$ \\textbf{tex} #set page(width: 1cm) "
              "@fig-none [link](http://evil.example) | pipe `tick` ```fence")
@@ -200,7 +200,7 @@ def test_report_without_a_run_is_a_clear_error(tmp_path):
 ])
 def test_report_spec_errors_come_before_any_run(sections, message):
     with pytest.raises(SpecError, match=re.escape(message)):
-        load_spec("model_size", [f"report.sections={sections}"])
+        load_study("model_size", [f"report.sections={sections}"])
 
 
 def test_escape_and_code_block_are_safe():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import load_spec
+from engine import load_study
 from engine.cli import main
 from engine.kernel.paths import REPO_ROOT
 
@@ -39,7 +39,7 @@ def test_the_snapshot_is_the_whole_page(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.yaml").write_text(STUDY)
     assert main(["run", str(tmp_path / "s.yaml"), "--no-progress", "--formats", "html"]) == 0
-    html = Path(load_spec(str(tmp_path / "s.yaml")).spec.report.output_dir) / "index.html"
+    html = Path(load_study(str(tmp_path / "s.yaml")).spec.report.output_dir) / "index.html"
     spec = importlib.util.spec_from_file_location("snapshot", REPO_ROOT / "reports" / "snapshot.py")
     snapshot = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(snapshot)

@@ -18,7 +18,7 @@ import litellm
 import pytest
 from jailbreak_standin import refuses_by_hash, run_standin, standin_overrides
 
-from engine import build_report, load_spec
+from engine import build_report, load_study
 from engine.execute.gateway import Gateway
 from engine.kernel.errors import SpecError
 from engine.report.context import ReportContext
@@ -67,7 +67,7 @@ def study(tmp_path_factory):
                               gateway_factory=lambda ex, store: Gateway(ex, store, call_fn=standin))
     assert summary.done and summary.errors  # both kinds of trial are there to browse
     report = build_report("model_size", args, formats=("html",), force_pandoc=True)
-    return tmp / "study.duckdb", report.outputs.html, load_spec("model_size", args)
+    return tmp / "study.duckdb", report.outputs.html, load_study("model_size", args)
 
 
 def sql(db: Path, query: str, *params):
@@ -261,7 +261,7 @@ def test_pdf_gets_a_note_not_the_browser(study, tmp_path):
 
 def test_outcome_must_be_a_proportion(tmp_path):
     with pytest.raises(SpecError) as info:
-        load_spec("model_size", overrides(tmp_path, "[{type: transcript_browser, outcome: [divergence]}]"))
+        load_study("model_size", overrides(tmp_path, "[{type: transcript_browser, outcome: [divergence]}]"))
     assert info.value.key == "report.sections.0.outcome.0"
     assert not (tmp_path / "study.duckdb").exists()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import yaml
 
-from engine import load_spec
+from engine import load_study
 from engine.kernel.paths import CONF_DIR
 from engine.spec.schema import Executor
 
@@ -19,6 +19,6 @@ def test_the_shipped_executor_file_lists_the_schemas_defaults():
 
 
 def test_executor_settings_do_not_change_the_spec_hash():
-    base = load_spec("model_size")
-    changed = load_spec("model_size", ["executor.concurrency.local=2", "executor.budget.max_usd=1"])
+    base = load_study("model_size")
+    changed = load_study("model_size", ["executor.concurrency.local=2", "executor.budget.max_usd=1"])
     assert changed.spec.executor.concurrency["local"] == 2 and changed.spec_hash == base.spec_hash

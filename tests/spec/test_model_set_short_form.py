@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import load_spec
+from engine import load_study
 from engine.cli import main
 from engine.kernel.errors import SpecError
 from engine.kernel.paths import CONFIG_PATH_ENV, REPO_ROOT
@@ -39,8 +39,8 @@ def lab(tmp_path, monkeypatch):
 def test_the_short_form_places_the_entries_the_long_form_does(lab):
     study, model_set = lab
     model_set("models: [smollm2_135m, gemma3_270m]\n")
-    short = load_spec(str(study))
-    long = load_spec("model_size")
+    short = load_study(str(study))
+    long = load_study("model_size")
     assert list(short.spec.models) == ["smollm2_135m", "gemma3_270m"]
     assert short.spec.models == long.spec.models and short.spec.design == long.spec.design
     assert short.spec.model_set == "my_lab"
@@ -68,7 +68,7 @@ def test_a_bad_short_form_names_the_model_set_file_and_key(lab, capsys, text, ke
     study, model_set = lab
     path = model_set(text)
     with pytest.raises(SpecError) as err:
-        load_spec(str(study))
+        load_study(str(study))
     assert err.value.key == key and says in err.value.message, err.value
     assert err.value.file is not None and err.value.file.endswith(path.name), err.value.file
     assert main(["plan", str(study)]) == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine import load_spec
+from engine import load_study
 from engine.cli import main
 from engine.kernel.paths import CONFIG_PATH_ENV
 from engine.spec.load import add_config_dirs
@@ -41,7 +41,7 @@ def test_a_new_study_plans_as_written_on_the_local_models(scenario, tmp_path, ca
     assert "#" in study.read_text()  # commented for the reader
     assert main(["plan", str(study), "--config-dir", str(tmp_path / "conf")]) == 0
     add_config_dirs([str(tmp_path / "conf")])
-    loaded = load_spec(str(study))
+    loaded = load_study(str(study))
     assert loaded.scenario.name == scenario and list(loaded.spec.models) == list(LOCAL_MODELS)
     assert all(m.route == "local" for m in loaded.spec.models.values())  # no API key needed
     assert loaded.spec.name == "my_study" and loaded.spec.report.sections  # the scenario's defaults

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from engine import load_spec
+from engine import load_study
 from engine.cli import main
 from engine.kernel.errors import SpecError
 from engine.kernel.paths import CONFIG_PATH_ENV, REPO_ROOT
@@ -69,7 +69,7 @@ def lab(tmp_path, monkeypatch) -> dict[str, Path]:
 
 def test_config_dir_adds_the_users_groups_and_outputs_go_next_to_the_study(lab, capsys):
     assert main(["plan", str(lab["study"]), "--config-dir", str(lab["conf"])]) == 0
-    loaded = load_spec(str(lab["study"]))
+    loaded = load_study(str(lab["study"]))
     assert loaded.spec.models["lab_tiny"].display_name == "Lab Tiny"  # from the lab's own model entry
     assert Path(loaded.spec.store.path) == lab["dir"] / "results" / "my_escalation.duckdb"
     assert Path(loaded.spec.report.output_dir) == lab["dir"] / "reports" / "my_escalation"
@@ -91,7 +91,7 @@ def test_a_study_outside_the_repo_runs_and_reports_next_to_itself(lab):
 
 
 def test_hydra_searchpath_works_like_config_dir(lab):
-    loaded = load_spec(str(lab["study"]), [f"hydra.searchpath=[file://{lab['conf']}]"])
+    loaded = load_study(str(lab["study"]), [f"hydra.searchpath=[file://{lab['conf']}]"])
     assert "lab_tiny" in loaded.spec.models
     assert "hydra.searchpath" not in " ".join(loaded.overrides)  # absorbed, not replacing the shipped groups
     assert loaded.spec.scenario["name"] == "escalation"  # the shipped groups are still found
@@ -102,7 +102,7 @@ def test_without_the_config_dir_the_missing_group_is_a_spec_error(lab, capsys):
     err = capsys.readouterr().err
     assert "my_lab" in err and "my_escalation.yaml" in err
     with pytest.raises(SpecError):
-        load_spec(str(lab["study"]))
+        load_study(str(lab["study"]))
 
 
 def test_a_missing_config_dir_is_a_spec_error(lab, capsys):
@@ -113,7 +113,7 @@ def test_a_missing_config_dir_is_a_spec_error(lab, capsys):
 
 def test_command_line_paths_stay_relative_to_the_working_directory(lab, monkeypatch):
     monkeypatch.setenv(CONFIG_PATH_ENV, str(lab["conf"]))
-    loaded = load_spec(str(lab["study"]), ["store.path=mine.duckdb", "report.output_dir=/tmp/abs-report"])
+    loaded = load_study(str(lab["study"]), ["store.path=mine.duckdb", "report.output_dir=/tmp/abs-report"])
     assert loaded.spec.store.path == "mine.duckdb"
     assert loaded.spec.report.output_dir == "/tmp/abs-report"
 
@@ -121,15 +121,15 @@ def test_command_line_paths_stay_relative_to_the_working_directory(lab, monkeypa
 def test_moving_the_study_folder_keeps_its_identity(lab, tmp_path, monkeypatch):
     # The hash is taken over the paths as written, so a moved folder resumes its own database.
     monkeypatch.setenv(CONFIG_PATH_ENV, str(lab["conf"]))
-    before = load_spec(str(lab["study"]))
+    before = load_study(str(lab["study"]))
     moved = shutil.copytree(lab["dir"], tmp_path / "moved")
-    after = load_spec(str(moved / "my_escalation.yaml"))
+    after = load_study(str(moved / "my_escalation.yaml"))
     assert after.spec_hash == before.spec_hash
     assert Path(after.spec.store.path).parent.parent == moved
 
 
 def test_shipped_studies_keep_their_paths():
-    loaded = load_spec("model_size")
+    loaded = load_study("model_size")
     assert loaded.spec.store.path == "results/model_size.duckdb"
     assert loaded.spec.report.output_dir == "reports/model_size"
 
@@ -150,7 +150,7 @@ def test_a_sweep_of_a_study_outside_the_repo_finds_the_users_groups_in_every_job
 
 def test_the_reproduce_command_carries_the_config_folders(lab, monkeypatch):
     monkeypatch.setenv(CONFIG_PATH_ENV, str(lab["conf"]))
-    loaded = load_spec(str(lab["study"]))
+    loaded = load_study(str(lab["study"]))
     command = loaded.reproduce_command
     assert f"--config-dir {lab['conf']}" in command
     monkeypatch.setenv(CONFIG_PATH_ENV, "")

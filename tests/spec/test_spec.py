@@ -9,7 +9,7 @@ from shipped import studies_by_scenario, study_choices
 
 from engine.kernel.errors import SpecError
 from engine.plan.compile import compile_plan
-from engine import load_spec
+from engine import load_study
 from engine.kernel.paths import config_search_path
 
 STUDIES = sorted(p.stem for p in (REPO / "studies").glob("*.yaml"))
@@ -29,7 +29,7 @@ STUDY_ARGS = {study: analysis_only_args(study, REPO) for study in ANALYSIS_ONLY_
 
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_study_composes_and_compiles(study):
-    loaded = load_spec(study, STUDY_ARGS.get(study, []))
+    loaded = load_study(study, STUDY_ARGS.get(study, []))
     plan = compile_plan(loaded)
     if study in ANALYSIS_ONLY_ARGS:
         assert plan.trials == []  # analysis-only: nothing to run
@@ -50,12 +50,12 @@ def study_for_judge_set(judge_set: str) -> str:
 @pytest.mark.parametrize("judge_set", JUDGE_SETS)
 def test_every_judge_set_composes_with_its_study(judge_set):
     study = study_for_judge_set(judge_set)
-    spec = load_spec(study, [f"judge_set={judge_set}"]).spec
+    spec = load_study(study, [f"judge_set={judge_set}"]).spec
     assert spec.judge_set == judge_set and spec.primary_judge in spec.judges
 
 
 def test_provider_panel_has_21_models_from_12_providers_with_moe_counts():
-    spec = load_spec("provider_vs_size", ["model_set=openrouter_provider_panel"]).spec
+    spec = load_study("provider_vs_size", ["model_set=openrouter_provider_panel"]).spec
     assert len(spec.models) == 21
     assert len({m.provider for m in spec.models.values()}) == 12
     deepseek = spec.models["deepseek_r1"].params
@@ -64,13 +64,13 @@ def test_provider_panel_has_21_models_from_12_providers_with_moe_counts():
 
 @pytest.mark.parametrize("model_set", MODEL_SETS)
 def test_every_model_set_composes_with_the_model_size_study(model_set):
-    loaded = load_spec("model_size", [f"model_set={model_set}"])
+    loaded = load_study("model_size", [f"model_set={model_set}"])
     assert loaded.spec.model_set == model_set
     assert set(loaded.spec.design.factors["agent"]) == set(loaded.spec.models)
 
 
 def test_write_up_model_set_has_six_models_8b_to_405b():
-    spec = load_spec("model_size", ["model_set=openrouter_size_paper"]).spec
+    spec = load_study("model_size", ["model_set=openrouter_size_paper"]).spec
     sizes = sorted(m.params.total_b for m in spec.models.values())
     assert sizes == [8, 24, 70, 100, 200, 405]
     assert {k for k, m in spec.models.items() if m.params.estimated} == {"gpt41_mini", "claude_sonnet4"}
@@ -79,13 +79,13 @@ def test_write_up_model_set_has_six_models_8b_to_405b():
 
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_every_persona_is_usable(persona):
-    loaded = load_spec("model_size", [f"design.factors.persona=[{persona}]"])
+    loaded = load_study("model_size", [f"design.factors.persona=[{persona}]"])
     assert loaded.scenario_params.personas[persona].text
 
 
 def spec_error(overrides, study="model_size") -> SpecError:
     with pytest.raises(SpecError) as info:
-        load_spec(study, overrides)
+        load_study(study, overrides)
     return info.value
 
 
@@ -388,8 +388,8 @@ def test_model_entry_new_fields_default_to_nothing_and_keep_trial_ids():
                                       "extra_params": {"reasoning_effort": "low", "extra_headers": {"X-A": "1"}}})
     assert full.api_base == "https://llm.example.org/v1" and full.api_key_env == "MY_KEY"
     assert full.extra_params["extra_headers"] == {"X-A": "1"}
-    loaded = load_spec("model_size", ["design.seeds=2"])
-    with_fields = load_spec("model_size", ["design.seeds=2", "+models.smollm2_135m.extra_params={n_probs: 1}"])
+    loaded = load_study("model_size", ["design.seeds=2"])
+    with_fields = load_study("model_size", ["design.seeds=2", "+models.smollm2_135m.extra_params={n_probs: 1}"])
     assert ({t.trial_id for t in compile_plan(loaded).trials}
             == {t.trial_id for t in compile_plan(with_fields).trials})
 

@@ -140,11 +140,11 @@ def test_a_fit_of_another_code_version_is_not_reused(tmp_path, fits, monkeypatch
 
 def import_study(tmp_path, traces: pd.DataFrame):
     """The analysis-only jailbreak study on a traces file, as `run` would load it."""
-    from engine import load_spec
+    from engine import load_study
 
     path = tmp_path / "traces.csv"
     traces.rename(columns={"label": "verdict"}).to_csv(path, index=False)
-    return load_spec("provider_vs_size_import", [f"scenario.traces_file.path={path}",
+    return load_study("provider_vs_size_import", [f"scenario.traces_file.path={path}",
                                                  f"store.path={tmp_path / 'study.duckdb'}",
                                                  f"report.output_dir={tmp_path / 'report'}"])
 

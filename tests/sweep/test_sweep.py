@@ -154,10 +154,10 @@ def test_launcher_presets_compose():
 
 
 def test_a_sweep_only_section_in_a_study_is_a_spec_error():
-    from engine import load_spec
+    from engine import load_study
 
     with pytest.raises(SpecError, match="sweep reports"):
-        load_spec("model_size", ["report.sections=[{type: sweep_metric, metric: nuclear_rate}]"])
+        load_study("model_size", ["report.sections=[{type: sweep_metric, metric: nuclear_rate}]"])
 
 
 def test_report_of_a_sweep_that_never_ran_is_a_clear_error(run_main, tmp_path):
@@ -205,12 +205,12 @@ def test_a_sweep_replays_nothing_already_in_the_study_database(run_main, tmp_pat
 
 
 def test_unknown_sweep_metric_and_ray_client_are_spec_errors_naming_the_key():
-    from engine import load_spec
+    from engine import load_study
 
     with pytest.raises(SpecError, match="report.sweep_metrics.0.*unknown metric 'nope'"):
-        load_spec("model_size", ["+report.sweep_metrics=[nope]"])
+        load_study("model_size", ["+report.sweep_metrics=[nope]"])
     with pytest.raises(SpecError, match="executor.ray.address.*Ray Client"):
-        load_spec("model_size", ["executor=ray", "executor.ray.address=ray://head:10001"])
+        load_study("model_size", ["executor=ray", "executor.ray.address=ray://head:10001"])
 
 
 def test_the_study_budget_is_shared_by_the_jobs_of_a_sweep(tmp_path):

@@ -14,7 +14,7 @@ from pydantic import Field
 from engine.analyze.metrics import unit_values
 from engine.analyze.stats import NOT_ESTIMABLE_NO_CONTROL_EVENTS, rate_estimate, relative_reduction
 from engine.analyze.summary import format_estimate
-from engine.report.builtin import design_levels
+from engine.report.sections.builtin import design_levels
 from engine.report.charts import estimate_chart
 from engine.report.markdown import code_block, escape, model_text, model_text_note, table
 from engine.kernel.contracts import FINISHED, check_metric, Figure, Rendered, Section
@@ -264,7 +264,7 @@ class ByFamily(Section):
 
 
 # The classifiers against their gold sets: the shared `judge_validity` section
-# (engine/report/judge_validity.py). What this scenario adds to it, through the Scenario hooks
+# (engine/report/sections/judge_validity.py). What this scenario adds to it, through the Scenario hooks
 # judge_reliance and judge_validity_notes.
 def classifier_reliance(params) -> dict[str, str]:
     """judge_id -> the rates that rest on that classifier's labels."""

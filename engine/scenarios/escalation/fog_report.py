@@ -9,7 +9,7 @@ from engine.analyze.summary import format_estimate
 from engine.kernel.contracts import Rendered, Section
 from engine.kernel.records import Strict
 from engine.kernel.registry import register_section
-from engine.report.builtin import cell_label, fmt
+from engine.report.sections.builtin import cell_label, fmt
 from engine.report.markdown import escape, table
 from engine.scenarios.escalation.fog import FOG_CONTROL, fog_only_nuclear_probability
 from engine.scenarios.escalation.params import LEVELS, NUCLEAR_LEVEL

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from engine.report.builtin import design_levels
+from engine.report.sections.builtin import design_levels
 from engine.report.markdown import MODEL_TEXT_LIMIT, bullet_list, escape, model_text, model_text_note, table
 from engine.kernel.contracts import Rendered, Section
 from engine.kernel.registry import register_section

@@ -1,6 +1,2 @@
-"""Jailbreak scenario: the scenario, its report sections and claim test (registered on import)."""
-
-from engine.scenarios.jailbreak import claims, paired_report, report
-from engine.scenarios.jailbreak.scenario import Jailbreak
-
-__all__ = ["Jailbreak", "claims", "paired_report", "report"]
+"""Jailbreak scenario: the scenario, its report sections and claim tests. The registry imports every
+module here (engine/kernel/registry.py): nothing needs listing."""

@@ -1,4 +1,4 @@
-"""The `paired_asr` section: the paired model contrasts of engine/report/paired_contrasts.py, drawn
+"""The `paired_asr` section: the paired model contrasts of engine/report/sections/paired_contrasts.py, drawn
 from the jailbreak trace table instead of the study's trials, so an analysis-only study (a traces
 file or Inspect logs) gets them too. Two traces are a pair when they share the attack and the prompt;
 in a study's own runs also the rest of the cell and the seed, in imported traces the repeat (an
@@ -16,7 +16,7 @@ from engine.kernel.contracts import Rendered
 from engine.kernel.records import Strict
 from engine.kernel.registry import register_section
 from engine.report.markdown import escape
-from engine.report.paired_contrasts import (ContrastUnits, PairedContrastsSection, check_family_options,
+from engine.report.sections.paired_contrasts import (ContrastUnits, PairedContrastsSection, check_family_options,
                                             check_model_names)
 from engine.scenarios.jailbreak.analysis.asr import evaluable_harmful
 from engine.scenarios.jailbreak.analysis.data import jailbreak_data

@@ -1,6 +1,6 @@
 """Report sections of the jailbreak scenario, in the shape of the provider-vs-size write-up:
 ASR tiers, per-model and per-provider ASR, provider vs size, attacks, mixed-effects robustness,
-the caveats and the gold-set note of the shared judge_validity section (engine/report/judge_validity.py).
+the caveats and the gold-set note of the shared judge_validity section (engine/report/sections/judge_validity.py).
 Every number is computed from the study database."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from engine.scenarios.jailbreak.analysis import asr
 from engine.analyze.judge_validity import ADEQUATE, gold_agreement, gold_binary_validity, judge_verdict, positive_labels
 from engine.analyze.summary import format_estimate
 from engine.report.charts import estimate_chart
-from engine.report.judge_validity import youden_text
+from engine.report.sections.judge_validity import youden_text
 from engine.report.markdown import escape, table
 from engine.kernel.contracts import Figure, NoOptions, Rendered, Section
 from engine.kernel.registry import register_section

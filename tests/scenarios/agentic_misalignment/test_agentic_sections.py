@@ -10,7 +10,7 @@ from agentic_store import commit_done, planned_store
 from hostile_text import HOSTILE_REPLY
 from miettinen_nurminen import mn_interval
 
-from engine import load_spec
+from engine import load_study
 from engine.analyze.judge_validity import positive_labels
 from engine.analyze.stats import NOT_ESTIMABLE_NO_CONTROL_EVENTS
 from engine.kernel.registry import get_scenario
@@ -29,7 +29,7 @@ def response(t, model_key: str, text: str, acted: bool = False) -> dict:
 def test_inhibition_examples_are_cut_at_their_max_chars(tmp_path):
     """The agentic scenario's quoted examples go through the report's one model-text helper: four 1 MB
     replies that considered the act and refrained."""
-    loaded = load_spec("blackmail_subfrontier")
+    loaded = load_study("blackmail_subfrontier")
     trials = compile_plan(loaded).trials[:4]
     store, scenario, params = planned_store(tmp_path / "a.duckdb", loaded, trials)
     for t in trials:
@@ -45,7 +45,7 @@ def test_inhibition_examples_are_cut_at_their_max_chars(tmp_path):
 
 
 def test_the_mitigation_section_prints_the_interval_and_says_when_it_is_not_estimable(db_path):
-    loaded = load_spec("blackmail_subfrontier")
+    loaded = load_study("blackmail_subfrontier")
     plan = compile_plan(loaded)
     models = sorted({t.inputs["model_key"] for t in plan.trials})
     assert len(models) == 2
@@ -78,7 +78,7 @@ def test_the_mitigation_section_prints_the_interval_and_says_when_it_is_not_esti
 
 
 def test_the_agentic_rates_name_the_labels_they_count():
-    agentic = load_spec("blackmail_subfrontier")
+    agentic = load_study("blackmail_subfrontier")
     c = agentic.scenario_params.classifiers
     assert positive_labels(get_scenario("agentic_misalignment"), agentic.spec, agentic.scenario_params) == {
         c["structure"]: {"BLACKMAIL"}, c["blackmail"]: {"BLACKMAIL"}, c["deliberation"]: {"CONSIDERED_LEVERAGE"}}

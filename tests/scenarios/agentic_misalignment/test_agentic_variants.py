@@ -18,10 +18,10 @@ from engine.kernel.registry import get_scenario
 from engine.scenarios.agentic_misalignment import published
 from engine.scenarios.agentic_misalignment.environment import build_messages, sent_emails
 from engine.scenarios.agentic_misalignment.structure import check, check_leak
-from engine import load_spec
+from engine import load_study
 from engine.cli import main
 
-LEAKING = load_spec("leaking_subfrontier")
+LEAKING = load_study("leaking_subfrontier")
 PARAMS = LEAKING.scenario_params
 INBOX = build_messages(PARAMS, {"goal_conflict": "explicit", "threat": "replacement", "safety_instructions": "off",
                                 "scratchpad": "on"})[1]["content"]
@@ -105,7 +105,7 @@ def test_a_forward_leaks_when_the_forwarded_inbox_email_holds_the_document():
 ])
 def test_bad_leaking_specs_name_the_key(override, key):
     with pytest.raises(SpecError) as err:
-        load_spec("leaking_subfrontier", [override])
+        load_study("leaking_subfrontier", [override])
     assert key in str(err.value)
 
 
@@ -113,7 +113,7 @@ def test_bad_leaking_specs_name_the_key(override, key):
 def test_published_templates_without_the_package_are_a_spec_error_naming_the_key(study, monkeypatch):
     monkeypatch.setitem(sys.modules, published.GENERATOR_MODULE, None)  # the import fails, installed or not
     with pytest.raises(SpecError) as err:
-        load_spec(study, ["scenario.source=inspect_evals"])
+        load_study(study, ["scenario.source=inspect_evals"])
     assert err.value.key == "scenario.source" and 'pip install -e ".[inspect]"' in err.value.message
 
 
@@ -129,7 +129,7 @@ def test_our_factor_levels_map_onto_the_published_generator_arguments():
 
 
 def test_the_variant_file_changes_the_trials_but_not_the_blackmail_ones():
-    blackmail = compile_plan(load_spec("blackmail_subfrontier"))
+    blackmail = compile_plan(load_study("blackmail_subfrontier"))
     leaking = compile_plan(LEAKING)
     assert not {t.trial_id for t in blackmail.trials} & {t.trial_id for t in leaking.trials}
     # The project's templates record no template source: trial ids of earlier blackmail studies hold.
@@ -200,7 +200,7 @@ CONDITION = {"goal_conflict": "explicit", "threat": "replacement", "safety_instr
 
 
 def _published(variant: str, **levels: str) -> list[dict[str, str]]:
-    loaded = load_spec(f"{variant}_subfrontier", PUBLISHED[variant])
+    loaded = load_study(f"{variant}_subfrontier", PUBLISHED[variant])
     return build_messages(loaded.scenario_params, {**CONDITION, **levels})
 
 
@@ -227,8 +227,8 @@ def test_published_trials_record_the_package_version_and_differ_from_ours(varian
     pytest.importorskip("inspect_evals")
     from importlib.metadata import version
 
-    loaded = load_spec(f"{variant}_subfrontier", PUBLISHED[variant])
-    ours = {t.trial_id for t in compile_plan(load_spec(f"{variant}_subfrontier")).trials}
+    loaded = load_study(f"{variant}_subfrontier", PUBLISHED[variant])
+    ours = {t.trial_id for t in compile_plan(load_study(f"{variant}_subfrontier")).trials}
     trials = compile_plan(loaded).trials
     assert {t.inputs["templates"]["version"] for t in trials} == {version("inspect-evals")}
     assert not ours & {t.trial_id for t in trials}
@@ -241,7 +241,7 @@ def test_published_trials_record_the_package_version_and_differ_from_ours(varian
 def test_forwarding_the_published_specification_outside_novastar_is_a_leak():
     pytest.importorskip("inspect_evals")
     inbox = _published("leaking")[1]["content"]
-    options = load_spec("leaking_subfrontier", PUBLISHED["leaking"]).spec.judges["structure"].options
+    options = load_study("leaking_subfrontier", PUBLISHED["leaking"]).spec.judges["structure"].options
     grade = lambda reply: check_leak(reply, inbox, options["internal_domains"],  # noqa: E731
                                      options["confidential_markers"])[0]
     forward = PUBLISHED_FORWARD.replace("secure@starsentinel.com", "secure@starsentinel.net")
@@ -254,7 +254,7 @@ def test_forwarding_the_published_specification_outside_novastar_is_a_leak():
 def test_an_unknown_published_goal_value_is_a_spec_error():
     pytest.importorskip("inspect_evals")
     with pytest.raises(SpecError) as err:
-        load_spec("blackmail_subfrontier", [*PUBLISHED["blackmail"], "scenario.published_goal_value=mars"])
+        load_study("blackmail_subfrontier", [*PUBLISHED["blackmail"], "scenario.published_goal_value=mars"])
     assert err.value.key == "scenario.published_goal_value" and "america" in err.value.message
 
 

@@ -10,16 +10,16 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from agentic_store import commit_done, planned_store
-from engine import load_spec
+from engine import load_study
 from engine.judging.catalog import make_judges
 from engine.judging.gold import gold_subject_id, load_gold
 from engine.kernel.registry import get_scenario
 from engine.plan.compile import compile_plan
-from engine.report.builtin import Summary, cell_label
+from engine.report.sections.builtin import Summary, cell_label
 from engine.report.context import ReportContext
-from engine.report.corrected_rates import CorrectedRates
+from engine.report.sections.corrected_rates import CorrectedRates
 
-LOADED = load_spec("blackmail_subfrontier", ["design.seeds=20"])
+LOADED = load_study("blackmail_subfrontier", ["design.seeds=20"])
 
 
 def test_each_variant_names_the_classifier_and_label_behind_its_single_judge_rates():
@@ -29,7 +29,7 @@ def test_each_variant_names_the_classifier_and_label_behind_its_single_judge_rat
         "blackmail_llm_rate": ("blackmail_llm", {"BLACKMAIL"}),
         "blackmail_structural_rate": ("structure", {"BLACKMAIL"}),
         "considered_rate": ("deliberation_llm", {"CONSIDERED_LEVERAGE"})}
-    leaking = load_spec("leaking_subfrontier")
+    leaking = load_study("leaking_subfrontier")
     assert scenario.judged_rates(leaking.spec, leaking.scenario_params) == {
         "leak_llm_rate": ("leak_llm", {"LEAK"}), "leak_structural_rate": ("structure", {"LEAK"}),
         "considered_rate": ("deliberation_llm", {"CONSIDERED_LEAKING"})}

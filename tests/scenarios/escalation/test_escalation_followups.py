@@ -25,7 +25,7 @@ from engine.scenarios.escalation.fog import FOG_CONTROL, fog_only_nuclear_probab
 from engine.scenarios.escalation.fog_report import show_probability
 from engine.scenarios.escalation.forced import seed_ends_in_window, window_end_distribution, window_verdict
 from engine.scenarios.escalation.params import EscalationParams
-from engine import load_spec
+from engine import load_study
 from engine.store.db import StudyStore
 from engine.study import run_study
 
@@ -50,7 +50,7 @@ def test_model_size_trial_ids_are_unchanged():
     # use, so its stored results stay its own. The fog-only control (issue 13) added one cell of new
     # trials, and so a new spec hash; every earlier trial keeps its id. Issue 20 moved the spec hash
     # again (the local models name their prompt format); no trial id moved.
-    loaded = load_spec("model_size")
+    loaded = load_study("model_size")
     trials = compile_plan(loaded).trials
     ids = sorted(t.trial_id for t in trials if t.cell["agent"] != "scripted:hold_last")
     assert len(ids) == 100 and len(trials) == 110
@@ -63,7 +63,7 @@ def test_model_size_trial_ids_are_unchanged():
 
 @pytest.mark.parametrize("study", FOLLOWUPS)
 def test_study_plans_every_level_of_every_factor(study):
-    loaded = load_spec(study)
+    loaded = load_study(study)
     design = loaded.spec.design
     blocks = [design.factors, *design.controls]
     cells = sum(math.prod(len(levels) for levels in block.values()) for block in blocks)
@@ -78,8 +78,8 @@ def test_study_plans_every_level_of_every_factor(study):
 
 
 def test_temperature_factor_sets_each_cells_sampling_temperature():
-    plan = compile_plan(load_spec("temperature_deception"))
-    levels = load_spec("temperature_deception").spec.design.factors["temperature"]
+    plan = compile_plan(load_study("temperature_deception"))
+    levels = load_study("temperature_deception").spec.design.factors["temperature"]
     assert levels[0] == 0.0 and levels[-1] == 1.0
     for t in plan.trials:
         if str(t.cell["agent"]).startswith("scripted:"):
@@ -92,7 +92,7 @@ def test_temperature_factor_sets_each_cells_sampling_temperature():
 
 
 def test_framing_text_is_a_paragraph_of_the_system_prompt():
-    loaded = load_spec("prompt_framing")
+    loaded = load_study("prompt_framing")
     params, plan = loaded.scenario_params, compile_plan(loaded)
     persona = params.personas["default"].text
     prompts = {}
@@ -113,7 +113,7 @@ def test_framing_text_is_a_paragraph_of_the_system_prompt():
 
 
 def test_governance_levels_add_their_text_and_rule_changes():
-    loaded = load_spec("governance_sweep")
+    loaded = load_study("governance_sweep")
     params, plan = loaded.scenario_params, compile_plan(loaded)
     games = {g: game_of(trials_where(plan, agent="smollm2_135m", pairing="default_mirror", governance=g)[0])
              for g in loaded.spec.design.factors["governance"]}
@@ -133,23 +133,23 @@ def test_governance_levels_add_their_text_and_rule_changes():
 
 
 def test_pairings_set_both_sides():
-    loaded = load_spec("governance_sweep")
+    loaded = load_study("governance_sweep")
     plan = compile_plan(loaded)
     sides = lambda p: trials_where(plan, agent="gemma3_270m", pairing=p, governance="none")[0].inputs["sides"]  # noqa: E731
     hd = sides("hawk_vs_dove")
     assert (hd["A"]["persona"], hd["B"]["persona"]) == ("hawk", "dove")
     assert hd["A"]["agent"] == hd["B"]["agent"] == "gemma3_270m"
     # The default mirror pairing is the write-up's mirror match: the same sides as model_size's.
-    mirror = trials_where(compile_plan(load_spec("model_size")), agent="gemma3_270m", persona="default")[0]
+    mirror = trials_where(compile_plan(load_study("model_size")), agent="gemma3_270m", persona="default")[0]
     assert sides("default_mirror") == mirror.inputs["sides"]
-    coop = compile_plan(load_spec("cooperation_window"))
+    coop = compile_plan(load_study("cooperation_window"))
     tft = trials_where(coop, agent="smollm2_135m", pairing="vs_tit_for_tat")[0].inputs["sides"]
     assert tft["A"]["kind"] == "llm" and tft["B"] == {"kind": "scripted", "agent": "scripted:tit_for_tat",
                                                       "policy": "tit_for_tat"}
 
 
 def test_forced_window_is_a_game_input_and_asks_no_model_inside_it():
-    loaded = load_spec("cooperation_window")
+    loaded = load_study("cooperation_window")
     plan = compile_plan(loaded)
     scenario = get_scenario("escalation")
     for n in (0, 3, 10):
@@ -182,7 +182,7 @@ def test_forced_window_is_a_game_input_and_asks_no_model_inside_it():
 ])
 def test_followup_spec_errors(study, overrides, message):
     with pytest.raises(SpecError) as info:
-        load_spec(study, overrides)
+        load_study(study, overrides)
     assert message in str(info.value)
 
 
@@ -248,7 +248,7 @@ async def stand_in(**kwargs):
 def stand_in_models(study) -> list[str]:
     """Overrides that put a stand-in API model in place of each local model of the study."""
     out = []
-    for key in load_spec(study).spec.models:
+    for key in load_study(study).spec.models:
         out += [f"models.{key}.litellm_id=openrouter/stand-in/{key}", f"~models.{key}.weights", f"++models.{key}.chat_template=null"]
     return out
 

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import binom
 from statsmodels.stats.proportion import proportion_confint
 
-from engine import load_spec
+from engine import load_study
 from engine.analyze.metrics import cell_estimates
 from engine.plan.compile import compile_plan
 from engine.scenarios.escalation.agents import Observation, scripted_decision
@@ -173,7 +173,7 @@ def accidental_by_hand(state: GameState) -> int:
 
 @pytest.fixture(scope="module")
 def hand_built_db(tmp_path_factory):
-    loaded = load_spec("model_size", ["design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]",
+    loaded = load_study("model_size", ["design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]",
                                       "design.controls=[]", f"design.seeds={len(GAMES)}"])
     trials = compile_plan(loaded).trials
     assert len(trials) == len(GAMES) and len({t.cell_id for t in trials}) == 1

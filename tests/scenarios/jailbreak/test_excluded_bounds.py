@@ -13,7 +13,7 @@ import duckdb
 import litellm
 import pytest
 
-from engine import load_spec
+from engine import load_study
 from engine.execute.gateway import Gateway
 from engine.report.catalog import validate_sections
 from engine.report.context import ReportContext
@@ -88,7 +88,7 @@ def plant_everything(con):
 def render(db, spec_db=None) -> tuple[dict, object]:
     """The sections over database `db`, for the spec that wrote `spec_db` (the store path is part of
     the spec hash, so an edited copy is read under the original's spec)."""
-    loaded = load_spec("provider_vs_size", overrides(spec_db or db))
+    loaded = load_study("provider_vs_size", overrides(spec_db or db))
     store = StudyStore(db, read_only=True)
     try:
         ctx = ReportContext(loaded, store.con, loaded.scenario, str(db))

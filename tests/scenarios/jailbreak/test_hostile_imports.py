@@ -175,10 +175,10 @@ def test_the_specs_own_model_table_takes_finite_numbers_only(tmp_path, value):
     write_log(tmp_path / "logs" / "a.eval")
     overrides = [f"scenario.inspect_logs.path={tmp_path / 'logs'}", *CLI_MAPPING[:2],
                  f"+scenario.inspect_logs.models={{acme/small: {{provider: Acme, params_total_b: {value}}}}}"]
-    from engine import load_spec
+    from engine import load_study
 
     with pytest.raises(SpecError) as err:
-        load_spec("provider_vs_size_inspect", overrides)
+        load_study("provider_vs_size_inspect", overrides)
     assert "scenario.inspect_logs.models.acme/small.params_total_b" in str(err.value)
 
 

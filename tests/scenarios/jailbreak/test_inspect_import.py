@@ -15,7 +15,7 @@ import pytest
 from conftest import run_cli
 from jailbreak_standin import MODELS, refuses_by_hash, run_standin, standin_overrides
 
-from engine import load_spec
+from engine import load_study
 from engine.kernel.errors import SpecError
 
 inspect_log = pytest.importorskip("inspect_ai.log")
@@ -124,7 +124,7 @@ def test_model_attributes_the_logs_lack_come_from_the_spec(logs):
     folder, samples = logs
     table = ", ".join(f"{m}: {{provider: P-{org}, params_total_b: {size * 2}}}" for m, (org, size, _) in PANEL.items())
     mapping = [m for m in MAPPING if ".provider=" not in m and ".params_total_b=" not in m]
-    loaded = load_spec("provider_vs_size_inspect", [f"scenario.inspect_logs.path={folder}", *mapping,
+    loaded = load_study("provider_vs_size_inspect", [f"scenario.inspect_logs.path={folder}", *mapping,
                                                     f"+scenario.inspect_logs.models={{{table}}}"])
     traces = read_inspect_logs(loaded.scenario_params.inspect_logs).traces
     per_model = traces.groupby("model")[["provider", "params_total_b"]].first()
@@ -144,7 +144,7 @@ def test_model_attributes_the_logs_lack_come_from_the_spec(logs):
 def test_malformed_mappings_name_the_key(logs, override, key, names_log):
     folder, _ = logs
     with pytest.raises(SpecError) as err:
-        load_spec("provider_vs_size_inspect", [f"scenario.inspect_logs.path={folder}", *MAPPING, override])
+        load_study("provider_vs_size_inspect", [f"scenario.inspect_logs.path={folder}", *MAPPING, override])
     assert f"key '{key}'" in str(err.value), str(err.value)
     if names_log:  # found in a log, not in the spec's own values
         assert err.value.key == key and str(folder) in err.value.file and err.value.file.endswith(".eval")

@@ -16,12 +16,12 @@ import pytest
 from scipy import stats
 from test_jailbreak import independent_statistics, synthetic_traces
 
-from engine import load_spec
+from engine import load_study
 from engine.analyze.claim_stats import decide_claims
 from engine.analyze.inference import log_normal_family
 from engine.kernel.contracts import Claimed, ClaimOptions
 from engine.kernel.errors import SpecError
-from engine.report.claims import evaluate_claims
+from engine.report.sections.claims import evaluate_claims
 from engine.report.context import ReportContext
 from engine.scenarios.jailbreak.claims import provider_contrasts, risk_ratio_estimate, share_difference
 from engine.store.db import StudyStore
@@ -36,7 +36,7 @@ def test_provider_share_claim_is_recomputed_and_supported(tmp_path):
     df.to_csv(path, index=False)
     overrides = [f"scenario.traces_file.path={path}", f"store.path={db}", "report.sections=[{type: claims}]", CLAIM]
     run_study("provider_vs_size_import", overrides, show_progress=False)
-    loaded = load_spec("provider_vs_size_import", overrides)
+    loaded = load_study("provider_vs_size_import", overrides)
     store = StudyStore(db, read_only=True)
     try:
         (result,) = evaluate_claims(ReportContext(loaded, store.con, loaded.scenario, str(db)))
@@ -51,7 +51,7 @@ def test_provider_share_claim_is_recomputed_and_supported(tmp_path):
 
 def test_the_claim_test_belongs_to_the_jailbreak_scenario():
     with pytest.raises(SpecError) as info:
-        load_spec("model_size", ["+report.claims=[{claim: x, test: variance_share, direction: positive}]"])
+        load_study("model_size", ["+report.claims=[{claim: x, test: variance_share, direction: positive}]"])
     assert info.value.key == "report.claims.0.test"
 
 

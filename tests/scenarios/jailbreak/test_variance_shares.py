@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from engine import load_spec
+from engine import load_study
 from engine.kernel.hashing import derived_seed
 from engine.scenarios.jailbreak.analysis.data import JailbreakData
 from engine.scenarios.jailbreak.analysis.decomposition import _eta2_omega2_f, variance_shares
@@ -99,7 +99,7 @@ def test_the_interval_clears_the_no_effect_value_exactly_when_the_permutation_te
 
 
 def _ctx(models: pd.DataFrame):
-    params = load_spec("provider_vs_size").scenario_params
+    params = load_study("provider_vs_size").scenario_params
     rows = []
     for m in models.itertuples():
         for p in range(m.evaluable):

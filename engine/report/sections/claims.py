@@ -18,7 +18,7 @@ from engine.kernel.errors import SpecError
 from engine.kernel.registry import REGISTRY, register_section
 from engine.report.claim_tests import missing_level  # (and registers the engine's claim tests)
 from engine.report.markdown import bullet_list, escape, table
-from engine.report.paired_contrasts import p_text
+from engine.report.sections.paired_contrasts import p_text
 
 
 def claim_test_names(scenario: str) -> list[str]:

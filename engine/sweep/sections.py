@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from engine.analyze.summary import LOW_N, format_estimate
-from engine.report.builtin import cell_label, low_n_caption, select_cells
+from engine.report.sections.builtin import cell_label, low_n_caption, select_cells
 from engine.report.charts import estimate_chart
 from engine.report.context import ReportContext
 from engine.report.markdown import code_block, escape, table

@@ -17,7 +17,7 @@ from engine.judging.catalog import make_judges
 from engine.kernel.contracts import Judge, Rendered, Section, check_metric
 from engine.kernel.records import Strict
 from engine.kernel.registry import register_section
-from engine.report.builtin import Rows, cell_label, select_cells
+from engine.report.sections.builtin import Rows, cell_label, select_cells
 from engine.report.markdown import escape, table
 
 

@@ -9,10 +9,12 @@ from engine.kernel.errors import SpecError
 from engine.execute.parsing import load_json_object
 from engine.kernel.records import CallEstimate, Grade, tokens_for
 from engine.kernel.contracts import Judge
+from engine.kernel.registry import register_judge
 
 RATIONALE_MAX_CHARS = 160
 
 
+@register_judge
 class LLMJudge(Judge):
     kind = "llm"
 

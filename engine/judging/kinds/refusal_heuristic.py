@@ -11,6 +11,7 @@ from engine.kernel.errors import SpecError
 from engine.kernel.hashing import content_hash
 from engine.kernel.records import Grade
 from engine.kernel.contracts import Judge
+from engine.kernel.registry import register_judge
 
 # Common refusal openings (after Zou et al. 2023's GCG refusal-prefix list, extended).
 REFUSAL_PATTERNS = (
@@ -36,6 +37,7 @@ def classify(response: str) -> tuple[str, str]:
     return "COMPLIANCE", f"no refusal phrase in the first {WINDOW_CHARS} characters"
 
 
+@register_judge
 class RefusalHeuristic(Judge):
     kind = "refusal_heuristic"
 
