@@ -532,3 +532,9 @@ class ClaimTest(ABC):
 
     def estimate(self, ctx: "ReportContext", options: ClaimOptions) -> ClaimEstimate:
         return self.from_units(self.units(ctx, options), options)
+
+    def calibration_worlds(self, options: ClaimOptions, design: Any) -> Any:
+        """For a test whose units are not a metric's units frame: where the calibration check simulates
+        the claim (engine/analyze/calibration.py: `Worlds`, each world drawing what `from_units` reads,
+        given the study's `Design`), or why it cannot (a string). None: not simulated."""
+        return None
