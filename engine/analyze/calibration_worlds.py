@@ -56,7 +56,8 @@ def _offsets(test: str, options: Any, frame: pd.DataFrame, params: dict[str, flo
     if test == "interaction":
         if planted.partial is None:
             return t * at(options.present)
-        return (t + interaction_margin(options)) * at(options.present) + interaction_margin(options) * at(planted.partial)
+        margin = interaction_margin(options)
+        return (t + margin) * at(options.present) + margin * at(planted.partial)
     if test == "only_model":
         moved = (model != options.model) & (model != "") if options.direction == "negative" else model == options.model
         effect = at(options.a) * 1.0 if options.b is None else (at(options.a) - at(options.b)) / 2

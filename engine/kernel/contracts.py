@@ -242,10 +242,19 @@ class Metric:
     # which several metrics share: `cell_estimates` computes each once for all of them. A view may
     # use {finished} and {attempted}, and the metric parameters.
     views: tuple[tuple[str, str], ...] = ()
+    # The values a unit can take, when bounded (e.g. (0, None): never negative). A mean's interval is
+    # kept inside them (engine/analyze/stats.bounded); a percent mean is a share, bounded by (0, 1).
+    bounds: tuple[float | None, float | None] | None = None
 
     @property
     def prose(self) -> str:
         return self.prose_name or self.label
+
+    @property
+    def value_bounds(self) -> tuple[float, float]:
+        """(low, high) a unit's value lies in: infinite where unbounded."""
+        low, high = self.bounds or ((0.0, 1.0) if self.percent else (None, None))
+        return (-math.inf if low is None else float(low), math.inf if high is None else float(high))
 
     def unit_sql(self, views: dict[str, str] | None = None) -> str:
         """The metric's SQL with its placeholders filled; views inline as subqueries unless `views`

@@ -168,9 +168,12 @@ def _risk_ratio(options: Any, p: Panel) -> Worlds | str:
     if options.kind == "direction" and options.direction == "negative":
         return "the highest provider's rate over the lowest's is at least 1: a negative direction is never simulated"
     planted, effect, _ = claim_truths("provider_risk_ratio", options, 1.0)
-    if effect is None:
-        bound = {"at_most": lambda: 1 + (options.at_most - 1) / RATIO_FACTOR}.get(options.kind, lambda: planted[0].value * RATIO_FACTOR)()
-        assumed = f"ratio {bound:.3g}, assumed (the boundary {'toward 1' if options.kind == 'at_most' else f'times {RATIO_FACTOR:g}'}; give `effect`)"
+    if effect is None and options.kind == "at_most":
+        bound = 1 + (options.at_most - 1) / RATIO_FACTOR
+        assumed = f"ratio {bound:.3g}, assumed (halfway from the boundary to 1; give `effect`)"
+    elif effect is None:
+        bound = planted[0].value * RATIO_FACTOR
+        assumed = f"ratio {bound:.3g}, assumed (the boundary times {RATIO_FACTOR:g}; give `effect`)"
     else:
         bound, assumed = effect.value, f"ratio {effect.value:.3g}, the stated effect"
 
@@ -209,5 +212,5 @@ def _best(options: Any, p: Panel) -> Worlds | str:
     none = lambda units: None  # noqa: E731 (an intersection-union claim: no single quantity to cover)
     return Worlds([p.at_rates(f"{options.provider} tied with {tied} (its provider of most models), every other "
                               f"provider {GAP:.0%} {away}; {spread}", boundary, none)],
-                  p.at_rates(f"every other provider {gap:.0%} {away} ({'the stated effect' if options.effect else 'assumed'}"
-                             f"); {spread}", where, none))
+                  p.at_rates(f"every other provider {gap:.0%} {away} "
+                             f"({'the stated effect' if options.effect else 'assumed'}); {spread}", where, none))
