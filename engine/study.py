@@ -314,7 +314,7 @@ def build_report(study: str, overrides: list[str] | tuple[str, ...] = (), *, for
 
 def calibrate_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, draws: int = calibration.DEFAULT_DRAWS,
                     seed: int = calibration.DEFAULT_SEED, progress=lambda n: None,
-                    start=lambda total: None) -> tuple[LoadedSpec, dict, bool]:
+                    start=lambda total: None, model_sd: float = calibration.MODEL_SD) -> tuple[LoadedSpec, dict, bool]:
     """Simulate the study's design (engine/analyze/calibration.py) with its data's base rates where its
     database holds finished trials, else the spec's assumptions; store the result in the database (when
     there is one) for the report's calibration section. Returns the result and whether it was stored.
@@ -323,10 +323,10 @@ def calibrate_study(study: str, overrides: list[str] | tuple[str, ...] = (), *, 
     plan = compile_plan(loaded)
     path = store_path(loaded)
     if not path.exists():
-        return loaded, calibration.run_calibration(plan, None, draws, seed, progress, start), False
+        return loaded, calibration.run_calibration(plan, None, draws, seed, progress, start, model_sd), False
     store = StudyStore(path, read_only=True)
     try:
-        result = calibration.run_calibration(plan, store.con, draws, seed, progress, start)
+        result = calibration.run_calibration(plan, store.con, draws, seed, progress, start, model_sd)
     finally:
         store.close(checkpoint=False)
     with writing(loaded, "calibrate"):

@@ -9,6 +9,12 @@ sqrt(icc) z_cluster + sqrt(1 - icc) e (standard normals), a rate's outcome is 1 
 mean (so its probability is exactly the mean) and a mean's value is mean + sd x latent. Units of one
 cluster in different cells are correlated as paired units are.
 
+A claim test whose units are not a metric's units frame (a scenario's own, e.g. the jailbreak
+scenario's provider claims) plants its own worlds (`Worlds`, from its `calibration_worlds` hook given
+the `Design`). Where a claim's quantity is read across models (the provider claims), each simulated
+study draws every model's own deviation, a normal random effect on the log-odds scale with SD
+`model_sd` (the models a provider makes differ; a stated assumption, `--model-sd`).
+
 Measured, each with its Monte Carlo SE and draw count:
 - per claim, its false-support rate (share of "supported" at the boundary; decided alone at its
   one-sided 2.5%: Holm across a report's claims only lowers it) and its power at the stated effect,
@@ -27,7 +33,7 @@ import pandas as pd
 from scipy import special
 
 from engine.analyze import metrics as cell_metrics
-from engine.analyze.calibration_worlds import claim_truths, means, truth
+from engine.analyze.calibration_worlds import Planted, claim_truths, means, truth
 from engine.analyze.claim_stats import FAMILYWISE, decide_claims
 from engine.analyze.claim_units import ClaimUnits, ModelFacts
 from engine.analyze.paired import contrasts_of
@@ -35,7 +41,44 @@ from engine.kernel.contracts import ClaimEstimate, Metric
 from engine.kernel.hashing import derived_seed
 
 COVERAGE_TARGET = 0.93  # issue 21: every printed 95% interval covers at least this often
+MODEL_SD = 0.5  # assumed SD of a model's log-odds around its provider's (issue 21's setting; --model-sd)
 Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class World:
+    """One planted truth of a claim: `how`, in words, and `draw(rng, seed)`: one simulated study's units
+    (what the claim test's `from_units` reads, its resampling seeded by `seed`) and the claim
+    quantity's true value in it (None: no single true value to cover)."""
+
+    how: str
+    draw: Callable[[np.random.Generator, int], tuple[Any, float | None]]
+    clipped: bool = False
+
+
+@dataclass(frozen=True)
+class Worlds:
+    """Where a claim is simulated: its boundary worlds (the worst one's false support is printed) and
+    the world where it holds (None: no power figure, `power_note` says why)."""
+
+    nulls: list[World]
+    effect: World | None
+    power_note: str = ""
+
+
+@dataclass(frozen=True)
+class Design:
+    """What a claim test's `calibration_worlds` hook is given: the study's spec and scenario parameters,
+    a metric's planned units (`frame(name)`: trial_id, cell_id, cell, seed, item, cluster, model) and
+    simulated centre (`centre(name)`: base rate or mean), the latent intra-cluster correlation and the
+    model random effect's SD."""
+
+    spec: Any
+    scenario_params: Any
+    frame: Callable[[str], pd.DataFrame]
+    centre: Callable[[str], float]
+    icc: float
+    model_sd: float = MODEL_SD
 
 
 @dataclass(frozen=True)
@@ -55,6 +98,8 @@ class ClaimCase:
     models: dict[str, ModelFacts] = field(default_factory=dict)
     counted: str = "units"
     reason: str | None = None
+    worlds: Worlds | None = None  # planted by the claim test itself (its calibration_worlds hook)
+    code: tuple[str, ...] = ()  # source files the claim's figures depend on beyond the engine's own (its plug-in's)
 
 
 @dataclass(frozen=True)
@@ -92,6 +137,7 @@ class Setup:
     icc: float
     basis: list[str]  # where each metric's base rate / SD came from, in words
     measured: bool = False  # whether any base rate or SD comes from the study's data
+    model_sd: float = MODEL_SD
 
 
 def figure(hits: list[float] | np.ndarray) -> dict[str, float] | None:
@@ -107,8 +153,9 @@ def figure(hits: list[float] | np.ndarray) -> dict[str, float] | None:
     return {"value": value, "se": spread / math.sqrt(len(x)), "draws": int(len(x))}
 
 
-def _outcomes(rng: np.random.Generator, mu: np.ndarray, sd: np.ndarray | float, clusters: np.ndarray, icc: float,
-              proportion: bool) -> np.ndarray:
+def outcomes(rng: np.random.Generator, mu: np.ndarray, sd: np.ndarray | float, clusters: np.ndarray, icc: float,
+             proportion: bool) -> np.ndarray:
+    """One simulated study's values of units with true means `mu`, correlated within `clusters`."""
     codes, n_clusters = pd.factorize(clusters)[0], len(set(clusters))
     latent = math.sqrt(icc) * rng.standard_normal(max(n_clusters, 1))[codes] + \
         math.sqrt(1 - icc) * rng.standard_normal(len(mu))
@@ -123,30 +170,46 @@ def _rng(seed: int, *parts: Any) -> np.random.Generator:
 
 # ------------------------------------------------------------------------------------------ claims
 
-def _world(case: ClaimCase, t: float) -> tuple[np.ndarray, bool] | None:
+def _metric_world(case: ClaimCase, planted: Planted, icc: float) -> World | None:
+    """A metric claim's world (engine/analyze/calibration_worlds.py): every unit's true mean fixed, the
+    units drawn around it."""
     assert case.frame is not None and case.metric is not None
-    return means(case.test, case.options, case.frame, case.centre, t, case.metric.kind == "proportion",
-                 {m: f.params_b for m, f in case.models.items()}, {m: f.family for m, f in case.models.items()})
-
-
-def _claim_world(case: ClaimCase, t: float, draws: int, seed: int, icc: float, tag: str,
-                 progress: Progress) -> dict[str, Any]:
-    assert case.frame is not None and case.metric is not None and case.estimate is not None
-    world = _world(case, t)
+    params = {m: f.params_b for m, f in case.models.items()}
+    world = means(case.test, case.options, case.frame, case.centre, planted, case.metric.kind == "proportion",
+                  params, {m: f.family for m, f in case.models.items()})
     if world is None:
-        progress(draws)
-        return {"reason": f"no simulation world for claim test '{case.test}' yet"}
+        return None
     mu, clipped = world
-    true = truth(case.test, case.options, case.frame, mu, {m: f.params_b for m, f in case.models.items()}, t)
-    proportion = case.metric.kind == "proportion"
-    supported, covered, decided, stated = [], [], [], []
+    true = truth(case.test, case.options, case.frame, mu, params, planted.value)
+    proportion, clusters = case.metric.kind == "proportion", case.frame["cluster"].to_numpy()
+
+    def draw(rng: np.random.Generator, seed: int) -> tuple[ClaimUnits, float]:
+        frame = case.frame.assign(value=outcomes(rng, mu, case.sd, clusters, icc, proportion))
+        return ClaimUnits(frame, case.metric, seed, case.models, case.counted), true
+    return World(planted.how, draw, clipped)
+
+
+def claim_worlds(case: ClaimCase, icc: float) -> Worlds | str:
+    """The claim's worlds, or why it has none."""
+    if case.worlds is not None:
+        return case.worlds
+    if case.reason is not None or case.estimate is None:
+        return case.reason or "not simulated"
+    nulls, effect, _ = _truths(case)
+    built = [_metric_world(case, p, icc) for p in nulls]
+    if any(w is None for w in built):
+        return f"no simulation world for claim test '{case.test}' yet"
+    return Worlds(built, None if effect is None else _metric_world(case, effect, icc),  # type: ignore[arg-type]
+                  "" if effect is not None else "the claim states no effect (give `effect` for a power figure)")
+
+
+def _claim_world(case: ClaimCase, world: World, draws: int, seed: int, tag: str, progress: Progress) -> dict[str, Any]:
+    assert case.estimate is not None
+    supported, covered, decided, stated, truths = [], [], [], [], []
     reasons: dict[str, int] = {}
     rng = _rng(seed, case.claim, tag)
     for draw in range(draws):
-        frame = case.frame.assign(value=_outcomes(rng, mu, case.sd, case.frame["cluster"].to_numpy(), icc,
-                                                  proportion))
-        units = ClaimUnits(frame, case.metric, derived_seed(seed, "claim", case.claim, tag, draw), case.models,
-                           case.counted)
+        units, true = world.draw(rng, derived_seed(seed, "claim", case.claim, tag, draw))
         est = case.estimate(units)
         decision = decide_claims([(case.options, est)])[0]
         supported.append(decision.verdict == "supported")
@@ -154,37 +217,49 @@ def _claim_world(case: ClaimCase, t: float, draws: int, seed: int, icc: float, t
         if decision.step == 0:
             reasons[decision.why] = reasons.get(decision.why, 0) + 1
         stated.append(decision.power)
-        if not est.parts and math.isfinite(est.low) and math.isfinite(est.high):
+        if true is not None:
+            truths.append(true)
+        if true is not None and not est.parts and math.isfinite(est.low) and math.isfinite(est.high):
             covered.append(float(est.low <= true <= est.high))
         progress(1)
     common = max(reasons, key=reasons.get) if reasons else None
-    return {"truth": true, "supported": figure(supported), "decided": figure(decided),
-            "coverage": figure(covered), "stated_power": figure(stated), "clipped": clipped,
-            "no_verdict_reason": common}
+    return {"how": world.how, "truth": float(np.mean(truths)) if truths else None, "supported": figure(supported),
+            "decided": figure(decided), "coverage": figure(covered), "stated_power": figure(stated),
+            "clipped": world.clipped, "no_verdict_reason": common}
 
 
 def calibrate_claim(case: ClaimCase, draws: int, seed: int, icc: float, progress: Progress) -> dict[str, Any]:
     """False support at each boundary (the worst one printed) and power at the stated effect."""
     out: dict[str, Any] = {"claim": case.claim, "test": case.test, "kind": getattr(case.options, "kind", "—"),
                            "nominal": FAMILYWISE}
-    nulls, effect, how = claim_truths(case.test, case.options, 0.0)
-    out["null_how"] = how
-    if case.reason is not None or case.estimate is None:
-        progress(draws * (len(nulls) + 1))
-        return {**out, "reason": case.reason or "not simulated"}
-    worlds = [_claim_world(case, t, draws, seed, icc, f"null {t!r}", progress) for t in nulls]
-    broken = next((w["reason"] for w in worlds if "reason" in w), None)
-    if broken:
+    worlds = claim_worlds(case, icc)
+    if isinstance(worlds, str):
+        progress(draws * _claim_steps(case, icc))
+        return {**out, "reason": worlds}
+    results = [_claim_world(case, w, draws, seed, f"null {w.how}", progress) for w in worlds.nulls]
+    out["null"] = max(results, key=lambda w: w["supported"]["value"])
+    out["nulls"] = len(results)
+    out["boundaries"] = [{"how": r["how"], "supported": r["supported"]} for r in results]
+    out["null_how"] = out["null"]["how"]
+    if worlds.effect is None:
         progress(draws)
-        return {**out, "reason": broken}
-    worst = max(worlds, key=lambda w: w["supported"]["value"])
-    out["null"] = worst
-    if effect is None:
-        progress(draws)
-        out["power_note"] = "the claim states no effect (give `effect` for a power figure)"
+        out["power_note"] = worlds.power_note
     else:
-        out["effect"] = _claim_world(case, effect, draws, seed, icc, f"effect {effect!r}", progress)
+        out["effect"] = _claim_world(case, worlds.effect, draws, seed, f"effect {worlds.effect.how}", progress)
     return out
+
+
+def _claim_steps(case: ClaimCase, icc: float) -> int:
+    if case.worlds is not None:
+        return len(case.worlds.nulls) + 1
+    if case.reason is not None or case.estimate is None:
+        return 2
+    return len(_truths(case)[0]) + 1
+
+
+def _truths(case: ClaimCase) -> tuple[list[Planted], Planted | None, str]:
+    return claim_truths(case.test, case.options, 0.0, case.frame, centre=case.centre, sd=case.sd,
+                        proportion=case.metric is None or case.metric.kind == "proportion")
 
 
 # --------------------------------------------------------------------------------- cell intervals
@@ -205,7 +280,7 @@ def calibrate_cells(case: CellCase, draws: int, seed: int, icc: float, progress:
     rng = _rng(seed, "cells", case.metric.name)
     share, per_cell, widths = [], {c: [] for c in cells}, []
     for draw in range(draws):
-        values = _outcomes(rng, case.mu, case.sd, case.frame["cluster"].to_numpy(), icc, proportion)
+        values = outcomes(rng, case.mu, case.sd, case.frame["cluster"].to_numpy(), icc, proportion)
         hits, drawn = [], []
         for c in cells:
             rows = index[c]
@@ -236,7 +311,7 @@ def calibrate_contrasts(case: ContrastCase, draws: int, seed: int, icc: float, p
     rng = _rng(seed, "contrasts", case.label)
     share, missing, count = [], [], 0
     for draw in range(draws):
-        frame = units.assign(value=_outcomes(rng, case.mu, case.sd, units["cluster"].to_numpy(), icc, proportion))
+        frame = units.assign(value=outcomes(rng, case.mu, case.sd, units["cluster"].to_numpy(), icc, proportion))
         found = contrasts_of(frame, case.metric, case.model_factors, case.cluster, "item",
                              derived_seed(seed, "contrasts", draw))
         hits, gone = [], []
@@ -261,13 +336,13 @@ def calibrate_contrasts(case: ContrastCase, draws: int, seed: int, icc: float, p
 
 def steps(setup: Setup, draws: int) -> int:
     """How many simulated studies `calibrate` runs (for a progress bar)."""
-    per_claim = sum(len(claim_truths(c.test, c.options, 0.0)[0]) + 1 for c in setup.claims)
+    per_claim = sum(_claim_steps(c, setup.icc) for c in setup.claims)
     return draws * (per_claim + len(setup.cells) + len(setup.contrasts))
 
 
 def calibrate(setup: Setup, draws: int, seed: int, progress: Progress = lambda n: None) -> dict[str, Any]:
     """Every claim's false support and power, every interval type's coverage, the cells' half-widths."""
-    return {"draws": draws, "seed": seed, "icc": setup.icc, "basis": setup.basis,
+    return {"draws": draws, "seed": seed, "icc": setup.icc, "model_sd": setup.model_sd, "basis": setup.basis,
             "claims": [calibrate_claim(c, draws, seed, setup.icc, progress) for c in setup.claims],
             "cells": [calibrate_cells(c, draws, seed, setup.icc, progress) for c in setup.cells],
             "contrasts": [calibrate_contrasts(c, draws, seed, setup.icc, progress) for c in setup.contrasts],

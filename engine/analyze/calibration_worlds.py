@@ -6,7 +6,10 @@ Each world moves only what the claim compares, around a centre (the metric's bas
 - difference a − b: the a units at centre + t/2, the b units at centre − t/2;
 - trend: each model at centre + t (log2 size − the models' mean log2 size);
 - interaction: the cell with every `present` level at centre + t, every other cell at the centre (the
-  partial cells at the control's level: the non-inferiority parts hold, the contrast is t);
+  partial cells at the control's level: the non-inferiority parts hold, the contrast is t); and for
+  each partial cell a world at its non-inferiority boundary: that cell at the control + margin, the
+  full cell moved with it so the contrast stays t, t far beyond the contrast's own boundary (the
+  least favourable case of an intersection-union test: every other part clearly holds);
 - reduction: the control arm at the centre, the treated arm at centre (1 − t);
 - only_model: every other model's effect (at a, or a − b) beyond the named model's by t;
 - family_not_size: no size effect; the families t apart (t = 0: every model equal).
@@ -15,7 +18,9 @@ and the world's true value recomputed from them (`truth`)."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,10 +29,22 @@ import pandas as pd
 from engine.analyze.claim_units import matches
 
 EDGE = 0.02  # a simulated rate stays this far from 0 and 1 where it can (a rate at 0 or 1 decides nothing)
+FAR_SDS = 4.0  # a mean's contrast "far beyond its boundary" (interaction margin worlds), in SDs
+
+
+@dataclass(frozen=True)
+class Planted:
+    """Where a world puts the claim's quantity (`value`), and for an interaction's margin world the
+    partial cell put at the control + margin (`partial`); `how` in words."""
+
+    value: float
+    how: str
+    partial: dict[str, Any] | None = None
 
 
 def _offsets(test: str, options: Any, frame: pd.DataFrame, params: dict[str, float], families: dict[str, str],
-             t: float) -> np.ndarray | None:
+             planted: Planted) -> np.ndarray | None:
+    t = planted.value
     cells, model = list(frame["cell"]), frame["model"].to_numpy()
     at = lambda levels: np.array([matches(c, levels) for c in cells], float)  # noqa: E731
     if test == "difference":
@@ -37,7 +54,10 @@ def _offsets(test: str, options: Any, frame: pd.DataFrame, params: dict[str, flo
         centre = float(np.mean(list(sizes.values()))) if sizes else 0.0
         return np.array([t * (sizes[m] - centre) if m in sizes else 0.0 for m in model])
     if test == "interaction":
-        return t * at(options.present)
+        if planted.partial is None:
+            return t * at(options.present)
+        margin = interaction_margin(options)
+        return (t + margin) * at(options.present) + margin * at(planted.partial)
     if test == "only_model":
         moved = (model != options.model) & (model != "") if options.direction == "negative" else model == options.model
         effect = at(options.a) * 1.0 if options.b is None else (at(options.a) - at(options.b)) / 2
@@ -49,10 +69,11 @@ def _offsets(test: str, options: Any, frame: pd.DataFrame, params: dict[str, flo
     return None
 
 
-def means(test: str, options: Any, frame: pd.DataFrame, centre: float, t: float, proportion: bool,
+def means(test: str, options: Any, frame: pd.DataFrame, centre: float, planted: Planted, proportion: bool,
           params: dict[str, float], families: dict[str, str]) -> tuple[np.ndarray, bool] | None:
-    """Every unit's true mean in the world where the claim's quantity is `t`, and whether a rate had
-    to be clipped into [0, 1]; None for a test without a world here."""
+    """Every unit's true mean in the world `planted` (the claim's quantity at its value), and whether a
+    rate had to be clipped into [0, 1]; None for a test without a world here."""
+    t = planted.value
     if test == "reduction":
         treated = np.array([matches(c, options.treated) for c in frame["cell"]], bool)
         if proportion:
@@ -60,7 +81,7 @@ def means(test: str, options: Any, frame: pd.DataFrame, centre: float, t: float,
             centre = min(max(centre, EDGE), room)
         mu = np.where(treated, centre * (1 - t), centre)
     else:
-        offsets = _offsets(test, options, frame, params, families, t)
+        offsets = _offsets(test, options, frame, params, families, planted)
         if offsets is None:
             return None
         if proportion and len(offsets):
@@ -94,22 +115,61 @@ def truth(test: str, options: Any, frame: pd.DataFrame, mu: np.ndarray, params: 
     return planted
 
 
-def claim_truths(test: str, options: Any, null: float) -> tuple[list[float], float | None, str]:
-    """The values of the claim's quantity a simulation puts it at: its boundaries (the null: a direction's
-    no-effect value, an at-least/at-most boundary, both ends of a range) and the stated effect (None:
-    the claim states none), with a note of how they were read."""
+def interaction_margin(options: Any) -> float:
+    """The interaction claim's non-inferiority margin (engine/report/claim_tests.py's default for a rate)."""
+    return 0.05 if options.margin is None else float(options.margin)
+
+
+def _partial_cells(options: Any) -> list[dict[str, Any]]:
+    factors = list(options.present)
+    cells = [dict(zip(factors, combo)) for combo in itertools.product(*[(options.present[f], options.absent[f])
+                                                                         for f in factors])]
+    return [c for c in cells if c != dict(options.present) and c != dict(options.absent)]
+
+
+def _far_contrast(options: Any, proportion: bool, centre: float, sd: float) -> tuple[float, str]:
+    """An interaction contrast far beyond its boundary, for the margin worlds: the stated effect beyond
+    it, else as much as a rate's room allows above the control (a mean: FAR_SDS SDs)."""
+    boundary = options.at_least if options.kind == "at_least" else 0.0
+    if options.effect is not None:
+        return boundary + options.effect, "the contrast at its stated effect"
+    if proportion:
+        room = 1 - EDGE - max(centre, EDGE) - interaction_margin(options)
+        return max(room, boundary + EDGE), "the full cell at 98% (the contrast as large as the rate allows)"
+    return boundary + FAR_SDS * sd, f"the contrast {FAR_SDS:g} SDs beyond its boundary"
+
+
+def claim_truths(test: str, options: Any, null: float, frame: pd.DataFrame | None = None, *, proportion: bool = True,
+                 centre: float = 0.5, sd: float = 1.0) -> tuple[list[Planted], Planted | None, str]:
+    """The worlds a simulation puts the claim in: its boundaries (the null: a direction's no-effect value,
+    an at-least/at-most boundary, both ends of a range; an interaction's partial cells at their margin)
+    and the stated effect (None: the claim states none), with a note of how they were read."""
     effect = getattr(options, "effect", None)
     if test == "only_model":  # its parts claim every other model's effect beyond the named one's by `margin`
         margin = float(options.margin)
-        return [margin], (margin + effect if effect is not None else None), "the other models' gap at the margin"
+        how = "the other models' gap at the margin"
+        return [Planted(margin, how)], (Planted(margin + effect, "the stated effect") if effect is not None
+                                        else None), how
     kind = options.kind
     if kind == "range":
         low, high = options.range
-        return [low, high], (low + high) / 2, "range: both ends; power at its centre"
+        how = "range: both ends; power at its centre"
+        return ([Planted(low, "range: its lower end"), Planted(high, "range: its upper end")],
+                Planted((low + high) / 2, "the range's centre"), how)
     if kind == "at_least":
-        return [options.at_least], (options.at_least + effect if effect is not None else None), "at least: the boundary"
-    if kind == "at_most":
-        return [options.at_most], (options.at_most - effect if effect is not None else None), "at most: the boundary"
-    sign = 1.0 if options.direction == "positive" else -1.0
-    return [null], (null + sign * effect if effect is not None else None), "direction: no effect"
-
+        nulls, how = [Planted(options.at_least, "at least: the boundary")], "at least: the boundary"
+        power = Planted(options.at_least + effect, "the stated effect") if effect is not None else None
+    elif kind == "at_most":
+        nulls, how = [Planted(options.at_most, "at most: the boundary")], "at most: the boundary"
+        power = Planted(options.at_most - effect, "the stated effect") if effect is not None else None
+    else:
+        sign = 1.0 if options.direction == "positive" else -1.0
+        nulls, how = [Planted(null, "direction: no effect")], "direction: no effect"
+        power = Planted(null + sign * effect, "the stated effect") if effect is not None else None
+    if test == "interaction":
+        far, far_how = _far_contrast(options, proportion, centre, sd)
+        margin = interaction_margin(options)
+        nulls += [Planted(far, f"{', '.join(f'{k}={v}' for k, v in cell.items())} at the control + its margin "
+                               f"{margin:g}; {far_how}", cell) for cell in _partial_cells(options)]
+        how += "; each partial cell at its margin"
+    return nulls, power, how

@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from engine.analyze.stats import Estimate, exact_rate, unit_estimate
+from engine.analyze.stats import Estimate, bounded, exact_rate, unit_estimate
 from engine.kernel.contracts import Metric, view_sql
 from engine.kernel.hashing import derived_seed
 
@@ -121,8 +121,9 @@ def cell_estimate(metric: Metric, values: np.ndarray, seed: int, cell_id: str,
     """The printed estimate of a metric over one cell's (or group of cells') units: a pure function of
     their values and clusters (None: independent units), seeded by the cell (engine/analyze/stats.py
     says which interval each kind gets)."""
-    return unit_estimate(metric.kind, np.asarray(values, dtype=float), derived_seed(seed, metric.name, cell_id),
-                         clusters)
+    est = unit_estimate(metric.kind, np.asarray(values, dtype=float), derived_seed(seed, metric.name, cell_id),
+                        clusters)
+    return bounded(est, *metric.value_bounds) if metric.kind == "mean" else est
 
 
 def aggregate(metric: Metric, values: pd.Series, seed: int, cell_id: str) -> Estimate:

@@ -8,7 +8,10 @@ can call exactly what the report prints (bench/interval_coverage.py, tests/analy
   (z / t_df)^2 for the few clusters the variance rests on (df: Satterthwaite's, `effective_n`). Exact intervals, not Wilson:
   Wilson's coverage dips to 89-91% at 5-15 units for some rates in 0.05-0.95.
 - A mean: the studentized (bootstrap-t) cluster bootstrap, resampling clusters (or units) and
-  studentizing each resample with its own cluster-robust standard error; none over fewer than
+  studentizing each resample with its own cluster-robust standard error, each end at least as far
+  out as Student's t on clusters - 1 df (at 10 clusters the bare bootstrap-t covered 92.7-93.6% on
+  skewed metrics, with the floor 93.5-99%); kept inside the values a unit can take (`bounded`,
+  Metric.bounds: clipping, which cannot lose coverage); none over fewer than
   MIN_CLUSTERS clusters or when every cluster has the same mean. A percentile bootstrap covered
   80-92% over 6-10 units of a skewed or discrete metric, the t interval 86-95%.
 - A ratio of two independent proportions: the score interval (`ratio_score_interval`).
@@ -19,7 +22,7 @@ Wilson (`wilson`) and the percentile `bootstrap_mean` are kept for the callers t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -40,8 +43,10 @@ def interval_text(kind: str, many: str) -> str:
     if kind == "proportion":
         return (f"exact (Clopper-Pearson) over {many}; Korn-Graubard over items where an item recurs in a cell "
                 "(Clopper-Pearson at the effective sample size, Satterthwaite df)")
-    return (f"seeded studentized bootstrap over {many} (over items where an item recurs in a cell); none over "
-            f"fewer than {MIN_CLUSTERS} or when every one has the same value")
+    return (f"seeded studentized bootstrap over {many} (over items where an item recurs in a cell), each end at "
+            f"least as far out as Student's t with one degree of freedom fewer than the {many}, and kept inside the "
+            f"values a unit can take (e.g. never below 0 for a metric that never is: clipped, which leaves its "
+            f"coverage unchanged); none over fewer than {MIN_CLUSTERS} or when every one has the same value")
 
 
 @dataclass(frozen=True)
@@ -203,15 +208,21 @@ def studentized_draws(sums: np.ndarray, counts: np.ndarray, rng: np.random.Gener
     return float(sums.sum() / counts.sum()), variance, ratios, (k * variances + variance) / (k + 1)
 
 
-def studentized_interval(estimate: float, se: float, pivots: np.ndarray) -> IntervalAt:
+def studentized_interval(estimate: float, se: float, pivots: np.ndarray, df: float | None = None) -> IntervalAt:
     """The bootstrap-t family: estimate - q(1 - alpha/2) se to estimate - q(alpha/2) se, q the quantiles
-    of the resampled pivots."""
+    of the resampled pivots. With `df` (clusters - 1), each end at least as far out as Student's t
+    with df degrees of freedom puts it: the bootstrap's pivot quantiles from few clusters run short
+    (at 10 units of a skewed metric the bare bootstrap-t covered 92.7-93.6%, nominal 95%;
+    tests/analyze/test_coverage.py), the t interval misses skew; their union keeps both's coverage."""
     pivots = np.sort(pivots)
 
     def at(alpha: float) -> tuple[float, float]:
         if alpha >= 1:
             return estimate, estimate
         low_q, high_q = np.quantile(pivots, [alpha / 2, 1 - alpha / 2], method="inverted_cdf")
+        if df is not None:
+            t = float(stats.t.ppf(1 - alpha / 2, df))
+            low_q, high_q = min(low_q, -t), max(high_q, t)
         return estimate - high_q * se, estimate - low_q * se
 
     return at
@@ -230,7 +241,24 @@ def mean_interval_of_totals(sums: np.ndarray, counts: np.ndarray, seed: int,
     estimate, variance, ratios, variances = studentized_draws(sums, counts, np.random.default_rng(seed), n_resamples)
     if variance == 0:
         return None, STUDENTIZED, f"every one of the {k} {'units' if counts.max() <= 1 else 'clusters'} has the same value"
-    return studentized_interval(estimate, math.sqrt(variance), (ratios - estimate) / np.sqrt(variances)), STUDENTIZED, ""
+    return (studentized_interval(estimate, math.sqrt(variance), (ratios - estimate) / np.sqrt(variances), k - 1),
+            STUDENTIZED, "")
+
+
+def bounded(est: Estimate, low: float, high: float) -> Estimate:
+    """`est` with its interval family kept inside [low, high], the values its quantity can take (a mean
+    of units that are never negative cannot be): each end of every level's interval clipped to them.
+    The true value lies inside, so an interval covers it exactly when the clipped one does: coverage is
+    unchanged, and a p-value against a value inside the bounds (its inversion) too."""
+    family = est.interval_at
+    if family is None or (low == -math.inf and high == math.inf):
+        return est
+
+    def at(alpha: float) -> tuple[float, float]:
+        a, b = family(alpha)
+        return min(max(a, low), high), max(min(b, high), low)
+    ends = at(0.05)
+    return replace(est, low=ends[0], high=ends[1], interval_at=at)
 
 
 def mean_estimate(values: np.ndarray | list[float], seed: int, clusters: np.ndarray | None = None,

@@ -266,10 +266,19 @@ class Metric:
     # which several metrics share: `cell_estimates` computes each once for all of them. A view may
     # use {finished} and {attempted}, and the metric parameters.
     views: tuple[tuple[str, str], ...] = ()
+    # The values a unit can take, when bounded (e.g. (0, None): never negative). A mean's interval is
+    # kept inside them (engine/analyze/stats.bounded); a percent mean is a share, bounded by (0, 1).
+    bounds: tuple[float | None, float | None] | None = None
 
     @property
     def prose(self) -> str:
         return self.prose_name or self.label
+
+    @property
+    def value_bounds(self) -> tuple[float, float]:
+        """(low, high) a unit's value lies in: infinite where unbounded."""
+        low, high = self.bounds or ((0.0, 1.0) if self.percent else (None, None))
+        return (-math.inf if low is None else float(low), math.inf if high is None else float(high))
 
     def unit_sql(self, views: dict[str, str] | None = None) -> str:
         """The metric's SQL with its placeholders filled; views inline as subqueries unless `views`
@@ -556,3 +565,9 @@ class ClaimTest(ABC):
 
     def estimate(self, ctx: "ReportContext", options: ClaimOptions) -> ClaimEstimate:
         return self.from_units(self.units(ctx, options), options)
+
+    def calibration_worlds(self, options: ClaimOptions, design: Any) -> Any:
+        """For a test whose units are not a metric's units frame: where the calibration check simulates
+        the claim (engine/analyze/calibration.py: `Worlds`, each world drawing what `from_units` reads,
+        given the study's `Design`), or why it cannot (a string). None: not simulated."""
+        return None

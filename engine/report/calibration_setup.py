@@ -10,6 +10,7 @@ and SD (so new data gives a new key), and the source of the code it runs."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import sys
@@ -70,14 +71,28 @@ def design_frame(plan: Plan, metric_name: str) -> pd.DataFrame:
         "model": [str(m[0]) if len(m) == 1 else "" for m in models]})
 
 
-def _claims(plan: Plan, bases: dict[str, MetricBasis]) -> list[ClaimCase]:
+def _centre(plan: Plan, basis: MetricBasis) -> float:
+    """A metric's simulated centre: the mean over its model cells of each cell's base rate or mean."""
+    cells = [_cell_mean(basis, c) for c in dict.fromkeys(design_frame(plan, basis.metric.name)["cell_id"])]
+    return float(np.mean([m for m, _ in cells])) if cells else 0.5
+
+
+def _claims(plan: Plan, bases: dict[str, MetricBasis], model_sd: float) -> list[ClaimCase]:
     spec, scenario = plan.loaded.spec, plan.scenario
     models = {k: cu.ModelFacts(m.params.effective_b, m.family) for k, m in spec.models.items()}
+    design = calibration.Design(spec, plan.loaded.scenario_params, lambda name: design_frame(plan, name),
+                                lambda name: _centre(plan, bases[name]), spec.design.assumed_icc, model_sd)
     out = []
     for test, options in validate_claims(spec.report.claims, scenario, spec):
         if not isinstance(test, claim_tests.MetricClaimTest):
-            out.append(ClaimCase(options.claim, test.test, options, reason=f"claim test '{test.test}' reads its "
-                                 "scenario's own inputs, not a metric's units (no simulation of them yet)"))
+            worlds = test.calibration_worlds(options, design)
+            reason = (worlds if isinstance(worlds, str) else None if worlds is not None else
+                      f"claim test '{test.test}' reads its scenario's own inputs and plants no simulated worlds")
+            worlds = None if isinstance(worlds, str) else worlds
+            code = {inspect.getsourcefile(type(test))} | {inspect.getsourcefile(w.draw) for w in
+                                                           ([*worlds.nulls, worlds.effect] if worlds else []) if w}
+            out.append(ClaimCase(options.claim, test.test, options, _estimator(test, options), reason=reason,
+                                 worlds=worlds, code=tuple(sorted(f for f in code if f))))
             continue
         frame = design_frame(plan, options.metric)
         kept = np.array([cu.matches(c, options.where) for c in frame["cell"]], dtype=bool)
@@ -154,28 +169,33 @@ def _reported_metrics(plan: Plan, claims: list[ClaimCase]) -> list[str]:
     return list(dict.fromkeys(named))
 
 
-def calibration_setup(plan: Plan, con) -> Setup:
-    """The study's design as the calibration simulates it; `con`: its database (None: none yet)."""
+def calibration_setup(plan: Plan, con, model_sd: float = calibration.MODEL_SD) -> Setup:
+    """The study's design as the calibration simulates it; `con`: its database (None: none yet);
+    `model_sd`: the SD of a model's log-odds about its provider's where claims read across models."""
     bases = _basis(plan, con)
-    claims = _claims(plan, bases)
+    claims = _claims(plan, bases, model_sd)
     used = _reported_metrics(plan, claims)
     basis_text = [bases[name].statement() for name in used]
     measured = any(bases[name].observed is not None and bases[name].observed.model_cells for name in used)
     return Setup(claims, _cells(plan, bases, used), _contrasts(plan, bases), plan.loaded.spec.design.assumed_icc,
-                 basis_text, measured)
+                 basis_text, measured, model_sd)
 
 
-def code_digest() -> str:
+def code_digest(files: tuple[str, ...] = ()) -> str:
+    """The engine's calibration code, and `files` (a claim test plug-in's), hashed."""
     digest = hashlib.sha256(__version__.encode())
     for module in CODE:
         digest.update(Path(sys.modules[module.__name__].__file__).read_bytes())
+    for path in files:
+        digest.update(Path(path).read_bytes())
     return digest.hexdigest()
 
 
 def setup_digest(spec_hash: str, setup: Setup) -> str:
     """What a stored calibration depends on, hashed: the spec, each claim's options (the report's claims
     are not part of the spec's identity), every simulated mean and SD, the ICC, and the code."""
-    parts: dict[str, Any] = {"spec": spec_hash, "icc": setup.icc, "basis": setup.basis, "code": code_digest(),
+    parts: dict[str, Any] = {"spec": spec_hash, "icc": setup.icc, "model_sd": setup.model_sd, "basis": setup.basis,
+                             "code": code_digest(tuple(sorted({f for c in setup.claims for f in c.code}))),
                              "claims": [[c.options.model_dump(mode="json"), c.centre, c.sd] for c in setup.claims],
                              "cells": [[c.metric.name, c.mu.tolist(), c.sd.tolist()] for c in setup.cells],
                              "contrasts": [[c.label, c.mu.tolist(), c.sd.tolist()] for c in setup.contrasts]}

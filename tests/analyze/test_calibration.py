@@ -15,12 +15,13 @@ import pytest
 from engine.analyze.calibration import (COVERAGE_TARGET, CellCase, ClaimCase, Setup, calibrate, calibrate_cells,
                                         calibrate_claim)
 from engine.analyze.claim_stats import from_family
-from engine.analyze.claim_units import ModelFacts
+from engine.analyze.claim_units import ModelFacts, _contrast_values, cluster_mean
 from engine.analyze.inference import normal_family
 from engine.cli import main
 from engine.kernel.contracts import Metric
 from engine.report.sections.calibration import claim_rows
-from engine.report.claim_tests import Difference, DifferenceClaim, ReductionClaim, Reduction
+from engine.report.claim_tests import (Difference, DifferenceClaim, Interaction, InteractionClaim, Reduction,
+                                       ReductionClaim)
 
 RATE = Metric("rate", "Rate", "proportion", "", "", percent=True)
 MEAN = Metric("score", "Score", "mean", "", "")
@@ -113,3 +114,54 @@ def test_same_seed_same_numbers_other_seed_other_numbers():
 def test_a_bad_draw_count_exits_2(draws, capsys):
     assert main(["calibrate", "model_size", "--draws", draws, "--no-progress"]) == 2
     assert "--draws" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------- interaction at its margin
+
+def _two_by_two(seeds: int = 40) -> pd.DataFrame:
+    """One model, goal x threat crossed, paired and clustered on the seed."""
+    rows = [{"trial_id": f"{g}-{t}-{s}", "cell_id": f"{g}-{t}", "cell": {"model": "m", "goal": g, "threat": t},
+             "seed": s, "item": "", "cluster": f"seed {s}", "model": "m"}
+            for g, t, s in itertools.product(("yes", "no"), ("yes", "no"), range(seeds))]
+    return pd.DataFrame(rows)
+
+
+def interaction_case(estimate=None) -> ClaimCase:
+    options = InteractionClaim(claim="needs both", test="interaction", metric="rate", present={"goal": "yes",
+                               "threat": "yes"}, absent={"goal": "no", "threat": "no"}, direction="positive",
+                               margin=0.05)
+    test = Interaction()
+    return ClaimCase(options.claim, "interaction", options, estimate or (lambda u: test.from_units(u, options)),
+                     _two_by_two(), RATE, 0.2, 1.0, {"m": ModelFacts(1.0, "f")}, "trials")
+
+
+def _contrast_only(options):
+    """The interaction contrast alone, > 0: the test "both beats the rest" was, blind to the partial cells."""
+    def estimate(units):
+        cells = [({"goal": g, "threat": t}, 1 if g == t else -1) for g in ("yes", "no") for t in ("yes", "no")]
+        values = _contrast_values(units, cells, {"goal", "threat"})
+        value, family, k = cluster_mean(values["value"].to_numpy(), values["cluster"].to_numpy())
+        return from_family(value, family, k, "contrast", "t", True)
+    return estimate
+
+
+def test_the_interaction_is_simulated_with_each_partial_cell_at_its_margin():
+    """"Neither alone suffices" is simulated where it is false at its boundary: a single-factor cell at the
+    control + margin while the interaction contrast clearly holds. A test that checks the contrast alone
+    (the old "both beats every other cell" kind: supported 49.5% with one factor alone at +20 points) is
+    caught there."""
+    options = interaction_case().options
+    caught = calibrate_claim(interaction_case(_contrast_only(options)), 20, 8, 0.2, lambda n: None)
+    hows = [b["how"] for b in caught["boundaries"]]
+    assert hows[0] == "direction: no effect" and len(hows) == 3, hows
+    assert all("at the control + its margin 0.05" in h for h in hows[1:]), hows
+    assert "margin" in caught["null_how"] and caught["null"]["supported"]["value"] > 0.5, caught
+    result = {"claims": [caught], "cells": [], "contrasts": [], "coverage_target": COVERAGE_TARGET}
+    assert "ANTI-CONSERVATIVE" in claim_rows(result)[0][-1]
+
+
+@pytest.mark.slow
+def test_the_interaction_test_holds_its_level_with_a_partial_cell_at_its_margin():
+    out = calibrate_claim(interaction_case(), 200, 9, 0.2, lambda n: None)
+    for boundary in out["boundaries"]:
+        assert within(boundary["supported"], out["nominal"]), out["boundaries"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from engine.analyze.calibration import Setup, calibrate, steps
+from engine.analyze.calibration import MODEL_SD, Setup, calibrate, steps
 from engine.kernel.contracts import NoOptions, Rendered, Section
 from engine.kernel.registry import register_section
 from engine.plan.compile import Plan, compile_plan
@@ -26,9 +26,9 @@ DEFAULT_SEED = 0
 
 
 def run_calibration(plan: Plan, con, draws: int, seed: int, progress=lambda n: None,
-                    start=lambda total: None) -> dict[str, Any]:
+                    start=lambda total: None, model_sd: float = MODEL_SD) -> dict[str, Any]:
     """Simulate the study's design `draws` times; the result says what it was computed from."""
-    setup = calibration_setup(plan, con)
+    setup = calibration_setup(plan, con, model_sd)
     start(steps(setup, draws))
     result = calibrate(setup, draws, seed, progress)
     return {**result, "digest": setup_digest(plan.loaded.spec_hash, setup), "study": plan.loaded.spec.name,
@@ -48,8 +48,16 @@ def current(con, digest: str) -> dict[str, Any] | None:
 
 
 def current_of(plan: Plan, con) -> tuple[dict[str, Any] | None, Setup]:
+    """The stored calibration of this design and data at any model SD (the one with most draws; the
+    default SD first among equals), and the setup at the default SD."""
     setup = calibration_setup(plan, con)
-    return current(con, setup_digest(plan.loaded.spec_hash, setup)), setup
+    found = current(con, setup_digest(plan.loaded.spec_hash, setup))
+    if found is None:
+        stored = {r.get("model_sd") for _, r in fit_cache.of_kind(con, KIND)} - {None, MODEL_SD}
+        others = [current(con, setup_digest(plan.loaded.spec_hash, calibration_setup(plan, con, sd)))
+                  for sd in sorted(stored)]
+        found = max((r for r in others if r), key=lambda r: r["draws"], default=None)
+    return found, setup
 
 
 # --------------------------------------------------------------------------------------- text
@@ -67,6 +75,16 @@ def _above(f: dict[str, float] | None, nominal: float) -> bool:
 
 def _below(f: dict[str, float] | None, target: float) -> bool:
     return bool(f) and f["value"] + 2 * f["se"] < target
+
+
+def _truth(value: float | None) -> str:
+    return "" if value is None else f"; truth {0.0 if abs(value) < 1e-9 else value:.3g}"
+
+
+def _worst(c: dict[str, Any]) -> str:
+    """Where the false support was measured: the worst of the claim's boundary worlds."""
+    many = c.get("nulls", 1)
+    return c["null_how"] + (f" (the worst of {many} boundary worlds)" if many > 1 else "")
 
 
 def claim_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -87,11 +105,13 @@ def claim_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
         if null.get("clipped") or (effect and effect.get("clipped")):
             notes.append("a planted rate was clipped to [0, 1]")
         power = share(effect["supported"]) if effect else "—"
+        if effect and effect.get("how") not in (None, "the stated effect"):
+            power += f" at {effect['how']}"
         if effect and effect.get("stated_power"):
             power += f"; stated {100 * effect['stated_power']['value']:.0f}%"
         elif not effect:
             notes.append(c.get("power_note", "no effect stated"))
-        rows.append((c["claim"], f"{c['kind']} ({c['null_how']}; truth {0.0 if abs(null['truth']) < 1e-9 else null['truth']:.3g})",
+        rows.append((c["claim"], f"{c['kind']} ({_worst(c)}{_truth(null['truth'])})",
                      f"{share(null['supported'])} vs {c['nominal']:.1%}", power, share(null["coverage"]),
                      "; ".join(notes) or "ok"))
     return rows
@@ -129,7 +149,10 @@ def provenance(result: dict[str, Any], study: str) -> str:
             else "base rates, means and SDs from the spec's stated assumptions (no data yet)")
     return (f"{result['draws']} simulated studies per figure, seed {result['seed']}, computed "
             f"{result['computed_at']}; {data}; latent intra-cluster correlation {result['icc']:g} "
-            f"(design.assumed_icc). Recompute with more draws: python -m engine calibrate {study} --draws N.")
+            f"(design.assumed_icc); where a claim reads across models (the provider claims), each model's "
+            f"log-odds drawn about its provider's with SD {result.get('model_sd', MODEL_SD):g} in every simulated "
+            f"study (the models a provider makes differ; an assumption: --model-sd). Recompute with more draws: "
+            f"python -m engine calibrate {study} --draws N.")
 
 
 CLAIM_HEADERS = ["Claim", "Kind (simulated at; true value)", "False support vs nominal", "Power at the effect",

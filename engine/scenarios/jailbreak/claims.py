@@ -13,7 +13,7 @@ Each reads the traces in `units` (a thin wrapper) and computes from the frames i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,33 +26,13 @@ from engine.kernel.contracts import ClaimEstimate, Claimed, ClaimOptions, ClaimP
 from engine.kernel.hashing import derived_seed
 from engine.kernel.registry import register_claim_test
 from engine.report.claim_tests import require_kind
+from engine.scenarios.jailbreak import calibration
 from engine.scenarios.jailbreak.analysis import asr
 from engine.scenarios.jailbreak.analysis.data import jailbreak_data
 from engine.scenarios.jailbreak.analysis.decomposition import variance_shares
+from engine.scenarios.jailbreak.provider_units import ProviderUnits, provider_units
 
 QUANTITY = "eta² - R² above its no-effect value (k - 2)/(N - 1), models as units"
-
-
-@dataclass(frozen=True)
-class ProviderUnits:
-    """What the provider claims read: `models`, the analysable models (model, provider, params_b, asr,
-    evaluable, successes: the provider_vs_size analysis's table); for the risk ratio also `table`,
-    the per-model ASR table it starts from (`asr.model_asr`), and `evaluable`, the evaluable harmful
-    traces (`asr.evaluable_harmful`: model, provider, prompt_id, success); the analysis settings."""
-
-    models: pd.DataFrame
-    seed: int
-    table: pd.DataFrame | None = None
-    evaluable: pd.DataFrame | None = None
-    basis: asr.Basis = "total"
-    min_provider_evaluable: int = 0
-    con: Any = None  # where resampled intervals are cached (engine/store/fit_cache.py); None computes them
-    reason: str | None = None
-
-    def analysis(self) -> asr.ProviderVsSize:
-        assert self.table is not None
-        return asr.provider_vs_size(self.table, basis=self.basis, min_provider_evaluable=self.min_provider_evaluable,
-                                    seed=self.seed, evaluable=self.evaluable, con=self.con)
 
 
 class TierClaim(ClaimOptions):
@@ -62,14 +42,11 @@ class TierClaim(ClaimOptions):
 class ProviderClaimTest(ClaimTest):
     def units(self, ctx, options) -> ProviderUnits:
         data = jailbreak_data(ctx)
-        tier = asr.tier_of(options.tier or data.params.tier)
-        if data.traces.empty:
-            return ProviderUnits(pd.DataFrame(), ctx.seed, reason="no graded traces")
-        table, evaluable = (asr.model_asr(data.traces, tier, seed=ctx.seed, con=ctx.con),
-                            asr.evaluable_harmful(data.traces, tier))
-        units = ProviderUnits(pd.DataFrame(), ctx.seed, table, evaluable, data.params.params_basis,
-                              data.params.min_provider_evaluable, ctx.con)
-        return replace(units, models=units.analysis().models)
+        return provider_units(data.traces, asr.tier_of(options.tier or data.params.tier), ctx.seed,
+                              data.params.params_basis, data.params.min_provider_evaluable, ctx.con)
+
+    def calibration_worlds(self, options, design):
+        return calibration.provider_worlds(self.test, options, design)
 
 
 class VarianceShareClaim(TierClaim):

@@ -288,9 +288,10 @@ def _selected_risk(models: pd.DataFrame, evaluable: pd.DataFrame | None, min_eva
 
 
 def provider_vs_size(models: pd.DataFrame, *, basis: Basis, min_provider_evaluable: int, seed: int,
-                     evaluable: pd.DataFrame | None = None, con=None) -> ProviderVsSize:
+                     evaluable: pd.DataFrame | None = None, con=None, provider_effect: bool = True) -> ProviderVsSize:
     """How much of the model-level ASR variation provider and size account for; never raises on thin data.
-    `evaluable` (evaluable_harmful rows of the tier) gives the selection-aware risk ratio."""
+    `evaluable` (evaluable_harmful rows of the tier) gives the selection-aware risk ratio; without
+    `provider_effect` the one-way provider test (a permutation test) is left out (the claims read none)."""
     used, notes = _analysable(models, basis)
     asr, params, providers = used["asr"].to_numpy(), used["params_b"].to_numpy(), used["provider"].to_numpy()
 
@@ -298,7 +299,8 @@ def provider_vs_size(models: pd.DataFrame, *, basis: Basis, min_provider_evaluab
     scale = scale_regression(asr, params) if scale_reason is None else None
     residuals = group_residuals(asr, params, providers) if scale is not None else None
 
-    provider_effect, provider_reason = None, _provider_blocker(used)
+    wanted = provider_effect
+    provider_effect, provider_reason = None, _provider_blocker(used) if wanted else "not computed"
     if provider_reason is None:
         try:
             provider_effect = one_way(asr, providers, seed=seed)
