@@ -8,7 +8,7 @@ import traceback
 from collections import Counter
 from operator import attrgetter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 from engine.kernel.errors import BudgetExhausted, ParseFailure, ProviderError, WeightsError
 from engine.execute.context import CallContext
@@ -25,8 +25,12 @@ from engine.store.db import StudyStore
 from engine.store.resume import still_to_do
 from engine.kernel.records import now
 
-if TYPE_CHECKING:
-    from engine.judging.run import JudgeRunSummary
+
+class LaterStageSummary(Protocol):
+    """What the run summary reads of a later stage's summary (the judge stage's, set by the study
+    orchestrator): typed structurally so execute imports no later stage."""
+
+    not_run_budget: int
 
 
 @dataclass
@@ -40,7 +44,7 @@ class RunSummary:
     seconds: float
     backend: str = "local"  # which executor played the trials
     imported: str | None = None  # analysis-only studies: what was imported
-    judging: "JudgeRunSummary | None" = None  # the judge stage's summary, when the study has judges
+    judging: LaterStageSummary | None = None  # the judge stage's summary, when the study has judges
     routes: dict[str, Any] = field(default_factory=dict)  # route -> RouteEvents, where a 429 came back
     budget_note: str | None = None  # what the budget stood at, when it stopped the run
     cpu_s: float = 0.0  # this process's CPU time while the trials ran
