@@ -212,10 +212,15 @@ def pool_sizes(executor: Executor, groups: Iterable[G],
 
 class CoreShare:
     """Tells the local provider which in-process models still have trials to play: they share the
-    machine's cores, and when one model's trials are done the others get its cores."""
+    machine's cores, and when one model's trials are done the others get its cores. A run starts as in
+    a fresh process, with no prompt of an earlier run in the models' KV caches."""
 
     def __init__(self, groups: Iterable[Lanes]):
         self.left: Counter[str] = Counter(lane.local_model for lanes in groups for lane in lanes if lane.local_model)
+        if self.left:
+            from engine.providers.local_llama import local_provider
+
+            local_provider().forget_prompts()
         self._tell()
 
     def drained(self, lanes: Lanes) -> None:

@@ -156,6 +156,14 @@ class LocalLlamaProvider:
         equal share of the machine's cores (a model outside the set, on all of them)."""
         self._active = frozenset(names)
 
+    def forget_prompts(self) -> None:
+        """Each model's next call evaluates its prompt whole, as in a fresh process: a run's replies
+        never depend on what an earlier run in this process left in the KV cache."""
+        for model in list(self._models.values()):
+            with model.lock:
+                if model.llama is not None:
+                    model.llama.reset()
+
     def threads_for(self, name: str) -> int:
         model = self._models[name]
         if model.n_threads is not None:
