@@ -27,12 +27,14 @@ def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
-def differing_replies(db: Path, reference: Path) -> tuple[int, int]:
-    """(requests in both databases, of which with another reply)."""
+def differing_replies(db: Path, reference: Path) -> tuple[int, list[tuple]]:
+    """Requests in both databases, and those with another reply (model, trial, purpose, retries there)."""
     con = duckdb.connect(str(db), read_only=True)
     con.execute(f"ATTACH '{reference}' AS ref (READ_ONLY)")
-    both, differ = con.execute("SELECT count(*), count(*) FILTER (WHERE a.response_text IS DISTINCT FROM "
-                               "b.response_text) FROM responses a JOIN ref.responses b USING (request_hash)").fetchone()
+    both = con.execute("SELECT count(*) FROM responses JOIN ref.responses USING (request_hash)").fetchone()[0]
+    differ = con.execute("SELECT c.model_key, c.trial_id, c.purpose, r.retries FROM calls c JOIN ref.calls r "
+                         "USING (request_hash) WHERE c.response_text IS DISTINCT FROM r.response_text "
+                         "ORDER BY 1, 2, 3").fetchall()
     con.close()
     return both, differ
 
@@ -64,7 +66,9 @@ def main() -> None:
                   f"{s.prefix_reused / max(1, s.prompt_tokens):7.0%}")
         if reference is not None:
             both, differ = differing_replies(db, reference)
-            print(f"\nreplies vs {reference.name}: {both} requests in both, {differ} with another reply")
+            print(f"\nreplies vs {reference.name}: {both} requests in both, {len(differ)} with another reply")
+            for model, trial, purpose, retries in differ:
+                print(f"  {model} {trial} {purpose} (retried {retries}x in the reference run)")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ class Lane(NamedTuple):
 
     @property
     def key(self) -> str:
-        return self.route if self.local_model is None else f"{self.route}/{self.local_model}"
+        return self.route if self.local_model is None else f"{self.route}[{self.local_model}]"
 
 
 @dataclass

@@ -49,7 +49,7 @@ def test_cells_sharing_a_local_model_stay_in_one_group_and_api_routes_keep_their
     assert set(groups) == {both, frozenset({Lane("openrouter")})}
     assert [t.trial_id for t, _ in groups[frozenset({Lane("openrouter")})]] == ["a0", "a1"]
     assert Lane.of(api) == Lane("openrouter") and Lane.of(api).key == "openrouter"  # an API model's slot key
-    assert Lane.of(models["gemma3_270m"]).key == "local/local/gemma-3-270m"
+    assert Lane.of(models["gemma3_270m"]).key == "local[local/gemma-3-270m]"  # its own slots
 
 
 def test_cores_are_shared_among_the_models_with_trials_left_and_freed_when_one_finishes(monkeypatch):
