@@ -136,6 +136,11 @@ bench: install
 # At scale: gateway throughput against a loopback server (target efficiency 0.90), 1M call rows
 # through the store's commit path (60 s), a 100,000-trial plan (5 s, 1 GiB), the report's queries
 # over 1M calls (2 s). Each prints its ratio to the target.
+# The main job (make study STUDY=model_size) on a fresh database against its 6-minute target (2 idle cores).
+.PHONY: bench-main-job
+bench-main-job: install
+	$(PY) bench/main_job.py $(ARGS)
+
 .PHONY: bench-gateway bench-ingest bench-plan bench-store bench-scale
 bench-gateway: install
 	$(PY) bench/gateway_throughput.py

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any, Awaitable, Callable, Protocol
 
 from engine.kernel.errors import BudgetExhausted, ProviderError
-from engine.execute.limits import LocalRouteLimits, RouteLimits
+from engine.execute.limits import Lane, LocalRouteLimits, RouteLimits
 from engine.execute.replies import EmptyReply, ProviderFault, ProviderReply, TransportError
 from engine.execute.transports import RETRYABLE_STATUS, LiteLLM, OpenAICompatible, is_openai_compatible, \
     parse_retry_after
@@ -271,9 +271,9 @@ class Gateway:
 
     async def _call_with_retries(self, req: ChatRequest) -> tuple[ProviderReply, float, int]:
         retries = 0
-        route = req.model.route
+        route, lane = req.model.route, Lane.of(req.model).key
         while True:
-            slot = self.limits.slot(route)
+            slot = self.limits.slot(route, lane)
             async with slot:
                 self.budget.check()  # may have been spent while waiting for a slot
                 started = time.monotonic()

@@ -12,9 +12,26 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from engine.spec.schema import Executor
+from engine.spec.schema import Executor, ModelEntry
+
+
+class Lane(NamedTuple):
+    """Where a model's calls wait for a slot: its route. An in-process local model is its own
+    llama.cpp instance, so it has a lane of its own on its route (`concurrency.local` slots each):
+    local models run side by side, each on its share of the cores."""
+
+    route: str
+    local_model: str | None = None  # the litellm id of an in-process model
+
+    @classmethod
+    def of(cls, model: ModelEntry) -> "Lane":
+        return cls(model.route, model.litellm_id) if model.in_process else cls(model.route)
+
+    @property
+    def key(self) -> str:
+        return self.route if self.local_model is None else f"{self.route}[{self.local_model}]"
 
 
 @dataclass
@@ -40,7 +57,7 @@ class RouteSlot(Protocol):
 
 
 class RouteLimits(Protocol):
-    def slot(self, route: str) -> RouteSlot: ...
+    def slot(self, route: str, lane: str | None = None) -> RouteSlot: ...
 
 
 @dataclass
@@ -128,18 +145,19 @@ class LocalRouteLimits:
         self._limits: dict[tuple[int, str], AdaptiveLimit] = {}
         self.events: dict[str, RouteEvents] = {}
 
-    def _limit(self, route: str) -> AdaptiveLimit:
+    def _limit(self, route: str, lane: str) -> AdaptiveLimit:
         # Per event loop: one gateway (and its budget) serves both the run and the judge stage.
-        key = (id(asyncio.get_running_loop()), route)
+        key = (id(asyncio.get_running_loop()), lane)
         limit = self._limits.get(key)
         if limit is not None:
             return limit
-        events = self.events.setdefault(route, RouteEvents())
+        events = self.events.setdefault(lane, RouteEvents())
         limit = self._limits[key] = AdaptiveLimit(self.executor.limit_for(route), events=events)
         return limit
 
-    def slot(self, route: str) -> AdaptiveLimit:
-        return self._limit(route)
+    def slot(self, route: str, lane: str | None = None) -> AdaptiveLimit:
+        """A slot of `lane` (a `Lane.key`; by default the route itself), which has the route's slots."""
+        return self._limit(route, lane or route)
 
     def forget_loop(self) -> None:
         """Drop the running loop's limits (its timers die with it; a later loop may reuse its id)."""

@@ -28,8 +28,17 @@ async def run_pool(jobs: Iterable[T], work: Callable[[T], Awaitable[None]], size
 
 
 async def run_pools(groups: Mapping[K, Iterable[T]], work: Callable[[T], Awaitable[None]],
-                    sizes: Mapping[K, int]) -> list[BaseException]:
+                    sizes: Mapping[K, int], on_drained: Callable[[K], None] | None = None) -> list[BaseException]:
     """One pool per group, side by side: a group whose jobs wait (on a rate-limited route, in
-    backoff) holds only its own workers, never another group's."""
-    results = await asyncio.gather(*(run_pool(jobs, work, sizes[key]) for key, jobs in groups.items()))
+    backoff) holds only its own workers, never another group's. `on_drained` is told each group
+    whose jobs have all finished (the others may still be running)."""
+
+    async def pool(key: K, jobs: Iterable[T]) -> list[BaseException]:
+        try:
+            return await run_pool(jobs, work, sizes[key])
+        finally:
+            if on_drained is not None:
+                on_drained(key)
+
+    results = await asyncio.gather(*(pool(key, jobs) for key, jobs in groups.items()))
     return [failure for failures in results for failure in failures]

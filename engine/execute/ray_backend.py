@@ -148,7 +148,8 @@ class ActorRouteLimits:
     def __init__(self, limiter: Any, owner: str):
         self.limiter, self.owner = limiter, owner
 
-    def slot(self, route: str) -> ActorSlot:
+    def slot(self, route: str, lane: str | None = None) -> ActorSlot:
+        # Per route: each Ray worker has llama.cpp instances of its own.
         return ActorSlot(self.limiter, route, self.owner)
 
 
@@ -163,7 +164,9 @@ def play_on_worker(loaded: LoadedSpec, scenario_name: str, trial: Trial, attempt
 
     spec = loaded.spec
     scenario = get_scenario(scenario_name)
-    prepare_models(spec.models, set(scenario.cell_models(trial.cell)), spec.executor.local_threads)
+    # A worker's local models run on the CPUs its trial reserved (unless executor.local_threads says).
+    threads = spec.executor.local_threads or max(1, round(spec.executor.ray.cpus_per_trial))
+    prepare_models(spec.models, set(scenario.cell_models(trial.cell)), threads)
     gateway = Gateway(spec.executor, None, cache=ActorCache(writer), limits=ActorRouteLimits(limiter, owner),
                       budget=budget)
     gateway.warm_up([spec.models[k] for k in scenario.cell_models(trial.cell)])

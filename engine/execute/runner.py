@@ -8,11 +8,12 @@ import traceback
 from collections import Counter
 from operator import attrgetter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Hashable, Iterable, Protocol, TypeVar
 
 from engine.kernel.errors import BudgetExhausted, ParseFailure, ProviderError, WeightsError
 from engine.execute.context import CallContext
 from engine.execute.gateway import Gateway, GatewayStats
+from engine.execute.limits import Lane
 from engine.execute.pool import run_pools
 from engine.execute.eta import CellWork
 from engine.execute.progress import RunProgress
@@ -127,6 +128,55 @@ def by_routes(plan: Plan, todo: list[tuple[Trial, int]]) -> dict[Routes, list[tu
     return groups
 
 
+Lanes = frozenset[Lane]
+
+
+def cell_lanes(plan: Plan, cell: dict[str, Any]) -> Lanes:
+    """The lanes a cell's models call (none for a scripted cell)."""
+    spec = plan.loaded.spec
+    return frozenset(Lane.of(spec.models[k]) for k in plan.scenario.cell_models(cell) if k in spec.models)
+
+
+def by_lanes(plan: Plan, todo: list[tuple[Trial, int]]) -> dict[Lanes, list[tuple[Trial, int]]]:
+    """The trials to play grouped as by `by_routes`, but with each in-process local model in a lane of its
+    own: trials of different local models are played side by side. The cells that share a local model
+    (directly or through a cell of two) form one group, each in `todo`'s order: at the default one trial
+    at a time, so each model's calls come in the plan's order whatever the timing, and its replies (which
+    depend on the call before through llama.cpp's prefix cache) are the same run after run."""
+    lanes_of: dict[str, Lanes] = {}
+    for trial, _ in todo:
+        if trial.cell_id not in lanes_of:
+            lanes_of[trial.cell_id] = cell_lanes(plan, trial.cell)
+    # Cells joined by a local model they share: each cell's group is its component's lanes.
+    root: dict[Lane, Lane] = {}
+
+    def find(lane: Lane) -> Lane:
+        while root.setdefault(lane, lane) != lane:
+            lane = root[lane]
+        return lane
+
+    for lanes in lanes_of.values():
+        local = sorted(lane for lane in lanes if lane.local_model)
+        for lane in local[1:]:
+            root[find(lane)] = find(local[0])
+    component: dict[Lane, set[Lane]] = {}
+    for lanes in lanes_of.values():
+        local = [lane for lane in lanes if lane.local_model]
+        if local:
+            component.setdefault(find(local[0]), set()).update(lanes)
+    groups: dict[Lanes, list[tuple[Trial, int]]] = {}
+    for job in todo:
+        lanes = lanes_of[job[0].cell_id]
+        local = next((lane for lane in lanes if lane.local_model), None)
+        key = frozenset(component[find(local)]) if local else lanes
+        groups.setdefault(key, []).append(job)
+    return groups
+
+
+def lane_routes(lanes: Lanes) -> Routes:
+    return frozenset(lane.route for lane in lanes)
+
+
 def cell_work(plan: Plan, todo: list[tuple[Trial, int]]) -> dict[str, CellWork]:
     """Each cell's trials, finished ones and the plan's calls per trial: what the ETA counts."""
     left = Counter(trial.cell_id for trial, _ in todo)
@@ -147,18 +197,47 @@ def cell_work(plan: Plan, todo: list[tuple[Trial, int]]) -> dict[str, CellWork]:
     return cells
 
 
-def pool_sizes(executor: Executor, groups: Iterable[Routes]) -> dict[Routes, int]:
+G = TypeVar("G", bound=Hashable)
+
+
+def pool_sizes(executor: Executor, groups: Iterable[G],
+               routes_of: Callable[[G], Iterable[str]] = lambda routes: routes) -> dict[G, int]:
     """Trials in flight per group of routes: enough to fill its routes' slots. Trials are admitted
     per group, so trials waiting on a rate-limited route (for a slot, in backoff, in a Retry-After
     pause) never hold the places of another route's trials. `max_concurrent_trials` is the total:
-    shared among the groups by their slots, each at least one."""
+    shared among the groups by their slots, each at least one. `routes_of`: a group's routes."""
     groups = list(groups)
     cap = executor.max_concurrent_trials
     if cap is None or len(groups) < 2:
-        return {routes: executor.trials_in_flight(set(routes)) for routes in groups}
-    slots = {routes: sum(executor.limit_for(r) for r in routes) or 1 for routes in groups}
+        return {group: executor.trials_in_flight(set(routes_of(group))) for group in groups}
+    slots = {group: sum(executor.limit_for(r) for r in set(routes_of(group))) or 1 for group in groups}
     total = sum(slots.values())
-    return {routes: max(1, cap * slots[routes] // total) for routes in groups}
+    return {group: max(1, cap * slots[group] // total) for group in groups}
+
+
+class CoreShare:
+    """Tells the local provider which in-process models still have trials to play: they share the
+    machine's cores, and when one model's trials are done the others get its cores. A run starts as in
+    a fresh process, with no prompt of an earlier run in the models' KV caches."""
+
+    def __init__(self, groups: Iterable[Lanes]):
+        self.left: Counter[str] = Counter(lane.local_model for lanes in groups for lane in lanes if lane.local_model)
+        if self.left:
+            from engine.providers.local_llama import local_provider
+
+            local_provider().forget_prompts()
+        self._tell()
+
+    def drained(self, lanes: Lanes) -> None:
+        self.left.subtract(lane.local_model for lane in lanes if lane.local_model)
+        self._tell()
+
+    def _tell(self) -> None:
+        if not self.left:
+            return
+        from engine.providers.local_llama import local_provider, model_name
+
+        local_provider().share_cores(model_name(m) for m, n in self.left.items() if n > 0)
 
 
 async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = None, show_progress: bool = True,
@@ -171,7 +250,8 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
     scenario = plan.scenario
     gateway = gateway or Gateway(spec.executor, store)
     todo, finished = todo or trials_to_run(plan, store)
-    groups = by_routes(plan, round_robin(todo))
+    groups = by_lanes(plan, round_robin(todo))
+    cores = CoreShare(groups)
     counts = {"done": 0, "error": 0, "budget": 0}
     started, cpu_started = time.perf_counter(), time.process_time()
     cells = cell_work(plan, todo) if todo else None
@@ -209,7 +289,8 @@ async def execute(plan: Plan, store: StudyStore, *, gateway: Gateway | None = No
         tick()
         try:
             async with store.writer.running(interval_s=spec.executor.commit_interval_s, on_tick=tick):
-                results = await run_pools(groups, play, pool_sizes(spec.executor, groups))
+                results = await run_pools(groups, play, pool_sizes(spec.executor, groups, lane_routes),
+                                          on_drained=cores.drained)
         finally:
             await gateway.close()
     raise_first_bug(results)

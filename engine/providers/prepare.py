@@ -28,12 +28,12 @@ def check_prompt_formats(models: dict[str, tuple[str, ModelEntry]]) -> None:
                             key=key)
 
 
-def prepare_models(models: dict[str, ModelEntry], used: set[str], local_threads: int, *, load: bool = False,
+def prepare_models(models: dict[str, ModelEntry], used: set[str], local_threads: int | None, *, load: bool = False,
                    say: Callable[[str], None] = lambda text: None) -> None:
     """Check weights and register local models before any trial starts (fail fast, not mid-run);
     with `load`, load them too (else the first call does, on its own timeout). `say` is told each
     step as it starts: on 2 cores they take the first seconds of a run."""
-    from engine.providers.local_llama import install_litellm_handler, local_provider, locate_weights
+    from engine.providers.local_llama import install_litellm_handler, local_provider, locate_weights, model_name
 
     local = {k: models[k] for k in sorted(used) if models[k].weights is not None}
     if not local:
@@ -45,7 +45,7 @@ def prepare_models(models: dict[str, ModelEntry], used: set[str], local_threads:
             if weights.source == "package_assemble" else ""
         say(f"checking {key}'s weights: {assemble}the SHA-256 of its file")
         path = locate_weights(weights)
-        name = model.litellm_id.split("/", 1)[1]
+        name = model_name(model.litellm_id)
         local_provider().register(name, path, model.context_window, local_threads, model.prompt_format)
         if load:
             say(f"loading {key} into memory ({path.stat().st_size / 1e6:,.0f} MB)")

@@ -167,7 +167,7 @@ class ModelEntry(Strict):
 
     @model_validator(mode="after")
     def _local_needs_weights(self) -> "ModelEntry":
-        if self.litellm_id.startswith("local/") and self.weights is None:
+        if self.in_process and self.weights is None:
             raise ValueError("a local/ model needs a 'weights' block")
         if self.chat_format is not None and self.chat_template is not None:
             raise PydanticCustomError("prompt_format", "give chat_format or chat_template, not both",
@@ -179,6 +179,11 @@ class ModelEntry(Strict):
                         "prompt_format", "only a local model (with weights) takes a prompt format: a server "
                         "applies its own template", {"field": name})
         return self
+
+    @property
+    def in_process(self) -> bool:
+        """Run in this process by llama.cpp (a local/ model), not by a server."""
+        return self.litellm_id.startswith("local/")
 
     @property
     def prompt_format(self) -> dict[str, str] | None:
@@ -322,7 +327,7 @@ class Executor(Strict):
         default=None, description="trials played at once; null = enough to keep every route's call slots "
                                   "busy (the sum of the slots of the routes the study uses)")
     # Call slots per route (a 429 halves a route's slots for a while; they recover on success).
-    # Local models share the machine's cores: one call at a time.
+    # In-process local models: one call at a time per model (one llama.cpp instance each).
     concurrency: dict[str, Slots] = {"default": 32, "local": 1, "openrouter": 32}
     # Group commit: finished trials are written together at least this often (a kill -9 loses at most this much).
     commit_interval_s: float = Field(default=0.5, gt=0, le=60)
@@ -337,7 +342,9 @@ class Executor(Strict):
     parse_retries: ParseRetries = 2
     budget: Budget = Budget(max_usd=5.0)
     retry_errored_trials: bool = True
-    local_threads: Threads = 2
+    local_threads: Threads | None = Field(
+        default=None, description="threads per in-process local model; null = the machine's cores shared "
+                                  "equally among the local models that still have calls to make")
 
     def limit_for(self, route: str) -> int:
         return self.concurrency.get(route, self.concurrency.get("default", 32))

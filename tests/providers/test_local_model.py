@@ -113,3 +113,21 @@ def test_token_budget_stops_the_run_and_a_rerun_resumes_from_cache(tmp_path):
     resumed = run_cli(*args)
     assert resumed.returncode == 0, resumed.stderr
     assert "3 done now" in resumed.stdout and f"cache hits {spent[0]}" in resumed.stdout
+
+
+def test_two_runs_give_byte_identical_replies(tmp_path, run_main):
+    """Same trials, same seeds, same replies: the second run (in this process, its model loaded and its KV
+    cache holding the first run's last prompt) starts as a fresh process would, and every call reuses the
+    same prefix of the call before as in the first run."""
+    replies = []
+    for run in ("first", "second"):
+        db = tmp_path / f"{run}.duckdb"
+        result = run_main("run", "model_size", "design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]",
+                          "design.controls=[]", "design.seeds=2", "scenario.max_turns=2", f"store.path={db}",
+                          "--no-progress", "--no-report")
+        assert result.returncode == 0, result.stderr
+        con = duckdb.connect(str(db), read_only=True)
+        replies.append(con.execute("SELECT trial_id, purpose, request_hash, response_text FROM calls "
+                                   "WHERE NOT cache_hit ORDER BY trial_id, purpose").fetchall())
+        con.close()
+    assert len(replies[0]) >= 4 and replies[0] == replies[1]
