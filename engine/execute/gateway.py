@@ -278,7 +278,7 @@ class Gateway:
                 self.budget.check()  # may have been spent while waiting for a slot
                 started = time.monotonic()
                 try:
-                    async with asyncio.timeout(self.executor.timeout_s):
+                    async with asyncio.timeout(_timeout_s(req.model, self.executor)):
                         reply = await self._transport(req.model).complete(req.model_key, req.model, req.body())
                     if not reply.text and not reply.tool_calls and _ended_its_turn_silently(req, reply):
                         # A local model is deterministic: asked again it would say nothing again. Its
@@ -320,6 +320,13 @@ class Gateway:
             delay = min(self.executor.backoff_max_s, self.executor.backoff_initial_s * 2 ** (retries - 1))
             delay *= 0.5 + 0.5 * self._jitter.random()
             await self._sleep(max(delay, wait or 0.0))
+
+
+def _timeout_s(model: ModelEntry, executor: Executor) -> float | None:
+    """An in-process local model gets no timeout: its llama.cpp call runs in a thread that cannot be
+    cancelled, so a timeout would leave it running while the retry ran on another KV-cache state
+    (the retry's reply then differs from an uninterrupted run's). It is bounded by max_tokens."""
+    return None if model.weights is not None else executor.timeout_s
 
 
 def _ended_its_turn_silently(req: ChatRequest, reply: ProviderReply) -> bool:

@@ -12,7 +12,7 @@ import pytest
 
 from engine.kernel.errors import BudgetExhausted, ProviderError
 from engine.execute.gateway import ChatRequest, Gateway
-from engine.spec.schema import Budget, Executor, ModelEntry, Params, Price
+from engine.spec.schema import Budget, Executor, ModelEntry, Params, Price, Weights
 from engine.store.db import StudyStore
 
 MODEL = ModelEntry(litellm_id="openrouter/test/model", display_name="T", provider="P", family="F",
@@ -105,6 +105,17 @@ def test_timeout_is_retried(store):
     provider = Scripted(["hang"], hang_s=5)
     result = asyncio.run(gateway(store, provider, [], timeout_s=0.2).complete(request()))
     assert result.retries == 1 and provider.calls == 2
+
+
+def test_an_in_process_local_model_is_waited_for_not_timed_out(store):
+    # Its llama.cpp call cannot be cancelled: a timeout would leave it running and the retry would
+    # start from another KV-cache state, so its reply would differ from an uninterrupted run's.
+    local = MODEL.model_copy(update={"litellm_id": "local/m", "route": "local", "weights": Weights(
+        source="package_file", package="p", file="m.gguf", sha256="0" * 64)})
+    provider = Scripted(["hang"], hang_s=0.5)
+    gw = gateway(store, provider, [], timeout_s=0.1)
+    result = asyncio.run(gw.complete(ChatRequest("m", local, [{"role": "user", "content": "hi"}], 0.0, 1.0, 16, 1)))
+    assert result.retries == 0 and provider.calls == 1 and gw.stats.timeouts == 0
 
 
 def test_http_status_errors_are_classified_by_code(store):
