@@ -6,12 +6,15 @@ and report included) on a fresh database, against the six-minute target on two i
 Runs in this process (as `make study` does in its own), so that llama.cpp's counts can be read
 afterwards: calls per model, seconds per call, prompt tokens evaluated and reused from the KV cache.
 `--compare DB`: a database of an earlier run of the same study; counts the requests whose replies differ
-(same trials, same seeds, same requests must give the same replies). Measures; asserts nothing.
+(same trials, same seeds, same requests must give the same replies). `--keep DB`: copy the run's
+database there afterwards (e.g. results/model_size.duckdb, which `make study` would have written).
+Measures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -41,9 +44,13 @@ def differing_replies(db: Path, reference: Path) -> tuple[int, list[tuple]]:
 
 def main() -> None:
     args = sys.argv[1:]
-    reference = None
-    if args[:1] == ["--compare"]:
-        reference, args = Path(args[1]).resolve(), args[2:]
+    reference = keep = None
+    while args[:1] in (["--compare"], ["--keep"]):
+        if args[0] == "--compare":
+            reference = Path(args[1]).resolve()
+        else:
+            keep = Path(args[1]).resolve()
+        args = args[2:]
     os.chdir(REPO)
     sys.path.insert(0, str(REPO))  # this checkout's engine, not an installed one
     from engine.cli import main as engine_main
@@ -69,6 +76,10 @@ def main() -> None:
             print(f"\nreplies vs {reference.name}: {both} requests in both, {len(differ)} with another reply")
             for model, trial, purpose, retries in differ:
                 print(f"  {model} {trial} {purpose} (retried {retries}x in the reference run)")
+        if keep is not None:
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(db, keep)
+            print(f"\nkept the run's database as {keep}")
 
 
 if __name__ == "__main__":
