@@ -342,6 +342,14 @@ def _summary(args, console) -> int:
     loaded, table, live = study_summary(args.study, args.overrides)
     if live:
         console.print(_terminal(live), soft_wrap=True)
+    if table.empty and not live:
+        from engine.study import store_path
+
+        # An empty table would print nothing at all: say why (e.g. the runs stored there had other
+        # settings that enter the spec hash).
+        console.print(_terminal(f"{store_path(loaded)} holds no finished trial of this spec ({loaded.spec_hash}): "
+                                "run it, or give the overrides it was run with"), soft_wrap=True)
+        return 0
     _print_table(console, _table_title(loaded), table)
     return 0
 

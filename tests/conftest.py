@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -74,3 +75,12 @@ def plugin_registry():
 
     with REGISTRY.scoped() as registry:
         yield registry
+
+
+def rows(db: Path | str, sql: str) -> list[tuple]:
+    """The rows a query returns from a study database, opened read-only and closed again."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()

@@ -37,3 +37,13 @@ def test_a_narrow_table_keeps_its_grid():
     text = out.getvalue()
     assert "┃" in text and "50% [24%, 76%] (n=10)" in text
     assert "(n=0)" not in text  # nothing measured: no n
+
+
+def test_a_database_without_this_specs_trials_is_said_so_not_an_empty_screen(tmp_path, capsys):
+    args = [*SCRIPTED, f"store.path={tmp_path / 'w.duckdb'}"]
+    assert main(["run", "model_size", *args, "--no-progress", "--no-report"]) == 0
+    capsys.readouterr()
+    # Other settings that enter the spec hash: the same file holds no trial of this spec.
+    assert main(["summary", "model_size", *args, "scenario.max_turns=3"]) == 0
+    out = capsys.readouterr().out
+    assert "holds no finished trial of this spec" in out and "w.duckdb" in out

@@ -11,9 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, rows
 
 sys.path.insert(0, str(REPO / "bench"))
 from fixtures import loopback_server  # noqa: E402
@@ -32,13 +31,6 @@ def study_args(server, db: Path, *extra: str, seeds: int = 1) -> list[str]:
             f"design.seeds={seeds}", "executor.backoff_initial_s=0.05", "executor.backoff_max_s=0.2",
             "--no-report", "--no-progress", *extra]
 
-
-def rows(db: Path, sql: str):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_429s_halve_the_route_and_retry_after_is_honoured(run_main, tmp_path):

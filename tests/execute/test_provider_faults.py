@@ -14,10 +14,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp.web
-import duckdb
 import litellm
 import pytest
-from conftest import REPO
+from conftest import REPO, rows
 
 from engine.execute.gateway import ChatRequest, Gateway
 from engine.execute.limits import AdaptiveLimit
@@ -113,13 +112,6 @@ def ok(model: str, prompt=10, completion=5):
                                  usage={"prompt_tokens": prompt, "completion_tokens": completion,
                                         "total_tokens": prompt + completion})
 
-
-def rows(db: Path, sql: str):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.mark.parametrize("poison", [10**15, -3])

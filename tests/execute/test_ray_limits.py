@@ -6,11 +6,9 @@ trial whose worker died are freed."""
 import asyncio
 import sys
 import time
-from pathlib import Path
 
-import duckdb
 import pytest
-from conftest import REPO
+from conftest import REPO, rows
 
 sys.path.insert(0, str(REPO / "bench"))
 from fixtures import loopback_server  # noqa: E402
@@ -80,13 +78,6 @@ def test_the_slots_of_a_lost_trial_are_freed_for_the_others(limiter):
     assert asyncio.run(scenario())
     ray.get(limiter.release.remote("alive/0", "ok", None))
 
-
-def rows(db: Path, sql: str):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.mark.slow

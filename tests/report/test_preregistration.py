@@ -11,8 +11,7 @@ import re
 import subprocess
 import sys
 
-import duckdb
-from conftest import REPO
+from conftest import REPO, rows
 from jailbreak_standin import MODELS, refuses_by_hash, run_standin, standin_overrides
 
 from engine.study import build_report, load_study, run_study
@@ -33,13 +32,6 @@ def report_text(study: str, args: list[str], tmp_path) -> str:
     build_report(study, args, formats=("html",))
     return " ".join(re.sub(r"\\(.)", r"\1", (tmp_path / "report" / "index.qmd").read_text()).split())
 
-
-def rows(db, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_a_study_registered_then_run_was_registered_before_any_data(tmp_path):

@@ -17,9 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import duckdb
 import pytest
-from conftest import REPO
+from conftest import REPO, rows
 
 sys.path.insert(0, str(REPO / "bench"))
 from fixtures import Loopback, loopback_server  # noqa: E402
@@ -78,13 +77,6 @@ def wait_for(condition, what: str, process: subprocess.Popen, timeout_s: float =
         assert time.monotonic() < deadline, f"no {what} after {timeout_s:.0f} s"
         time.sleep(0.1)
 
-
-def rows(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def paid_calls_on_record(db: Path) -> tuple[int, int, float, float]:

@@ -12,9 +12,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-import duckdb
 import pytest
-from conftest import REPO, run_cli
+from conftest import run_cli, rows
 from slurm_cluster import SlurmCluster, missing_reason
 from test_one_writer import (ENV, LATENCY_S, QUIET, SWEEP, TRIALS_PER_JOB, loopback_server, output,
                              paid_calls_on_record, start, study_args, wait_for)
@@ -48,13 +47,6 @@ def sweep_args(tmp: Path, *extra: str) -> list[str]:
     return ["model_size", "-m", *SCRIPTED, f"store.path={tmp}/study.duckdb", f"report.output_dir={tmp}/report",
             *SLURM, *extra]
 
-
-def rows(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_a_sweep_runs_each_job_as_a_slurm_job_and_merges_them(slurm_cluster, tmp_path):
