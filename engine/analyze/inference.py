@@ -65,7 +65,22 @@ def _first_beta(gap: Callable[[float], float]) -> float:
         return hi
 
 
+@dataclass(frozen=True)
+class InvertedFamily:
+    """A family that carries its own exact inversion, for one whose ends need a slow quantile function
+    (searching the family would call it dozens of times per p-value). `p_above(b)` must be the value
+    the search would find: the beta at which the lower end of the (1 - 2 beta) interval reaches b."""
+    interval: IntervalAt
+    p_above: Callable[[float], float]
+
+    def __call__(self, alpha: float) -> tuple[float, float]:
+        return self.interval(alpha)
+
+
 def _one_sided(family: IntervalAt, bound: float, above: bool) -> float:
+    if isinstance(family, InvertedFamily):
+        p = family.p_above(bound)
+        return min(max(p if above else 1 - p, FLOOR), 1.0)
     end, other = (0, 1) if above else (1, 0)
     sign = 1.0 if above else -1.0
     centre = _at(family, 0.5)

@@ -115,7 +115,7 @@ def risk_ratio_estimate(selected: Any, reason: str | None, quantity: str) -> Cla
     if selected is None:
         return unusable(quantity, "—", False, reason or "no ratio", null=1.0)
     named = f"{quantity} ({selected.high_provider} / {selected.low_provider}); {selected.providers} providers"
-    family = getattr(selected, "interval_at", None)
+    family = getattr(selected, "family", None)
     test = "selection-aware interval"
     if family is not None and getattr(selected, "reason", ""):  # no interval, and why (clustered.py)
         return unusable(named, test, False, selected.reason, selected.models, "models", null=1.0)

@@ -147,6 +147,24 @@ def test_selected_interval_is_tukey_kramer_on_the_models_log_rates():
     assert r.ratio == pytest.approx(pooled[hi] / pooled[lo])
 
 
+def test_the_ratios_p_value_is_the_search_over_its_own_intervals():
+    """The closed-form inversion (one studentized-range tail) gives what inverting `interval_at` by
+    search gives, on both sides of the estimate and far in the tail, so the verdict and the printed
+    interval still come from one procedure."""
+    from engine.analyze.inference import claim_p, p_above, p_below, two_sided_p
+
+    k, n, provider_of = _simulate(np.random.default_rng(12), 0.5)
+    pooled = np.bincount(provider_of, k.sum(1)) / np.bincount(provider_of, n.sum(1))
+    r = _selected(k, n, provider_of, PROVIDERS, int(np.argmax(pooled)), int(np.argmin(pooled)))
+    searched, exact = r.interval_at, r.family
+    assert exact(0.05) == searched(0.05) == (r.low, r.high)
+    for bound in (r.centre / 40, r.low, r.centre / 1.5, r.centre, r.centre * 1.5, r.high, r.centre * 3):
+        assert p_above(exact, bound) == pytest.approx(p_above(searched, bound), rel=1e-6, abs=1e-9), bound
+        assert p_below(exact, bound) == pytest.approx(p_below(searched, bound), rel=1e-6, abs=1e-9), bound
+    assert two_sided_p(exact, r.low) == pytest.approx(0.05, rel=1e-6)
+    assert claim_p(exact, 2.0, math.inf) == pytest.approx(claim_p(searched, 2.0, math.inf), rel=1e-6)
+
+
 def test_no_interval_when_every_provider_has_one_model():
     k = np.array([[3] + [0] * 9, [3] * 10], float)
     r = _selected(k, np.full_like(k, 6), np.array([0, 1]), ["A", "B"], 1, 0)

@@ -103,7 +103,7 @@ def test_the_provider_risk_ratio_claim_wraps_the_analysis_family():
     unresolved = risk_ratio_estimate(ratio, None, quantity)
     assert unresolved.reason is not None and "95% only" in unresolved.reason
     # With a family, read against 1 (its no-effect value) and against the claimed "at least 4".
-    ratio.interval_at = log_normal_family(4.3, 0.3)
+    ratio.family = log_normal_family(4.3, 0.3)
     est = risk_ratio_estimate(ratio, None, quantity)
     assert est.null == 1.0 and est.p == pytest.approx(2 * stats.norm.sf(math.log(4.3) / 0.3), rel=1e-6)
     doubled, fourfold = decide_claims([(ClaimOptions(claim="x", test="provider_risk_ratio", at_least=2), est),

@@ -42,6 +42,7 @@ import pandas as pd
 import scipy
 from scipy import stats
 
+from engine.analyze.inference import InvertedFamily
 from engine.analyze.stats import KORN_GRAUBARD, rate_interval_of_totals
 
 if TYPE_CHECKING:
@@ -132,6 +133,21 @@ class SelectedRiskRatio:
     df: int  # degrees of freedom of the model variance: models - providers
     model_sd: float  # SD of a model's log ASR around its provider's mean, pooled over providers
     reason: str = ""  # why there is no interval
+
+    @property
+    def family(self) -> InvertedFamily:
+        """`interval_at` with its exact inversion (one studentized-range tail per p-value)."""
+        return InvertedFamily(self.interval_at, self.p_above)
+
+    def p_above(self, bound: float) -> float:
+        """One-sided p of "the ratio is above `bound`", the inversion of `interval_at`: the lower end
+        of the (1 - 2 beta) interval, centre * exp(-q(1 - 2 beta) / sqrt 2 * log_se), reaches the bound
+        at beta = P(Q > sqrt 2 * log(centre / bound) / log_se) / 2 (Q the studentized range)."""
+        if not math.isfinite(self.log_se) or self.df < 1 or not bound > 0:
+            return math.nan
+        x = math.sqrt(2) * (math.log(self.centre) - math.log(bound)) / self.log_se
+        tail = float(stats.studentized_range.sf(abs(x), self.providers, self.df)) / 2 if x != 0 else 0.5
+        return tail if x > 0 else 1 - tail
 
     def interval_at(self, alpha: float) -> tuple[float, float]:
         """The (1 - alpha) simultaneous (Tukey-Kramer) interval for the pair's ratio."""
