@@ -10,6 +10,22 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 REPO = Path(__file__).resolve().parents[1]
 
+
+def _own_cores() -> None:
+    """Under pytest-xdist, each worker (and every process it starts) keeps to its own share of the cores.
+    llama.cpp sizes its threads to the cores a process may use and spins while it waits: two workers
+    each running a local model on every core slowed both many times over (a 20 s test took 450 s).
+    Replies do not depend on the thread count."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not (worker.startswith("gw") and count and hasattr(os, "sched_setaffinity")):
+        return
+    cores, index, workers = sorted(os.sched_getaffinity(0)), int(worker[2:]), int(count)
+    if 1 < workers <= len(cores):
+        os.sched_setaffinity(0, set(cores[index::workers]))
+
+
+_own_cores()
+
 # Analysis-only studies cannot compose without the data they analyse: a traces file, or Inspect logs
 # written by inspect_ai (tests/data/make_inspect_logs.py). Paths relative to the repository.
 ANALYSIS_ONLY_ARGS = {
