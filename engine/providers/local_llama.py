@@ -15,6 +15,10 @@ shares with the previous call of the same model, and Gemma 3's logits differ (by
 a prompt evaluated whole and one evaluated after a reused prefix. A model's replies are therefore
 reproducible when its calls come in the same order, which the runner guarantees (one trial at a
 time per local model, in the plan's order).
+
+A reply under a JSON schema is sampled with a grammar that checks only the candidates top-k and min-p
+could keep (engine/providers/lazy_grammar.py): the same tokens as llama-cpp-python's own chain, which
+checks the whole vocabulary for every token (`lazy_grammar=False` keeps that chain, for comparison).
 """
 
 from __future__ import annotations
@@ -137,7 +141,8 @@ class _LocalModel:
 class LocalLlamaProvider:
     """litellm CustomLLM handler. Built lazily so that importing the engine stays fast."""
 
-    def __init__(self) -> None:
+    def __init__(self, lazy_grammar: bool = True) -> None:
+        self.lazy_grammar = lazy_grammar
         self._models: dict[str, _LocalModel] = {}
         self._registry_lock = threading.Lock()
         self._active: frozenset[str] = frozenset()
@@ -174,6 +179,11 @@ class LocalLlamaProvider:
     def stats(self) -> dict[str, LocalStats]:
         return {name: model.stats for name, model in self._models.items() if model.stats.calls}
 
+    def grammar_stats(self) -> dict[str, Any]:
+        """Each loaded model's count of grammar-constrained tokens (lazy_grammar.LazyStats)."""
+        return {name: model.llama.lazy_stats for name, model in self._models.items()
+                if getattr(model.llama, "lazy_stats", None) is not None}
+
     def _load(self, name: str) -> _LocalModel:
         model = self._models.get(name)
         if model is None:
@@ -181,10 +191,13 @@ class LocalLlamaProvider:
         if model.llama is None:
             from llama_cpp import Llama
 
+            from engine.providers.lazy_grammar import LazyGrammarLlama
+
             fmt = model.prompt_format or {}
             threads = self.threads_for(name)
-            llama = Llama(model_path=str(model.path), n_ctx=model.n_ctx, n_threads=threads,
-                          n_threads_batch=threads, verbose=False, chat_format=fmt.get("chat_format"))
+            kind = LazyGrammarLlama if self.lazy_grammar else Llama
+            llama = kind(model_path=str(model.path), n_ctx=model.n_ctx, n_threads=threads, n_threads_batch=threads,
+                         verbose=False, chat_format=fmt.get("chat_format"))
             model.threads_in_use = threads
             if "chat_template" in fmt:
                 llama.chat_handler = _template_handler(llama, fmt["chat_template"])
