@@ -163,11 +163,21 @@ def rate_interval_of_totals(sums: np.ndarray, counts: np.ndarray) -> tuple[Inter
     n_star, df = effective_n(sums, counts)
 
     def at(alpha: float) -> tuple[float, float]:
-        shrunk = n_star * (stats.norm.ppf(1 - alpha / 2) / stats.t.ppf(1 - alpha / 2, df)) ** 2 if alpha < 1 \
-            else n_star
+        shrunk = n_star * _z_over_t(alpha, df) ** 2
         return clopper_pearson(rate * shrunk, shrunk, alpha)
 
     return at, KORN_GRAUBARD, ""
+
+
+def _z_over_t(alpha: float, df: float) -> float:
+    """z(1 - alpha/2) / t_df(1 - alpha/2); as alpha nears 1 both quantiles reach 0 (scipy returns exactly
+    0 for integer df from about alpha = 1 - 1e-12), and the ratio tends to the densities' ratio at 0.
+    (0/0 there made the narrowest interval NaN, and a p-value read from it 1 beside a 95% interval that
+    excluded the bound.)"""
+    t = float(stats.t.ppf(1 - alpha / 2, df)) if alpha < 1 else 0.0
+    if t > 1e-6:
+        return float(stats.norm.ppf(1 - alpha / 2)) / t
+    return float(stats.t.pdf(0, df) / stats.norm.pdf(0))
 
 
 def rate_estimate(values: np.ndarray | list[float], clusters: np.ndarray | None = None,

@@ -77,3 +77,17 @@ def test_holm_levels_and_adjusted_p_values():
             assert steps[i].alpha == pytest.approx(0.025 / (m - min(j, j0) + 1))
             assert (steps[i].adjusted < 0.025) == (p[i] < steps[i].alpha)
     assert holm_steps([math.nan, 0.01]) == [None, holm_steps([0.01])[0]]
+
+
+@pytest.mark.parametrize("sums", [[0, 0, 0, 0, 0], [6, 6, 6, 6, 6], [3, 5, 1, 0, 4], [0, 0, 1, 0, 0]])
+def test_a_clustered_rates_p_value_agrees_with_its_interval_at_every_bound(sums):
+    """Korn-Graubard over 5 clusters of 6 (integer df): at alpha near 1 scipy's t quantile is exactly 0,
+    and the narrowest interval was NaN, so a rate of 0 printed [0, 0.77] beside p = 1 against 0.9."""
+    from engine.analyze.stats import rate_interval_of_totals
+
+    family, _, _ = rate_interval_of_totals(np.array(sums, float), np.full(5, 6.0))
+    low, high = family(0.05)
+    assert all(math.isfinite(end) for end in family(1 - 1e-12))
+    for bound in np.linspace(0.005, 0.995, 199):
+        outside = bound < low or bound > high
+        assert (two_sided_p(family, bound) < 0.05) == outside, (bound, low, high, two_sided_p(family, bound))
