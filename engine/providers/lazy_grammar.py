@@ -55,7 +55,8 @@ def reachable(logits: np.ndarray, valid: Callable[[np.ndarray], np.ndarray], top
     """The indices of the grammar-valid candidates that top-k then min-p could keep, in the order top-k
     leaves them (descending logit); None when equal logits among them make that order depend on the
     sort (the caller then checks the whole vocabulary). `valid(indices)` says which candidates the
-    grammar allows; it is asked about as few as the rule needs, highest logits first."""
+    grammar allows; it is asked about the highest logits first, and about little more than the rule needs
+    (the last chunk's rest)."""
     # The candidates' logits are a field of llama.cpp's 12-byte records: one strided read into a contiguous
     # copy, then each band is one comparison over that copy (three over the records took ~3 ms a token).
     logits = np.ascontiguousarray(logits)
@@ -80,7 +81,7 @@ def reachable(logits: np.ndarray, valid: Callable[[np.ndarray], np.ndarray], top
 
     for width in BANDS:
         lower = np.float32(top - width) if math.isfinite(width) else np.float32(-np.inf)
-        if math.isfinite(width):  # those at or above `lower` are few: drop the earlier bands' among them
+        if math.isfinite(width):  # those at or above `lower` are usually few: drop the earlier bands'
             band = np.flatnonzero(logits >= lower)
             band = band[logits[band] < upper]
         else:
