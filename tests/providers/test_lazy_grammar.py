@@ -123,6 +123,31 @@ def test_a_tie_at_top_ks_edge_is_seen_wherever_the_checking_stops():
         assert reachable(logits, lambda i: allowed[i], TOP_K, 0.001) is not None, m
 
 
+def test_a_token_allowed_only_far_down_is_found_in_a_few_grammar_calls():
+    # A string at its maxLength: only a closing quote is allowed, tens of thousands of candidates below
+    # the best. Every candidate above the quote's min-p cutoff must be checked; in chunks that grow
+    # (at 64 a chunk: 419 and 2822 calls into the grammar here; now 14 and 20), read from llama.cpp's 12-byte records as the
+    # provider reads them, and still the stock chain's tokens.
+    rng = np.random.default_rng(11)
+    n = 262_144
+    for far_down in (3_000, 80_000):
+        rows = candidates(rng.normal(0, 3, n).astype(np.float32))
+        order = np.argsort(-rows["logit"])
+        allowed = np.zeros(n, bool)
+        allowed[order[far_down:far_down + 5]] = True
+        calls = []
+
+        def valid(indices: np.ndarray) -> np.ndarray:
+            calls.append(len(indices))
+            return allowed[indices]
+
+        keep = reachable(rows["logit"], valid, TOP_K, MIN_P)  # a strided view, as in the provider
+        stock, lazy, _ = stock_and_lazy(rows["logit"].copy(), allowed, range(20))
+        assert keep is not None and lazy == stock
+        assert sum(calls) >= far_down  # everything above the quote was checked
+        assert len(calls) <= 40, (far_down, len(calls))
+
+
 @pytest.mark.slow
 def test_a_real_studys_replies_are_those_of_the_stock_chain(tmp_path):
     db = tmp_path / "lazy.duckdb"
