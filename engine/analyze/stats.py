@@ -117,10 +117,20 @@ def ratio_variance(sums: np.ndarray, counts: np.ndarray) -> float:
     return float(k / (k - 1) * np.sum((sums - ratio * counts) ** 2) / total ** 2)
 
 
+def quantile(dist: stats.rv_continuous, q: float, *shapes: float) -> float:
+    """`dist.ppf(q, *shapes)` at one point, equal to it: inside (0 < q < 1, every shape positive, which is
+    what beta, t and norm accept) the distribution's own quantile function `_ppf`, which `ppf` calls
+    there after broadcasting and checking its arguments (0.25 ms a call, 10 us without: interval
+    inversions and simulations call it millions of times); `ppf` itself elsewhere."""
+    if 0 < q < 1 and all(shape > 0 for shape in shapes):
+        return float(dist._ppf(q, *shapes))
+    return float(dist.ppf(q, *shapes))
+
+
 def clopper_pearson(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
     """Clopper-Pearson interval; counts may be fractional (an effective sample size)."""
-    low = 0.0 if successes <= 0 else float(stats.beta.ppf(alpha / 2, successes, n - successes + 1))
-    high = 1.0 if successes >= n else float(stats.beta.ppf(1 - alpha / 2, successes + 1, n - successes))
+    low = 0.0 if successes <= 0 else quantile(stats.beta, alpha / 2, successes, n - successes + 1)
+    high = 1.0 if successes >= n else quantile(stats.beta, 1 - alpha / 2, successes + 1, n - successes)
     return low, high
 
 
@@ -163,7 +173,7 @@ def rate_interval_of_totals(sums: np.ndarray, counts: np.ndarray) -> tuple[Inter
     n_star, df = effective_n(sums, counts)
 
     def at(alpha: float) -> tuple[float, float]:
-        shrunk = n_star * (stats.norm.ppf(1 - alpha / 2) / stats.t.ppf(1 - alpha / 2, df)) ** 2 if alpha < 1 \
+        shrunk = n_star * (quantile(stats.norm, 1 - alpha / 2) / quantile(stats.t, 1 - alpha / 2, df)) ** 2 if alpha < 1 \
             else n_star
         return clopper_pearson(rate * shrunk, shrunk, alpha)
 
@@ -221,7 +231,7 @@ def studentized_interval(estimate: float, se: float, pivots: np.ndarray, df: flo
             return estimate, estimate
         low_q, high_q = np.quantile(pivots, [alpha / 2, 1 - alpha / 2], method="inverted_cdf")
         if df is not None:
-            t = float(stats.t.ppf(1 - alpha / 2, df))
+            t = quantile(stats.t, 1 - alpha / 2, df)
             low_q, high_q = min(low_q, -t), max(high_q, t)
         return estimate - high_q * se, estimate - low_q * se
 
