@@ -148,14 +148,22 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, metric: Metric, seed: int) -> tupl
 
 
 def _shared_units(a: pd.DataFrame, b: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The values of A and of B on the keys both have, in A's order, and A's clusters of them. Two arms
-    with the same unique keys in the same order (every simulated study of engine/analyze/power_sim.py)
-    are their own join: taken as they are, without the merge (most of a simulated study's cost)."""
-    keys_a, keys_b = a["key"].to_numpy(), b["key"].to_numpy()
-    if len(keys_a) == len(keys_b) and bool(np.all(keys_a == keys_b)) and a["key"].is_unique:
-        return a["value"].to_numpy(), b["value"].to_numpy(), a["cluster"].to_numpy()
-    merged = a.merge(b, on="key", suffixes=("_a", "_b"))
-    return merged["value_a"].to_numpy(), merged["value_b"].to_numpy(), merged["cluster_a"].to_numpy()
+    """The values of A and of B on the keys both have, in A's order, and A's clusters of them: the inner
+    merge on "key". Where both arms' keys are distinct strings (every study's and simulation's), the
+    rows are matched by a dictionary instead, which is the same join (pandas keeps the left keys'
+    order) at a hundredth of the merge's cost; a simulation calls this once a simulated study."""
+    key_a, key_b = a["key"], b["key"]
+    if not (pd.api.types.is_string_dtype(key_a) and pd.api.types.is_string_dtype(key_b) and key_a.is_unique
+            and key_b.is_unique and not key_a.isna().any() and not key_b.isna().any()):
+        merged = a.merge(b, on="key", suffixes=("_a", "_b"))
+        return merged["value_a"].to_numpy(), merged["value_b"].to_numpy(), merged["cluster_a"].to_numpy()
+    position_b = {key: i for i, key in enumerate(key_b.to_numpy())}
+    rows_a, rows_b = [], []
+    for i, key in enumerate(key_a.to_numpy()):
+        if key in position_b:
+            rows_a.append(i)
+            rows_b.append(position_b[key])
+    return (a["value"].to_numpy()[rows_a], b["value"].to_numpy()[rows_b], a["cluster"].to_numpy()[rows_a])
 
 
 def _paired(va: np.ndarray, vb: np.ndarray, clusters: np.ndarray, metric: Metric, seed: int
