@@ -140,14 +140,14 @@ def keyed_units(rows: list[dict], declared: Cluster | None) -> tuple[pd.DataFram
 def compare(a: pd.DataFrame, b: pd.DataFrame, metric: Metric, seed: int) -> tuple[Difference, dict]:
     """A minus B: paired on the units they share when at least half the smaller arm's units have a
     partner (units without one are left out), else unpaired on all units."""
-    va, vb, clusters = _shared_units(a, b)
+    va, vb, clusters = shared_units(a, b)
     if len(va) and 2 * len(va) >= min(len(a), len(b)):
         difference, counts = _paired(va, vb, clusters, metric, seed)
         return difference, counts | {"n_a": len(a), "n_b": len(b)}
     return _unpaired(a, b, metric, seed)
 
 
-def _shared_units(a: pd.DataFrame, b: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def shared_units(a: pd.DataFrame, b: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The values of A and of B on the keys both have, in A's order, and A's clusters of them: the inner
     merge on "key". Where both arms' keys are distinct strings (every study's and simulation's), the
     rows are matched by a dictionary instead, which is the same join (pandas keeps the left keys'

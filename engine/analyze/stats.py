@@ -117,20 +117,21 @@ def ratio_variance(sums: np.ndarray, counts: np.ndarray) -> float:
     return float(k / (k - 1) * np.sum((sums - ratio * counts) ** 2) / total ** 2)
 
 
-def quantile(dist: stats.rv_continuous, q: float, *shapes: float) -> float:
-    """`dist.ppf(q, *shapes)` at one point, equal to it: inside (0 < q < 1, every shape positive, which is
-    what beta, t and norm accept) the distribution's own quantile function `_ppf`, which `ppf` calls
-    there after broadcasting and checking its arguments (0.25 ms a call, 10 us without: interval
-    inversions and simulations call it millions of times); `ppf` itself elsewhere."""
+def quantile(dist: stats.rv_continuous, q: float, *shapes: float) -> np.float64:
+    """`dist.ppf(q, *shapes)` at one point, equal to it (a numpy float too, so a division by a zero
+    quantile still gives inf or NaN): inside (0 < q < 1, every shape positive, which is what beta, t and
+    norm accept) the distribution's own quantile function `_ppf`, which `ppf` calls there after
+    broadcasting and checking its arguments (0.25 ms a call, 10 us without: interval inversions and
+    simulations call it millions of times); `ppf` itself elsewhere."""
     if 0 < q < 1 and all(shape > 0 for shape in shapes):
-        return float(dist._ppf(q, *shapes))
-    return float(dist.ppf(q, *shapes))
+        return np.float64(dist._ppf(q, *shapes))
+    return np.float64(dist.ppf(q, *shapes))
 
 
 def clopper_pearson(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
     """Clopper-Pearson interval; counts may be fractional (an effective sample size)."""
-    low = 0.0 if successes <= 0 else quantile(stats.beta, alpha / 2, successes, n - successes + 1)
-    high = 1.0 if successes >= n else quantile(stats.beta, 1 - alpha / 2, successes + 1, n - successes)
+    low = 0.0 if successes <= 0 else float(quantile(stats.beta, alpha / 2, successes, n - successes + 1))
+    high = 1.0 if successes >= n else float(quantile(stats.beta, 1 - alpha / 2, successes + 1, n - successes))
     return low, high
 
 
@@ -231,7 +232,7 @@ def studentized_interval(estimate: float, se: float, pivots: np.ndarray, df: flo
             return estimate, estimate
         low_q, high_q = np.quantile(pivots, [alpha / 2, 1 - alpha / 2], method="inverted_cdf")
         if df is not None:
-            t = quantile(stats.t, 1 - alpha / 2, df)
+            t = float(quantile(stats.t, 1 - alpha / 2, df))
             low_q, high_q = min(low_q, -t), max(high_q, t)
         return estimate - high_q * se, estimate - low_q * se
 

@@ -266,7 +266,7 @@ def test_compare_pairs_the_units_the_merge_on_their_key_pairs():
     # order as the inner merge, whatever the overlap and order of the two arms; repeated keys still merge.
     import pandas as pd
 
-    from engine.analyze.paired import _shared_units
+    from engine.analyze.paired import shared_units
 
     rng = np.random.default_rng(4)
     for trial in range(200):
@@ -277,6 +277,6 @@ def test_compare_pairs_the_units_the_merge_on_their_key_pairs():
         a = pd.DataFrame({"key": keys_a, "value": rng.random(n_a), "cluster": [k[:2] for k in keys_a]})
         b = pd.DataFrame({"key": keys_b, "value": rng.random(n_b), "cluster": [k[-1] for k in keys_b]})
         merged = a.merge(b, on="key", suffixes=("_a", "_b"))
-        va, vb, clusters = _shared_units(a, b)
+        va, vb, clusters = shared_units(a, b)
         assert np.array_equal(va, merged["value_a"].to_numpy()) and np.array_equal(vb, merged["value_b"].to_numpy())
         assert list(clusters) == list(merged["cluster_a"])
