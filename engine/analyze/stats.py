@@ -174,8 +174,8 @@ def rate_interval_of_totals(sums: np.ndarray, counts: np.ndarray) -> tuple[Inter
     n_star, df = effective_n(sums, counts)
 
     def at(alpha: float) -> tuple[float, float]:
-        shrunk = n_star * (quantile(stats.norm, 1 - alpha / 2) / quantile(stats.t, 1 - alpha / 2, df)) ** 2 if alpha < 1 \
-            else n_star
+        q = 1 - alpha / 2
+        shrunk = n_star * (quantile(stats.norm, q) / quantile(stats.t, q, df)) ** 2 if alpha < 1 else n_star
         return clopper_pearson(rate * shrunk, shrunk, alpha)
 
     return at, KORN_GRAUBARD, ""
