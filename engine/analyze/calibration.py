@@ -183,9 +183,10 @@ def _metric_world(case: ClaimCase, planted: Planted, icc: float) -> World | None
     true = truth(case.test, case.options, case.frame, mu, params, planted.value)
     proportion, clusters = case.metric.kind == "proportion", case.frame["cluster"].to_numpy()
 
+    design = ClaimUnits(case.frame, case.metric, 0, case.models, case.counted)
+
     def draw(rng: np.random.Generator, seed: int) -> tuple[ClaimUnits, float]:
-        frame = case.frame.assign(value=outcomes(rng, mu, case.sd, clusters, icc, proportion))
-        return ClaimUnits(frame, case.metric, seed, case.models, case.counted), true
+        return design.with_values(outcomes(rng, mu, case.sd, clusters, icc, proportion), seed), true
     return World(planted.how, draw, clipped)
 
 

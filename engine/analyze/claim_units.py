@@ -16,7 +16,6 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ import pandas as pd
 from engine.analyze import paired_stats
 from engine.analyze.claim_stats import from_family, trend_across_models, unusable
 from engine.analyze.inference import IntervalAt, mapped_family, share_family, t_family
-from engine.analyze.paired import compare
+from engine.analyze.paired import compare, shared_units
 from engine.analyze.paired_ratio import paired_ratio_interval
 from engine.analyze.stats import ratio_score_interval
 from engine.kernel.contracts import ClaimEstimate, Claimed, ClaimPart, Metric
@@ -38,6 +37,18 @@ Levels = dict[str, Any]
 class ModelFacts:
     params_b: float
     family: str
+
+
+@dataclass
+class _Layout:
+    """What a units frame's rows are, apart from their values: its `level_table`, pair keys per set of
+    compared factors, and each arm's rows. Made once per frame and shared by `ClaimUnits.with_values`
+    (a simulated study of the same design)."""
+
+    table: pd.DataFrame | None = None
+    keys: dict[frozenset[str], pd.Series] = field(default_factory=dict)
+    arms: dict[tuple[frozenset[tuple[str, str]], frozenset[str]], tuple[np.ndarray, pd.DataFrame]] = \
+        field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,19 +64,34 @@ class ClaimUnits:
     def percent(self) -> bool:
         return self.metric.percent
 
-    _keys: dict[frozenset[str], pd.Series] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _layout: _Layout = field(default_factory=_Layout, init=False, repr=False, compare=False)
 
-    @cached_property
+    @property
     def table(self) -> pd.DataFrame:
         """The frame's `level_table`, made once."""
-        return level_table(self.frame)
+        if self._layout.table is None:
+            self._layout.table = level_table(self.frame)
+        return self._layout.table
+
+    def with_values(self, values: np.ndarray, seed: int) -> "ClaimUnits":
+        """The same units with other values (`frame.assign(value=values)`) and resampling seed: a simulated
+        study of the same design, sharing this frame's layout."""
+        other = replace(self, frame=self.frame.assign(value=values), seed=seed)
+        object.__setattr__(other, "_layout", self._layout)  # frozen: set once, as __init__ would
+        return other
 
     def arm(self, levels: Levels, compared: set[str]) -> pd.DataFrame:
-        """`arm` of the frame, its pair keys made once per set of compared factors."""
+        """`arm` of the frame: its rows and pair keys found once per levels and compared factors, the
+        values taken from this frame."""
         known = frozenset(compared)
-        if known not in self._keys:
-            self._keys[known] = pair_keys(self.frame, self.table, compared)
-        return arm(self.frame, levels, compared, self.table, self._keys[known])
+        chosen = (frozenset((factor, str(level)) for factor, level in levels.items()), known)
+        if chosen not in self._layout.arms:
+            if known not in self._layout.keys:
+                self._layout.keys[known] = pair_keys(self.frame, self.table, compared)
+            keep = arm_rows(self.table, levels)
+            self._layout.arms[chosen] = keep, arm(self.frame, levels, compared, self.table, self._layout.keys[known])
+        keep, rows = self._layout.arms[chosen]
+        return rows.assign(value=self.frame["value"][keep])
 
     def as_mean(self) -> "ClaimUnits":
         """The same units read as a mean (sums and differences of 0/1 outcomes are not 0/1)."""
@@ -99,14 +125,20 @@ def pair_keys(frame: pd.DataFrame, table: pd.DataFrame, compared: set[str]) -> p
     return parts[0].str.cat(parts[1:], sep="\x1f")
 
 
+def arm_rows(table: pd.DataFrame, levels: Levels) -> np.ndarray:
+    """Which rows of a `level_table` are at `levels`."""
+    keep = np.ones(len(table), bool)
+    for factor, level in levels.items():
+        keep &= (table[factor] == str(level)).to_numpy() if factor in table else False
+    return keep
+
+
 def arm(frame: pd.DataFrame, levels: Levels, compared: set[str], table: pd.DataFrame | None = None,
         keys: pd.Series | None = None) -> pd.DataFrame:
     """The units at `levels`, with `key` (`pair_keys`). `table`, `keys`: the frame's, when the caller
     has them."""
     table = level_table(frame) if table is None else table
-    keep = np.ones(len(frame), bool)
-    for factor, level in levels.items():
-        keep &= (table[factor] == str(level)).to_numpy() if factor in table else False
+    keep = arm_rows(table, levels)
     out = frame[keep].copy()
     out["key"] = (pair_keys(frame, table, compared) if keys is None else keys)[keep]
     return out
@@ -182,10 +214,18 @@ def trend(units: ClaimUnits) -> ClaimEstimate:
 def _contrast_values(units: ClaimUnits, cells: list[tuple[Levels, int]], factors: set[str]) -> pd.DataFrame:
     """Per key present in every cell (the rest of the cell, seed and item): the signed sum of the cells'
     values, and the key's cluster (the first cell's)."""
-    arms = [(units.arm(levels, factors).set_index("key"), sign) for levels, sign in cells]
-    shared = sorted(set.intersection(*(set(a.index) for a, _ in arms)))
-    total = sum(sign * a.loc[shared, "value"].astype(float) for a, sign in arms)
-    return pd.DataFrame({"value": total, "cluster": arms[0][0].loc[shared, "cluster"]})
+    arms = [(units.arm(levels, factors), sign) for levels, sign in cells]
+    if not all(a["key"].is_unique for a, _ in arms):
+        keyed = [(a.set_index("key"), sign) for a, sign in arms]
+        shared = sorted(set.intersection(*(set(a.index) for a, _ in keyed)))
+        total = sum(sign * a.loc[shared, "value"].astype(float) for a, sign in keyed)
+        return pd.DataFrame({"value": total, "cluster": keyed[0][0].loc[shared, "cluster"]})
+    # Distinct keys in every cell (a unit's key names it): the same rows by position, without pandas' lookups.
+    rows = [dict(zip(a["key"].to_numpy(), range(len(a)))) for a, _ in arms]
+    shared = sorted(set.intersection(*(set(r) for r in rows)))
+    total = sum(sign * a["value"].to_numpy(float)[[r[k] for k in shared]] for (a, sign), r in zip(arms, rows))
+    return pd.DataFrame({"value": total, "cluster": arms[0][0]["cluster"].to_numpy()[[rows[0][k] for k in shared]]},
+                        index=pd.Index(shared, name="key"))
 
 
 def interaction_parts(units: ClaimUnits, present: Levels, absent: Levels, interaction: Claimed,
@@ -243,13 +283,12 @@ def reduction(units: ClaimUnits, control: Levels, treated: Levels) -> ClaimEstim
         return unusable(quantity, "—", True, units.reason)
     keys = set(control) | set(treated)
     c, t = units.arm(control, keys), units.arm(treated, keys)
-    merged = c.merge(t, on="key", suffixes=("_c", "_t"))
-    paired = len(merged) > 0 and 2 * len(merged) >= min(len(c), len(t))
+    vc, vt, _ = shared_units(c, t)
+    paired = len(vc) > 0 and 2 * len(vc) >= min(len(c), len(t))
     if paired:
-        vc, vt = merged["value_c"].to_numpy(), merged["value_t"].to_numpy()
         both, treated_only, control_only = (int(((vc == 1) & (vt == 1)).sum()), int(((vc == 0) & (vt == 1)).sum()),
                                             int(((vc == 1) & (vt == 0)).sum()))
-        n, events = len(merged), both + control_only
+        n, events = len(vc), both + control_only
 
         def ratio_at(alpha: float) -> tuple[float, float]:
             return paired_ratio_interval(both, treated_only, control_only, n, alpha)

@@ -15,6 +15,8 @@ import math
 
 from scipy import optimize, stats
 
+from engine.analyze.stats import quantile
+
 LOG_BOUND = 50.0  # |log ratio| searched; beyond it the end is taken as 0 or infinite
 
 
@@ -39,7 +41,7 @@ def paired_ratio_interval(both: int, treated_only: int, control_only: int, n: in
     treated, control = both + treated_only, both + control_only
     if control == 0 or n <= 0:
         raise ValueError("the ratio needs events in the control arm")
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    z = float(quantile(stats.norm, 1 - alpha / 2))
     centre = math.log(treated / control) if treated else -LOG_BOUND
 
     def excess(log_phi: float, target: float) -> float:

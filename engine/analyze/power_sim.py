@@ -86,14 +86,15 @@ def simulate_arms(rng: np.random.Generator, layout: Layout, kind: Kind, first: f
 
 
 @lru_cache(maxsize=32)
-def _labels(k: int, per: int, paired: bool) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """(key, cluster) labels of each arm's units: shared keys when paired, none shared otherwise."""
+def _labels(k: int, per: int, paired: bool) -> tuple[tuple[pd.Series, pd.Series], tuple[pd.Series, pd.Series]]:
+    """(key, cluster) labels of each arm's units: shared keys when paired, none shared otherwise. Kept
+    as columns, so a simulated study does not convert them to pandas strings again."""
     cluster = np.repeat(np.arange(k), per).astype(str)
     keys = np.char.add(np.char.add(cluster, "|"), np.tile(np.arange(per), k).astype(str))
     if paired:
-        return (keys, cluster), (keys, cluster)
-    return ((np.char.add("a", keys), np.char.add("a", cluster)),
-            (np.char.add("b", keys), np.char.add("b", cluster)))
+        return (pd.Series(keys), pd.Series(cluster)), (pd.Series(keys), pd.Series(cluster))
+    return ((pd.Series(np.char.add("a", keys)), pd.Series(np.char.add("a", cluster))),
+            (pd.Series(np.char.add("b", keys)), pd.Series(np.char.add("b", cluster))))
 
 
 def _share(hits: list[bool]) -> Simulated:

@@ -117,10 +117,21 @@ def ratio_variance(sums: np.ndarray, counts: np.ndarray) -> float:
     return float(k / (k - 1) * np.sum((sums - ratio * counts) ** 2) / total ** 2)
 
 
+def quantile(dist: stats.rv_continuous, q: float, *shapes: float) -> np.float64:
+    """`dist.ppf(q, *shapes)` at one point, equal to it (a numpy float too, so a division by a zero
+    quantile still gives inf or NaN): inside (0 < q < 1, every shape positive, which is what beta, t and
+    norm accept) the distribution's own quantile function `_ppf`, which `ppf` calls there after
+    broadcasting and checking its arguments (0.25 ms a call, 10 us without: interval inversions and
+    simulations call it millions of times); `ppf` itself elsewhere."""
+    if 0 < q < 1 and all(shape > 0 for shape in shapes):
+        return np.float64(dist._ppf(q, *shapes))
+    return np.float64(dist.ppf(q, *shapes))
+
+
 def clopper_pearson(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
     """Clopper-Pearson interval; counts may be fractional (an effective sample size)."""
-    low = 0.0 if successes <= 0 else float(stats.beta.ppf(alpha / 2, successes, n - successes + 1))
-    high = 1.0 if successes >= n else float(stats.beta.ppf(1 - alpha / 2, successes + 1, n - successes))
+    low = 0.0 if successes <= 0 else float(quantile(stats.beta, alpha / 2, successes, n - successes + 1))
+    high = 1.0 if successes >= n else float(quantile(stats.beta, 1 - alpha / 2, successes + 1, n - successes))
     return low, high
 
 
@@ -174,9 +185,9 @@ def _z_over_t(alpha: float, df: float) -> float:
     0 for integer df from about alpha = 1 - 1e-12), and the ratio tends to the densities' ratio at 0.
     (0/0 there made the narrowest interval NaN, and a p-value read from it 1 beside a 95% interval that
     excluded the bound.)"""
-    t = float(stats.t.ppf(1 - alpha / 2, df)) if alpha < 1 else 0.0
+    t = float(quantile(stats.t, 1 - alpha / 2, df)) if alpha < 1 else 0.0
     if t > 1e-6:
-        return float(stats.norm.ppf(1 - alpha / 2)) / t
+        return float(quantile(stats.norm, 1 - alpha / 2)) / t
     return float(stats.t.pdf(0, df) / stats.norm.pdf(0))
 
 
@@ -231,7 +242,7 @@ def studentized_interval(estimate: float, se: float, pivots: np.ndarray, df: flo
             return estimate, estimate
         low_q, high_q = np.quantile(pivots, [alpha / 2, 1 - alpha / 2], method="inverted_cdf")
         if df is not None:
-            t = float(stats.t.ppf(1 - alpha / 2, df))
+            t = float(quantile(stats.t, 1 - alpha / 2, df))
             low_q, high_q = min(low_q, -t), max(high_q, t)
         return estimate - high_q * se, estimate - low_q * se
 

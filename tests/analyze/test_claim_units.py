@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -249,3 +250,26 @@ def test_family_beyond_size_is_the_partial_f_test_and_the_within_family_slope():
     assert d.verdict == "supported"
     few = family_beyond_size(family_units(rng, {k: rates[k] for k in ("g12", "m8", "l8")}), (-0.05, 0.05))
     assert few.reason is not None and "needs at least 5 models" in few.reason
+
+
+def test_units_with_other_values_estimate_as_units_made_afresh():
+    # A simulated study reuses its design's layout (`with_values`: level table, pair keys, arms' rows);
+    # every estimate must equal that of units built from the new frame, and the first frame's stay its own.
+    rng = np.random.default_rng(7)
+    cells = [{"model": "m", "goal": g, "threat": t} for g in ("yes", "no") for t in ("yes", "no")]
+    design = ClaimUnits(frame(cells, [0.5, 0.3, 0.3, 0.2], 30, rng, "seed"), RATE, seed=2)
+    present, absent = {"goal": "yes", "threat": "yes"}, {"goal": "no", "threat": "no"}
+
+    def estimates(units: ClaimUnits) -> str:  # every field and part (an interval family shown by its name)
+        return re.sub(r" at 0x[0-9a-f]+", "", repr([
+            difference(units, present, absent), reduction(units, absent, present),
+            interaction_parts(units, present, absent, Claimed("direction", low=0.0), 0.05)]))
+
+    first = estimates(design)
+    for draw in range(3):
+        values = (rng.random(len(design.frame)) < 0.4).astype(float)
+        shared = design.with_values(values, seed=draw)
+        assert estimates(shared) == estimates(ClaimUnits(design.frame.assign(value=values), RATE, seed=draw))
+        assert shared.arm(present, {"goal", "threat"}).equals(
+            ClaimUnits(design.frame.assign(value=values), RATE).arm(present, {"goal", "threat"}))
+    assert estimates(design) == first

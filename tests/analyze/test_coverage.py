@@ -7,6 +7,7 @@ enumerated), the rest by seeded simulation. The functions called are the ones th
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -86,8 +87,15 @@ def test_a_mean_over_too_few_units_has_no_interval_and_says_why():
     assert math.isnan(est.low) and "same value" in est.note
 
 
+@lru_cache
+def _labels(prefix: str, n: int, repeat: int = 1) -> pd.Series:
+    """f"{prefix}{i}" for i < n, each `repeat` times, made once: building pandas strings costs more than
+    a simulated study."""
+    return pd.Series([f"{prefix}{i}" for i in np.repeat(np.arange(n), repeat)])
+
+
 def _paired_arms(a: np.ndarray, b: np.ndarray, clusters: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-    keys = [f"pair {i}" for i in range(len(a))]
+    keys = _labels("pair ", len(a))
     return (pd.DataFrame({"key": keys, "value": a, "cluster": clusters}),
             pd.DataFrame({"key": keys, "value": b, "cluster": clusters}))
 
@@ -142,13 +150,12 @@ def test_an_unpaired_difference_covers(kind, clusters, size):
         arms = []
         for arm in ("a", "b"):
             if kind == "proportion":
-                values, cluster = beta_binomial(rng, clusters, size, 0.5, 0.2 if size > 1 else 0.0)
+                values, _ = beta_binomial(rng, clusters, size, 0.5, 0.2 if size > 1 else 0.0)
             else:
-                cluster = np.repeat(np.arange(clusters), size)
                 values = np.repeat(rng.normal(0, 0.5, clusters), size) + (
                     rng.gamma(2, 1, clusters * size) if arm == "a" else rng.exponential(1, clusters * size))
-            arms.append(pd.DataFrame({"key": [f"{arm}{i}" for i in range(len(values))], "value": values,
-                                      "cluster": [f"{arm}{c}" for c in cluster]}))
+            arms.append(pd.DataFrame({"key": _labels(arm, len(values)), "value": values,
+                                      "cluster": _labels(arm, clusters, size)}))  # beta_binomial's clusters
         difference, counts = compare(*arms, metric, rep)
         assert not counts["paired"]
         if _printed(difference.low, difference.high):

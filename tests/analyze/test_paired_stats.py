@@ -259,3 +259,24 @@ def test_a_difference_p_is_the_inversion_of_its_own_interval(a, b):
         assert min(abs(low), abs(high)) < 1e-4  # at alpha = p an end touches 0
     else:
         assert d.value == 0
+
+
+def test_compare_pairs_the_units_the_merge_on_their_key_pairs():
+    # `compare` matches distinct string keys by a dictionary instead of merging: the same rows in the same
+    # order as the inner merge, whatever the overlap and order of the two arms; repeated keys still merge.
+    import pandas as pd
+
+    from engine.analyze.paired import shared_units
+
+    rng = np.random.default_rng(4)
+    for trial in range(200):
+        n_a, n_b = rng.integers(0, 12, 2)
+        pool = [f"k{i}" for i in rng.permutation(16)]
+        keys_a = list(rng.choice(pool, n_a, replace=trial % 5 == 0))
+        keys_b = list(rng.choice(pool, n_b, replace=False))
+        a = pd.DataFrame({"key": keys_a, "value": rng.random(n_a), "cluster": [k[:2] for k in keys_a]})
+        b = pd.DataFrame({"key": keys_b, "value": rng.random(n_b), "cluster": [k[-1] for k in keys_b]})
+        merged = a.merge(b, on="key", suffixes=("_a", "_b"))
+        va, vb, clusters = shared_units(a, b)
+        assert np.array_equal(va, merged["value_a"].to_numpy()) and np.array_equal(vb, merged["value_b"].to_numpy())
+        assert list(clusters) == list(merged["cluster_a"])

@@ -53,3 +53,28 @@ def test_relative_reduction_is_one_minus_the_statsmodels_score_ratio_interval():
     low, high = confint_proportions_2indep(10, 40, 20, 40, compare="ratio", method="score")
     assert (est.low, est.high) == pytest.approx((1 - high, 1 - low), abs=1e-9)
     assert relative_reduction(np.zeros(5), on) is None
+
+
+def test_the_fast_quantile_equals_scipys_ppf_everywhere():
+    # `quantile` skips ppf's argument handling inside the support; it must give ppf's value bit for bit
+    # there, and ppf's own value (bounds, NaN) at the edges and for invalid shapes.
+    from itertools import product
+
+    from scipy import stats
+
+    from engine.analyze.stats import quantile
+
+    rng = np.random.default_rng(0)
+    qs = [0.0, 1e-300, 1e-12, 0.025, 0.5, 0.975, 1 - 1e-12, 1.0, -0.1, 1.1, math.nan, *rng.random(30)]
+    shapes = [-1.0, 0.0, 1e-300, 1e-3, 0.5, 1, 2.5, 7.3, 30, 1e6, math.inf, math.nan, *(rng.random(8) * 40)]
+
+    def same(x: float, y: float) -> bool:  # equal, and both numpy floats (x / 0 is inf or NaN, not an error)
+        return (x == y or (math.isnan(x) and math.isnan(y))) and type(x) is type(y) is np.float64
+
+    with np.errstate(all="ignore"):
+        for q in qs:
+            assert same(quantile(stats.norm, q), stats.norm.ppf(q))
+            for df in shapes:
+                assert same(quantile(stats.t, q, df), stats.t.ppf(q, df)), (q, df)
+            for a, b in product(shapes, shapes):
+                assert same(quantile(stats.beta, q, a, b), stats.beta.ppf(q, a, b)), (q, a, b)

@@ -80,11 +80,15 @@ def cluster_interval(successes: np.ndarray, evaluable: np.ndarray, seed: int = 0
 
 def _rates(rows: pd.DataFrame, by: str) -> pd.DataFrame:
     per_prompt = rows.groupby([by, CLUSTER], sort=True, observed=True)["success"].agg(["sum", "size"])
+    # Sorted by group, so each group's prompts are one run of rows: sliced from arrays, not regrouped.
+    groups = per_prompt.index.get_level_values(0)
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(groups) else np.array([], int)
+    sums, sizes = per_prompt["sum"].to_numpy(), per_prompt["size"].to_numpy()
     out = []
-    for group, counts in per_prompt.groupby(level=0, sort=True):
-        rate, low, high, method = cluster_interval(counts["sum"].to_numpy(), counts["size"].to_numpy())
-        out.append((str(group), int(counts["sum"].sum()), int(counts["size"].sum()), len(counts), rate, low,
-                    high, method))
+    for start, stop in zip(starts, [*starts[1:], len(groups)]):
+        k, n = sums[start:stop], sizes[start:stop]
+        rate, low, high, method = cluster_interval(k, n)
+        out.append((str(groups[start]), int(k.sum()), int(n.sum()), stop - start, rate, low, high, method))
     return pd.DataFrame(out, columns=[by, "successes", "evaluable", "prompts", "value", "low", "high", "method"])
 
 
