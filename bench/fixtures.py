@@ -28,6 +28,13 @@ class Loopback:
         with urllib.request.urlopen(f"{self.api_base}/stats", timeout=10) as response:
             return json.loads(response.read())
 
+    def set_latency(self, seconds: float) -> None:
+        """Answer the calls that arrive from now on after `seconds` (those waiting keep theirs)."""
+        request = urllib.request.Request(f"{self.api_base}/latency", data=json.dumps({"latency": seconds}).encode(),
+                                         method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
 
 @contextmanager
 def loopback_server(latency: float = 0.2, *args: str) -> Iterator[Loopback]:

@@ -8,6 +8,7 @@ replies, a 401 that echoes the caller's key).
     python bench/loopback_server.py --port 0 --latency 0.2    # prints "PORT <n>" when listening
 
 GET /stats returns {"requests": n, "by_model": {...}, "max_in_flight": n, "auth": [...]}.
+POST /latency {"latency": s} sets the latency of the calls that arrive from then on.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ class ChatProtocol(asyncio.Protocol):
             stats = {"requests": b.requests, "by_model": b.by_model, "max_in_flight": b.max_in_flight,
                      "auth": sorted(b.auth)}
             self.transport.write(_response(200, json.dumps(stats).encode()))
+            return
+        if method == "POST" and path.endswith("/latency"):  # a test's run goes on faster once it has met the server
+            b.latency = float(json.loads(body)["latency"])
+            self.transport.write(_response(200, b"{}"))
             return
         if method != "POST" or not path.endswith("/chat/completions"):
             self.transport.write(_response(404, b'{"error": {"message": "not found"}}'))

@@ -100,3 +100,20 @@ def rows(db: Path | str, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray instance (2 CPUs) for the tests of a module, started as the executor starts one
+    (engine.execute.ray_backend.connect): a run in the module joins it and leaves it running, so the
+    module pays Ray's start (~10 s) and its workers' imports once. Shut down when the module ends."""
+    import ray
+
+    from engine.execute.ray_backend import connect
+    from engine.spec.schema import Executor
+
+    connect(Executor(ray={"num_cpus": 2}))
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -1,4 +1,6 @@
-"""The Ray executor against the local one: same plan, trial ids, cache and results."""
+"""The Ray executor against the local one: same plan, trial ids, cache and results. The runs are
+in-process and join the module's Ray instance (`ray_local`); starting Ray from a run is
+tests/execute/test_ray_limits.py's 429 test."""
 
 import re
 import shutil
@@ -6,17 +8,17 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import run_cli
 
 SCRIPTED = ["design.factors.agent=[scripted:hawk,scripted:random,scripted:tit_for_tat]", "~design.factors.persona",
             "design.controls=[]", "design.seeds=6", "scenario.max_turns=5"]
+# One llama.cpp thread per model: the same replies (conf/executor/local.yaml), and 4x faster than two
+# when the test shares the machine's two cores (pytest-xdist).
 LOCAL_MODEL = ["design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]", "design.controls=[]",
-               "design.seeds=2", "scenario.max_turns=2"]
+               "design.seeds=2", "scenario.max_turns=2", "executor.local_threads=1"]
 
 
-def run(db: Path, args: list[str], *extra: str) -> str:
-    out = run_cli("run", "model_size", *args, f"store.path={db}", "--no-report", "--no-progress", *extra,
-                  timeout=900)
+def run(run_main, db: Path, args: list[str], *extra: str) -> str:
+    out = run_main("run", "model_size", *args, f"store.path={db}", "--no-report", "--no-progress", *extra)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -41,9 +43,9 @@ def counts(stdout: str) -> dict[str, int]:
     return dict(zip(["done", "errors", "live", "cache"], map(int, m.groups())))
 
 
-def test_ray_matches_local_on_scripted_agents(tmp_path):
-    run(tmp_path / "local.duckdb", SCRIPTED)
-    stdout = run(tmp_path / "ray.duckdb", SCRIPTED, "executor=ray", "executor.ray.num_cpus=2")
+def test_ray_matches_local_on_scripted_agents(ray_local, run_main, tmp_path):
+    run(run_main, tmp_path / "local.duckdb", SCRIPTED)
+    stdout = run(run_main, tmp_path / "ray.duckdb", SCRIPTED, "executor=ray")
     local, ray = results(tmp_path / "local.duckdb"), results(tmp_path / "ray.duckdb")
     assert len(local["trials"]) == 18 and counts(stdout)["done"] == 18
     assert re.search(r"ray\s+executor", stdout)  # the trials really went through Ray
@@ -51,9 +53,9 @@ def test_ray_matches_local_on_scripted_agents(tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_matches_local_on_the_local_model_and_reads_the_same_cache(tmp_path):
-    run(tmp_path / "local.duckdb", LOCAL_MODEL)
-    first_out = run(tmp_path / "ray.duckdb", LOCAL_MODEL, "executor=ray", "executor.ray.num_cpus=2")
+def test_ray_matches_local_on_the_local_model_and_reads_the_same_cache(ray_local, run_main, tmp_path):
+    run(run_main, tmp_path / "local.duckdb", LOCAL_MODEL)
+    first_out = run(run_main, tmp_path / "ray.duckdb", LOCAL_MODEL, "executor=ray")
     first = counts(first_out)
     assert re.search(r"ray\s+executor", first_out)
     local, ray = results(tmp_path / "local.duckdb"), results(tmp_path / "ray.duckdb")
@@ -66,12 +68,12 @@ def test_ray_matches_local_on_the_local_model_and_reads_the_same_cache(tmp_path)
     con = duckdb.connect(str(replay))
     con.execute("DELETE FROM escalation_turns; DELETE FROM escalation_episodes; DELETE FROM trials; DELETE FROM calls")
     con.close()
-    again = counts(run(replay, LOCAL_MODEL, "executor=ray", "executor.ray.num_cpus=2"))
+    again = counts(run(run_main, replay, LOCAL_MODEL, "executor=ray"))
     assert again["live"] == 0 and again["cache"] > 0 and again["done"] == len(local["trials"])
     assert results(replay)["turns"] == local["turns"]
 
 
-def test_route_limits_hold_across_ray_workers():
+def test_route_limits_hold_across_ray_workers(ray_local):
     """Four workers share a route limited to one call at a time: their call windows never overlap."""
     import asyncio
     import time
@@ -81,20 +83,19 @@ def test_route_limits_hold_across_ray_workers():
     from engine.execute.ray_backend import ActorRouteLimits, RouteLimiter
     from engine.spec.schema import Executor
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    limiter = ray.remote(RouteLimiter).options(num_cpus=0).remote(Executor(concurrency={"default": 8, "api": 1}))
+
+    @ray.remote(num_cpus=0.5)  # four at once on the module's two CPUs
+    def hold(limiter) -> tuple[float, float]:
+        async def once():
+            async with ActorRouteLimits(limiter, "worker").slot("api"):
+                start = time.time()
+                await asyncio.sleep(0.3)
+                return start, time.time()
+        return asyncio.run(once())
+
     try:
-        limiter = ray.remote(RouteLimiter).options(num_cpus=0).remote(Executor(concurrency={"default": 8, "api": 1}))
-
-        @ray.remote(num_cpus=1)
-        def hold(limiter) -> tuple[float, float]:
-            async def once():
-                async with ActorRouteLimits(limiter, "worker").slot("api"):
-                    start = time.time()
-                    await asyncio.sleep(0.3)
-                    return start, time.time()
-            return asyncio.run(once())
-
         windows = sorted(ray.get([hold.remote(limiter) for _ in range(4)]))
     finally:
-        ray.shutdown()
+        ray.kill(limiter)
     assert all(later[0] >= earlier[1] for earlier, later in zip(windows, windows[1:])), windows

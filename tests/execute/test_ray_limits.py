@@ -19,17 +19,49 @@ STUDY = str(REPO / "bench" / "studies" / "gateway_bench.yaml")
 
 
 @pytest.fixture
-def limiter():
+def limiter(ray_local):
+    """A fresh limiter actor on the module's Ray instance."""
     import ray
 
     from engine.execute.ray_backend import RouteLimiter
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    actor = ray.remote(RouteLimiter).options(num_cpus=0, max_concurrency=1000).remote(
+        Executor(concurrency={"default": 8, "api": 4}))
     try:
-        yield ray.remote(RouteLimiter).options(num_cpus=0, max_concurrency=1000).remote(
-            Executor(concurrency={"default": 8, "api": 4}))
+        yield actor
     finally:
-        ray.shutdown()
+        ray.kill(actor)
+
+
+@pytest.mark.slow
+def test_ray_counts_429s_halvings_and_retries_as_the_local_executor(run_main, tmp_path):
+    """The same design against a server whose first 8 answers are 429 with Retry-After, on both
+    executors: the same retries, 429s and halvings in the run summary, every trial done. First in the
+    module: its Ray run starts Ray itself (the module's shared instance is not up yet)."""
+    import ray
+
+    # Two trials at a time on either executor; enough retries that no trial runs out of them.
+    common = ["design.seeds=1", "executor.concurrency.loopback=2", "executor.max_retries=8",
+              "executor.backoff_initial_s=0.05",
+              "executor.backoff_max_s=0.2", "--no-report", "--no-progress"]
+    summaries = {}
+    for executor in ("local", "ray"):
+        db = tmp_path / f"{executor}.duckdb"
+        extra = ["executor=ray", "executor.ray.num_cpus=2"] if executor == "ray" else []
+        with loopback_server(0.05, "--fail-429", "8", "--retry-after", "0.3") as server:
+            result = run_main("run", STUDY, f"models.loopback.api_base={server.api_base}", f"store.path={db}",
+                              *common, *extra, env={"LOOPBACK_API_KEY": "k-test"})
+            served = server.stats()["requests"]
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"{executor} executor" in result.stdout
+        assert not ray.is_initialized()  # the run started its own Ray instance and shut it down
+        assert served == 50 + 8
+        assert rows(db, "SELECT count(*) FILTER (WHERE status = 'done') FROM trials") == [(50,)]
+        route = [line.split(", Retry-After")[0] for line in result.stdout.splitlines() if "route loopback:" in line]
+        retries = [part for part in result.stdout.split("·") if "retries" in part]
+        summaries[executor] = (route, [r.split("retries")[1].split(",")[0] for r in retries])
+    assert summaries["local"][0] == ["  route loopback: 8 × 429, slots halved 1× (down to 1)"]
+    assert summaries["ray"] == summaries["local"]
 
 
 def test_a_429_on_one_ray_worker_halves_the_route_and_its_retry_after_pauses_every_worker(limiter):
@@ -77,31 +109,3 @@ def test_the_slots_of_a_lost_trial_are_freed_for_the_others(limiter):
 
     assert asyncio.run(scenario())
     ray.get(limiter.release.remote("alive/0", "ok", None))
-
-
-
-@pytest.mark.slow
-def test_ray_counts_429s_halvings_and_retries_as_the_local_executor(run_main, tmp_path):
-    """The same design against a server whose first 8 answers are 429 with Retry-After, on both
-    executors: the same retries, 429s and halvings in the run summary, every trial done."""
-    # Two trials at a time on either executor; enough retries that no trial runs out of them.
-    common = ["design.seeds=1", "executor.concurrency.loopback=2", "executor.max_retries=8",
-              "executor.backoff_initial_s=0.05",
-              "executor.backoff_max_s=0.2", "--no-report", "--no-progress"]
-    summaries = {}
-    for executor in ("local", "ray"):
-        db = tmp_path / f"{executor}.duckdb"
-        extra = ["executor=ray", "executor.ray.num_cpus=2"] if executor == "ray" else []
-        with loopback_server(0.05, "--fail-429", "8", "--retry-after", "0.3") as server:
-            result = run_main("run", STUDY, f"models.loopback.api_base={server.api_base}", f"store.path={db}",
-                              *common, *extra, env={"LOOPBACK_API_KEY": "k-test"})
-            served = server.stats()["requests"]
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert f"{executor} executor" in result.stdout
-        assert served == 50 + 8
-        assert rows(db, "SELECT count(*) FILTER (WHERE status = 'done') FROM trials") == [(50,)]
-        route = [line.split(", Retry-After")[0] for line in result.stdout.splitlines() if "route loopback:" in line]
-        retries = [part for part in result.stdout.split("·") if "retries" in part]
-        summaries[executor] = (route, [r.split("retries")[1].split(",")[0] for r in retries])
-    assert summaries["local"][0] == ["  route loopback: 8 × 429, slots halved 1× (down to 1)"]
-    assert summaries["ray"] == summaries["local"]

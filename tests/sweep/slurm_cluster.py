@@ -23,6 +23,8 @@ from pathlib import Path
 
 DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd")
 START_TIMEOUT_S = 30.0
+# Slurm job states before a job has ended (sacct), as opposed to COMPLETED, CANCELLED, FAILED, ...
+UNFINISHED = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
 
 
 def missing_reason() -> str | None:
@@ -168,17 +170,24 @@ class SlurmCluster:
         out = self.run("squeue", "--noheader", "--format=%i")
         return out.stdout.split()
 
-    def sacct(self, *job_ids: str) -> dict[str, dict[str, str]]:
-        """Slurm's accounting of these jobs (allocations, not steps): job id -> State, NodeList, ExitCode."""
+    def sacct(self, *job_ids: str, timeout_s: float = 30.0) -> dict[str, dict[str, str]]:
+        """Slurm's accounting of these jobs (allocations, not steps) once each has ended: job id -> State,
+        NodeList, ExitCode. A job's end reaches the accounting a moment after its launcher has seen its
+        result: waited for, up to `timeout_s` (then what the accounting says, unfinished or not)."""
         columns = ("JobID", "State", "NodeList", "ExitCode")
-        out = self.run("sacct", "--allocations", "--noheader", "--parsable2", f"--format={','.join(columns)}",
-                       f"--jobs={','.join(job_ids)}")
-        found = {}
-        for line in out.stdout.splitlines():
-            fields = dict(zip(columns, line.split("|")))
-            fields["State"] = fields["State"].split()[0]  # "CANCELLED by 0" -> "CANCELLED"
-            found[fields["JobID"]] = fields
-        return found
+        deadline = time.monotonic() + timeout_s
+        while True:
+            out = self.run("sacct", "--allocations", "--noheader", "--parsable2", f"--format={','.join(columns)}",
+                           f"--jobs={','.join(job_ids)}")
+            found = {}
+            for line in out.stdout.splitlines():
+                fields = dict(zip(columns, line.split("|")))
+                fields["State"] = fields["State"].split()[0]  # "CANCELLED by 0" -> "CANCELLED"
+                found[fields["JobID"]] = fields
+            ended = all(j in found and found[j]["State"] not in UNFINISHED for j in job_ids)
+            if ended or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
 
     def completed(self) -> dict[str, dict[str, str]]:
         """Finished jobs from the job-completion log: job id (an array's task as "<array id>_<task>",

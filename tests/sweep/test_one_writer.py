@@ -27,6 +27,7 @@ from engine.cli import main  # noqa: E402
 
 STUDY = str(REPO / "bench" / "studies" / "gateway_bench.yaml")
 LATENCY_S = 0.3
+FAST_S = 0.01  # once the second command has met the first, or the kill is over: the calls left
 # 17 behaviours x 2 seeds = 34 single-call trials per job, one call at a time: about 10 s per job.
 SMALL = ["scenario.select.per_category=2", "scenario.select.benign=1", "design.seeds=2",
          "executor.concurrency.loopback=1", "executor.backoff_initial_s=0.05", "executor.backoff_max_s=0.2"]
@@ -122,6 +123,7 @@ def test_a_run_report_export_or_second_sweep_is_refused_while_a_sweep_writes_the
             assert "`run -m`" in refused(capsys, "report", *args, "--formats", "html")
             assert "`run -m`" in refused(capsys, "export", "inspect", *args, "--out", str(tmp_path / "logs"))
             assert sweep.poll() is None, "the sweep ended before the refusals could meet it: slow the server down"
+            server.set_latency(FAST_S)  # met: the rest of the sweep need not be slow
         assert sweep.returncode == 0, output(tmp_path, "sweep")[-3000:]
         requests = server.stats()["requests"]
     assert not (tmp_path / "report").exists() and not (tmp_path / "logs").exists()  # the refused wrote nothing
@@ -144,6 +146,7 @@ def test_a_sweep_judge_or_report_is_refused_while_a_run_writes_the_study(tmp_pat
             assert "`run`" in refused(capsys, "judge", *args, "--no-progress")
             assert "`run`" in refused(capsys, "report", *args, "--formats", "html")
             assert run.poll() is None, "the run ended before the refusals could meet it: slow the server down"
+            server.set_latency(FAST_S)
         assert run.returncode == 0, output(tmp_path, "run")[-3000:]
         requests = server.stats()["requests"]
     assert not (tmp_path / "gateway_bench.sweeps").exists()  # the refused sweep seeded no shard
@@ -179,7 +182,7 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process parents from /proc (Linux)")
 @pytest.mark.parametrize("launcher", ["parallel", "slurm_local"])
-def test_local_sweep_jobs_stop_when_the_launching_process_is_killed(tmp_path, launcher):
+def test_local_sweep_jobs_stop_when_the_launching_process_is_killed(tmp_path, launcher, run_main):
     """joblib's workers are children of the launching process; submitit's local jobs its grandchildren
     (through a controller process meant to outlive it)."""
     with loopback_server(LATENCY_S) as server:
@@ -208,8 +211,8 @@ def test_local_sweep_jobs_stop_when_the_launching_process_is_killed(tmp_path, la
         assert later == settled, f"{later - settled} more calls after the workers should have stopped"
         assert settled < 2 * TRIALS_PER_JOB  # killed mid-sweep
 
-        rerun = subprocess.run([sys.executable, "-m", "engine", *command], cwd=REPO, capture_output=True,
-                               text=True, timeout=300, env={**os.environ, **ENV})
+        server.set_latency(FAST_S)  # the rerun only resumes
+        rerun = run_main(*command, env=ENV)  # in this process: what is checked is the resume, not the launch
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         requests = server.stats()["requests"]
     db = tmp_path / "study.duckdb"

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import run_cli, rows
+from conftest import rows
 from slurm_cluster import SlurmCluster, missing_reason
-from test_one_writer import (ENV, LATENCY_S, QUIET, SWEEP, TRIALS_PER_JOB, loopback_server, output,
+from test_one_writer import (ENV, FAST_S, LATENCY_S, QUIET, SWEEP, TRIALS_PER_JOB, loopback_server, output,
                              paid_calls_on_record, start, study_args, wait_for)
 
 SCRIPTED = ["design.factors.agent=[scripted:hawk,scripted:random]", "~design.factors.persona", "design.controls=[]"]
@@ -49,9 +50,9 @@ def sweep_args(tmp: Path, *extra: str) -> list[str]:
 
 
 
-def test_a_sweep_runs_each_job_as_a_slurm_job_and_merges_them(slurm_cluster, tmp_path):
-    out = run_cli("run", *sweep_args(tmp_path, "design.seeds=3", "scenario.max_turns=3,5"), "--formats", "html",
-                  timeout=300)
+def test_a_sweep_runs_each_job_as_a_slurm_job_and_merges_them(slurm_cluster, tmp_path, run_main):
+    # Launched in this process (its jobs are real Slurm jobs): what is checked is Slurm's, not the launch.
+    out = run_main("run", *sweep_args(tmp_path, "design.seeds=3", "scenario.max_turns=3,5"), "--formats", "html")
     assert out.returncode == 0, out.stderr[-3000:]
     db = tmp_path / "study.duckdb"
     jobs = rows(db, "SELECT job_index, swept, scheduler_jobs FROM sweep_jobs ORDER BY job_index")
@@ -89,11 +90,11 @@ def per_trial(db: Path) -> dict[str, tuple[str, int]]:
 
 
 @pytest.mark.slow
-def test_a_cancelled_slurm_job_is_named_and_the_same_command_resumes_it(slurm_cluster, tmp_path):
+def test_a_cancelled_slurm_job_is_named_and_the_same_command_resumes_it(slurm_cluster, tmp_path, run_main):
     """Two jobs of 34 one-call trials against the loopback server; job 1 is scancel'ed mid-run."""
     whole, cut = tmp_path / "uninterrupted", tmp_path / "cancelled"
     with loopback_server(0.02) as server:
-        out = run_cli("run", *study_args(server, whole), *SWEEP, *SLURM, *QUIET, env=ENV, timeout=300)
+        out = run_main("run", *study_args(server, whole), *SWEEP, *SLURM, *QUIET, env=ENV)
         assert out.returncode == 0, out.stderr[-3000:]
     with loopback_server(LATENCY_S) as server:
         command = ["run", *study_args(server, cut), *SWEEP, *SLURM, *QUIET]
@@ -105,6 +106,12 @@ def test_a_cancelled_slurm_job_is_named_and_the_same_command_resumes_it(slurm_cl
             job_1 = next(a[0]["job_id"] for a in attempts_of(cut).values() if a[0]["job_id"].endswith("_1"))
             assert job_1 in slurm_cluster.jobs()
             slurm_cluster.run("scancel", job_1)
+            # Once job 1 has left the queue (submitit's job outlives the SIGTERM until Slurm's SIGKILL),
+            # job 0's calls left need not be slow.
+            deadline = time.monotonic() + 60
+            while job_1 in slurm_cluster.jobs() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            server.set_latency(FAST_S)
             first.wait(timeout=180)
         finally:
             if first.poll() is None:
@@ -121,7 +128,7 @@ def test_a_cancelled_slurm_job_is_named_and_the_same_command_resumes_it(slurm_cl
         partial = rows(shard_1, "SELECT count(*) FROM trials WHERE status = 'done'")[0][0]
         assert 0 < partial < TRIALS_PER_JOB, partial  # cancelled mid-run
 
-        again = run_cli(*command, env=ENV, timeout=300)
+        again = run_main(*command, env=ENV)
         assert again.returncode == 0, again.stderr[-3000:]
         requests = server.stats()["requests"]
     # Nothing lost or doubled: the same trials, each with the same calls, as the uninterrupted sweep.
@@ -139,12 +146,12 @@ def test_a_cancelled_slurm_job_is_named_and_the_same_command_resumes_it(slurm_cl
 
 
 @pytest.mark.slow  # about 45 s: two jobs' imports on 2 cores
-def test_a_job_that_fails_on_its_node_is_named_with_its_slurm_id_and_error(slurm_cluster, tmp_path):
+def test_a_job_that_fails_on_its_node_is_named_with_its_slurm_id_and_error(slurm_cluster, tmp_path, run_main):
     """The API key is set where the sweep is launched but not on the node (the sbatch script unsets it):
     the job raises there, before any call."""
     with loopback_server(0.02) as server:
-        out = run_cli("run", *study_args(server, tmp_path), *SWEEP, *SLURM, *QUIET,
-                      "hydra.launcher.setup=['unset LOOPBACK_API_KEY']", env=ENV, timeout=300)
+        out = run_main("run", *study_args(server, tmp_path), *SWEEP, *SLURM, *QUIET,
+                       "hydra.launcher.setup=['unset LOOPBACK_API_KEY']", env=ENV)
         assert server.stats()["requests"] == 0
     said = out.stdout + out.stderr
     assert out.returncode != 0

@@ -1,13 +1,16 @@
 """Hydra multirun sweeps: jobs into shards, merged into one database, one sweep report; launchers."""
 
+import contextlib
+import io
 import json
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO
 
 from engine.kernel.errors import SpecError
 from engine.kernel.records import CachedResponse
@@ -44,11 +47,35 @@ def section_table(qmd: str, metric_label: str) -> dict[str, dict[str, str]]:
     return {r[0]: dict(zip(header[1:], r[1:])) for r in rows}
 
 
-@pytest.mark.parametrize("launcher", ["basic", "parallel", "slurm_local"])
-def test_two_job_sweep_lands_in_one_database_with_one_report(tmp_path, launcher):
-    args = sweep_args(tmp_path, "scenario.max_turns=3,6", f"hydra/launcher={launcher}")
-    out = run_cli("run", "model_size", "-m", *args, "--formats", "html", timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+LAUNCHERS = ("basic", "parallel", "slurm_local")
+
+
+@pytest.fixture(scope="module")
+def sweep_of(tmp_path_factory) -> Callable[[str], Path]:
+    """launcher -> the folder of one two-job sweep (max_turns 3 and 6, with its HTML report) run through
+    it, once for the module and only read by the tests. Launched in this process: the launchers start
+    their own processes (joblib's workers, submitit's jobs)."""
+    from engine.cli import main
+
+    folders: dict[str, Path] = {}
+
+    def sweep(launcher: str) -> Path:
+        if launcher not in folders:
+            target = tmp_path_factory.mktemp(f"sweep-{launcher}")
+            args = sweep_args(target, "scenario.max_turns=3,6", f"hydra/launcher={launcher}")
+            err = io.StringIO()
+            with contextlib.chdir(REPO), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+                code = main(["run", "model_size", "-m", *args, "--formats", "html"])
+            assert code == 0, err.getvalue()[-3000:]
+            folders[launcher] = target
+        return folders[launcher]
+
+    return sweep
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_two_job_sweep_lands_in_one_database_with_one_report(sweep_of, launcher, run_main):
+    tmp_path = sweep_of(launcher)
     db = tmp_path / "study.duckdb"
     con = duckdb.connect(str(db), read_only=True)
     jobs = con.execute("SELECT job_index, swept, spec_hash FROM sweep_jobs ORDER BY job_index").fetchall()
@@ -76,21 +103,15 @@ def test_two_job_sweep_lands_in_one_database_with_one_report(tmp_path, launcher)
             f"(n={total}, low n)" if total < 5 else f"(n={total})"), cell
 
     # A job run alone afterwards finds its trials finished: the merged results are that spec's results.
-    alone = run_cli("run", "model_size", *sweep_args(tmp_path, "scenario.max_turns=6"), "--no-report",
-                    "--no-progress", timeout=120)
+    alone = run_main("run", "model_size", *sweep_args(tmp_path, "scenario.max_turns=6"), "--no-report",
+                     "--no-progress")
     assert alone.returncode == 0, alone.stderr[-2000:]
     assert re.search(r"trials: 8 planned, 8 already finished, 0 done now", alone.stdout), alone.stdout[-1500:]
 
 
-def test_sweep_results_do_not_depend_on_the_launcher(tmp_path):
-    results = {}
-    for launcher in ("basic", "parallel"):
-        target = tmp_path / launcher
-        out = run_cli("run", "model_size", "-m", *sweep_args(target, "scenario.max_turns=3,5",
-                      f"hydra/launcher={launcher}"), "--no-report", timeout=300)
-        assert out.returncode == 0, out.stderr[-3000:]
-        results[launcher] = nuclear_by_job(target / "study.duckdb")
-    assert results["basic"] == results["parallel"] and len(results["basic"]) == 4
+def test_sweep_results_do_not_depend_on_the_launcher(sweep_of):
+    results = {launcher: nuclear_by_job(sweep_of(launcher) / "study.duckdb") for launcher in LAUNCHERS}
+    assert results["basic"] == results["parallel"] == results["slurm_local"] and len(results["basic"]) == 4
 
 
 def test_study_file_sweeper_params_and_command_line(tmp_path):
