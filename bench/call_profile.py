@@ -85,17 +85,10 @@ def profile(model: Any, calls: list[tuple[dict, str]], threads: int,
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    if not args or args[0].startswith("--"):
-        sys.exit(__doc__)
-    db = Path(args[0]).resolve()
-    options = dict(zip(args[1::2], args[2::2]))
-    n, threads = int(options.get("--n", 40)), int(options.get("--threads", 1))
-    keys = options.get("--models", "gemma3_270m,smollm2_135m").split(",")
-    os.chdir(REPO)
-    sys.path.insert(0, str(REPO))  # this checkout's engine, not an installed one
     sys.path.insert(0, str(REPO / "bench"))
-    from grammar_replay import recorded_calls
+    from grammar_replay import recorded_calls, replay_args
+
+    db, n, threads, keys = replay_args(__doc__, 40)
 
     from engine import load_study
 

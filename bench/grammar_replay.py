@@ -75,16 +75,23 @@ def replay(model: Any, bodies: list[dict], lazy: bool, threads: int) -> Replay:
     return result
 
 
-def main() -> None:
+def replay_args(usage: str, default_n: int) -> tuple[Path, int, int, list[str]]:
+    """DB [--n N] [--threads T] [--models a,b] from the command line (for this and call_profile.py); then
+    this checkout's engine is the one imported, from the repository folder."""
     args = sys.argv[1:]
     if not args or args[0].startswith("--"):
-        sys.exit(__doc__)
+        sys.exit(usage)
     db = Path(args[0]).resolve()
     options = dict(zip(args[1::2], args[2::2]))
-    n, threads = int(options.get("--n", 20)), int(options.get("--threads", 1))
+    n, threads = int(options.get("--n", default_n)), int(options.get("--threads", 1))
     keys = options.get("--models", "gemma3_270m,smollm2_135m").split(",")
     os.chdir(REPO)
     sys.path.insert(0, str(REPO))  # this checkout's engine, not an installed one
+    return db, n, threads, keys
+
+
+def main() -> None:
+    db, n, threads, keys = replay_args(__doc__, 20)
     from engine import load_study
 
     models = load_study("model_size").spec.models
