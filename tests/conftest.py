@@ -26,6 +26,22 @@ def _own_cores() -> None:
 
 _own_cores()
 
+
+@pytest.fixture
+def all_cores():
+    """The test's process (and what it starts) may use every core again, then its own share after: for a
+    third-party program that does not finish its work on one core (inspect view in Chromium left all but
+    the first row's cells empty for 30 s)."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, own)
+
 # Analysis-only studies cannot compose without the data they analyse: a traces file, or Inspect logs
 # written by inspect_ai (tests/data/make_inspect_logs.py). Paths relative to the repository.
 ANALYSIS_ONLY_ARGS = {

@@ -253,7 +253,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium (make browser)")
-def test_inspect_view_lists_every_exported_log(exported):
+def test_inspect_view_lists_every_exported_log(exported, all_cores):
     """`inspect view` on the export, opened in headless Chromium, lists one row per log."""
     from playwright.sync_api import sync_playwright
 
