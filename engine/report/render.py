@@ -149,7 +149,7 @@ def _vega_script(figures: list[Figure]) -> str:
     once, with one embed call per chart."""
     specs = {f"vis-{f.label}": f.vega_lite for f in figures}
     return (f'<script type="application/json" id="{VEGA_SPECS_ID}">{json_script_text(specs)}</script>\n'
-            f'<script type="module">\n{_vega_runtime()}\n</script>')
+            f'<script type="module">\n{vega_runtime()}\n</script>')
 
 
 EMBED_SNIPPET = (f"const specs = JSON.parse(document.getElementById({json.dumps(VEGA_SPECS_ID)}).textContent);\n"
@@ -158,7 +158,7 @@ EMBED_SNIPPET = (f"const specs = JSON.parse(document.getElementById({json.dumps(
 
 
 @functools.cache
-def _vega_runtime() -> str:
+def vega_runtime() -> str:
     """vl-convert's bundle of the Vega runtime with the embed snippet (900 kB; 2-3 s to build, the same for
     every report): built once per installed vl-convert version and kept in the user's cache folder."""
     import vl_convert as vlc

@@ -163,7 +163,9 @@ def test_a_rate_limited_judge_does_not_hold_up_another_judge(db_path):
                                      usage={"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10})
 
     store = StudyStore(db_path)
-    executor = SPEC.executor.model_copy(update={"max_retries": 2, "concurrency": {"route_a": 2, "route_b": 2}})
+    # Backoff below the Retry-After: each retry waits the 0.1 s the route asked for.
+    executor = SPEC.executor.model_copy(update={"max_retries": 2, "backoff_initial_s": 0.02,
+                                                "concurrency": {"route_a": 2, "route_b": 2}})
     todo, done = work_list(judges, subjects, store)
     todo = [w for w in todo if not w[1].subject_id.startswith("gold/")]
     graded, errors, _ = asyncio.run(grade_all(todo, done, store, Gateway(executor, store, call_fn=provider),
