@@ -14,7 +14,7 @@ SCRIPTED = ["design.factors.agent=[scripted:hawk,scripted:random,scripted:tit_fo
 # One llama.cpp thread per model: the same replies (conf/executor/local.yaml), and 4x faster than two
 # when the test shares the machine's two cores (pytest-xdist).
 LOCAL_MODEL = ["design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]", "design.controls=[]",
-               "design.seeds=2", "scenario.max_turns=2", "executor.local_threads=1"]
+               "design.seeds=2", "scenario.max_turns=1", "executor.local_threads=1"]
 
 
 def run(run_main, db: Path, args: list[str], *extra: str) -> str:

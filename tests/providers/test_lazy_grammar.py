@@ -154,7 +154,7 @@ def test_a_real_studys_replies_are_those_of_the_stock_chain(tmp_path):
     db = tmp_path / "lazy.duckdb"
     before = {name: (stats.lazy_tokens, len(stats.errors)) for name, stats in local_provider().grammar_stats().items()}
     code = main(["run", "model_size", "design.factors.agent=[smollm2_135m]", "design.factors.persona=[default]",
-                 "design.controls=[{agent: [scripted:null]}]", "design.seeds=2", "scenario.max_turns=3",
+                 "design.controls=[{agent: [scripted:null]}]", "design.seeds=1", "scenario.max_turns=3",
                  f"store.path={db}", "--no-progress", "--no-report"])
     assert code == 0
     model = load_study("model_size").spec.models["smollm2_135m"]

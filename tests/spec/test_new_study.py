@@ -69,8 +69,8 @@ def test_an_existing_study_is_never_overwritten(tmp_path, capsys):
 def test_the_escalation_starter_runs_on_the_local_models(tmp_path, capsys):
     assert main(["new", "first", "--scenario", "escalation", "--dir", str(tmp_path)]) == 0
     conf = str(tmp_path / "conf")
-    # One seed and two turns: the starter as written, only shorter.
-    code = main(["run", str(tmp_path / "first.yaml"), "--config-dir", conf, "design.seeds=1", "scenario.max_turns=2",
+    # One seed and one turn: the starter as written (both models, both personas, the controls), only shorter.
+    code = main(["run", str(tmp_path / "first.yaml"), "--config-dir", conf, "design.seeds=1", "scenario.max_turns=1",
                  "--no-progress", "--formats", "html"])
     assert code == 0
     assert (tmp_path / "reports" / "first" / "index.html").is_file()

@@ -3,19 +3,18 @@ from tests/test_judged_studies_local.py)."""
 
 import duckdb
 import pytest
-from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
 
-def test_agentic_run_stores_parsed_actions_and_three_classifier_verdicts(tmp_path):
+def test_agentic_run_stores_parsed_actions_and_three_classifier_verdicts(tmp_path, run_main):
     db = tmp_path / "am.duckdb"
-    run = run_cli("run", "blackmail_subfrontier", "design.factors.model=[smollm2_135m]",
-                  "design.factors.goal_conflict=[explicit]", "design.factors.threat=[replacement]",
-                  "design.factors.safety_instructions=[off]", "design.seeds=1", "generation.max_tokens=48",
-                  # The gold sets (64 more Gemma calls) are graded in the offline study, not here.
-                  *[f"judges.{j}.rubric.gold=null" for j in ("structure", "blackmail_llm", "deliberation_llm")],
-                  f"store.path={db}", "--no-progress", "--no-report")
+    run = run_main("run", "blackmail_subfrontier", "design.factors.model=[smollm2_135m]",
+                   "design.factors.goal_conflict=[explicit]", "design.factors.threat=[replacement]",
+                   "design.factors.safety_instructions=[off]", "design.seeds=1", "generation.max_tokens=48",
+                   # The gold sets (64 more Gemma calls) are graded in the offline study, not here.
+                   *[f"judges.{j}.rubric.gold=null" for j in ("structure", "blackmail_llm", "deliberation_llm")],
+                   f"store.path={db}", "--no-progress", "--no-report")
     assert run.returncode == 0, run.stderr
     con = duckdb.connect(str(db), read_only=True)
     rows = con.execute("SELECT emails_sent, emailed_executive, response_text FROM agentic_responses").fetchall()
