@@ -7,7 +7,7 @@ replies, a 401 that echoes the caller's key).
 
     python bench/loopback_server.py --port 0 --latency 0.2    # prints "PORT <n>" when listening
 
-GET /stats returns {"requests": n, "by_model": {...}, "max_in_flight": n, "auth": [...]}.
+GET /stats returns {"requests": n, "by_model": {...}, "in_flight": n, "max_in_flight": n, "auth": [...]}.
 POST /latency {"latency": s} sets the latency of the calls that arrive from then on.
 """
 
@@ -82,7 +82,8 @@ class ChatProtocol(asyncio.Protocol):
         b = self.b
         method, path = request_line[0], request_line[1] if len(request_line) > 1 else "/"
         if method == "GET" and path.endswith("/stats"):
-            stats = {"requests": b.requests, "by_model": b.by_model, "max_in_flight": b.max_in_flight,
+            stats = {"requests": b.requests, "by_model": b.by_model, "in_flight": b.in_flight,
+                     "max_in_flight": b.max_in_flight,
                      "auth": sorted(b.auth)}
             self.transport.write(_response(200, json.dumps(stats).encode()))
             return

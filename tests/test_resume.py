@@ -21,12 +21,12 @@ def finished_counts(stdout: str) -> tuple[int, int, int]:
     return int(m[1]), int(m[2]), int(m[3])
 
 
-def test_sigkill_then_rerun_completes_every_trial_exactly_once(tmp_path):
+def test_sigkill_then_rerun_completes_every_trial_exactly_once(tmp_path, run_main):
     db = tmp_path / "resume.duckdb"
-    args = [sys.executable, "-m", "engine", "run", "model_size", *SCRIPTED, f"store.path={db}", "--no-report"]
+    args = ["run", "model_size", *SCRIPTED, f"store.path={db}", "--no-report"]
     # Output is a pipe, so progress comes as lines (here every 0.1 s): "trials N/9000 · ...".
-    proc = subprocess.Popen([*args, "executor.progress_every_s=0.1"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "engine", *args, "executor.progress_every_s=0.1"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     # Wait until a few thousand trials have finished (group commit writes them every 0.5 s), then
     # kill without warning.
@@ -41,7 +41,7 @@ def test_sigkill_then_rerun_completes_every_trial_exactly_once(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 
-    rerun = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    rerun = run_main(*args, "--no-progress")  # in this process: what is checked is the resume, not the launch
     assert rerun.returncode == 0, rerun.stderr
     planned, already, now = finished_counts(rerun.stdout)
     assert planned == PLANNED
@@ -57,7 +57,7 @@ def test_sigkill_then_rerun_completes_every_trial_exactly_once(tmp_path):
     assert episodes[0] == planned and turns == episodes[1]
     con.close()  # DuckDB allows one writer; the next run needs the file
 
-    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    again = run_main(*args, "--no-progress")
     assert finished_counts(again.stdout) == (planned, planned, 0)
 
 

@@ -219,6 +219,8 @@ async def execute_on_ray(plan: Plan, store: StudyStore, *, show_progress: bool =
     spec = plan.loaded.spec
     executor = spec.executor
     todo, finished = trials_to_run(plan, store)
+    if not todo:  # a rerun of a finished study: no cluster to join, no actors to start (seconds each)
+        return RunSummary(len(plan.trials), finished, 0, 0, 0, GatewayStats(), 0.0, backend="ray")
     # Admitted per group of routes, as by the local executor: trials waiting on a rate-limited
     # route never hold the places of another route's trials.
     groups = by_routes(plan, round_robin(todo))

@@ -131,7 +131,7 @@ def test_watch_follows_a_run_with_counts_that_only_grow_to_the_databases_and_sum
 def test_a_run_killed_with_sigkill_is_reported_as_not_running_and_the_rerun_replaces_its_snapshot(
         tmp_path, capsys, monkeypatch):
     db = tmp_path / "killed.duckdb"
-    with loopback_server(0.2) as server:
+    with loopback_server(0.1) as server:  # 400 trials in about 10 s: killed at a fifth
         args = study_args(server, db)
         run = start_run(args, "--no-progress")
         try:

@@ -16,8 +16,11 @@ from typing import Iterator
 import pytest
 from conftest import rows
 from slurm_cluster import SlurmCluster, missing_reason
-from test_one_writer import (ENV, FAST_S, LATENCY_S, QUIET, SWEEP, TRIALS_PER_JOB, loopback_server, output,
+from test_one_writer import (ENV, FAST_S, LATENCY_S, QUIET, STUDY, SWEEP, TRIALS_PER_JOB, loopback_server, output,
                              paid_calls_on_record, start, study_args, wait_for)
+
+from engine.plan.compile import compile_plan
+from engine.sweep import expand_sweep
 
 SCRIPTED = ["design.factors.agent=[scripted:hawk,scripted:random]", "~design.factors.persona", "design.controls=[]"]
 # Tiny jobs: the machine has 2 cores; one CPU each, no memory request (the node has no RealMemory set).
@@ -92,11 +95,11 @@ def per_trial(db: Path) -> dict[str, tuple[str, int]]:
 @pytest.mark.slow
 def test_a_cancelled_slurm_job_is_named_and_the_same_command_resumes_it(slurm_cluster, tmp_path, run_main):
     """Two jobs of 34 one-call trials against the loopback server; job 1 is scancel'ed mid-run."""
-    whole, cut = tmp_path / "uninterrupted", tmp_path / "cancelled"
-    with loopback_server(0.02) as server:
-        out = run_main("run", *study_args(server, whole), *SWEEP, *SLURM, *QUIET, env=ENV)
-        assert out.returncode == 0, out.stderr[-3000:]
+    cut = tmp_path / "cancelled"
     with loopback_server(LATENCY_S) as server:
+        # What an uninterrupted sweep stores: every trial its jobs' compiled plans hold, done with its one call.
+        sweep = expand_sweep(STUDY, [*study_args(server, cut)[1:], *SWEEP[1:]])
+        planned = {t.trial_id: ("done", 1) for job in sweep.jobs for t in compile_plan(job.loaded).trials}
         command = ["run", *study_args(server, cut), *SWEEP, *SLURM, *QUIET]
         first = start(tmp_path, "first", *command)
         try:
@@ -132,8 +135,8 @@ def test_a_cancelled_slurm_job_is_named_and_the_same_command_resumes_it(slurm_cl
         assert again.returncode == 0, again.stderr[-3000:]
         requests = server.stats()["requests"]
     # Nothing lost or doubled: the same trials, each with the same calls, as the uninterrupted sweep.
-    assert per_trial(cut / "study.duckdb") == per_trial(whole / "study.duckdb")
-    assert len(per_trial(cut / "study.duckdb")) == 2 * TRIALS_PER_JOB
+    assert per_trial(cut / "study.duckdb") == planned
+    assert len(planned) == 2 * TRIALS_PER_JOB
     responses, calls, spent, cost = paid_calls_on_record(cut / "study.duckdb")
     assert responses == calls == 2 * TRIALS_PER_JOB and spent == pytest.approx(cost)
     # Paid again: at most the calls job 1 made in the writer's last interval before the cancel (as for a kill).
