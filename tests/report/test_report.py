@@ -9,7 +9,6 @@ from html.parser import HTMLParser
 import duckdb
 from scipy import stats
 import pytest
-from conftest import run_cli
 from hostile_text import BIDI, CONTROLS, HOSTILE_REPLY
 
 from engine.kernel.errors import SpecError
@@ -17,6 +16,7 @@ from engine import build_report
 from engine.kernel.errors import ReportError
 from engine.report.markdown import code_block, escape
 from engine import load_study
+from engine.study import run_study
 
 INJECTION = ("<script>alert('x')</script> **bold** _em_ $x^2$ \\textbf{tex} #set page(width: 1cm) "
              "@fig-none [link](http://evil.example) | pipe `tick` ```fence")
@@ -60,8 +60,9 @@ def rendered(tmp_path_factory):
                  "report.sections=[{type: summary}, {type: design}, {type: headline_table, title: Results}, "
                  "{type: chart, metric: divergence, x: params}, {type: caveats}, {type: reproducibility}, "
                  "{type: transcripts, rule: first_per_cell}]"]
-    result = run_cli("run", "model_size", *overrides, "--no-progress", "--no-report")
-    assert result.returncode == 0, result.stderr
+    # In this process (the CLI's `run --no-report` is run_study; no fresh interpreter's imports to pay).
+    _, summary, _ = run_study("model_size", overrides, show_progress=False)
+    assert summary.done == summary.planned > 0 and summary.errors == 0
     # Plant hostile text in a stored model reply, as a model could have written it.
     con = duckdb.connect(str(db))
     trial = con.execute("SELECT e.trial_id FROM escalation_turns e JOIN trials t USING (trial_id) "
@@ -168,10 +169,10 @@ def test_model_text_is_text_in_pdf(rendered):
 
 
 @pytest.mark.slow  # the `rendered` study plays SmolLM2
-def test_report_rerenders_from_the_database_without_model_calls(rendered, tmp_path):
+def test_report_rerenders_from_the_database_without_model_calls(rendered, tmp_path, run_main):
     report, db, overrides = rendered
     calls_before = duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM calls").fetchone()[0]
-    result = run_cli("report", "model_size", *overrides, "--formats", "html")
+    result = run_main("report", "model_size", *overrides, "--formats", "html")
     assert result.returncode == 0, result.stderr
     calls_after = duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM calls").fetchone()[0]
     assert calls_after == calls_before
@@ -201,6 +202,26 @@ def test_report_without_a_run_is_a_clear_error(tmp_path):
 def test_report_spec_errors_come_before_any_run(sections, message):
     with pytest.raises(SpecError, match=re.escape(message)):
         load_study("model_size", [f"report.sections={sections}"])
+
+
+def test_the_vega_runtime_is_bundled_once_per_process(monkeypatch):
+    """Every report's HTML carries the same runtime (its embed loop reads the specs from the page): the
+    bundler, over a second a call, runs once however many reports a process renders."""
+    import vl_convert
+
+    from engine.kernel.contracts import Figure
+    from engine.report import render
+
+    calls = []
+    bundle = vl_convert.javascript_bundle
+    monkeypatch.setattr(vl_convert, "javascript_bundle", lambda snippet: calls.append(snippet) or bundle(snippet))
+    render._vega_bundle.cache_clear()
+    figures = [Figure(label=f"fig-{i}", caption=f"caption {i}", vega_lite={"mark": "point", "title": f"chart {i}"}) for i in range(3)]
+    first, second = render._vega_script(figures[:1]), render._vega_script(figures[1:])
+    assert len(calls) == 1 and "vegaEmbed" in calls[0]
+    runtime = first.split('<script type="module">', 1)[1]
+    assert runtime == second.split('<script type="module">', 1)[1] and len(runtime) > 100_000
+    assert '"chart 0"' in first and '"chart 0"' not in second and '"chart 2"' in second
 
 
 def test_escape_and_code_block_are_safe():
