@@ -146,21 +146,6 @@ def test_holm_matches_hand_computation_and_skips_missing():
     assert with_missing[2] == pytest.approx(0.04)
 
 
-def test_holm_is_statsmodels_holm_without_its_garbage_collection(monkeypatch):
-    """The same numbers as statsmodels' multipletests (ties, values above 1 capped, any order), and no
-    forced gc.collect() per call (statsmodels' took most of a comparison's time in a large process)."""
-    from statsmodels.stats.multitest import multipletests
-
-    rng = np.random.default_rng(4)
-    families = [rng.random(n) ** 3 for n in (1, 2, 7, 40)] + [np.array([0.01, 0.01, 0.3, 0.01, 0.3, 0.9]),
-                                                             np.array([0.5, 0.6, 0.7])]
-    expected = [list(multipletests(ps, method="holm")[1]) for ps in families]
-    collected = []
-    monkeypatch.setattr("gc.collect", lambda *args: collected.append(args) or 0)
-    assert [holm(list(ps)) for ps in families] == expected  # bit for bit
-    assert collected == []
-
-
 def clustered_pairs(rng, clusters: int, per_cluster: int, effects: tuple[float, float]):
     """Pairs of 0/1 outcomes in clusters (e.g. prompts under several attacks). Each cluster's
     difference in success probability is one of `effects` with equal chance, so the true mean
