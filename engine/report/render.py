@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from engine.kernel.errors import ReportError
@@ -145,22 +144,16 @@ VEGA_SPECS_ID = "vega-specs"
 def _vega_script(figures: list[Figure]) -> str:
     """The charts' specs as inline JSON (no string in them can end the element), then the Vega runtime,
     once, with one embed call per chart."""
-    specs = {f"vis-{f.label}": f.vega_lite for f in figures}
-    return (f'<script type="application/json" id="{VEGA_SPECS_ID}">{json_script_text(specs)}</script>\n'
-            f'<script type="module">\n{_vega_bundle()}\n</script>')
-
-
-@cache
-def _vega_bundle() -> str:
-    """The Vega runtime with the embed loop (which reads the specs from the page, so it is the same for
-    every report): bundled once per process (vl-convert's bundler takes a second or more per call)."""
     import vl_convert as vlc
 
+    specs = {f"vis-{f.label}": f.vega_lite for f in figures}
     snippet = (f"const specs = JSON.parse(document.getElementById({json.dumps(VEGA_SPECS_ID)}).textContent);\n"
                "for (const [id, spec] of Object.entries(specs)) {\n"
                "  vegaEmbed('#' + id, spec, {actions: false, renderer: 'svg'});\n}\n")
     # The bundle is the runtime's own code: '</script' may occur only inside its strings; break it.
-    return vlc.javascript_bundle(snippet).replace("</script", "<\\/script")
+    bundle = vlc.javascript_bundle(snippet).replace("</script", "<\\/script")
+    return (f'<script type="application/json" id="{VEGA_SPECS_ID}">{json_script_text(specs)}</script>\n'
+            f'<script type="module">\n{bundle}\n</script>')
 
 
 def _render_pandoc(qmd: Path, figures: list[Figure], formats: tuple[str, ...]) -> Outputs:

@@ -204,26 +204,6 @@ def test_report_spec_errors_come_before_any_run(sections, message):
         load_study("model_size", [f"report.sections={sections}"])
 
 
-def test_the_vega_runtime_is_bundled_once_per_process(monkeypatch):
-    """Every report's HTML carries the same runtime (its embed loop reads the specs from the page): the
-    bundler, over a second a call, runs once however many reports a process renders."""
-    import vl_convert
-
-    from engine.kernel.contracts import Figure
-    from engine.report import render
-
-    calls = []
-    bundle = vl_convert.javascript_bundle
-    monkeypatch.setattr(vl_convert, "javascript_bundle", lambda snippet: calls.append(snippet) or bundle(snippet))
-    render._vega_bundle.cache_clear()
-    figures = [Figure(label=f"fig-{i}", caption=f"caption {i}", vega_lite={"mark": "point", "title": f"chart {i}"}) for i in range(3)]
-    first, second = render._vega_script(figures[:1]), render._vega_script(figures[1:])
-    assert len(calls) == 1 and "vegaEmbed" in calls[0]
-    runtime = first.split('<script type="module">', 1)[1]
-    assert runtime == second.split('<script type="module">', 1)[1] and len(runtime) > 100_000
-    assert '"chart 0"' in first and '"chart 0"' not in second and '"chart 2"' in second
-
-
 def test_escape_and_code_block_are_safe():
     assert escape("<b>") == "\\<b\\>"
     assert escape("a\n\n# b") == "a \\# b"
