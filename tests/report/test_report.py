@@ -9,7 +9,6 @@ from html.parser import HTMLParser
 import duckdb
 from scipy import stats
 import pytest
-from conftest import run_cli
 from hostile_text import BIDI, CONTROLS, HOSTILE_REPLY
 
 from engine.kernel.errors import SpecError
@@ -17,6 +16,7 @@ from engine import build_report
 from engine.kernel.errors import ReportError
 from engine.report.markdown import code_block, escape
 from engine import load_study
+from engine.study import run_study
 
 INJECTION = ("<script>alert('x')</script> **bold** _em_ $x^2$ \\textbf{tex} #set page(width: 1cm) "
              "@fig-none [link](http://evil.example) | pipe `tick` ```fence")
@@ -60,8 +60,9 @@ def rendered(tmp_path_factory):
                  "report.sections=[{type: summary}, {type: design}, {type: headline_table, title: Results}, "
                  "{type: chart, metric: divergence, x: params}, {type: caveats}, {type: reproducibility}, "
                  "{type: transcripts, rule: first_per_cell}]"]
-    result = run_cli("run", "model_size", *overrides, "--no-progress", "--no-report")
-    assert result.returncode == 0, result.stderr
+    # In this process (the CLI's `run --no-report` is run_study; no fresh interpreter's imports to pay).
+    _, summary, _ = run_study("model_size", overrides, show_progress=False)
+    assert summary.done == summary.planned > 0 and summary.errors == 0
     # Plant hostile text in a stored model reply, as a model could have written it.
     con = duckdb.connect(str(db))
     trial = con.execute("SELECT e.trial_id FROM escalation_turns e JOIN trials t USING (trial_id) "
@@ -168,10 +169,10 @@ def test_model_text_is_text_in_pdf(rendered):
 
 
 @pytest.mark.slow  # the `rendered` study plays SmolLM2
-def test_report_rerenders_from_the_database_without_model_calls(rendered, tmp_path):
+def test_report_rerenders_from_the_database_without_model_calls(rendered, tmp_path, run_main):
     report, db, overrides = rendered
     calls_before = duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM calls").fetchone()[0]
-    result = run_cli("report", "model_size", *overrides, "--formats", "html")
+    result = run_main("report", "model_size", *overrides, "--formats", "html")
     assert result.returncode == 0, result.stderr
     calls_after = duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM calls").fetchone()[0]
     assert calls_after == calls_before

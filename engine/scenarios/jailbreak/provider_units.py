@@ -36,7 +36,8 @@ class ProviderUnits:
     def _analysis(self) -> asr.ProviderVsSize:  # computed once: the models table and the ratio read it
         assert self.table is not None
         return asr.provider_vs_size(self.table, basis=self.basis, min_provider_evaluable=self.min_provider_evaluable,
-                                    seed=self.seed, evaluable=self.evaluable, con=self.con, provider_effect=False)
+                                    seed=self.seed, evaluable=self.evaluable, con=self.con, provider_effect=False,
+                                    residuals=False)
 
 
 def provider_units(traces: pd.DataFrame, tier: asr.Tier | str, seed: int, basis: asr.Basis,
@@ -46,7 +47,7 @@ def provider_units(traces: pd.DataFrame, tier: asr.Tier | str, seed: int, basis:
         return ProviderUnits(pd.DataFrame(), seed, reason="no graded traces")
     table, evaluable = asr.model_asr(traces, tier, seed=seed, con=con), asr.evaluable_harmful(traces, tier)
     result = asr.provider_vs_size(table, basis=basis, min_provider_evaluable=min_provider_evaluable, seed=seed,
-                                  evaluable=evaluable, con=con, provider_effect=False)
+                                  evaluable=evaluable, con=con, provider_effect=False, residuals=False)
     units = ProviderUnits(result.models, seed, table, evaluable, basis, min_provider_evaluable, con)
     units.__dict__["_analysis"] = result  # its cached analysis: the claims read it, none recomputes it
     return units

@@ -30,11 +30,17 @@ def plan():
     return compile_plan(load_study("provider_vs_size", PANEL))
 
 
+_BASES: dict[int, tuple] = {}  # id(plan) -> (plan, its bases): the plan kept, so its id is not reused
+
+
 def cases(plan, model_sd=MODEL_SD):
-    """The study's provider claims as the calibration simulates them (no paired contrasts: quick)."""
+    """The study's provider claims as the calibration simulates them (no paired contrasts: quick); the
+    metrics' bases (the plan's precision, a second per call) computed once per plan."""
     from engine.report.calibration_setup import _basis, _claims
 
-    return {c.test: c for c in _claims(plan, _basis(plan, None), model_sd) if c.test in PROVIDER_TESTS}
+    if id(plan) not in _BASES:
+        _BASES[id(plan)] = (plan, _basis(plan, None))
+    return {c.test: c for c in _claims(plan, _BASES[id(plan)][1], model_sd) if c.test in PROVIDER_TESTS}
 
 
 def test_the_provider_claims_are_simulated_on_the_study_design(plan):

@@ -90,12 +90,10 @@ def _add_intervals(df: pd.DataFrame, rows: pd.DataFrame, by: str, value: str, se
     """The clustered rate and 95% interval of each `by` group of `df` from its evaluable `rows` (NaN and no
     method for a group with nothing evaluable), with `prompts` and the interval `method`."""
     rates = clustered_rates(rows, by, derived_seed(seed, "jailbreak_rates", by, value), con=con).set_index(by)
-    keys = df[by].astype(str)
-    out = df.assign(**{value: keys.map(rates["value"]).astype(float), "low": keys.map(rates["low"]).astype(float),
-                       "high": keys.map(rates["high"]).astype(float),
-                       "prompts": keys.map(rates["prompts"]).fillna(0).astype(int),
-                       "method": keys.map(rates["method"]).fillna("")})
-    return out
+    at = rates.reindex(df[by].astype(str).to_numpy())  # each row's group (one row per group), NaN where none
+    return df.assign(**{value: at["value"].to_numpy(float), "low": at["low"].to_numpy(float),
+                        "high": at["high"].to_numpy(float), "prompts": at["prompts"].fillna(0).to_numpy(int),
+                        "method": at["method"].fillna("").to_numpy(object)})
 
 
 def _evaluable(traces: pd.DataFrame, benign: bool, success_labels: tuple[str, ...]) -> pd.DataFrame:
@@ -263,9 +261,8 @@ def _ranked(models: pd.DataFrame, min_evaluable: int) -> tuple[pd.DataFrame, lis
     return pooled[ok].sort_values(["asr", "provider"]), pooled.loc[~ok, "provider"].astype(str).tolist()
 
 
-def _risk(models: pd.DataFrame, min_evaluable: int) -> tuple[RiskRatio | None, str | None, str | None,
-                                                             str | None, list[str]]:
-    ranked, preliminary = _ranked(models, min_evaluable)
+def _risk(ranked: pd.DataFrame, preliminary: list[str], min_evaluable: int) -> tuple[
+        RiskRatio | None, str | None, str | None, str | None, list[str]]:
     if len(ranked) < 2:
         return (None, f"needs at least 2 providers with >= {min_evaluable} evaluable traces; have {len(ranked)}",
                 None, None, preliminary)
@@ -275,29 +272,31 @@ def _risk(models: pd.DataFrame, min_evaluable: int) -> tuple[RiskRatio | None, s
     return (rr if reason is None else None), reason, str(high["provider"]), str(low["provider"]), preliminary
 
 
-def _selected_risk(models: pd.DataFrame, evaluable: pd.DataFrame | None, min_evaluable: int, risk_reason: str | None,
+def _selected_risk(models: pd.DataFrame, evaluable: pd.DataFrame | None, ranked: pd.DataFrame, risk_reason: str | None,
                    pair: tuple[str | None, str | None], seed: int, con) -> tuple[SelectedRiskRatio | None, str | None]:
     if risk_reason is not None or None in pair:
         return None, risk_reason
     if evaluable is None:
         return None, "no trace-level data to resample"
-    ranked, _ = _ranked(models, min_evaluable)
     rows = evaluable[evaluable["model"].isin(models["model"])]
     return selected_risk_ratio(rows, ranked["provider"].astype(str).tolist(), pair[0], pair[1],
                                derived_seed(seed, "jailbreak", "selected_risk_ratio"), con=con), None
 
 
 def provider_vs_size(models: pd.DataFrame, *, basis: Basis, min_provider_evaluable: int, seed: int,
-                     evaluable: pd.DataFrame | None = None, con=None, provider_effect: bool = True) -> ProviderVsSize:
+                     evaluable: pd.DataFrame | None = None, con=None, provider_effect: bool = True,
+                     residuals: bool = True) -> ProviderVsSize:
     """How much of the model-level ASR variation provider and size account for; never raises on thin data.
     `evaluable` (evaluable_harmful rows of the tier) gives the selection-aware risk ratio; without
-    `provider_effect` the one-way provider test (a permutation test) is left out (the claims read none)."""
+    `provider_effect` the one-way provider test (a permutation test) is left out, without `residuals`
+    the providers' scale-adjusted residuals (the claims read neither; a simulated study pays for neither)."""
     used, notes = _analysable(models, basis)
     asr, params, providers = used["asr"].to_numpy(), used["params_b"].to_numpy(), used["provider"].to_numpy()
 
     scale_reason = _regression_blocker(used)
     scale = scale_regression(asr, params) if scale_reason is None else None
-    residuals = group_residuals(asr, params, providers) if scale is not None else None
+    residuals_reason = scale_reason if residuals else "not computed"
+    group_means = group_residuals(asr, params, providers) if scale is not None and residuals else None
 
     wanted = provider_effect
     provider_effect, provider_reason = None, _provider_blocker(used) if wanted else "not computed"
@@ -307,9 +306,9 @@ def provider_vs_size(models: pd.DataFrame, *, basis: Basis, min_provider_evaluab
         except ValueError as err:  # too few providers or too few models per provider
             provider_reason = str(err)
 
-    risk, risk_reason, high, low, preliminary = _risk(models, min_provider_evaluable)
-    selected, selected_reason = _selected_risk(models, evaluable, min_provider_evaluable, risk_reason, (high, low),
-                                               seed, con)
+    ranked, preliminary = _ranked(models, min_provider_evaluable)  # once: the ratio and its interval read it
+    risk, risk_reason, high, low, preliminary = _risk(ranked, preliminary, min_provider_evaluable)
+    selected, selected_reason = _selected_risk(models, evaluable, ranked, risk_reason, (high, low), seed, con)
     return ProviderVsSize(basis, used, notes, scale, scale_reason, provider_effect, provider_reason,
-                          residuals, scale_reason, risk, risk_reason, high, low, preliminary, selected,
+                          group_means, residuals_reason, risk, risk_reason, high, low, preliminary, selected,
                           selected_reason)
