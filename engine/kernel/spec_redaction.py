@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote
 
-from engine.kernel.redaction import MASK, key_shaped, mask_key_shapes, mask_url_credentials, redact, redactor
+from engine.kernel.redaction import MASK, key_shaped, mask_key_shapes, redact, redactor
 
 # Words of a mapping key that say its value is a secret (whole words of the key's name).
 SECRET_WORDS = frozenset({"key", "keys", "apikey", "token", "secret", "secrets", "password", "passwords", "passwd",

@@ -19,8 +19,6 @@ import html as html_module
 import importlib
 import json
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 

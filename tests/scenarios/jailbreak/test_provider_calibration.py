@@ -9,16 +9,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from engine.analyze.calibration import MODEL_SD, Design, calibrate_claim, claim_worlds
+from engine.analyze.calibration import MODEL_SD, calibrate_claim, claim_worlds
 from engine.analyze.claim_stats import FAMILYWISE
 from engine.cli import main
 from engine.plan.compile import compile_plan
 from engine.report.sections.calibration import claim_rows, provenance
-from engine.report.calibration_setup import calibration_setup, design_frame
-from engine.scenarios.jailbreak.calibration import logit_for, panel, population_rate
+from engine.scenarios.jailbreak.calibration import logit_for, population_rate
 from engine.study import load_study
 
 PANEL = ["model_set=openrouter_provider_panel"]

@@ -12,7 +12,7 @@ from scipy import stats
 from engine import load_study
 from engine.kernel.hashing import derived_seed
 from engine.scenarios.jailbreak.analysis.data import JailbreakData
-from engine.scenarios.jailbreak.analysis.decomposition import _eta2_omega2_f, variance_shares
+from engine.scenarios.jailbreak.analysis.decomposition import variance_shares
 from engine.scenarios.jailbreak.report import ProviderVsSizeSection
 
 K, N = 12, 21
