@@ -72,6 +72,7 @@ def launch(sweep: Sweep) -> None:
     os.environ[LAUNCHER_ENV] = launcher_mark()
     # Jobs record their scheduler job under this launch (sbatch passes the environment on).
     launch_id = os.environ[LAUNCH_ENV] = uuid.uuid4().hex
+    stop_idle_joblib_workers()
     try:
         hydra.main(config_path=str(sweep.study_file.parent), config_name=sweep.study_file.stem,
                    version_base="1.3")(sweep_job)()
@@ -88,6 +89,16 @@ def launch(sweep: Sweep) -> None:
             else:
                 os.environ[key] = value
         redact_hydra_files(sweep.dir)
+
+
+def stop_idle_joblib_workers() -> None:
+    """joblib keeps its worker processes for the next call (loky's reusable executor), with the environment
+    they started in: a second sweep from this process (a notebook, a test) ran in the first one's, without
+    an API key exported since and with the last launch's marks. The next sweep starts fresh workers."""
+    reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(reusable, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)
 
 
 def failed_jobs(sweep: Sweep, launch_id: str) -> str:

@@ -224,3 +224,18 @@ def test_local_sweep_jobs_stop_when_the_launching_process_is_killed(tmp_path, la
     assert responses == calls == 2 * TRIALS_PER_JOB and spent == pytest.approx(cost)
     # The kill lost at most the calls each worker had in flight or not yet committed (one batch).
     assert 0 <= requests - responses <= 2 * 4
+
+
+def test_a_parallel_sweep_runs_in_the_environment_of_its_own_launch(tmp_path, run_main):
+    """joblib keeps its worker processes for the next call, with the environment they started in: a second
+    sweep from the same process, whose model reads a key exported after the first, must still find it."""
+    tiny = ["scenario.select.per_category=1", "scenario.select.benign=0", "design.seeds=1"]
+    with loopback_server(FAST_S) as server:
+        first = run_main("run", *study_args(server, tmp_path / "first"), *tiny, *SWEEP, "hydra/launcher=parallel",
+                         *QUIET, env=ENV)
+        assert first.returncode == 0, first.stderr[-3000:]
+        second = run_main("run", *study_args(server, tmp_path / "second"), *tiny, *SWEEP,
+                          "hydra/launcher=parallel", "models.loopback.api_key_env=KEY_EXPORTED_LATER", *QUIET,
+                          env={"KEY_EXPORTED_LATER": "k-later"})
+        assert second.returncode == 0, second.stderr[-3000:]
+    assert rows(tmp_path / "second" / "study.duckdb", "SELECT count(*) FROM calls WHERE status = 'ok'")[0][0] > 0
