@@ -62,20 +62,7 @@ class ReportContext:
         """The one estimate of a metric in a cell that every section prints (value, low, high, n, method,
         note, interval_at)."""
         est = self.estimates
-        found = self._estimate_rows.get((cell_id, metric))
-        if found is None or found[0] is not est:  # not indexed yet (or the frame was replaced): by its columns
-            return est[(est.cell_id == cell_id) & (est.metric == metric)].iloc[0]
-        return est.iloc[found[1]]
-
-    @cached_property
-    def _estimate_rows(self) -> dict[tuple[str, str], tuple[pd.DataFrame, int]]:
-        """Each (cell, metric)'s first row in `estimates`, with the frame it indexes: a report's sections
-        ask for thousands of estimates, and each search of the frame's columns took milliseconds."""
-        est = self.estimates
-        rows: dict[tuple[str, str], tuple[pd.DataFrame, int]] = {}
-        for i, key in enumerate(zip(est["cell_id"].tolist(), est["metric"].tolist())):
-            rows.setdefault(key, (est, i))
-        return rows
+        return est[(est.cell_id == cell_id) & (est.metric == metric)].iloc[0]
 
     def estimate_over(self, cell_ids: list[str], metric: str) -> Estimate:
         """The estimate of a metric over the units of several cells, computed once per report; over one
