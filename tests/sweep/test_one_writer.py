@@ -230,11 +230,12 @@ def test_a_parallel_sweep_runs_in_the_environment_of_its_own_launch(tmp_path, ru
     """joblib keeps its worker processes for the next call, with the environment they started in: a second
     sweep from the same process, whose model reads a key exported after the first, must still find it."""
     tiny = ["scenario.select.per_category=1", "scenario.select.benign=0", "design.seeds=1"]
+    one_job = ["-m", "generation.max_tokens=64"]  # still through joblib's workers
     with loopback_server(FAST_S) as server:
-        first = run_main("run", *study_args(server, tmp_path / "first"), *tiny, *SWEEP, "hydra/launcher=parallel",
+        first = run_main("run", *study_args(server, tmp_path / "first"), *tiny, *one_job, "hydra/launcher=parallel",
                          *QUIET, env=ENV)
         assert first.returncode == 0, first.stderr[-3000:]
-        second = run_main("run", *study_args(server, tmp_path / "second"), *tiny, *SWEEP,
+        second = run_main("run", *study_args(server, tmp_path / "second"), *tiny, *one_job,
                           "hydra/launcher=parallel", "models.loopback.api_key_env=KEY_EXPORTED_LATER", *QUIET,
                           env={"KEY_EXPORTED_LATER": "k-later"})
         assert second.returncode == 0, second.stderr[-3000:]
