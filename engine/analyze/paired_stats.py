@@ -68,7 +68,8 @@ def methods_prose() -> str:
             "interval (Clopper-Pearson, or Korn-Graubard over clusters when a cluster holds several pairs) and the "
             "correlation of the two rates (Newcombe's phi, the correlation of the clusters' totals, or 0 unpaired). "
             "Means: a seeded studentized bootstrap over whole clusters of the paired differences (or of each "
-            f"side's clusters, unpaired); none over fewer than {MIN_CLUSTERS} clusters, and the table says so where "
+            "side's clusters, unpaired), each end at least as far out as Student's t over the clusters (Welch's "
+            f"degrees of freedom, unpaired) puts it; none over fewer than {MIN_CLUSTERS} clusters, and the table says so where "
             "it applies. Each p-value inverts its row's own interval (the level at which the interval's end reaches "
             "0), so p < 0.05 exactly when the 95% interval excludes 0.")
 
@@ -182,13 +183,18 @@ def mean_difference(a: np.ndarray, b: np.ndarray, clusters_a: np.ndarray, cluste
     if min(len(sa), len(sb)) < min_clusters:
         return None, name, f"{min(len(sa), len(sb))} clusters in one arm, fewer than {min_clusters} for an interval"
     estimate = float(sa.sum() / na.sum() - sb.sum() / nb.sum())
-    se = math.sqrt(ratio_variance(sa, na) + ratio_variance(sb, nb))
+    var_a, var_b = ratio_variance(sa, na), ratio_variance(sb, nb)
+    se = math.sqrt(var_a + var_b)
     if se == 0:
         return None, name, "no variation between clusters in either arm"
     rng = np.random.default_rng(seed)
     _, _, ra, va = studentized_draws(sa, na, rng, n_resamples)
     _, _, rb, vb = studentized_draws(sb, nb, rng, n_resamples)
-    return studentized_interval(estimate, se, (ra - rb - estimate) / np.sqrt(va + vb)), name, ""
+    # Welch-Satterthwaite degrees of freedom over the arms' clusters: the floor under each end, as for
+    # one mean (studentized_interval): the bare two-sample bootstrap-t covered 91-93% at 10-16 clusters
+    # an arm of a skewed metric (tests/analyze/test_coverage.py).
+    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(sa) - 1) + var_b ** 2 / (len(sb) - 1))
+    return studentized_interval(estimate, se, (ra - rb - estimate) / np.sqrt(va + vb), df), name, ""
 
 
 def newcombe_paired_interval(n11: int, n10: int, n01: int, n00: int, alpha: float = 0.05) -> tuple[float, float]:

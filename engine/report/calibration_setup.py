@@ -181,13 +181,38 @@ def calibration_setup(plan: Plan, con, model_sd: float = calibration.MODEL_SD) -
                  basis_text, measured, model_sd)
 
 
+ENGINE_ROOT = Path(calibration.__file__).resolve().parents[1]
+SCENARIOS = ENGINE_ROOT / "scenarios"
+
+
+def plugin_sources(path: str) -> dict[str, Path]:
+    """Every source file the plug-in defining `path` is made of: a scenario's whole folder, a third-party
+    package's whole package (its claim test and worlds call its own analysis modules: an edit to any of
+    them changes the numbers); an engine module only itself (the engine's calibration code is `CODE`).
+    Keyed by the path inside the plug-in, so a checkout moved elsewhere keeps its key."""
+    file = Path(path).resolve()
+    if file.is_relative_to(SCENARIOS) and file.parent != SCENARIOS:
+        root = SCENARIOS / file.relative_to(SCENARIOS).parts[0]
+    elif file.is_relative_to(ENGINE_ROOT):
+        return {file.relative_to(ENGINE_ROOT).as_posix(): file}
+    else:
+        root = file.parent
+        while (root.parent / "__init__.py").exists():
+            root = root.parent
+    if not (root / "__init__.py").exists():
+        return {file.name: file}
+    return {f"{root.name}/{f.relative_to(root).as_posix()}": f for f in root.rglob("*.py")}
+
+
 def code_digest(files: tuple[str, ...] = ()) -> str:
-    """The engine's calibration code, and `files` (a claim test plug-in's), hashed."""
+    """The engine's calibration code, and the whole plug-in of each of `files` (a claim test's), hashed."""
     digest = hashlib.sha256(__version__.encode())
     for module in CODE:
         digest.update(Path(sys.modules[module.__name__].__file__).read_bytes())
-    for path in files:
-        digest.update(Path(path).read_bytes())
+    sources = {name: source for path in files for name, source in plugin_sources(path).items()}
+    for name in sorted(sources):
+        digest.update(name.encode())
+        digest.update(sources[name].read_bytes())
     return digest.hexdigest()
 
 
