@@ -64,14 +64,20 @@ class Worlds:
     nulls: list[World]
     effect: World | None
     power_note: str = ""
+    basis: str = ""  # what the worlds' design and base rate were taken from, in words (the section lists it)
+    measured: bool = False  # whether that base rate was measured on the study's data
+    data: Any = None  # what they were drawn from beyond the spec, as JSON (an imported file's SHA-256, a
+    # measured base rate): part of a stored calibration's key, so one of other data is never shown
 
 
 @dataclass(frozen=True)
 class Design:
     """What a claim test's `calibration_worlds` hook is given: the study's spec and scenario parameters,
-    a metric's planned units (`frame(name)`: trial_id, cell_id, cell, seed, item, cluster, model) and
-    simulated centre (`centre(name)`: base rate or mean), the latent intra-cluster correlation and the
-    model random effect's SD."""
+    a metric's planned units (`frame(name)`: trial_id, cell_id, cell, seed, item, cluster, model),
+    simulated centre (`centre(name)`: base rate or mean) and whether that centre was measured on the
+    study's data (`measured(name)`), the latent intra-cluster correlation and the model random effect's
+    SD; and the study database (`con`, None: none yet) with the spec's hash, where a study whose design
+    is its data (an analysis-only study's import, which its plan does not hold) reads it."""
 
     spec: Any
     scenario_params: Any
@@ -79,6 +85,9 @@ class Design:
     centre: Callable[[str], float]
     icc: float
     model_sd: float = MODEL_SD
+    measured: Callable[[str], bool] = lambda name: False
+    con: Any = None
+    spec_hash: str = ""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ the numbers the plan's power statements use) or else the spec's stated assumptio
 claims with their registered claim tests, and its paired_contrasts sections.
 
 `setup_digest` keys a stored calibration on everything it depends on: the spec, every simulated mean
-and SD (so new data gives a new key), and the source of the code it runs."""
+and SD (so new data gives a new key), the data a claim test's own worlds were drawn from (an imported
+file's SHA-256), and the source of the code it runs."""
 
 from __future__ import annotations
 
@@ -77,11 +78,16 @@ def _centre(plan: Plan, basis: MetricBasis) -> float:
     return float(np.mean([m for m, _ in cells])) if cells else 0.5
 
 
-def _claims(plan: Plan, bases: dict[str, MetricBasis], model_sd: float) -> list[ClaimCase]:
+def _measured(basis: MetricBasis) -> bool:
+    return basis.observed is not None and bool(basis.observed.model_cells)
+
+
+def _claims(plan: Plan, bases: dict[str, MetricBasis], model_sd: float, con=None) -> list[ClaimCase]:
     spec, scenario = plan.loaded.spec, plan.scenario
     models = {k: cu.ModelFacts(m.params.effective_b, m.family) for k, m in spec.models.items()}
     design = calibration.Design(spec, plan.loaded.scenario_params, lambda name: design_frame(plan, name),
-                                lambda name: _centre(plan, bases[name]), spec.design.assumed_icc, model_sd)
+                                lambda name: _centre(plan, bases[name]), spec.design.assumed_icc, model_sd,
+                                lambda name: _measured(bases[name]), con, plan.loaded.spec_hash)
     out = []
     for test, options in validate_claims(spec.report.claims, scenario, spec):
         if not isinstance(test, claim_tests.MetricClaimTest):
@@ -173,10 +179,11 @@ def calibration_setup(plan: Plan, con, model_sd: float = calibration.MODEL_SD) -
     """The study's design as the calibration simulates it; `con`: its database (None: none yet);
     `model_sd`: the SD of a model's log-odds about its provider's where claims read across models."""
     bases = _basis(plan, con)
-    claims = _claims(plan, bases, model_sd)
+    claims = _claims(plan, bases, model_sd, con)
     used = _reported_metrics(plan, claims)
-    basis_text = [bases[name].statement() for name in used]
-    measured = any(bases[name].observed is not None and bases[name].observed.model_cells for name in used)
+    planted = [c.worlds for c in claims if c.worlds is not None]  # a claim test's own worlds state their basis
+    basis_text = [bases[name].statement() for name in used] + list(dict.fromkeys(w.basis for w in planted if w.basis))
+    measured = any(_measured(bases[name]) for name in used) or any(w.measured for w in planted)
     return Setup(claims, _cells(plan, bases, used), _contrasts(plan, bases), plan.loaded.spec.design.assumed_icc,
                  basis_text, measured, model_sd)
 
@@ -218,10 +225,13 @@ def code_digest(files: tuple[str, ...] = ()) -> str:
 
 def setup_digest(spec_hash: str, setup: Setup) -> str:
     """What a stored calibration depends on, hashed: the spec, each claim's options (the report's claims
-    are not part of the spec's identity), every simulated mean and SD, the ICC, and the code."""
+    are not part of the spec's identity), every simulated mean and SD, the data a claim test's own
+    worlds were drawn from (an imported file's SHA-256: a path's contents are not part of the spec's
+    identity either), the ICC, and the code."""
     parts: dict[str, Any] = {"spec": spec_hash, "icc": setup.icc, "model_sd": setup.model_sd, "basis": setup.basis,
                              "code": code_digest(tuple(sorted({f for c in setup.claims for f in c.code}))),
-                             "claims": [[c.options.model_dump(mode="json"), c.centre, c.sd] for c in setup.claims],
+                             "claims": [[c.options.model_dump(mode="json"), c.centre, c.sd,
+                                         c.worlds.data if c.worlds is not None else None] for c in setup.claims],
                              "cells": [[c.metric.name, c.mu.tolist(), c.sd.tolist()] for c in setup.cells],
                              "contrasts": [[c.label, c.mu.tolist(), c.sd.tolist()] for c in setup.contrasts]}
     return hashlib.sha256(canonical_json(parts).encode()).hexdigest()

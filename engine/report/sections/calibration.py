@@ -21,7 +21,8 @@ from engine.report.markdown import bullet_list, escape, table
 from engine.store import fit_cache
 
 KIND = "calibration"
-DEFAULT_DRAWS = 80  # measured on 2 shared cores: model_size 44 s, blackmail_subfrontier 36 s, provider_vs_size 23 s
+DEFAULT_DRAWS = 80  # measured on 2 shared cores: model_size 44 s, blackmail_subfrontier 36 s, provider_vs_size 23 s,
+# provider_vs_size_import on the 21-model panel (tests/data/traces_provider_panel.csv) 36 s
 DEFAULT_SEED = 0
 
 

@@ -1,7 +1,9 @@
 """Where the calibration check (engine/analyze/calibration.py) simulates the jailbreak scenario's provider
 claims: planted worlds on the study's own design (its models with their providers and sizes, its
-harmful prompts, attacks and seeds), each simulated study's traces analysed by the report's own code
-(engine/scenarios/jailbreak/provider_units.py, then the claim test).
+harmful prompts, attacks and seeds; for an analysis-only study, exactly its imported harmful evaluable
+traces, however unbalanced, with the tier's ASR measured on them as the base rate), each simulated
+study's traces analysed by the report's own code (engine/scenarios/jailbreak/provider_units.py, then
+the claim test).
 
 A simulated study: each model's log-odds of attack success is its provider's value, plus a size slope
 per doubling where a world has one, plus the model's own deviation, drawn anew in every study (normal,
@@ -22,7 +24,7 @@ those rates:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -33,7 +35,10 @@ from scipy import optimize, special
 from engine.analyze.calibration import Design, World, Worlds, outcomes
 from engine.analyze.calibration_worlds import claim_truths
 from engine.scenarios.jailbreak.analysis import asr
+from engine.scenarios.jailbreak.imported_values import display_path
 from engine.scenarios.jailbreak.provider_units import ProviderUnits, provider_units
+from engine.scenarios.jailbreak.scenario import _imported as imported_source
+from engine.scenarios.jailbreak.traces import TRACE_COLUMNS, stored_import
 
 PROVIDER_SD = 1.0  # log-odds SD between providers in variance_share's power world (assumed)
 SIZE_SLOPE = 0.5  # log-odds per doubling of parameters in variance_share's size-only world (assumed)
@@ -58,10 +63,22 @@ def logit_for(rate: float, sd: float) -> float:
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where a panel's traces come from: the traces (TRACE_COLUMNS, one row per simulated trace), the
+    tier's base rate, whether it was measured, what they are in words, and what keys them (JSON)."""
+
+    traces: pd.DataFrame
+    centre: float
+    measured: bool
+    basis: str
+    data: Any
+
+
+@dataclass(frozen=True)
 class Panel:
     """The study's design as the provider claims' simulation draws it."""
 
-    traces: pd.DataFrame  # one row per planned harmful trace (label filled per study)
+    traces: pd.DataFrame  # one row per planned (or imported evaluable) harmful trace (label filled per study)
     models: list[str]
     provider: np.ndarray  # each model's provider
     size: np.ndarray  # each model's log2 parameters, centred
@@ -72,7 +89,8 @@ class Panel:
     min_evaluable: int
     icc: float
     model_sd: float
-    centre: float
+    centre: float  # the tier's base rate, kept inside [LOWEST, HIGHEST]
+    source: Source
 
     @property
     def providers(self) -> list[str]:
@@ -101,30 +119,76 @@ class Panel:
         return self.world(how, lambda rng: logits, 0.0, truth)
 
 
-def panel(options: Any, design: Design) -> Panel | str:
-    """The design's planned harmful traces with their models' providers and sizes, or why there are none."""
-    params = design.scenario_params
-    tier = asr.tier_of(options.tier or params.tier).name
-    frame = design.frame(f"asr_{tier}")
+def _planned(design: Design, tier: asr.Tier) -> Source | str:
+    """A study that runs models: the plan's harmful traces, the plan's base rate of the tier."""
+    params, metric = design.scenario_params, f"asr_{tier.name}"
+    frame = design.frame(metric)
     frame = frame[frame["model"] != ""].reset_index(drop=True)
     if frame.empty:
-        return ("the plan holds no harmful traces to simulate (an imported study's design is its file's: "
-                "not simulated yet)")
-    models = sorted(frame["model"].unique())
+        return "the plan holds no harmful traces to simulate"
     spec_models = design.spec.models
+    models = sorted(frame["model"].unique())
     meta = pd.DataFrame({"model": models, "provider": [spec_models[m].provider for m in models],
                          "family": [spec_models[m].family for m in models],
                          "params_total_b": [float(spec_models[m].params.total_b) for m in models],
                          "params_active_b": [float(spec_models[m].params.active_b or math.nan) for m in models]})
-    size = np.log2(asr.model_params(meta, params.params_basis).to_numpy(float))
     codes = frame["model"].map({m: i for i, m in enumerate(models)}).to_numpy()
     traces = meta.iloc[codes].reset_index(drop=True).assign(
         attack=[str(c.get("attack", "unspecified")) for c in frame["cell"]], prompt_id=frame["cluster"].astype(str),
         category="simulated", benign=False, label="REFUSAL")
-    centre = min(max(design.centre(f"asr_{tier}"), LOWEST), HIGHEST)
-    return Panel(traces, models, meta["provider"].astype(str).to_numpy(), size - size.mean(), codes,
-                 frame["cluster"].astype(str).to_numpy(), tier, params.params_basis, params.min_provider_evaluable,
-                 design.icc, design.model_sd, centre)
+    centre, measured = design.centre(metric), design.measured(metric)
+    how = "measured on the study's data" if measured else "the plan's assumed base rate"
+    return Source(traces, centre, measured, f"{_panel_text(traces, 'the plan')}; {tier.label} {centre:.1%} ({how})",
+                  {"centre": centre})
+
+
+def _imported(design: Design, tier: asr.Tier) -> Source | str:
+    """An analysis-only study: the harmful, evaluable traces it imported, as its report reads them (the
+    study database's import where it holds one, else the source read as the import reads it), the
+    tier's ASR measured on them: the mean of the models' ASRs (each model weighted equally, as a run
+    study's model cells are)."""
+    stored = stored_import(design.con, design.spec_hash) if design.con is not None else None
+    if stored is not None:
+        traces, sha256, name = stored
+        where = "as stored in the study database"
+    else:
+        traces, sha256, _ = imported_source(design.scenario_params)
+        name, where = display_path(design.scenario_params.import_path), "read from the source: not imported yet"
+    traces = traces[~traces["benign"].astype(bool) & traces["label"].isin(asr.GRADEABLE)].reset_index(drop=True)
+    if traces.empty:
+        return f"the imported traces hold no evaluable harmful trace ({name})"
+    success = traces["label"].isin(tier.success_labels)
+    centre = float(success.groupby(traces["model"]).mean().mean())
+    basis = (f"{_panel_text(traces, 'the imported')} from {name} (sha256 {sha256[:12]}, {where}); {tier.label} "
+             f"{centre:.1%} measured on them (the mean of the models' rates; {success.mean():.1%} pooled over traces)")
+    return Source(traces[TRACE_COLUMNS].assign(label="REFUSAL"), centre, True, basis,
+                  {"sha256": sha256, "centre": centre})
+
+
+def _panel_text(traces: pd.DataFrame, whose: str) -> str:
+    def many(n: int, what: str) -> str:
+        return f"{n} {what}{'' if n == 1 else 's'}"
+    distinct = {c: many(traces[c].nunique(), c.removesuffix("_id")) for c in ("model", "provider", "prompt_id", "attack")}
+    return (f"provider claims: {whose} {many(len(traces), 'harmful trace')} of {distinct['model']} of "
+            f"{distinct['provider']} ({distinct['prompt_id']}, {distinct['attack']})")
+
+
+def panel(options: Any, design: Design) -> Panel | str:
+    """The design's harmful traces with their models' providers and sizes (the plan's, or an analysis-only
+    study's imported ones), or why there are none."""
+    params = design.scenario_params
+    tier = asr.tier_of(options.tier or params.tier)
+    source = _imported(design, tier) if params.import_path is not None else _planned(design, tier)
+    if isinstance(source, str):
+        return source
+    traces = source.traces
+    codes, models = pd.factorize(traces["model"], sort=True)
+    meta = traces.drop_duplicates("model").set_index("model").loc[models].reset_index()
+    size = np.log2(asr.model_params(meta, params.params_basis).to_numpy(float))
+    return Panel(traces, list(models), meta["provider"].astype(str).to_numpy(), size - size.mean(), codes,
+                 traces["prompt_id"].astype(str).to_numpy(), tier.name, params.params_basis,
+                 params.min_provider_evaluable, design.icc, design.model_sd,
+                 min(max(source.centre, LOWEST), HIGHEST), source)
 
 
 def provider_worlds(test: str, options: Any, design: Design) -> Worlds | str:
@@ -132,8 +196,11 @@ def provider_worlds(test: str, options: Any, design: Design) -> Worlds | str:
     found = panel(options, design)
     if isinstance(found, str):
         return found
-    return {"variance_share": _variance_share, "provider_risk_ratio": _risk_ratio,
-            "provider_best": _best}[test](options, found)
+    worlds = {"variance_share": _variance_share, "provider_risk_ratio": _risk_ratio,
+              "provider_best": _best}[test](options, found)
+    source = found.source
+    return worlds if isinstance(worlds, str) else replace(worlds, basis=source.basis, measured=source.measured,
+                                                          data=source.data)
 
 
 def _variance_share(options: Any, p: Panel) -> Worlds | str:

@@ -101,6 +101,16 @@ def imported_traces(con: duckdb.DuckDBPyConnection, spec_hash: str) -> pd.DataFr
                        " ORDER BY row_number", [spec_hash]).df()
 
 
+def stored_import(con: duckdb.DuckDBPyConnection, spec_hash: str) -> tuple[pd.DataFrame, str, str] | None:
+    """An analysis-only study's traces as its database holds them, with their source's SHA-256 and name
+    (None: nothing imported for this spec)."""
+    source = con.execute("SELECT any_value(source_file), any_value(source_sha256) FROM jailbreak_imported_traces"
+                         " WHERE spec_hash = ?", [spec_hash]).fetchone()
+    if source is None or source[1] is None:
+        return None
+    return imported_traces(con, spec_hash), source[1], source[0]
+
+
 def read_traces_file(path: str, fmt: str = "auto") -> pd.DataFrame:
     """A per-trace verdict file as the canonical trace table. Errors name the file, row and column.
     Read once per file version: the spec check and the import both ask for it."""

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from engine.scenarios.jailbreak.params import JailbreakParams
-from engine.scenarios.jailbreak.traces import imported_traces, run_traces
+from engine.scenarios.jailbreak.traces import imported_traces, run_traces, stored_import
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,9 @@ def load_jailbreak_data(con: Any, loaded: Any) -> JailbreakData:
     """The trace table of a spec from its database (`con`), for the report or for cache_analyses."""
     params: JailbreakParams = loaded.scenario_params
     if params.import_path is not None:
-        traces, unjudged = imported_traces(con, loaded.spec_hash), 0
-        source = con.execute(
-            "SELECT any_value(source_file), any_value(source_sha256) FROM jailbreak_imported_traces"
-            " WHERE spec_hash = ?", [loaded.spec_hash]).fetchone()
-        imported = f"{source[0]} (sha256 {source[1][:12]})" if source[0] else params.import_path
+        stored, unjudged = stored_import(con, loaded.spec_hash), 0
+        traces = stored[0] if stored else imported_traces(con, loaded.spec_hash)  # (none: its columns, no rows)
+        imported = f"{stored[2]} (sha256 {stored[1][:12]})" if stored and stored[2] else params.import_path
     else:
         traces, unjudged = run_traces(con, loaded.spec_hash, loaded.spec)
         imported = None
