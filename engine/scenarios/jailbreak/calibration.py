@@ -121,7 +121,7 @@ class Panel:
 
 def _planned(design: Design, tier: asr.Tier) -> Source | str:
     """A study that runs models: the plan's harmful traces, the plan's base rate of the tier."""
-    params, metric = design.scenario_params, f"asr_{tier.name}"
+    metric = f"asr_{tier.name}"
     frame = design.frame(metric)
     frame = frame[frame["model"] != ""].reset_index(drop=True)
     if frame.empty:
