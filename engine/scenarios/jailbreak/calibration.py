@@ -37,7 +37,7 @@ from engine.analyze.calibration_worlds import claim_truths
 from engine.scenarios.jailbreak.analysis import asr
 from engine.scenarios.jailbreak.imported_values import display_path
 from engine.scenarios.jailbreak.provider_units import ProviderUnits, provider_units
-from engine.scenarios.jailbreak.scenario import _imported as imported_source
+from engine.scenarios.jailbreak.scenario import imported_source
 from engine.scenarios.jailbreak.traces import TRACE_COLUMNS, stored_import
 
 PROVIDER_SD = 1.0  # log-odds SD between providers in variance_share's power world (assumed)

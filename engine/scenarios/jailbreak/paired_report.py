@@ -20,7 +20,7 @@ from engine.report.sections.paired_contrasts import (ContrastUnits, PairedContra
                                             check_model_names)
 from engine.scenarios.jailbreak.analysis.asr import evaluable_harmful
 from engine.scenarios.jailbreak.analysis.data import jailbreak_data
-from engine.scenarios.jailbreak.scenario import _imported
+from engine.scenarios.jailbreak.scenario import imported_source
 
 
 def design_of(ctx, traces: pd.DataFrame, own_runs: bool) -> pd.DataFrame:
@@ -71,7 +71,7 @@ class PairedAsrSection(PairedContrastsSection):
         check_family_options(options, key)  # names the traces lack in `attacks`/`models` are reported in the section
 
     def check_study(self, options, loaded, key):
-        imported = _imported(loaded.scenario_params)  # read once: the design check has read it already
+        imported = imported_source(loaded.scenario_params)  # read once: the design check has read it already
         if imported is None:
             check_model_names(options, list(loaded.spec.models), key, "the models of its spec")
         else:
@@ -79,7 +79,7 @@ class PairedAsrSection(PairedContrastsSection):
             check_model_names(options, models, key, f"the models of {loaded.scenario_params.import_path}")
 
     def first_model(self, loaded, options) -> str | None:
-        imported = _imported(loaded.scenario_params)
+        imported = imported_source(loaded.scenario_params)
         if imported is None:
             return super().first_model(loaded, options)
         return next((m for m in imported[0]["model"].astype(str) if options.models is None or m in options.models),

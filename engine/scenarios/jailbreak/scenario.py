@@ -66,7 +66,7 @@ def select(params: JailbreakParams) -> list[Behaviour]:
     return harmful + (benign if s.benign is None else benign[:s.benign])
 
 
-def _imported(params: JailbreakParams) -> tuple[pd.DataFrame, str, str] | None:
+def imported_source(params: JailbreakParams) -> tuple[pd.DataFrame, str, str] | None:
     """Analysis-only studies: the imported trace table, the SHA-256 of its source, and a note on
     what was read (None: the study runs models)."""
     if params.traces_file is not None:
@@ -107,7 +107,7 @@ class Jailbreak(Scenario):
                 raise SpecError(f"an analysis-only study ({source}) runs no models: leave "
                                 "design.factors empty", key="design.factors")
             # Read it now, so a malformed file fails before any database is opened.
-            _imported(params)
+            imported_source(params)
             return
         check_factors(spec, {"model": spec.models, "attack": params.attacks, "temperature": None},
                       ("model", "attack"), self.name)
@@ -166,7 +166,7 @@ class Jailbreak(Scenario):
 
     def ingest(self, store, loaded) -> str | None:
         params: JailbreakParams = loaded.scenario_params
-        imported = _imported(params)
+        imported = imported_source(params)
         if imported is None:
             return None
         df, sha256, note = imported
