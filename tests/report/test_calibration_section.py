@@ -61,3 +61,24 @@ def test_a_run_with_calibrate_stores_the_default_calibration_its_report_shows(tm
               gateway_factory=lambda ex, store: Gateway(ex, store, call_fn=refuses_by_hash))
     text = section(tmp_path, args)
     assert f"{DEFAULT_DRAWS} simulated studies per figure" in text and "measured on the study's data" in text
+
+
+def _claim(simulated, stated=None, decided=1.0):
+    """A calibrated claim as engine.analyze.calibration returns it (figures: value, se, draws)."""
+    fig = lambda v, se: {"value": v, "se": se, "draws": 80}  # noqa: E731
+    null = {"supported": fig(0.0, 0.0), "decided": fig(1.0, 0.0), "coverage": fig(0.975, 0.017), "truth": 0.0,
+            "clipped": False, "no_verdict_reason": None}
+    effect = {"how": "the stated effect", "supported": fig(*simulated), "decided": fig(decided, 0.0),
+              "stated_power": fig(*stated) if stated else None, "clipped": False}
+    return {"claim": "c", "test": "difference", "kind": "direction", "nominal": 0.025, "null": null,
+            "null_how": "no effect", "effect": effect}
+
+
+def test_a_stated_power_the_simulation_does_not_reproduce_is_flagged_and_little_power_is_said():
+    from engine.report.sections.calibration import claim_rows
+
+    # model_size's persona claim on the 2026-12-06 run: 5% simulated against 17% stated (normal approximation)
+    note = claim_rows({"claims": [_claim((0.05, 0.024), (0.17, 0.01))]})[0][-1]
+    assert "STATED POWER NOT REPRODUCED: 5% simulated, 17% stated" in note and "little power" in note
+    assert claim_rows({"claims": [_claim((0.78, 0.046), (0.80, 0.01))]})[0][-1] == "ok"  # within MC error
+    assert "little power" not in claim_rows({"claims": [_claim((0.0, 0.0), decided=0.0)]})[0][-1]  # untestable

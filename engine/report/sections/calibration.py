@@ -9,6 +9,7 @@ current key, or says none is current and how to compute it: never a stale one.""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any
 
@@ -88,6 +89,28 @@ def _worst(c: dict[str, Any]) -> str:
     return c["null_how"] + (f" (the worst of {many} boundary worlds)" if many > 1 else "")
 
 
+LITTLE_POWER = 0.5  # below this (by more than 2 MC SE), a claim that holds is rarely shown on this design
+
+
+def _power_notes(effect: dict[str, Any] | None) -> list[str]:
+    """Flags on the power row: a stated power the simulation does not reproduce (by more than two combined
+    Monte Carlo errors), and a design that rarely shows the claim where it holds."""
+    simulated = effect.get("supported") if effect else None
+    if not simulated:
+        return []
+    notes = []
+    stated = effect.get("stated_power")
+    if stated:
+        gap = abs(simulated["value"] - stated["value"])
+        if gap > 2 * math.hypot(simulated["se"], stated["se"]):
+            notes.append(f"STATED POWER NOT REPRODUCED: {simulated['value']:.0%} simulated, {stated['value']:.0%} stated")
+    untestable = bool(effect.get("decided")) and effect["decided"]["value"] == 0  # said by the no-verdict note
+    if simulated["value"] + 2 * simulated["se"] < LITTLE_POWER and not untestable:
+        notes.append(f"little power: this design shows the claim in {simulated['value']:.0%} of simulated studies "
+                     "where it holds (at the power column's effect)")
+    return notes
+
+
 def claim_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
     """Claim, kind, false support (nominal), power at the effect (the report's stated power), 95% CI
     coverage at the boundary, note."""
@@ -105,6 +128,7 @@ def claim_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
                          + (f" ({null['no_verdict_reason']})" if null.get("no_verdict_reason") else ""))
         if null.get("clipped") or (effect and effect.get("clipped")):
             notes.append("a planted rate was clipped to [0, 1]")
+        notes += _power_notes(effect)
         power = share(effect["supported"]) if effect else "—"
         if effect and effect.get("how") not in (None, "the stated effect"):
             power += f" at {effect['how']}"
