@@ -13,7 +13,7 @@ from engine.kernel.extras import require
 from engine.kernel.registry import REGISTRY
 from engine.providers.prepare import check_prompt_formats
 from engine.report.catalog import validate_sections
-from engine.report.sections.claims import validate_claims
+from engine.report.claim_validation import validate_claims
 from engine.spec.load import LoadedSpec, Sources, override_key
 
 

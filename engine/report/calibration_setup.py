@@ -30,7 +30,7 @@ from engine.kernel.version import __version__
 from engine.plan.comparisons import cluster_key, randomised_unit
 from engine.plan.compile import Plan
 from engine.report import claim_tests
-from engine.report.sections.claims import validate_claims
+from engine.report.claim_validation import validate_claims
 
 # The code a calibration's numbers come from: a change to any of them makes a stored one stale.
 CODE = (calibration, calibration_worlds, claim_stats, cu, inference, metrics, paired, paired_stats, stats, claim_tests)

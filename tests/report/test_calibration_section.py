@@ -22,16 +22,24 @@ def overrides(tmp_path, direction: str = "positive") -> list[str]:
                              f"report.output_dir={tmp_path / 'report'}")
 
 
-def section(tmp_path, args) -> str:
+def section(tmp_path, args, heading: str = "## Calibration") -> str:
     build_report("provider_vs_size", args, formats=("html",))
     text = " ".join(re.sub(r"\\(.)", r"\1", (tmp_path / "report" / "index.qmd").read_text()).split())
-    return text[text.index("## Calibration"):]
+    return text[text.index(heading):]
+
+
+def power_cell(tmp_path, args) -> str:
+    """The claims table's "Power; MDD" cell of the claim."""
+    text = section(tmp_path, args, "## Claims")
+    cells = text.split("| Role-play raises ASR |", 1)[1].split(" | ")
+    return cells[6]
 
 
 def test_the_section_shows_the_calibration_of_this_spec_and_data_only(tmp_path):
     args = overrides(tmp_path)
     run_standin(args, refuses_by_hash)
     assert "No calibration of this design on the current data is stored" in section(tmp_path, args)
+    assert "MDD" in power_cell(tmp_path, args) and "simulated" not in power_cell(tmp_path, args)  # none stored yet
 
     _, result, stored = calibrate_study("provider_vs_size", args, draws=10, seed=7)
     assert stored and result["data"] == "measured"
@@ -39,6 +47,10 @@ def test_the_section_shows_the_calibration_of_this_spec_and_data_only(tmp_path):
     assert "10 simulated studies per figure, seed 7" in text and "calibrate provider_vs_size --draws N" in text
     assert "Role-play raises ASR" in text and "vs 2.5%" in text and "per-cell rate 95% CI" in text, text
     assert "measured on the study's data" in text
+    # The claims table prints, beside the stated (normal-approximation) power, the share of simulated studies
+    # at the effect in which the claim was supported: the calibration's own figure, with its draws.
+    power = next(c for c in result["claims"] if c["claim"] == "Role-play raises ASR")["effect"]["supported"]
+    assert f"simulated {100 * power['value']:.1f}% ± {100 * power['se']:.1f} (10)" in power_cell(tmp_path, args)
 
     calibrate_study("provider_vs_size", args, draws=12, seed=7)  # more draws: shown instead
     assert "12 simulated studies per figure" in section(tmp_path, args)

@@ -62,6 +62,22 @@ def current_of(plan: Plan, con) -> tuple[dict[str, Any] | None, Setup]:
     return found, setup
 
 
+def stored_for(ctx) -> dict[str, Any] | None:
+    """The current stored calibration of the report's design and data (`current_of`), read once per
+    report: the claims section prints its simulated power beside the stated one."""
+    if "calibration" not in ctx.shared:
+        ctx.shared["calibration"] = current_of(compile_plan(ctx.loaded), ctx.con)[0]
+    return ctx.shared["calibration"]
+
+
+def simulated_power(result: dict[str, Any] | None, claim: str) -> dict[str, Any] | None:
+    """The share of simulated studies at the claim's effect in which it was supported (None: not simulated)."""
+    for c in (result or {}).get("claims", []):
+        if c["claim"] == claim and "reason" not in c and c.get("effect"):
+            return c["effect"]["supported"]
+    return None
+
+
 # --------------------------------------------------------------------------------------- text
 
 def share(f: dict[str, float] | None) -> str:
@@ -204,7 +220,7 @@ class CalibrationSection(Section):
 
     def render(self, ctx, options) -> Rendered:
         study = ctx.spec.name
-        result, _ = current_of(compile_plan(ctx.loaded), ctx.con)
+        result = stored_for(ctx)
         md = ["## Calibration"]
         if result is None:
             md.append(escape(f"No calibration of this design on the current data is stored (a stored one is "
@@ -222,8 +238,4 @@ class CalibrationSection(Section):
         return Rendered("\n\n".join(md))
 
 
-def flagged(result: dict[str, Any]) -> list[str]:
-    """Every figure off by more than two Monte Carlo errors, in words."""
-    return [f"{r[0]}: {r[-1]}" for r in claim_rows(result) if "ANTI" in r[-1]] + \
-        [f"{r[0]} of {r[1]}: {r[-1]}" for r in interval_rows(result) if "BELOW" in r[-1]]
 

@@ -10,72 +10,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from engine.analyze.claim_stats import FAMILYWISE, Decision, amount, decide_claims
-from engine.kernel.contracts import ClaimEstimate, Claimed, ClaimOptions, ClaimTest, Rendered, Scenario, Section
-from engine.kernel.errors import SpecError
-from engine.kernel.registry import REGISTRY, register_section
-from engine.report.claim_tests import missing_level  # (and registers the engine's claim tests)
+from engine.kernel.contracts import ClaimEstimate, Claimed, ClaimOptions, Rendered, Section
+from engine.kernel.registry import register_section
+from engine.report.claim_validation import validate_claims
 from engine.report.markdown import bullet_list, escape, table
+from engine.report.sections.calibration import share, simulated_power, stored_for
 from engine.report.sections.paired_contrasts import p_text
-
-
-def claim_test_names(scenario: str) -> list[str]:
-    return [e.name for e in REGISTRY.visible("claim", scenario)]
-
-
-def validate_claims(raw_claims: list[dict[str, Any]], scenario: Scenario, spec, *,
-                    levels: bool = False) -> list[tuple[ClaimTest, ClaimOptions]]:
-    """Check every claim before any run: its test, its options and what they name (whether or not
-    the report lists the `claims` section that shows them); the claimed range or boundary against the
-    values the estimate can take; with `levels`, the factor levels it names against the design (else
-    a claim on a level the design lacks is left unresolved when it is decided)."""
-    out = []
-    for i, raw in enumerate(raw_claims):
-        key = f"report.claims.{i}"
-        if not isinstance(raw, dict) or "test" not in raw:
-            raise SpecError("each claim needs a 'test'", key=key)
-        entry = REGISTRY.find("claim", str(raw["test"]), scenario.name)
-        if entry is None or entry.owner not in ("", scenario.name):
-            raise SpecError(f"unknown claim test '{raw['test']}' (known: {', '.join(claim_test_names(scenario.name))})",
-                            key=f"{key}.test")
-        test = entry.obj()
-        try:
-            options = test.Options.model_validate(raw)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            raise SpecError(message, key=f"{key}.{where}" if where else key) from None
-        test.check(options, scenario, spec, key)
-        check_scale(options, test.scale(options, scenario), key)
-        missing = missing_level(options, spec) if levels else None
-        if missing:
-            raise SpecError(f"{missing[1]}: the claim could never be decided", key=f"{key}.{missing[0]}")
-        out.append((test, options))
-    return out
-
-
-def check_scale(options: ClaimOptions, scale: tuple[float, float] | None, key: str) -> None:
-    """A claimed range, boundary or effect within the values the estimate can take."""
-    if scale is None:
-        return
-    low, high = scale
-    shown = f"[{low:g}, {high:g}]"
-    hint = "(rates are fractions: 0.4, not 40)"
-    if options.range is not None and not (low <= options.range[0] and options.range[1] <= high):
-        raise SpecError(f"range {list(options.range)} goes outside {shown}, the values this estimate can take {hint}",
-                        key=f"{key}.range")
-    for name in ("at_least", "at_most"):
-        bound = getattr(options, name)
-        if bound is not None and not low <= bound <= high:
-            raise SpecError(f"{name} {bound:g} is outside {shown}, the values this estimate can take {hint}",
-                            key=f"{key}.{name}")
-    room = high if options.direction == "positive" else -low
-    if options.effect is not None and options.direction is not None and options.effect > room:
-        raise SpecError(f"an effect of {options.effect:g} in the {options.direction} direction is beyond {shown}, "
-                        f"the values this estimate can take {hint}", key=f"{key}.effect")
 
 
 @dataclass(frozen=True)
@@ -141,19 +82,20 @@ def level_text(d: Decision) -> str:
     return level if d.of == 1 else f"{level}, Holm step {d.step} of {d.of}"
 
 
-def power_text(r: ClaimResult) -> str:
+def power_text(r: ClaimResult, simulated: dict[str, Any] | None = None) -> str:
     d, percent = r.decision, r.estimate.percent
     mdd = f"MDD {amount(d.mdd, percent)}" if math.isfinite(d.mdd) else ""
     power = f"{d.power:.0%}" if math.isfinite(d.power) else ""
-    return "; ".join(x for x in (power, mdd) if x) or "—"
+    measured = f"simulated {share(simulated)}" if simulated else ""
+    return "; ".join(x for x in (power, mdd, measured) if x) or "—"
 
 
-def row(r: ClaimResult) -> tuple[str, ...]:
+def row(r: ClaimResult, simulated: dict[str, Any] | None = None) -> tuple[str, ...]:
     d, bound = r.decision, r.decision.bound
     shown = estimate_text(bound.estimate, bound.low, bound.high) if bound else estimate_text(r.estimate)
     test = bound.estimate.test if bound else r.estimate.test
     return (r.options.claim, kind_text(r), shown, level_text(d), test, p_text(d.p), p_text(d.holm_p),
-            power_text(r), d.verdict)
+            power_text(r, simulated), d.verdict)
 
 
 def _part_text(d: Decision) -> list[str]:
@@ -177,8 +119,11 @@ INTRO = (
     "one-sided p against the claimed boundary (for a range the larger of the two; for several parts the "
     "largest, the part shown), and the Holm-adjusted p is below {familywise} exactly when the claim is "
     "supported. Power is the design's at the assumed effect (a range: at its centre) for the one-sided "
-    "{familywise} test, from the estimate's standard error; MDD is how far beyond the boundary the "
-    "quantity must lie for 80% power.")
+    "{familywise} test, from the estimate's standard error (a normal approximation); MDD is how far beyond "
+    "the boundary the quantity must lie for 80% power. Where the calibration section holds a simulation of "
+    "this design on the current data, the share of simulated studies at the assumed effect in which this "
+    "same test supported the claim follows (± its Monte Carlo error, draws): with few units the "
+    "approximation can be far from it, and the simulated figure is the one that holds.")
 
 
 @register_section
@@ -191,6 +136,7 @@ class Claims(Section):
 
     def render(self, ctx, options) -> Rendered:
         results = evaluate_claims(ctx)
+        stored = stored_for(ctx) if results else None
         untested = untested_text(ctx.spec.report.untested_claims)
         if not results:
             return Rendered("## Claims\n\nThis study lists no claims (`report.claims`)." + untested)
@@ -201,7 +147,8 @@ class Claims(Section):
                              tested=sum(r.decision.step > 0 for r in results), familywise=f"{FAMILYWISE:.1%}")
         table_md = table(["Claim", "Kind: claimed", "Estimate [decision CI]", "CI", "Interval family (p inverts it)", "p",
                           "Holm p", "Power; MDD", "Verdict"],
-                         [row(r) for r in results], "The write-up's claims as tested verdicts.", "tbl-claims",
+                         [row(r, simulated_power(stored, r.options.claim)) for r in results],
+                         "The write-up's claims as tested verdicts.", "tbl-claims",
                          ["l", "l", "r", "l", "l", "r", "r", "r", "l"])
         why = bullet_list(escape(
             f"{r.options.claim}: {r.decision.verdict} — {r.decision.why}. Estimate: {r.estimate.quantity}."
