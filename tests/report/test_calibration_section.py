@@ -50,7 +50,9 @@ def test_the_section_shows_the_calibration_of_this_spec_and_data_only(tmp_path):
     # The claims table prints, beside the stated (normal-approximation) power, the share of simulated studies
     # at the effect in which the claim was supported: the calibration's own figure, with its draws.
     power = next(c for c in result["claims"] if c["claim"] == "Role-play raises ASR")["effect"]["supported"]
-    assert f"simulated {100 * power['value']:.1f}% ± {100 * power['se']:.1f} (10)" in power_cell(tmp_path, args)
+    figure = f"{100 * power['value']:.1f}% ± {100 * power['se']:.1f} (10)"
+    assert f"simulated {figure}" in power_cell(tmp_path, args)
+    assert f"(simulated: supported in {figure} simulated studies at that effect)" in section(tmp_path, args, "## Claims")
 
     calibrate_study("provider_vs_size", args, draws=12, seed=7)  # more draws: shown instead
     assert "12 simulated studies per figure" in section(tmp_path, args)

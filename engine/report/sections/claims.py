@@ -145,13 +145,20 @@ class Claims(Section):
         intro = INTRO.format(supported=counts["supported"], contradicted=counts["contradicted"],
                              open=counts["not resolvable with this design"],
                              tested=sum(r.decision.step > 0 for r in results), familywise=f"{FAMILYWISE:.1%}")
+        # The simulated power where the power stated beside it is for the same effect (the calibration assumes
+        # one for a claim that states none: not comparable).
+        simulated = {r.options.claim: simulated_power(stored, r.options.claim) if math.isfinite(r.decision.power)
+                     else None for r in results}
         table_md = table(["Claim", "Kind: claimed", "Estimate [decision CI]", "CI", "Interval family (p inverts it)", "p",
                           "Holm p", "Power; MDD", "Verdict"],
-                         [row(r, simulated_power(stored, r.options.claim)) for r in results],
+                         [row(r, simulated[r.options.claim]) for r in results],
                          "The write-up's claims as tested verdicts.", "tbl-claims",
                          ["l", "l", "r", "l", "l", "r", "r", "r", "l"])
         why = bullet_list(escape(
-            f"{r.options.claim}: {r.decision.verdict} — {r.decision.why}. Estimate: {r.estimate.quantity}."
+            f"{r.options.claim}: {r.decision.verdict} — {r.decision.why}"
+            + (f" (simulated: supported in {share(simulated[r.options.claim])} simulated studies at that effect)"
+               if simulated[r.options.claim] else "")
+            + f". Estimate: {r.estimate.quantity}."
             + "".join(f" Part: {t}." for t in _part_text(r.decision))) for r in results)
         return Rendered(f"## Claims\n\n{escape(intro)}\n\n{table_md}\n\n{why}{untested}")
 
