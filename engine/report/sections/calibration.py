@@ -64,9 +64,11 @@ def current_of(plan: Plan, con) -> tuple[dict[str, Any] | None, Setup]:
 
 def stored_for(ctx) -> dict[str, Any] | None:
     """The current stored calibration of the report's design and data (`current_of`), read once per
-    report: the claims section prints its simulated power beside the stated one."""
+    report: the claims section prints its simulated power beside the stated one. With none stored at all,
+    None without building the design's setup (about a second: its power searches)."""
     if "calibration" not in ctx.shared:
-        ctx.shared["calibration"] = current_of(compile_plan(ctx.loaded), ctx.con)[0]
+        any_stored = bool(fit_cache.of_kind(ctx.con, KIND))
+        ctx.shared["calibration"] = current_of(compile_plan(ctx.loaded), ctx.con)[0] if any_stored else None
     return ctx.shared["calibration"]
 
 
@@ -236,6 +238,3 @@ class CalibrationSection(Section):
         md.append(escape("Simulated from:"))
         md.append(bullet_list(escape(line) for line in result["basis"]))
         return Rendered("\n\n".join(md))
-
-
-
