@@ -5,8 +5,8 @@ Compares the replies byte for byte (with each other and with the database) and t
     .venv/bin/python bench/grammar_replay.py DB [--n 20] [--threads 1] [--models gemma3_270m,smollm2_135m]
 
 DB: a database of a run of the model_size study (e.g. results/model_size.duckdb). A model's first N
-calls, in the order it made them: llama.cpp reuses the KV cache of the call before, so both replays
-see the same sequence from a fresh model, as the run did. Measures; asserts nothing.
+calls, in the order it made them (a reply does not depend on that order, prefix reuse does: both
+replays reuse what the run reused). Measures; asserts nothing.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ and report included) on a fresh database, against the six-minute target on two i
     .venv/bin/python bench/main_job.py [--compare DB] [overrides...]
 
 Runs in this process (as `make study` does in its own), so that llama.cpp's counts can be read
-afterwards: calls per model, seconds per call, prompt tokens evaluated and reused from the KV cache.
+afterwards: calls per model, seconds per call, prompt tokens evaluated and reused (KV cache or saved state).
 `--compare DB`: a database of an earlier run of the same study; counts the requests whose replies differ
 (same trials, same seeds, same requests must give the same replies). `--keep DB`: copy the run's
 database there afterwards (e.g. results/model_size.duckdb, which `make study` would have written).

@@ -324,8 +324,8 @@ class Gateway:
 
 def _timeout_s(model: ModelEntry, executor: Executor) -> float | None:
     """An in-process local model gets no timeout: its llama.cpp call runs in a thread that cannot be
-    cancelled, so a timeout would leave it running while the retry ran on another KV-cache state
-    (the retry's reply then differs from an uninterrupted run's). It is bounded by max_tokens."""
+    cancelled, so a timeout would leave it running beside the retry, both on one model that takes a
+    call at a time. It is bounded by max_tokens."""
     return None if model.weights is not None else executor.timeout_s
 
 

@@ -141,8 +141,8 @@ def by_lanes(plan: Plan, todo: list[tuple[Trial, int]]) -> dict[Lanes, list[tupl
     """The trials to play grouped as by `by_routes`, but with each in-process local model in a lane of its
     own: trials of different local models are played side by side. The cells that share a local model
     (directly or through a cell of two) form one group, each in `todo`'s order: at the default one trial
-    at a time, so each model's calls come in the plan's order whatever the timing, and its replies (which
-    depend on the call before through llama.cpp's prefix cache) are the same run after run."""
+    at a time, so each model's calls come in the plan's order whatever the timing (its replies do not depend
+    on that order, see engine/providers/prefix_states.py, but its prefix reuse and the run's log do)."""
     lanes_of: dict[str, Lanes] = {}
     for trial, _ in todo:
         if trial.cell_id not in lanes_of:
@@ -217,8 +217,8 @@ def pool_sizes(executor: Executor, groups: Iterable[G],
 
 class CoreShare:
     """Tells the local provider which in-process models still have trials to play: they share the
-    machine's cores, and when one model's trials are done the others get its cores. A run starts as in
-    a fresh process, with no prompt of an earlier run in the models' KV caches."""
+    machine's cores, and when one model's trials are done the others get its cores. A run drops the
+    prompt prefixes an earlier run in this process left (memory; replies never depend on them)."""
 
     def __init__(self, groups: Iterable[Lanes]):
         self.left: Counter[str] = Counter(lane.local_model for lanes in groups for lane in lanes if lane.local_model)

@@ -8,13 +8,12 @@ Cores: two models on two cores run fastest side by side on one thread each (one 
 does more work per core than two, and no thread waits for a descheduled sibling), and the last
 model with calls left gets every core. The runner says which models still have calls
 (`share_cores`); a new thread count takes effect between calls. Thread counts never change a reply:
-llama.cpp's logits are bit-identical at one and two threads (measured on both shipped models).
+llama.cpp's logits are bit-identical at one and two threads with flash attention off (measured on
+both shipped models; with it on, a token's attention sums are split across threads).
 
-Replies do depend on the call before: llama.cpp reuses the KV cache of the longest prefix a prompt
-shares with the previous call of the same model, and Gemma 3's logits differ (by up to 0.9) between
-a prompt evaluated whole and one evaluated after a reused prefix. A model's replies are therefore
-reproducible when its calls come in the same order, which the runner guarantees (one trial at a
-time per local model, in the plan's order).
+A reply depends on its request alone, not on the calls before it: prompts are decoded in aligned
+batches and a cached prefix is reused only up to a batch boundary (engine/providers/prefix_states.py).
+So a run resumed after a kill, or split over processes, draws the replies an unbroken run draws.
 
 A reply under a JSON schema is sampled with a grammar that checks only the candidates top-k and min-p
 could keep (engine/providers/lazy_grammar.py): the same tokens as llama-cpp-python's own chain, which
@@ -119,7 +118,7 @@ class LocalStats:
     calls: int = 0
     seconds: float = 0.0
     prompt_tokens: int = 0
-    prompt_evaluated: int = 0  # prompt tokens decoded; the rest came from the KV cache of the call before
+    prompt_evaluated: int = 0  # prompt tokens decoded; the rest came from the KV cache or a saved prefix state
 
     @property
     def prefix_reused(self) -> int:
@@ -162,12 +161,12 @@ class LocalLlamaProvider:
         self._active = frozenset(names)
 
     def forget_prompts(self) -> None:
-        """Each model's next call evaluates its prompt whole, as in a fresh process: a run's replies
-        never depend on what an earlier run in this process left in the KV cache."""
+        """Drop each model's cached prompt prefixes (memory: a few MB each). Replies never depended on
+        them (prefix_states.py); a run's prefix reuse then starts as in a fresh process."""
         for model in list(self._models.values()):
             with model.lock:
                 if model.llama is not None:
-                    model.llama.reset()
+                    model.llama.forget_states()
 
     def threads_for(self, name: str) -> int:
         model = self._models[name]
@@ -189,15 +188,13 @@ class LocalLlamaProvider:
         if model is None:
             raise WeightsError(f"local model '{name}' is not registered")
         if model.llama is None:
-            from llama_cpp import Llama
-
-            from engine.providers.lazy_grammar import LazyGrammarLlama
-
             fmt = model.prompt_format or {}
             threads = self.threads_for(name)
-            kind = LazyGrammarLlama if self.lazy_grammar else Llama
+            kind = _llama_kind(self.lazy_grammar)
+            # Flash attention off (Llama's default, stated since replies rely on it): with it, llama.cpp
+            # splits a token's attention sums across threads, and logits change with the thread count.
             llama = kind(model_path=str(model.path), n_ctx=model.n_ctx, n_threads=threads, n_threads_batch=threads,
-                         verbose=False, chat_format=fmt.get("chat_format"))
+                         verbose=False, chat_format=fmt.get("chat_format"), flash_attn=False)
             model.threads_in_use = threads
             if "chat_template" in fmt:
                 llama.chat_handler = _template_handler(llama, fmt["chat_template"])
@@ -222,6 +219,22 @@ class LocalLlamaProvider:
                 model.llama._ctx.set_n_threads(threads, threads)
                 model.threads_in_use = threads
             return _counted(model, lambda: model.llama.create_chat_completion(messages=messages, **kwargs))
+
+
+_kinds: dict[bool, type] = {}
+
+
+def _llama_kind(lazy_grammar: bool) -> type:
+    """Llama with aligned prompt batches and saved prefix states, and the lazy grammar or the stock one."""
+    if lazy_grammar not in _kinds:
+        from llama_cpp import Llama
+
+        from engine.providers.lazy_grammar import LazyGrammarLlama
+        from engine.providers.prefix_states import PrefixStates
+
+        base = LazyGrammarLlama if lazy_grammar else Llama
+        _kinds[lazy_grammar] = type(f"PrefixStates{base.__name__}", (PrefixStates, base), {})
+    return _kinds[lazy_grammar]
 
 
 def _counted(model: _LocalModel, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:

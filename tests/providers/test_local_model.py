@@ -33,8 +33,8 @@ SMALL_STUDY = ["run", "model_size", "design.factors.agent=[smollm2_135m]", "desi
 @pytest.fixture(scope="module")
 def small_study(tmp_path_factory) -> tuple[str, subprocess.CompletedProcess]:
     """SMALL_STUDY run once for the module, in this process as `run_main` runs it: its database (tests
-    read it; one that writes copies it) and its exit code and output. A run starts with the models' KV
-    caches cleared (runner.CoreShare), so the tests that ran before do not change its replies."""
+    read it; one that writes copies it) and its exit code and output. Replies do not depend on what the
+    tests before left in the models' KV caches (engine/providers/prefix_states.py)."""
     from engine.cli import main
 
     db = tmp_path_factory.mktemp("small_study") / "small.duckdb"
@@ -155,8 +155,7 @@ def test_token_budget_stops_the_run_and_a_rerun_resumes_from_cache(tmp_path, run
 def test_two_runs_give_byte_identical_replies(small_study, tmp_path, run_main):
     """Same trials, same seeds, same replies: the module's run and a second run of the same study in this
     process (its model loaded, its KV cache holding the last prompt of whatever ran before) give the same
-    replies: a run starts as a fresh process would, and every call reuses the same prefix of the call before
-    as in the first run."""
+    replies."""
     first_db, _ = small_study
     db = tmp_path / "second.duckdb"
     result = run_main(*SMALL_STUDY, f"store.path={db}")
