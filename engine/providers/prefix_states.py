@@ -1,24 +1,28 @@
 """Prompt prefixes reused from saved KV states without changing a reply: a reply depends on its request alone.
 
-llama.cpp's logits for a prompt depend on how the prompt was split into batches (its CPU kernels sum a
-batch's rows in groups, so a token decoded in a batch of 51 and the same token decoded in a batch of 341
-get different floats: up to 0.75 in a Gemma 3 logit), and llama-cpp-python decodes whatever follows the
-prefix it shares with the call before as one batch. So a reply depended on which call came before:
-a run resumed after a kill, or a call sent to another process, could draw other tokens.
+llama.cpp's logits for a prompt depend on how the prompt was split into batches: its CPU kernels
+(here AVX2, Q4_K weights repacked) multiply a batch's rows four at a time and the last one to three
+rows one at a time, by other instructions, so a token gets other floats (up to 0.75 in a Gemma 3 logit)
+when it falls in a batch's remainder rather than in a group of four. llama-cpp-python decodes whatever
+follows the prefix a prompt shares with the call before as one batch, from wherever that prefix ends: a
+reply depended on which call came before, so a run resumed after a kill, or a call sent to another
+process, could draw other tokens.
 
-`PrefixStates` decodes every prompt in batches of CHUNK tokens that start at positions that are multiples
-of CHUNK (the last batch may be shorter), and reuses a cached prefix only up to such a position, and only
-as far as the cached tokens were themselves decoded that way (a previous reply's tokens, decoded one at a
-time, never are). Each KV entry is then computed by the same operations as in a fresh decode of the
-whole prompt: the same batches over the same earlier entries. Measured on both shipped models (flash
-attention off, as Llama() sets it): logits bit-identical between a fresh decode, a decode after another
-prompt's aligned prefix, a decode after a restored state, and at one or two threads
-(tests/providers/test_prefix_states.py checks the replies).
+`PrefixStates` starts every batch at a position that is a multiple of ALIGN, and reuses a cached prefix
+only up to such a position and only as far as the cache decoded it in whole groups (never the last
+tokens of an earlier prompt, nor its reply, decoded a token at a time). Every row then falls in the
+group of four, or the remainder, it falls in when the whole prompt is decoded as one batch, and is
+computed from the same earlier entries: the same floats. Measured on both shipped models (flash
+attention off, as Llama() sets it): logits bit-identical between a prompt decoded whole, after another
+prompt's aligned prefix, after a restored state, and at one or two threads
+(tests/providers/test_prefix_states.py checks the replies). ALIGN is 8, not 4, so that kernels grouping
+rows by eight keep the property too.
 
-After decoding a prompt's whole chunks it keeps their KV state (llama_state_seq_get_data: ~7 MB for 350
-Gemma tokens, a few ms), the last KEPT of them; the next call starts from whichever kept state or the live
-cache shares the longest aligned prefix with its prompt. A game's consecutive calls alternate between
-players, so the best prefix is often two calls back.
+After decoding a prompt's aligned part it keeps its KV state (llama_state_seq_get_data: ~7 MB for 350
+Gemma tokens, a few ms), the last KEPT of them (one a prefix of a newer one is dropped); the next call
+starts from whichever kept state or the live cache shares the longest aligned prefix with its prompt.
+A game's consecutive calls alternate between players, so the best prefix is often two calls back, and
+a game's first prompts are those of the games before.
 """
 
 from __future__ import annotations
@@ -30,13 +34,13 @@ from typing import Any, Iterator, Sequence
 
 import llama_cpp
 
-CHUNK = 32  # prompt tokens per llama.cpp batch; a prefix is reused up to a multiple of it
-KEPT = 32  # saved prefix states per model
+ALIGN = 8  # every batch starts at a multiple of it; a prefix is reused up to one
+KEPT = 32  # saved prefix states per model (~7 MB each for the shipped models' prompts)
 
 
 @dataclass(frozen=True)
 class SavedPrefix:
-    tokens: tuple[int, ...]  # a multiple of CHUNK tokens, decoded in aligned chunks
+    tokens: tuple[int, ...]  # a multiple of ALIGN tokens, decoded in batches starting at multiples of ALIGN
     state: Any  # ctypes buffer from llama_state_seq_get_data
 
 
@@ -61,7 +65,7 @@ def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def aligned(n: int) -> int:
-    return n - n % CHUNK
+    return n - n % ALIGN
 
 
 class PrefixStates:
@@ -69,10 +73,11 @@ class PrefixStates:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.n_batch = CHUNK  # Llama.eval splits its tokens into batches of n_batch from the cache's end
+        # Llama.eval splits its tokens into batches of n_batch from the cache's end: keep those aligned.
+        assert self.n_batch % ALIGN == 0, self.n_batch
         self.saved: deque[SavedPrefix] = deque(maxlen=KEPT)
         self.prefix_stats = PrefixStats()
-        self._live_aligned = 0  # leading tokens of the live cache decoded in aligned chunks
+        self._live_aligned = 0  # leading tokens of the live cache decoded in whole aligned groups
         self._prompt_next = False  # the next eval() is a prompt's
 
     def forget_states(self) -> None:
@@ -129,7 +134,8 @@ class PrefixStates:
             super().eval(tokens)  # a generated token
             return
         self._prompt_next = False
-        start = self.n_tokens  # a multiple of CHUNK (see _start_from_best_prefix)
+        start = self.n_tokens  # a multiple of ALIGN (see _start_from_best_prefix)
+        self._live_aligned = start  # until the aligned part is decoded (a failed decode leaves no more)
         whole = aligned(start + len(tokens))
         if whole > start:
             super().eval(tokens[: whole - start])
@@ -145,5 +151,9 @@ class PrefixStates:
         state = (ctypes.c_uint8 * size)()
         if llama_cpp.llama_state_seq_get_data(ctx, state, size, 0) == 0:
             return
-        self.saved.append(SavedPrefix(tuple(int(t) for t in self.input_ids[:length]), state))
+        tokens = tuple(int(t) for t in self.input_ids[:length])
+        # A kept state whose tokens begin the new one's can serve no prompt better: replace it.
+        for old in [old for old in self.saved if tokens[: len(old.tokens)] == old.tokens]:
+            self.saved.remove(old)
+        self.saved.append(SavedPrefix(tokens, state))
         self.prefix_stats.states_saved += 1

@@ -39,7 +39,7 @@ def reply(provider: LocalLlamaProvider, name: str, body: dict) -> str:
 
 def test_a_reply_is_the_same_after_any_history_order_or_thread_count(gemma):
     # On the code before prefix_states, requests 1, 4 and 5 drew other replies alone than after the ones
-    # before them (llama.cpp decoded the unshared rest of a prompt as one batch of whatever length).
+    # before them (llama.cpp decoded the unshared rest of a prompt as one batch from wherever it began).
     requests = bodies()
     provider, name = gemma(1)
     in_order = [reply(provider, name, body) for body in requests]
@@ -58,7 +58,7 @@ def test_a_reply_is_the_same_after_any_history_order_or_thread_count(gemma):
     assert other._models[name].llama.prefix_stats.from_saved >= 1
 
 
-def test_a_prefix_is_reused_only_up_to_a_chunk_boundary_the_cache_decoded_in_chunks(gemma):
+def test_a_prefix_is_reused_only_up_to_an_aligned_position_the_cache_decoded_in_whole_groups(gemma):
     provider, name = gemma(1)
     first_body, second_body = bodies()[:2]
     reply(provider, name, first_body)
@@ -66,12 +66,12 @@ def test_a_prefix_is_reused_only_up_to_a_chunk_boundary_the_cache_decoded_in_chu
     first_len = provider.stats()[name].prompt_tokens
     first_prompt, first_reply = list(llama.input_ids[:first_len]), list(llama.input_ids[first_len:llama.n_tokens])
     assert first_reply  # generated tokens sit in the live cache after the prompt
-    saved = llama.saved[-1].tokens  # the first prompt's whole chunks, without its last partial one or the reply
+    saved = llama.saved[-1].tokens  # the first prompt up to its last aligned position: not its tail or reply
     assert len(saved) == aligned(first_len) and list(saved) == first_prompt[: len(saved)]
 
     reply(provider, name, second_body)
     second_prompt = list(llama.input_ids[: provider.stats()[name].prompt_tokens - first_len])
     shared = shared_prefix(first_prompt, second_prompt)
     assert 0 < shared < first_len  # the player's name differs early in the user turn
-    # Reused: the shared prefix cut back to a chunk boundary (never a token decoded in a partial chunk).
+    # Reused: the shared prefix cut back to an aligned position (never into a prompt's unaligned tail).
     assert llama.prefix_stats.tokens_reused == aligned(shared) > 0
