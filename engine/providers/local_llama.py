@@ -11,8 +11,8 @@ model with calls left gets every core. The runner says which models still have c
 llama.cpp's logits are bit-identical at one and two threads with flash attention off (measured on
 both shipped models; with it on, a token's attention sums are split across threads).
 
-A reply depends on its request alone, not on the calls before it: prompts are decoded in aligned
-batches and a cached prefix is reused only up to a batch boundary (engine/providers/prefix_states.py).
+A reply depends on its request alone, not on the calls before it: every batch starts at a multiple
+of 8 tokens and a cached prefix is reused only up to such a position (engine/providers/prefix_states.py).
 So a run resumed after a kill, or split over processes, draws the replies an unbroken run draws.
 
 A reply under a JSON schema is sampled with a grammar that checks only the candidates top-k and min-p
@@ -161,7 +161,7 @@ class LocalLlamaProvider:
         self._active = frozenset(names)
 
     def forget_prompts(self) -> None:
-        """Drop each model's cached prompt prefixes (memory: a few MB each). Replies never depended on
+        """Drop each model's cached prompt prefixes (memory: a few MB each). Replies do not depend on
         them (prefix_states.py); a run's prefix reuse then starts as in a fresh process."""
         for model in list(self._models.values()):
             with model.lock:
