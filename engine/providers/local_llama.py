@@ -161,7 +161,7 @@ class LocalLlamaProvider:
         self._active = frozenset(names)
 
     def forget_prompts(self) -> None:
-        """Drop each model's cached prompt prefixes (memory: a few MB each). Replies do not depend on
+        """Drop each model's saved prompt prefixes (memory: 6-9 MiB each). Replies do not depend on
         them (prefix_states.py); a run's prefix reuse then starts as in a fresh process."""
         for model in list(self._models.values()):
             with model.lock:

@@ -18,8 +18,8 @@ prompt's aligned prefix, after a restored state, and at one or two threads
 (tests/providers/test_prefix_states.py checks the replies). ALIGN is 8, not 4, so that kernels grouping
 rows by eight keep the property too.
 
-After decoding a prompt's aligned part it keeps its KV state (llama_state_seq_get_data: ~7 MB for 350
-Gemma tokens, a few ms), the last KEPT of them (one a prefix of a newer one is dropped); the next call
+After decoding a prompt's aligned part it keeps its KV state (llama_state_seq_get_data: 6-7 MiB for
+336-400 Gemma tokens, a few ms), the last KEPT of them (one a prefix of a newer one is dropped); the next call
 starts from whichever kept state or the live cache shares the longest aligned prefix with its prompt.
 A game's consecutive calls alternate between players, so the best prefix is often two calls back, and
 a game's first prompts are those of the games before.
@@ -35,7 +35,7 @@ from typing import Any, Iterator, Sequence
 import llama_cpp
 
 ALIGN = 8  # every batch starts at a multiple of it; a prefix is reused up to one
-KEPT = 32  # saved prefix states per model (~7 MB each for the shipped models' prompts)
+KEPT = 32  # saved prefix states per model (6-9 MiB each for the shipped models' prompts)
 
 
 @dataclass(frozen=True)
