@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import llama_cpp
+from llama_cpp import Llama
 
 ALIGN = 8  # every batch starts at a multiple of it; a prefix is reused up to one
 KEPT = 32  # saved prefix states per model (6-9 MiB each for the shipped models' prompts)
@@ -53,15 +54,6 @@ class PrefixStats:
     fresh: int = 0
     states_saved: int = 0
     tokens_reused: int = 0  # prompt tokens taken from the cache or a saved state
-
-
-def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def aligned(n: int) -> int:
@@ -97,10 +89,10 @@ class PrefixStates:
         token is always decoded: Llama.generate would otherwise re-decode the last one alone)."""
         limit = aligned(len(tokens) - 1)
         live_ids = self.input_ids[: min(self.n_tokens, self._live_aligned)]
-        best_live = min(aligned(shared_prefix(live_ids, tokens)), limit)
+        best_live = min(aligned(Llama.longest_token_prefix(live_ids, tokens)), limit)
         best_saved, source = 0, None
         for saved in self.saved:
-            n = min(aligned(shared_prefix(saved.tokens, tokens)), limit)
+            n = min(aligned(Llama.longest_token_prefix(saved.tokens, tokens)), limit)
             if n > best_saved:
                 best_saved, source = n, saved
         if best_live >= best_saved and best_live > 0 and self._ctx.kv_cache_seq_rm(-1, best_live, -1):

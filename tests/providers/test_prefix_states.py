@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from llama_cpp import Llama
 
 from engine import load_study
 from engine.providers.local_llama import LocalLlamaProvider, locate_weights, model_name
-from engine.providers.prefix_states import aligned, shared_prefix
+from engine.providers.prefix_states import aligned
 
 REQUESTS = json.loads((Path(__file__).parent / "data" / "escalation_requests.json").read_text())
 
@@ -71,7 +72,7 @@ def test_a_prefix_is_reused_only_up_to_an_aligned_position_the_cache_decoded_in_
 
     reply(provider, name, second_body)
     second_prompt = list(llama.input_ids[: provider.stats()[name].prompt_tokens - first_len])
-    shared = shared_prefix(first_prompt, second_prompt)
+    shared = Llama.longest_token_prefix(first_prompt, second_prompt)
     assert 0 < shared < first_len  # the player's name differs early in the user turn
     # Reused: the shared prefix cut back to an aligned position (never into a prompt's unaligned tail).
     assert llama.prefix_stats.tokens_reused == aligned(shared) > 0
